@@ -1,0 +1,99 @@
+package parse
+
+// Message is a parsed mail message. Its JSON form is the "message" object of
+// the webhook contract in DESIGN.md; field names are a contract and are only
+// ever added to, never renamed. Queues store it, so it must round-trip through
+// encoding/json unchanged.
+type Message struct {
+	MessageID  string   `json:"message_id"`
+	InReplyTo  string   `json:"in_reply_to"`
+	References []string `json:"references"`
+	// Date is the Date header as RFC 3339; empty when absent or unparseable.
+	Date    string    `json:"date"`
+	Subject string    `json:"subject"`
+	From    *Address  `json:"from"`
+	To      []Address `json:"to"`
+	Cc      []Address `json:"cc"`
+	ReplyTo []Address `json:"reply_to"`
+	// Headers are all top-level header fields in message order, decoded
+	// values, as [name, value] pairs.
+	Headers       [][2]string  `json:"headers"`
+	Text          string       `json:"text"`
+	HTML          string       `json:"html"`
+	StrippedText  string       `json:"stripped_text"`
+	AutoSubmitted bool         `json:"auto_submitted"`
+	Attachments   []Attachment `json:"attachments"`
+	// DSN is set for delivery status notifications (multipart/report).
+	DSN *DSN `json:"dsn,omitempty"`
+	// Warnings lists what could not be parsed or was cut at a limit; the
+	// message is still delivered with what was parsed.
+	Warnings []string `json:"parse_warnings,omitempty"`
+}
+
+// Address is a mailbox with its decoded display name. A broken address is
+// kept as text in Address with Name empty rather than dropped.
+type Address struct {
+	Name    string `json:"name"`
+	Address string `json:"address"`
+}
+
+// Attachment describes one non-body part.
+type Attachment struct {
+	Filename    string `json:"filename"`
+	ContentType string `json:"content_type"`
+	Charset     string `json:"charset,omitempty"`
+	Size        int64  `json:"size"`
+	Disposition string `json:"disposition"`
+	ContentID   string `json:"content_id"`
+	SHA256      string `json:"sha256"`
+	// Content is the base64 of the decoded part, absent when over the inline
+	// limit (the size and hash are always set).
+	Content string `json:"content,omitempty"`
+	// URL is where the content can be fetched when it is not inline (set by
+	// the admin listener, a later issue).
+	URL string `json:"url,omitempty"`
+}
+
+// DSN holds the parsed parts of a delivery status notification (RFC 3464).
+type DSN struct {
+	ReportingMTA string         `json:"reporting_mta,omitempty"`
+	Recipients   []DSNRecipient `json:"recipients"`
+}
+
+// DSNRecipient is one per-recipient block of a DSN.
+type DSNRecipient struct {
+	FinalRecipient string `json:"final_recipient"`
+	Action         string `json:"action"`
+	Status         string `json:"status"`
+	Diagnostic     string `json:"diagnostic,omitempty"`
+}
+
+// Header returns the first value of the named header field
+// (case-insensitive), or "".
+func (m *Message) Header(name string) string {
+	for _, h := range m.Headers {
+		if equalFold(h[0], name) {
+			return h[1]
+		}
+	}
+	return ""
+}
+
+func equalFold(a, b string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := 0; i < len(a); i++ {
+		ca, cb := a[i], b[i]
+		if 'A' <= ca && ca <= 'Z' {
+			ca += 'a' - 'A'
+		}
+		if 'A' <= cb && cb <= 'Z' {
+			cb += 'a' - 'A'
+		}
+		if ca != cb {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,40 @@
+// Package route decides, by ordered rules, what happens to a message: which
+// webhooks, mailboxes and forwards it goes to, or whether it is refused.
+package route
+
+import (
+	"time"
+
+	"github.com/mailhook/mailhook/ingest/auth"
+	"github.com/mailhook/mailhook/parse"
+)
+
+// Envelope is the SMTP envelope of one message. Its JSON form is the
+// "envelope" object of the webhook contract in DESIGN.md.
+type Envelope struct {
+	MailFrom string   `json:"mail_from"`
+	RcptTo   []string `json:"rcpt_to"`
+	ClientIP string   `json:"client_ip"`
+	Helo     string   `json:"helo"`
+	TLS      bool     `json:"tls"`
+}
+
+// Mail is the one value that flows from ingest through route to deliver.
+// Each stage fills its part and leaves it read-only after: ingest the ID,
+// envelope, raw file and Auth; parse the Message. Its JSON form is stable
+// because queues store it.
+type Mail struct {
+	// ID is the stable message id (the same for the same message retried by
+	// the sending MTA after a lost 250).
+	ID         string         `json:"id"`
+	ReceivedAt time.Time      `json:"received_at"`
+	Envelope   Envelope       `json:"envelope"`
+	Auth       *auth.Results  `json:"auth"`
+	Message    *parse.Message `json:"message"`
+	// RawPath is the file holding the whole message as received, with the
+	// Received and Authentication-Results fields mailhook prepended. The
+	// commit step takes ownership of it. Not part of the JSON.
+	RawPath string `json:"-"`
+	// RawSize is the size of the file at RawPath in bytes.
+	RawSize int64 `json:"raw_size"`
+}

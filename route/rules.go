@@ -1,0 +1,93 @@
+package route
+
+import (
+	"errors"
+)
+
+// RuleConfig is one rule as written in the config file under "routes".
+// Only the config package reads files; it decodes into this type.
+type RuleConfig struct {
+	Name     string         `mapstructure:"name"`
+	Match    MatchConfig    `mapstructure:"match"`
+	Actions  []ActionConfig `mapstructure:"actions"`
+	Continue bool           `mapstructure:"continue"`
+}
+
+// MatchConfig holds a rule's matchers; all given matchers must match (AND).
+// An empty MatchConfig matches everything.
+type MatchConfig struct {
+	Rcpt     StringList        `mapstructure:"rcpt"`      // address globs, any may match
+	MailFrom StringList        `mapstructure:"mail_from"` // address globs
+	From     StringList        `mapstructure:"from"`      // address globs on the From header
+	Header   map[string]string `mapstructure:"header"`    // header name -> regex
+	Subject  string            `mapstructure:"subject"`   // regex
+	Auth     map[string]string `mapstructure:"auth"`      // spf|dkim|dmarc|dmarc_policy -> result
+	// AutoSubmitted, when set, matches the parsed message's auto_submitted.
+	AutoSubmitted *bool `mapstructure:"auto_submitted"`
+	// Quarantine, when set, matches the DMARC quarantine flag.
+	Quarantine *bool `mapstructure:"quarantine"`
+}
+
+// StringList accepts a single string or a list of strings in config.
+type StringList []string
+
+// ActionConfig is one action; exactly one of its fields is set.
+type ActionConfig struct {
+	Webhook string   `mapstructure:"webhook"`
+	Mailbox string   `mapstructure:"mailbox"`
+	Folder  string   `mapstructure:"folder"` // with mailbox
+	Forward []string `mapstructure:"forward"`
+	Reject  string   `mapstructure:"reject"` // "550 5.1.1 text"
+	Drop    bool     `mapstructure:"drop"`
+}
+
+// ActionKind names what an action does.
+type ActionKind string
+
+// The action kinds.
+const (
+	ActWebhook ActionKind = "webhook"
+	ActMailbox ActionKind = "mailbox"
+	ActForward ActionKind = "forward"
+	ActReject  ActionKind = "reject"
+	ActDrop    ActionKind = "drop"
+)
+
+// Action is a compiled action.
+type Action struct {
+	Kind    ActionKind `json:"kind"`
+	Webhook string     `json:"webhook,omitempty"` // endpoint name
+	Mailbox string     `json:"mailbox,omitempty"` // user name
+	Folder  string     `json:"folder,omitempty"`
+	Forward []string   `json:"forward,omitempty"`
+	// Reject is the SMTP reply for ActReject.
+	RejectCode     int    `json:"reject_code,omitempty"`
+	RejectEnhanced [3]int `json:"reject_enhanced,omitempty"`
+	RejectText     string `json:"reject_text,omitempty"`
+}
+
+// Decision is what the rules decided for one recipient of one message.
+type Decision struct {
+	Rcpt string `json:"rcpt"`
+	// Rules are the names of the rules that matched, in order.
+	Rules []string `json:"rules"`
+	// Actions are the actions of the matching rules, in order. Empty when no
+	// rule matched (the message is refused for that recipient).
+	Actions []Action `json:"actions"`
+	// Why explains each matching rule's match, for `route test` and the
+	// dashboard.
+	Why []string `json:"why,omitempty"`
+}
+
+// Matched reports whether any rule matched.
+func (d *Decision) Matched() bool { return len(d.Rules) > 0 }
+
+// ErrNoRoute means no rule accepts the recipient or message.
+var ErrNoRoute = errors.New("route: no rule matches")
+
+// Known lists the names that actions may refer to, so that Compile can
+// report a rule naming an undefined webhook or mailbox user.
+type Known struct {
+	Webhooks map[string]bool
+	Users    map[string]bool
+}

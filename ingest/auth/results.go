@@ -19,6 +19,9 @@ type Results struct {
 type SPFResult struct {
 	Result string `json:"result"` // pass fail softfail neutral none temperror permerror
 	Domain string `json:"domain"`
+	// Identity is the identity checked: "mailfrom", or "helo" when MAIL
+	// FROM was null (RFC 7208 §2.3, §2.4).
+	Identity string `json:"identity,omitempty"`
 }
 
 // DKIMResult is the verdict for one DKIM-Signature.

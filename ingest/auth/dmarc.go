@@ -1,0 +1,225 @@
+package auth
+
+import (
+	"context"
+	"errors"
+	"io"
+	"mime"
+	"net/mail"
+	"strings"
+
+	"github.com/emersion/go-msgauth/dmarc"
+	"golang.org/x/net/idna"
+	"golang.org/x/net/publicsuffix"
+)
+
+// DMARC result and policy values (RFC 7489 §11.2, §6.3).
+const (
+	dmarcPass      = "pass"
+	dmarcFail      = "fail"
+	dmarcNone      = "none"
+	dmarcTempError = "temperror"
+	dmarcPermError = "permerror"
+
+	policyNone       = string(dmarc.PolicyNone)
+	policyQuarantine = dmarc.PolicyQuarantine
+	policyReject     = dmarc.PolicyReject
+)
+
+// checkDMARC evaluates DMARC for the author domain(s) of the message.
+//
+// RFC 7489 §6.6.1 choices:
+//   - No From field: DMARC does not apply; result "none" (RFC 7489 §6.6.1:
+//     "if they are not rejected, they are ignored by DMARC"; RFC 5322 makes
+//     such a message invalid anyway, which is ingest's business).
+//   - A From field that does not parse, or has no domain: "permerror", as
+//     the author domain cannot be determined.
+//   - Several From fields, or one with several addresses: every distinct
+//     domain is evaluated and the worst outcome wins, a failure under the
+//     strictest policy first (§6.6.1: "apply the most strict policy selected
+//     among the checks that fail").
+func (v *Verifier) checkDMARC(ctx context.Context, fields []field, spf SPFResult, dkimRes []DKIMResult) DMARCResult {
+	domains, ok := fromDomains(fields)
+	if !ok {
+		return DMARCResult{Result: dmarcPermError, Policy: policyNone}
+	}
+	if len(domains) == 0 {
+		return DMARCResult{Result: dmarcNone, Policy: policyNone}
+	}
+	var best DMARCResult
+	for i, d := range domains {
+		r := v.evalDMARC(ctx, d, spf, dkimRes)
+		if i == 0 || dmarcRank(r) < dmarcRank(best) {
+			best = r
+		}
+	}
+	return best
+}
+
+// dmarcRank orders outcomes from worst to best for combining several
+// author domains.
+func dmarcRank(r DMARCResult) int {
+	switch r.Result {
+	case dmarcFail:
+		switch r.Policy {
+		case policyReject:
+			return 0
+		case policyQuarantine:
+			return 1
+		}
+		return 2
+	case dmarcTempError:
+		return 3
+	case dmarcPermError:
+		return 4
+	case dmarcNone:
+		return 5
+	}
+	return 6
+}
+
+// evalDMARC evaluates DMARC for one author domain (RFC 7489 §6.6).
+func (v *Verifier) evalDMARC(ctx context.Context, from string, spf SPFResult, dkimRes []DKIMResult) DMARCResult {
+	out := DMARCResult{Domain: from, Policy: policyNone}
+	rec, atOrg, err := v.lookupDMARC(ctx, from)
+	switch {
+	case errors.Is(err, dmarc.ErrNoPolicy):
+		out.Result = dmarcNone
+		return out
+	case dmarc.IsTempFail(err):
+		out.Result = dmarcTempError
+		return out
+	case err != nil:
+		v.log.Debug("dmarc record unusable", "domain", from, "err", err)
+		out.Result = dmarcPermError
+		return out
+	}
+
+	// RFC 7489 §6.3 "sp": the policy for subdomains, when the record was
+	// found at the organizational domain.
+	policy := string(rec.Policy)
+	if atOrg && rec.SubdomainPolicy != "" {
+		policy = string(rec.SubdomainPolicy)
+	}
+	out.Policy = policy
+
+	// RFC 7489 §3.1: identifier alignment. A pass needs one
+	// authenticated and aligned identifier (§4.2).
+	aligned := spf.Result == "pass" && alignedDomain(spf.Domain, from, rec.SPFAlignment)
+	for _, d := range dkimRes {
+		if aligned {
+			break
+		}
+		aligned = d.Result == "pass" && alignedDomain(d.Domain, from, rec.DKIMAlignment)
+	}
+	if aligned {
+		out.Result = dmarcPass
+		return out
+	}
+	out.Result = dmarcFail
+
+	// RFC 7489 §6.6.4: with pct below 100, messages outside the sample get
+	// the next less strict policy.
+	if rec.Percent != nil && *rec.Percent < 100 && policy != policyNone && !v.sample(*rec.Percent) {
+		if policy == policyReject {
+			out.Policy = policyQuarantine
+		} else {
+			out.Policy = policyNone
+		}
+	}
+	return out
+}
+
+// lookupDMARC finds the DMARC record for the author domain, falling back to
+// the organizational domain (RFC 7489 §6.6.3). atOrg reports that the
+// record came from the fallback.
+func (v *Verifier) lookupDMARC(ctx context.Context, domain string) (rec *dmarc.Record, atOrg bool, err error) {
+	opts := &dmarc.LookupOptions{LookupTXT: func(name string) ([]string, error) {
+		return v.res.LookupTXT(ctx, name)
+	}}
+	rec, err = dmarc.LookupWithOptions(domain, opts)
+	if !errors.Is(err, dmarc.ErrNoPolicy) {
+		return rec, false, err
+	}
+	org := orgDomain(domain)
+	if org == domain {
+		return nil, false, err
+	}
+	rec, err = dmarc.LookupWithOptions(org, opts)
+	return rec, true, err
+}
+
+// orgDomain is the organizational domain of d (RFC 7489 §3.2): the public
+// suffix plus one label. A domain that is itself a public suffix, or that
+// the list cannot handle, is its own organizational domain.
+func orgDomain(d string) string {
+	org, err := publicsuffix.EffectiveTLDPlusOne(d)
+	if err != nil {
+		return d
+	}
+	return org
+}
+
+// alignedDomain reports whether an authenticated domain is aligned with the
+// author domain (RFC 7489 §3.1.1, §3.1.2): equal in strict mode, same
+// organizational domain in relaxed mode.
+func alignedDomain(authenticated, from string, mode dmarc.AlignmentMode) bool {
+	a := normDomain(authenticated)
+	if a == "" {
+		return false
+	}
+	if a == from {
+		return true
+	}
+	if mode == dmarc.AlignmentStrict {
+		return false
+	}
+	return orgDomain(a) == orgDomain(from)
+}
+
+// normDomain lower-cases d, drops a trailing dot and converts an IDN to its
+// A-label form, so names compare and look up as DNS sees them.
+func normDomain(d string) string {
+	d = strings.TrimSuffix(strings.ToLower(strings.TrimSpace(d)), ".")
+	if a, err := idna.ToASCII(d); err == nil {
+		d = a
+	}
+	return d
+}
+
+// addrParser parses From fields. Display names are of no interest here,
+// so encoded words in any charset are accepted undecoded.
+var addrParser = mail.AddressParser{WordDecoder: &mime.WordDecoder{
+	CharsetReader: func(_ string, r io.Reader) (io.Reader, error) { return r, nil },
+}}
+
+// fromDomains returns the distinct author domains of the From field(s)
+// (RFC 7489 §3.1: the RFC5322.From domain). ok is false when a From field
+// is present but cannot be parsed or holds an address without a domain.
+func fromDomains(fields []field) (domains []string, ok bool) {
+	seen := map[string]bool{}
+	for _, f := range fields {
+		if !strings.EqualFold(f.name, "From") {
+			continue
+		}
+		list, err := addrParser.ParseList(f.value)
+		if err != nil || len(list) == 0 {
+			return nil, false
+		}
+		for _, a := range list {
+			i := strings.LastIndexByte(a.Address, '@')
+			if i < 0 {
+				return nil, false
+			}
+			d := normDomain(a.Address[i+1:])
+			if d == "" {
+				return nil, false
+			}
+			if !seen[d] {
+				seen[d] = true
+				domains = append(domains, d)
+			}
+		}
+	}
+	return domains, true
+}

@@ -1,0 +1,232 @@
+package auth
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"strings"
+	"time"
+)
+
+// Defaults for Options.
+const (
+	DefaultMessageTimeout = 20 * time.Second
+	DefaultMaxSignatures  = 5
+)
+
+// maxHeaderBytes bounds the header block Verify keeps in memory; the body
+// is streamed. A header over the limit is not verified (DKIM permerror,
+// DMARC permerror), since its From field may lie past what we read.
+const maxHeaderBytes = 1 << 20
+
+// Options configures a Verifier.
+type Options struct {
+	// Resolver is the DNS server used for every lookup ("127.0.0.1:5353");
+	// empty means the system configuration (/etc/resolv.conf).
+	Resolver string
+	// AuthServID is our hostname, the authserv-id of the
+	// Authentication-Results we write (RFC 8601 §2.5). Required.
+	AuthServID string
+	// LookupTimeout bounds each DNS lookup (DefaultLookupTimeout if zero).
+	LookupTimeout time.Duration
+	// MessageTimeout bounds the DNS work for one message: CheckSPF, and
+	// Verify's DKIM and DMARC (DefaultMessageTimeout if zero).
+	MessageTimeout time.Duration
+	// CacheSize bounds the DNS cache (DefaultCacheSize if zero, none if
+	// negative).
+	CacheSize int
+	// MaxSignatures bounds how many DKIM-Signature fields are verified per
+	// message, to bound the work a hostile message can cause
+	// (DefaultMaxSignatures if zero). Further signatures are ignored.
+	MaxSignatures int
+	// Sample decides, for a DMARC failure under a record with pct below
+	// 100, whether this message is in the sampled share that gets the
+	// policy (RFC 7489 §6.6.4). Nil means uniformly random. Tests inject a
+	// deterministic one.
+	Sample func(pct int) bool
+	// Logger receives debug lines. Nil discards.
+	Logger *slog.Logger
+}
+
+// Verifier checks SPF, DKIM and DMARC with one shared DNS resolver. Its
+// methods are safe for concurrent use.
+type Verifier struct {
+	res        *Resolver
+	authServID string
+	msgTimeout time.Duration
+	maxSigs    int
+	sample     func(pct int) bool
+	log        *slog.Logger
+	traceSPF   bool
+}
+
+// NewVerifier returns a Verifier for o.
+func NewVerifier(o Options) (*Verifier, error) {
+	if strings.TrimSpace(o.AuthServID) == "" {
+		return nil, errors.New("auth: empty authserv-id")
+	}
+	log := o.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	res, err := NewResolver(ResolverOptions{
+		Server:    o.Resolver,
+		Timeout:   o.LookupTimeout,
+		CacheSize: o.CacheSize,
+		Logger:    log,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("auth: resolver: %w", err)
+	}
+	v := &Verifier{
+		res:        res,
+		authServID: o.AuthServID,
+		msgTimeout: o.MessageTimeout,
+		maxSigs:    o.MaxSignatures,
+		sample:     o.Sample,
+		log:        log,
+		traceSPF:   log.Enabled(context.Background(), slog.LevelDebug-4),
+	}
+	if v.msgTimeout <= 0 {
+		v.msgTimeout = DefaultMessageTimeout
+	}
+	if v.maxSigs <= 0 {
+		v.maxSigs = DefaultMaxSignatures
+	}
+	if v.sample == nil {
+		v.sample = func(pct int) bool { return rand.IntN(100) < pct }
+	}
+	return v, nil
+}
+
+// Resolver returns the DNS resolver the verifier uses, for other stages
+// (the relay's MX lookups) to share.
+func (v *Verifier) Resolver() *Resolver { return v.res }
+
+// Verify checks the DKIM signatures of msg (the message as received,
+// header and body, CRLF line ends) and DMARC (RFC 7489) for its From
+// domain(s) using spf (from CheckSPF), and fills AuthenticationResults
+// with the header field value to prepend (RFC 8601), authserv-id first.
+//
+// A bad or unverifiable signature never makes an error: verdicts are in the
+// Results. The error is non-nil only when msg cannot be read; msg is read
+// to its end otherwise. DNS work is bounded by Options.MessageTimeout.
+func (v *Verifier) Verify(ctx context.Context, spf SPFResult, msg io.Reader) (*Results, error) {
+	ctx, cancel := context.WithTimeout(ctx, v.msgTimeout)
+	defer cancel()
+
+	res := &Results{SPF: spf, DKIM: []DKIMResult{}}
+	rd := &captureReader{r: msg}
+	br := bufio.NewReaderSize(rd, 32*1024)
+	hdr, complete, err := readHeaderBlock(br, maxHeaderBytes)
+	if err != nil && rd.err != nil {
+		return nil, fmt.Errorf("auth: read message: %w", rd.err)
+	}
+	fields := splitFields(hdr)
+
+	if complete {
+		res.DKIM = v.verifyDKIM(ctx, fields, io.MultiReader(bytes.NewReader(hdr), br))
+	} else {
+		res.DKIM = []DKIMResult{{Result: "permerror", Error: "header block too large"}}
+	}
+	if _, err := io.Copy(io.Discard, br); err != nil || rd.err != nil {
+		return nil, fmt.Errorf("auth: read message: %w", errors.Join(rd.err, err))
+	}
+
+	if complete {
+		res.DMARC = v.checkDMARC(ctx, fields, spf, res.DKIM)
+	} else {
+		res.DMARC = DMARCResult{Result: "permerror", Policy: "none"}
+	}
+	res.Quarantine = res.DMARC.Result == "fail" && res.DMARC.Policy == "quarantine"
+	res.AuthenticationResults = v.formatAR(res)
+	v.log.Debug("message verified", "spf", spf.Result, "dkim", res.Summary()["dkim"],
+		"dmarc", res.DMARC.Result, "dmarc_policy", res.DMARC.Policy, "from_domain", res.DMARC.Domain)
+	return res, nil
+}
+
+// Reject reports whether DMARC failed under p=reject (after pct sampling),
+// in which case ingest answers 550 5.7.1 when verify.enforce_dmarc is on.
+// When enforcement is off, ingest should set Quarantine instead, as the
+// Results.Quarantine comment says.
+func (r *Results) Reject() bool {
+	return r != nil && r.DMARC.Result == "fail" && r.DMARC.Policy == "reject"
+}
+
+// captureReader remembers the first read error that is not io.EOF, so read
+// failures can be told apart from the verdicts of the DKIM library, which
+// returns both through one error.
+type captureReader struct {
+	r   io.Reader
+	err error
+}
+
+func (c *captureReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	if err != nil && err != io.EOF && c.err == nil {
+		c.err = err
+	}
+	return n, err
+}
+
+// readHeaderBlock reads the header section up to and including the empty
+// line that ends it (RFC 5322 §2.1). complete is false when the header is
+// larger than limit or the message ends inside it without a body
+// separator; a message that is all header is still complete.
+func readHeaderBlock(br *bufio.Reader, limit int) (hdr []byte, complete bool, err error) {
+	var buf bytes.Buffer
+	for {
+		line, err := br.ReadSlice('\n')
+		if len(line) > 0 {
+			if buf.Len()+len(line) > limit {
+				return buf.Bytes(), false, errors.New("header too large")
+			}
+			buf.Write(line)
+		}
+		if errors.Is(err, bufio.ErrBufferFull) {
+			continue
+		}
+		if err == io.EOF {
+			return buf.Bytes(), true, nil
+		}
+		if err != nil {
+			return buf.Bytes(), false, err
+		}
+		if len(line) <= 2 && strings.TrimRight(string(line), "\r\n") == "" {
+			return buf.Bytes(), true, nil
+		}
+	}
+}
+
+// field is one header field, unfolded value with the name as written.
+type field struct {
+	name, value string
+}
+
+// splitFields splits a header block into fields, unfolding continuation
+// lines (RFC 5322 §2.2.3). Lines that are neither fields nor
+// continuations are skipped.
+func splitFields(hdr []byte) []field {
+	var out []field
+	for _, line := range strings.SplitAfter(string(hdr), "\n") {
+		l := strings.TrimRight(line, "\r\n")
+		if l == "" {
+			continue
+		}
+		if (l[0] == ' ' || l[0] == '\t') && len(out) > 0 {
+			out[len(out)-1].value += " " + strings.TrimSpace(l)
+			continue
+		}
+		name, value, ok := strings.Cut(l, ":")
+		if !ok {
+			continue
+		}
+		out = append(out, field{name: strings.TrimSpace(name), value: strings.TrimSpace(value)})
+	}
+	return out
+}

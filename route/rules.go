@@ -39,6 +39,8 @@ type ActionConfig struct {
 	Forward []string `mapstructure:"forward"`
 	Reject  string   `mapstructure:"reject"` // "550 5.1.1 text"
 	Drop    bool     `mapstructure:"drop"`
+	// ForwardAutoSubmitted, with forward, sets Action.ForwardAutoSubmitted.
+	ForwardAutoSubmitted bool `mapstructure:"forward_auto_submitted"`
 }
 
 // ActionKind names what an action does.
@@ -64,6 +66,10 @@ type Action struct {
 	RejectCode     int    `json:"reject_code,omitempty"`
 	RejectEnhanced [3]int `json:"reject_enhanced,omitempty"`
 	RejectText     string `json:"reject_text,omitempty"`
+	// ForwardAutoSubmitted lets a forward action relay auto-submitted mail
+	// (RFC 3834 Auto-Submitted other than "no"); by default the relay
+	// refuses it, so auto-replies cannot bounce between forwards.
+	ForwardAutoSubmitted bool `json:"forward_auto_submitted,omitempty"`
 }
 
 // Decision is what the rules decided for one recipient of one message.

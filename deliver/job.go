@@ -46,6 +46,14 @@ type Job struct {
 	// DeadAt is set when the job is dead-lettered.
 	DeadAt    time.Time `json:"dead_at,omitzero"`
 	LastError string    `json:"last_error,omitempty"`
+	// Lease is the token of the lease a worker holds, set by Take; Ack,
+	// Retry and Dead succeed only while the queue still holds this token.
+	Lease string `json:"lease,omitempty"`
+	// ReplayedAt is when an operator last replayed the job out of the dead
+	// letters; the retry schedule and maximum age count from it.
+	ReplayedAt time.Time `json:"replayed_at,omitzero"`
+	// ReplayedAttempts is Attempts at the last replay.
+	ReplayedAttempts int `json:"replayed_attempts,omitempty"`
 }
 
 // Attempt records one delivery attempt.

@@ -1,0 +1,145 @@
+package deliver
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/base32"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/mailhook/mailhook/route"
+)
+
+// Plan turns the routing decisions for one message into its jobs:
+//   - one webhook job per (rule, endpoint), whatever the number of
+//     recipients routed there (Rcpts lists them);
+//   - one mailbox job per (user, folder);
+//   - one relay job per destination domain of the forward addresses, with
+//     the addresses for that domain deduplicated across recipients and rules.
+//
+// Reject and drop actions make no job. Job IDs are derived from the message
+// ID, kind, rule and target, so the same message planned again (the sending
+// MTA retried after a lost 250) gets the same IDs: a webhook job's ID is its
+// webhook-id and receivers can drop the duplicate.
+func Plan(mail *route.Mail, decisions []route.Decision, now time.Time) []*Job {
+	var jobs []*Job
+	byKey := map[string]*Job{}
+	add := func(key string, mk func() *Job, rcpts ...string) {
+		j := byKey[key]
+		if j == nil {
+			j = mk()
+			j.ID = JobID(mail.ID, key)
+			j.MsgID = mail.ID
+			j.CreatedAt = now
+			j.NextAt = now
+			byKey[key] = j
+			jobs = append(jobs, j)
+		}
+		for _, r := range rcpts {
+			if !slices.Contains(j.Rcpts, r) {
+				j.Rcpts = append(j.Rcpts, r)
+			}
+		}
+	}
+	for _, d := range decisions {
+		for i, a := range d.Actions {
+			rule := ruleOf(&d, i)
+			switch a.Kind {
+			case route.ActWebhook:
+				add("webhook\x00"+rule+"\x00"+a.Webhook, func() *Job {
+					return &Job{Kind: KindWebhook, Target: a.Webhook, Route: rule, Action: a}
+				}, d.Rcpt)
+			case route.ActMailbox:
+				add("mailbox\x00"+a.Mailbox+"\x00"+a.Folder, func() *Job {
+					return &Job{Kind: KindMailbox, Target: a.Mailbox, Route: rule, Action: a}
+				}, d.Rcpt)
+			case route.ActForward:
+				for _, addr := range a.Forward {
+					dom := strings.ToLower(domainOf(addr))
+					add("relay\x00"+dom, func() *Job {
+						act := a
+						act.Forward = nil
+						return &Job{Kind: KindRelay, Target: dom, Route: rule, Action: act}
+					}, addr)
+				}
+			}
+		}
+	}
+	for _, j := range jobs {
+		if j.Kind == KindRelay {
+			// The relay action carries exactly the addresses of its domain.
+			j.Action.Forward = slices.Clone(j.Rcpts)
+		}
+	}
+	return jobs
+}
+
+// ruleOf names the rule that produced d.Actions[i]. route.Decision lists
+// the matching rules and their actions without linking them; with one rule
+// (the usual first-match case) or one action per rule the link is exact,
+// otherwise the first rule is named.
+func ruleOf(d *route.Decision, i int) string {
+	switch {
+	case len(d.Rules) == 0:
+		return ""
+	case len(d.Rules) == len(d.Actions):
+		return d.Rules[i]
+	default:
+		return d.Rules[0]
+	}
+}
+
+func domainOf(addr string) string {
+	if i := strings.LastIndexByte(addr, '@'); i >= 0 {
+		return addr[i+1:]
+	}
+	return ""
+}
+
+var idEncoding = base32.NewEncoding("0123456789abcdefghijklmnopqrstuv").WithPadding(base32.NoPadding)
+
+// JobID derives a stable job ID from a message ID and a key naming the job
+// within the message: "msg_" and 26 base32 characters (128 bits of SHA-256).
+func JobID(msgID, key string) string {
+	h := sha256.Sum256([]byte(msgID + "\x00" + key))
+	return "msg_" + idEncoding.EncodeToString(h[:16])
+}
+
+// Committer is the commit step of the SMTP listener: it plans a message's
+// jobs and commits them in one transaction before the 250. It implements
+// ingest's `Commit(ctx context.Context, m *route.Mail, d []route.Decision)
+// error`.
+type Committer struct {
+	Queue Queue
+	// Notify, when set, is called after each successful commit (give it
+	// Runner.Notify so new jobs are taken at once).
+	Notify func()
+	// Now returns the current time; nil means time.Now.
+	Now func() time.Time
+}
+
+// Commit plans and commits m. A message whose every action is a drop is
+// accepted and discarded: its raw file is removed and Commit returns nil. An
+// error means nothing was queued and the listener must answer 451 4.3.0.
+func (c *Committer) Commit(ctx context.Context, m *route.Mail, d []route.Decision) error {
+	now := time.Now
+	if c.Now != nil {
+		now = c.Now
+	}
+	jobs := Plan(m, d, now())
+	if len(jobs) == 0 {
+		if m.RawPath != "" {
+			os.Remove(m.RawPath)
+		}
+		return nil
+	}
+	if err := c.Queue.Commit(ctx, m, jobs); err != nil {
+		return err
+	}
+	if c.Notify != nil {
+		c.Notify()
+	}
+	return nil
+}

@@ -1,0 +1,200 @@
+// Package config loads mailhook's configuration: a YAML file read with viper,
+// every key overridable by a MAILHOOK_* environment variable, defaults in one
+// place (Defaults), unknown keys refused, and Validate reporting every problem
+// at once, each naming its key. Only this package touches viper.
+package config
+
+import (
+	"time"
+
+	"github.com/mailhook/mailhook/route"
+)
+
+// Config is the whole configuration. The mapstructure tags are the config
+// keys of DESIGN.md; they are a contract: extend, never rename.
+type Config struct {
+	Hostname string   `mapstructure:"hostname"`
+	DataDir  string   `mapstructure:"data_dir"`
+	Domains  []string `mapstructure:"domains"`
+
+	Log      Log                `mapstructure:"log"`
+	SMTP     SMTP               `mapstructure:"smtp"`
+	Verify   Verify             `mapstructure:"verify"`
+	Parse    Parse              `mapstructure:"parse"`
+	Queue    Queue              `mapstructure:"queue"`
+	Webhooks map[string]Webhook `mapstructure:"webhooks"`
+	Relay    Relay              `mapstructure:"relay"`
+	Mailbox  Mailbox            `mapstructure:"mailbox"`
+	Admin    Admin              `mapstructure:"admin"`
+	Routes   []route.RuleConfig `mapstructure:"routes"`
+}
+
+// Log configures log/slog output.
+type Log struct {
+	Level  string `mapstructure:"level"`  // debug info warn error
+	Format string `mapstructure:"format"` // text json
+}
+
+// TLS names a certificate and key in PEM files.
+type TLS struct {
+	CertFile string `mapstructure:"cert_file"`
+	KeyFile  string `mapstructure:"key_file"`
+}
+
+// Enabled reports whether a certificate is configured.
+func (t TLS) Enabled() bool { return t.CertFile != "" || t.KeyFile != "" }
+
+// SMTP configures the MX listener.
+type SMTP struct {
+	Listen          string `mapstructure:"listen"`
+	TLS             TLS    `mapstructure:"tls"`
+	MaxMessageBytes int64  `mapstructure:"max_message_bytes"`
+	MaxRecipients   int    `mapstructure:"max_recipients"`
+	// MaxLineLength bounds command and data lines (RFC 5321 §4.5.3.1.6
+	// allows 1000; real mail exceeds it, so the default is lenient).
+	MaxLineLength int `mapstructure:"max_line_length"`
+	// MaxErrors error replies in one session, then 421 and close.
+	MaxErrors int `mapstructure:"max_errors"`
+	// MaxCommands commands in one session, then 421 and close.
+	MaxCommands int `mapstructure:"max_commands"`
+	// MaxConnections in all, and per client IP; past them 421 at connect.
+	MaxConnections      int           `mapstructure:"max_connections"`
+	MaxConnectionsPerIP int           `mapstructure:"max_connections_per_ip"`
+	ReadTimeout         time.Duration `mapstructure:"read_timeout"`
+	WriteTimeout        time.Duration `mapstructure:"write_timeout"`
+	// ShutdownTimeout bounds how long sessions in flight may take to finish
+	// on SIGTERM.
+	ShutdownTimeout time.Duration `mapstructure:"shutdown_timeout"`
+}
+
+// Verify configures SPF, DKIM and DMARC.
+type Verify struct {
+	DNSResolver    string        `mapstructure:"dns_resolver"`
+	EnforceDMARC   bool          `mapstructure:"enforce_dmarc"`
+	LookupTimeout  time.Duration `mapstructure:"lookup_timeout"`
+	MessageTimeout time.Duration `mapstructure:"message_timeout"`
+	// OnTempError is what a DNS temperror does to the message: "accept"
+	// (accept and flag) or "defer" (451 4.4.3).
+	OnTempError string `mapstructure:"on_temperror"`
+}
+
+// Parse configures MIME parsing limits.
+type Parse struct {
+	InlineLimit     int64 `mapstructure:"inline_limit"`
+	MaxDepth        int   `mapstructure:"max_depth"`
+	MaxParts        int   `mapstructure:"max_parts"`
+	MaxHeaderBytes  int64 `mapstructure:"max_header_bytes"`
+	MaxDecodedBytes int64 `mapstructure:"max_decoded_bytes"`
+}
+
+// Queue configures the durable queue.
+type Queue struct {
+	Backend     string      `mapstructure:"backend"` // embedded | redis
+	Redis       Redis       `mapstructure:"redis"`
+	Retry       Retry       `mapstructure:"retry"`
+	Concurrency Concurrency `mapstructure:"concurrency"`
+	// Lease is how long a taken job stays with its worker before it returns
+	// to the queue (the visibility timeout).
+	Lease time.Duration `mapstructure:"lease"`
+}
+
+// Redis configures the Redis backend (standalone, Sentinel or Cluster).
+type Redis struct {
+	Addr       string   `mapstructure:"addr"`
+	Addrs      []string `mapstructure:"addrs"`       // several: Cluster, or Sentinels with master_name
+	MasterName string   `mapstructure:"master_name"` // Sentinel
+	Username   string   `mapstructure:"username"`
+	Password   string   `mapstructure:"password"`
+	DB         int      `mapstructure:"db"`
+	Prefix     string   `mapstructure:"prefix"`
+	// WaitReplicas makes each commit wait (WAIT) until that many replicas
+	// acknowledged it before mailhook answers 250.
+	WaitReplicas int `mapstructure:"wait_replicas"`
+	// WaitAOF makes each commit wait (WAITAOF) until the local AOF is fsync'd.
+	WaitAOF bool `mapstructure:"wait_aof"`
+}
+
+// Retry is the retry schedule of every job.
+type Retry struct {
+	Schedule []time.Duration `mapstructure:"schedule"`
+	MaxAge   time.Duration   `mapstructure:"max_age"`
+}
+
+// Concurrency is the number of workers per job kind.
+type Concurrency struct {
+	Webhook int `mapstructure:"webhook"`
+	Relay   int `mapstructure:"relay"`
+	Mailbox int `mapstructure:"mailbox"`
+}
+
+// Webhook is one endpoint.
+type Webhook struct {
+	URL string `mapstructure:"url"`
+	// Secret is one "whsec_..." secret; Secrets several during a rotation.
+	Secret       string            `mapstructure:"secret"`
+	Secrets      []string          `mapstructure:"secrets"`
+	Timeout      time.Duration     `mapstructure:"timeout"`
+	Concurrency  int               `mapstructure:"concurrency"`
+	Headers      map[string]string `mapstructure:"headers"`
+	Raw          bool              `mapstructure:"raw"`
+	AllowPrivate bool              `mapstructure:"allow_private"`
+}
+
+// AllSecrets returns Secret and Secrets together.
+func (w Webhook) AllSecrets() []string {
+	var s []string
+	if w.Secret != "" {
+		s = append(s, w.Secret)
+	}
+	return append(s, w.Secrets...)
+}
+
+// Relay configures forwarding.
+type Relay struct {
+	Smarthost   string        `mapstructure:"smarthost"`
+	Username    string        `mapstructure:"username"`
+	Password    string        `mapstructure:"password"`
+	TLS         string        `mapstructure:"tls"` // none | opportunistic | required | implicit
+	SRS         SRS           `mapstructure:"srs"`
+	DKIM        DKIMSign      `mapstructure:"dkim"`
+	MaxReceived int           `mapstructure:"max_received"`
+	Timeout     time.Duration `mapstructure:"timeout"`
+}
+
+// SRS configures the Sender Rewriting Scheme.
+type SRS struct {
+	Secret string `mapstructure:"secret"`
+	Domain string `mapstructure:"domain"` // default: the first of domains
+}
+
+// DKIMSign configures DKIM signing of relayed mail.
+type DKIMSign struct {
+	Domain         string `mapstructure:"domain"`
+	Selector       string `mapstructure:"selector"`
+	PrivateKeyFile string `mapstructure:"private_key_file"`
+}
+
+// Mailbox configures local mailboxes and the IMAP and POP3 servers.
+type Mailbox struct {
+	AllowPlaintextAuth bool   `mapstructure:"allow_plaintext_auth"`
+	IMAPListen         string `mapstructure:"imap_listen"`
+	IMAPSListen        string `mapstructure:"imaps_listen"`
+	POP3Listen         string `mapstructure:"pop3_listen"`
+	POP3SListen        string `mapstructure:"pop3s_listen"`
+	TLS                TLS    `mapstructure:"tls"`
+	Users              []User `mapstructure:"users"`
+}
+
+// User is a mailbox user.
+type User struct {
+	Name         string   `mapstructure:"name"`
+	PasswordHash string   `mapstructure:"password_hash"`
+	Addresses    []string `mapstructure:"addresses"`
+	QuotaBytes   int64    `mapstructure:"quota_bytes"`
+}
+
+// Admin configures the admin listener.
+type Admin struct {
+	Listen string `mapstructure:"listen"`
+	Token  string `mapstructure:"token"`
+}

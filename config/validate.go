@@ -1,0 +1,367 @@
+package config
+
+import (
+	"crypto/tls"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net"
+	"net/mail"
+	"net/url"
+	"os"
+	"regexp"
+	"strings"
+
+	"github.com/mailhook/mailhook/route"
+)
+
+var nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]*$`)
+
+// Validate checks the whole configuration and returns every problem found,
+// each naming its key; nil when the configuration is usable.
+func (c *Config) Validate() ValidationErrors {
+	var errs ValidationErrors
+	add := func(key, format string, a ...any) {
+		errs = append(errs, FieldError{Key: key, Reason: fmt.Sprintf(format, a...)})
+	}
+
+	if !validDomain(c.Hostname) {
+		add("hostname", "%q is not a host name", c.Hostname)
+	}
+	if strings.TrimSpace(c.DataDir) == "" {
+		add("data_dir", "must be set")
+	}
+	if len(c.Domains) == 0 {
+		add("domains", "list at least one domain to receive mail for")
+	}
+	for i, d := range c.Domains {
+		if !validDomain(d) {
+			add(fmt.Sprintf("domains[%d]", i), "%q is not a domain name", d)
+		}
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		add("log.level", "%q is not one of debug, info, warn, error", c.Log.Level)
+	}
+	switch c.Log.Format {
+	case "text", "json":
+	default:
+		add("log.format", "%q is not one of text, json", c.Log.Format)
+	}
+
+	// smtp
+	checkListen(add, "smtp.listen", c.SMTP.Listen, true)
+	checkTLS(add, "smtp.tls", c.SMTP.TLS)
+	positive(add, "smtp.max_message_bytes", c.SMTP.MaxMessageBytes)
+	positive(add, "smtp.max_recipients", int64(c.SMTP.MaxRecipients))
+	if c.SMTP.MaxLineLength < 1000 {
+		add("smtp.max_line_length", "must be at least 1000 (RFC 5321 §4.5.3.1.6), got %d", c.SMTP.MaxLineLength)
+	}
+	positive(add, "smtp.max_errors", int64(c.SMTP.MaxErrors))
+	positive(add, "smtp.max_commands", int64(c.SMTP.MaxCommands))
+	positive(add, "smtp.max_connections", int64(c.SMTP.MaxConnections))
+	positive(add, "smtp.max_connections_per_ip", int64(c.SMTP.MaxConnectionsPerIP))
+	positive(add, "smtp.read_timeout", int64(c.SMTP.ReadTimeout))
+	positive(add, "smtp.write_timeout", int64(c.SMTP.WriteTimeout))
+	positive(add, "smtp.shutdown_timeout", int64(c.SMTP.ShutdownTimeout))
+
+	// verify
+	if c.Verify.DNSResolver != "" {
+		if _, _, err := net.SplitHostPort(c.Verify.DNSResolver); err != nil {
+			add("verify.dns_resolver", "%q is not host:port (like 127.0.0.1:53)", c.Verify.DNSResolver)
+		}
+	}
+	positive(add, "verify.lookup_timeout", int64(c.Verify.LookupTimeout))
+	positive(add, "verify.message_timeout", int64(c.Verify.MessageTimeout))
+	switch c.Verify.OnTempError {
+	case "accept", "defer":
+	default:
+		add("verify.on_temperror", "%q is not one of accept, defer", c.Verify.OnTempError)
+	}
+
+	// parse
+	positive(add, "parse.inline_limit", c.Parse.InlineLimit)
+	positive(add, "parse.max_depth", int64(c.Parse.MaxDepth))
+	positive(add, "parse.max_parts", int64(c.Parse.MaxParts))
+	positive(add, "parse.max_header_bytes", c.Parse.MaxHeaderBytes)
+	positive(add, "parse.max_decoded_bytes", c.Parse.MaxDecodedBytes)
+
+	// queue
+	switch c.Queue.Backend {
+	case "embedded":
+	case "redis":
+		if c.Queue.Redis.Addr == "" && len(c.Queue.Redis.Addrs) == 0 {
+			add("queue.redis.addr", "must be set when queue.backend is redis")
+		}
+		if c.Queue.Redis.MasterName != "" && len(c.Queue.Redis.Addrs) == 0 {
+			add("queue.redis.addrs", "list the Sentinel addresses when master_name is set")
+		}
+	default:
+		add("queue.backend", "%q is not one of embedded, redis", c.Queue.Backend)
+	}
+	if c.Queue.Redis.WaitReplicas < 0 {
+		add("queue.redis.wait_replicas", "must not be negative")
+	}
+	if len(c.Queue.Retry.Schedule) == 0 {
+		add("queue.retry.schedule", "list at least one delay")
+	}
+	for i, d := range c.Queue.Retry.Schedule {
+		if d <= 0 {
+			add(fmt.Sprintf("queue.retry.schedule[%d]", i), "must be positive, got %s", d)
+		}
+	}
+	positive(add, "queue.retry.max_age", int64(c.Queue.Retry.MaxAge))
+	positive(add, "queue.lease", int64(c.Queue.Lease))
+	positive(add, "queue.concurrency.webhook", int64(c.Queue.Concurrency.Webhook))
+	positive(add, "queue.concurrency.relay", int64(c.Queue.Concurrency.Relay))
+	positive(add, "queue.concurrency.mailbox", int64(c.Queue.Concurrency.Mailbox))
+
+	// webhooks
+	for _, name := range sortedKeys(c.Webhooks) {
+		w := c.Webhooks[name]
+		key := "webhooks." + name
+		if !nameRE.MatchString(name) {
+			add(key, "name must be letters, digits, '_', '.', '-'")
+		}
+		u, err := url.Parse(w.URL)
+		switch {
+		case w.URL == "":
+			add(key+".url", "must be set")
+		case err != nil:
+			add(key+".url", "%q is not a URL: %v", w.URL, err)
+		case u.Scheme != "https" && u.Scheme != "http":
+			add(key+".url", "%q must be an http or https URL", w.URL)
+		case u.Host == "":
+			add(key+".url", "%q has no host", w.URL)
+		}
+		secrets := w.AllSecrets()
+		if len(secrets) == 0 {
+			add(key+".secret", "must be set (whsec_ followed by base64); generate one with `mailhook webhook secret`")
+		}
+		for i, s := range secrets {
+			k := key + ".secret"
+			if len(w.Secrets) > 0 && (w.Secret == "" || i > 0) {
+				k = fmt.Sprintf("%s.secrets[%d]", key, i-boolInt(w.Secret != ""))
+			}
+			if err := checkSecret(s); err != nil {
+				add(k, "%v", err)
+			}
+		}
+		if w.Timeout < 0 {
+			add(key+".timeout", "must not be negative")
+		}
+		if w.Concurrency < 0 {
+			add(key+".concurrency", "must not be negative")
+		}
+	}
+
+	// relay
+	switch c.Relay.TLS {
+	case "none", "opportunistic", "required", "implicit":
+	default:
+		add("relay.tls", "%q is not one of none, opportunistic, required, implicit", c.Relay.TLS)
+	}
+	if c.Relay.Smarthost != "" {
+		if _, _, err := net.SplitHostPort(c.Relay.Smarthost); err != nil {
+			add("relay.smarthost", "%q is not host:port", c.Relay.Smarthost)
+		}
+	}
+	if (c.Relay.Username == "") != (c.Relay.Password == "") {
+		add("relay.username", "username and password go together")
+	}
+	if d := c.Relay.DKIM; d != (DKIMSign{}) {
+		if d.Domain == "" || !validDomain(d.Domain) {
+			add("relay.dkim.domain", "must be a domain name")
+		}
+		if d.Selector == "" {
+			add("relay.dkim.selector", "must be set")
+		}
+		if _, err := os.Stat(d.PrivateKeyFile); err != nil {
+			add("relay.dkim.private_key_file", "cannot read: %v", err)
+		}
+	}
+	if s := c.Relay.SRS.Secret; s != "" && len(s) < 16 {
+		add("relay.srs.secret", "must be at least 16 characters")
+	}
+	if d := c.Relay.SRS.Domain; d != "" && !validDomain(d) {
+		add("relay.srs.domain", "%q is not a domain name", d)
+	}
+	positive(add, "relay.max_received", int64(c.Relay.MaxReceived))
+
+	// mailbox
+	checkListen(add, "mailbox.imap_listen", c.Mailbox.IMAPListen, false)
+	checkListen(add, "mailbox.imaps_listen", c.Mailbox.IMAPSListen, false)
+	checkListen(add, "mailbox.pop3_listen", c.Mailbox.POP3Listen, false)
+	checkListen(add, "mailbox.pop3s_listen", c.Mailbox.POP3SListen, false)
+	checkTLS(add, "mailbox.tls", c.Mailbox.TLS)
+	if (c.Mailbox.IMAPSListen != "" || c.Mailbox.POP3SListen != "") && !c.Mailbox.TLS.Enabled() {
+		add("mailbox.tls", "imaps_listen and pop3s_listen need a certificate")
+	}
+	users := map[string]bool{}
+	addrOwner := map[string]string{}
+	for i, u := range c.Mailbox.Users {
+		key := fmt.Sprintf("mailbox.users[%d]", i)
+		if !nameRE.MatchString(u.Name) {
+			add(key+".name", "%q must be letters, digits, '_', '.', '-'", u.Name)
+		}
+		if users[u.Name] {
+			add(key+".name", "user %q is defined twice", u.Name)
+		}
+		users[u.Name] = true
+		if !validHash(u.PasswordHash) {
+			add(key+".password_hash", "must be a bcrypt ($2b$...) or argon2id ($argon2id$...) hash; make one with `mailhook user add`")
+		}
+		for j, a := range u.Addresses {
+			k := fmt.Sprintf("%s.addresses[%d]", key, j)
+			domain, ok := addrDomain(a)
+			if !ok {
+				add(k, "%q is not an address", a)
+				continue
+			}
+			if !c.HasDomain(domain) {
+				add(k, "domain of %q is not in domains", a)
+			}
+			if o, dup := addrOwner[strings.ToLower(a)]; dup {
+				add(k, "%q already belongs to user %q", a, o)
+			}
+			addrOwner[strings.ToLower(a)] = u.Name
+		}
+		if u.QuotaBytes < 0 {
+			add(key+".quota_bytes", "must not be negative")
+		}
+	}
+
+	// admin
+	checkListen(add, "admin.listen", c.Admin.Listen, false)
+
+	// routes
+	if len(c.Routes) == 0 {
+		add("routes", "define at least one route; mail that matches no route is refused")
+	}
+	known := route.Known{Webhooks: map[string]bool{}, Users: users}
+	for name := range c.Webhooks {
+		known.Webhooks[name] = true
+	}
+	if _, err := route.Compile(c.Routes, known); err != nil {
+		var rerrs route.ValidationErrors
+		if errors.As(err, &rerrs) {
+			for _, e := range rerrs {
+				add(e.Key, "%s", e.Reason)
+			}
+		} else {
+			add("routes", "%v", err)
+		}
+	}
+	sortErrors(errs)
+	return errs
+}
+
+// HasDomain reports whether mail for domain is accepted.
+func (c *Config) HasDomain(domain string) bool {
+	domain = strings.ToLower(strings.TrimSuffix(domain, "."))
+	for _, d := range c.Domains {
+		if d == domain {
+			return true
+		}
+	}
+	return false
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func positive(add func(string, string, ...any), key string, v int64) {
+	if v <= 0 {
+		add(key, "must be positive")
+	}
+}
+
+func checkListen(add func(string, string, ...any), key, addr string, required bool) {
+	if addr == "" {
+		if required {
+			add(key, "must be set (like :25 or 127.0.0.1:2525)")
+		}
+		return
+	}
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil || port == "" {
+		add(key, "%q is not host:port (like :25 or 127.0.0.1:2525)", addr)
+	}
+}
+
+func checkTLS(add func(string, string, ...any), key string, t TLS) {
+	if !t.Enabled() {
+		return
+	}
+	if t.CertFile == "" || t.KeyFile == "" {
+		add(key, "cert_file and key_file go together")
+		return
+	}
+	if _, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile); err != nil {
+		add(key, "cannot load the certificate and key: %v", err)
+	}
+}
+
+func checkSecret(s string) error {
+	b, ok := strings.CutPrefix(s, "whsec_")
+	if !ok {
+		return errors.New("must start with whsec_")
+	}
+	raw, err := base64.StdEncoding.DecodeString(b)
+	if err != nil {
+		return errors.New("the part after whsec_ is not base64")
+	}
+	if len(raw) < 24 || len(raw) > 64 {
+		return fmt.Errorf("must decode to 24 to 64 bytes, got %d", len(raw))
+	}
+	return nil
+}
+
+func validHash(h string) bool {
+	for _, p := range []string{"$2a$", "$2b$", "$2y$", "$argon2id$"} {
+		if strings.HasPrefix(h, p) {
+			return true
+		}
+	}
+	return false
+}
+
+func addrDomain(a string) (string, bool) {
+	if _, err := mail.ParseAddress(a); err != nil {
+		return "", false
+	}
+	at := strings.LastIndexByte(a, '@')
+	if at <= 0 {
+		return "", false
+	}
+	return a[at+1:], validDomain(a[at+1:])
+}
+
+var labelRE = regexp.MustCompile(`^[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?$`)
+
+func validDomain(d string) bool {
+	d = strings.TrimSuffix(d, ".")
+	if d == "" || len(d) > 253 {
+		return false
+	}
+	for _, l := range strings.Split(d, ".") {
+		if !labelRE.MatchString(l) {
+			return false
+		}
+	}
+	return true
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sortStrings(keys)
+	return keys
+}

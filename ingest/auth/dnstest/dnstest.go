@@ -45,7 +45,7 @@ type Server struct {
 	tcp  *dns.Server
 
 	mu       sync.Mutex
-	rrs      map[string][]dns.RR      // owner (lower-case FQDN) → records
+	rrs      map[string][]dns.RR        // owner (lower-case FQDN) → records
 	timeout  map[string]map[uint16]bool // owner → qtypes (0 = all)
 	servfail map[string]map[uint16]bool
 	nxdomain map[string]bool
@@ -354,15 +354,17 @@ func (s *Server) answer(resp *dns.Msg, q dns.Question) bool {
 			return true
 		}
 		var cname *dns.CNAME
+		found := 0
 		for _, rr := range rrs {
 			if rr.Header().Rrtype == q.Qtype || q.Qtype == dns.TypeANY {
 				resp.Answer = append(resp.Answer, dns.Copy(rr))
+				found++
 			}
 			if c, ok := rr.(*dns.CNAME); ok {
 				cname = c
 			}
 		}
-		if len(resp.Answer) > 0 && (cname == nil || q.Qtype == dns.TypeCNAME) {
+		if found > 0 && (cname == nil || q.Qtype == dns.TypeCNAME) {
 			return true
 		}
 		if cname == nil || q.Qtype == dns.TypeCNAME {

@@ -1,0 +1,727 @@
+package parse
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"hash"
+	"io"
+	"mime"
+	"path"
+	"regexp"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/emersion/go-message"
+	"github.com/emersion/go-message/charset"
+	"github.com/emersion/go-message/textproto"
+	htmlcharset "golang.org/x/net/html/charset"
+	"golang.org/x/text/encoding/charmap"
+)
+
+// frame is where an entity sits in the MIME tree.
+type frame struct {
+	depth  int
+	parent string // subtype of the enclosing multipart, "" at a message root
+	report bool   // inside multipart/report (RFC 6522)
+}
+
+// wordDecoder decodes RFC 2047 encoded words with every charset
+// go-message's charset package knows.
+var wordDecoder = &mime.WordDecoder{CharsetReader: charset.Reader}
+
+// walk handles one MIME entity: h is its header, body its raw (still
+// transfer-encoded) body.
+func (p *parser) walk(h message.Header, body io.Reader, f frame) {
+	if p.stop {
+		return
+	}
+	p.parts++
+	if p.parts > p.opts.MaxParts {
+		p.warnf("more than %d MIME parts: the rest was skipped", p.opts.MaxParts)
+		p.stop = true
+		return
+	}
+	mt, params, sane := p.contentType(h, f)
+	disp, dparams := p.disposition(h)
+
+	switch {
+	case strings.HasPrefix(mt, "multipart/"):
+		if params["boundary"] == "" {
+			p.warnf("%s without boundary: body kept as text", mt)
+			mt, params, sane = "text/plain", map[string]string{}, false
+			break
+		}
+		if f.depth >= p.opts.MaxDepth {
+			p.warnf("MIME nesting deeper than %d: skipped", p.opts.MaxDepth)
+			return
+		}
+		p.multipart(mt, params, body, f)
+		return
+	case mt == "message/rfc822" || mt == "message/global":
+		p.message(h, body, mt, params, disp, dparams, f)
+		return
+	}
+
+	if params == nil {
+		params = map[string]string{}
+	}
+	declared := cleanCharset(params["charset"])
+	if declared != "" && declared != strings.ToLower(strings.TrimSpace(params["charset"])) {
+		params["charset"] = declared
+		sane = false
+	}
+	if !sane {
+		// Give go-message the repaired Content-Type so its decoding
+		// (transfer encoding, charset) follows what we understood.
+		h = message.Header{Header: h.Header.Copy()}
+		h.Set("Content-Type", formatMediaType(mt, params))
+	}
+	raw := &errReader{r: body}
+	e, err := message.New(h, raw)
+	converted := false
+	if err != nil {
+		if message.IsUnknownEncoding(err) {
+			p.warnf("%s: unknown transfer encoding %q, kept as is", mt, h.Get("Content-Transfer-Encoding"))
+		}
+		if message.IsUnknownCharset(err) {
+			p.warnf("%s: unknown charset %q", mt, declared)
+		}
+	} else if strings.HasPrefix(mt, "text/") && declared != "" && declared != "utf-8" && declared != "us-ascii" {
+		converted = true
+	}
+	if err != nil && message.IsUnknownCharset(err) && !message.IsUnknownEncoding(err) && h.Get("Content-Transfer-Encoding") != "" {
+		// go-message reports only the last error; recheck the encoding.
+		switch strings.ToLower(h.Get("Content-Transfer-Encoding")) {
+		case "quoted-printable", "base64", "7bit", "8bit", "binary":
+		default:
+			p.warnf("%s: unknown transfer encoding %q, kept as is", mt, h.Get("Content-Transfer-Encoding"))
+		}
+	}
+
+	filename := p.filename(h, dparams, params)
+	isBody := (mt == "text/plain" || mt == "text/html") && disp != "attachment" && filename == ""
+	if isBody {
+		var buf bytes.Buffer
+		p.copyDecoded(&buf, e.Body, raw, mt)
+		s := p.toUTF8(buf.Bytes(), declared, converted, mt)
+		s = normalizeNewlines(s)
+		if strings.TrimSpace(s) == "" {
+			return
+		}
+		if mt == "text/plain" {
+			// RFC 3676 §4.1: format=flowed text is unwrapped.
+			if strings.EqualFold(params["format"], "flowed") {
+				s = unflow(s, strings.EqualFold(params["delsp"], "yes"))
+			}
+			p.texts = append(p.texts, s)
+		} else {
+			p.htmls = append(p.htmls, s)
+		}
+		return
+	}
+
+	a := Attachment{
+		Filename:    filename,
+		ContentType: mt,
+		ContentID:   cleanID(h.Get("Content-Id")),
+	}
+	if strings.HasPrefix(mt, "text/") {
+		a.Charset = declared
+	}
+	switch {
+	case disp == "inline" || disp == "attachment":
+		a.Disposition = disp
+	case f.parent == "related" && a.ContentID != "":
+		a.Disposition = "inline"
+	default:
+		a.Disposition = "attachment"
+	}
+	isDSN := mt == "message/delivery-status" || mt == "message/global-delivery-status"
+	var dsnBuf *bytes.Buffer
+	var w io.Writer
+	sink := newAttachmentSink(p.opts.InlineLimit)
+	w = sink
+	if isDSN {
+		dsnBuf = &bytes.Buffer{}
+		w = io.MultiWriter(sink, &limitedBuffer{b: dsnBuf, n: p.opts.MaxHeaderBytes})
+	}
+	p.copyDecoded(w, e.Body, raw, mt)
+	sink.fill(&a)
+	p.msg.Attachments = append(p.msg.Attachments, a)
+	if isDSN {
+		p.parseDSN(dsnBuf.Bytes())
+	}
+}
+
+// message handles an encapsulated message (RFC 2046 §5.2.1). It is always
+// listed as an attachment (the .eml, streamed through the attachment sink).
+// Unless it is marked as an attachment, sits in a report or is too deep, it
+// is also parsed: its bodies join ours after a "Forwarded message" block
+// (where StripReply cuts) and its attachments join ours.
+func (p *parser) message(h message.Header, body io.Reader, mt string, params map[string]string, disp string, dparams map[string]string, f frame) {
+	e, err := message.New(h, body)
+	if err != nil && message.IsUnknownEncoding(err) {
+		p.warnf("%s: unknown transfer encoding %q, kept as is", mt, h.Get("Content-Transfer-Encoding"))
+	}
+	a := Attachment{
+		Filename:    p.filename(h, dparams, params),
+		ContentType: mt,
+		ContentID:   cleanID(h.Get("Content-Id")),
+		Disposition: "attachment",
+	}
+	if disp == "inline" {
+		a.Disposition = "inline"
+	}
+	sink := newAttachmentSink(p.opts.InlineLimit)
+	raw := &errReader{r: e.Body}
+	if disp == "attachment" || f.report || f.depth >= p.opts.MaxDepth {
+		if f.depth >= p.opts.MaxDepth && disp != "attachment" && !f.report {
+			p.warnf("MIME nesting deeper than %d: attached message not parsed", p.opts.MaxDepth)
+		}
+		p.copyDecoded(sink, raw, raw, mt)
+		if a.Filename == "" {
+			a.Filename = "message.eml"
+		}
+		sink.fill(&a)
+		p.msg.Attachments = append(p.msg.Attachments, a)
+		return
+	}
+	g := &gate{r: io.TeeReader(raw, sink)}
+	br := bufio.NewReaderSize(g, 4096)
+	nh := p.readHeader(br, g, "attached message header")
+	if p.ioFailed() {
+		return
+	}
+	at, tx := len(p.msg.Attachments), len(p.texts)
+	p.walk(nh, br, frame{depth: f.depth + 1})
+	if !p.stop {
+		// The rest (an epilogue, a skipped part) still belongs to the .eml.
+		n, _ := io.CopyBuffer(io.Discard, br, p.copyBuf())
+		p.decoded += n
+	} else {
+		p.warn("attached message cut at a limit: its size and hash cover the part read")
+	}
+	if a.Filename == "" {
+		a.Filename = "message.eml"
+		if s, _ := nh.Text("Subject"); strings.TrimSpace(s) != "" {
+			if c := cleanFilename(truncate(strings.TrimSpace(s), 100)); c != "" {
+				a.Filename = c + ".eml"
+			}
+		}
+	}
+	sink.fill(&a)
+	p.msg.Attachments = append(p.msg.Attachments[:at], append([]Attachment{a}, p.msg.Attachments[at:]...)...)
+	if len(p.texts) > tx {
+		// Introduce the forwarded text the way Gmail does inline.
+		var b strings.Builder
+		b.WriteString("---------- Forwarded message ----------\n")
+		for _, k := range []string{"From", "Date", "Subject", "To", "Cc"} {
+			if v, _ := nh.Text(k); v != "" {
+				b.WriteString(k + ": " + fixUTF8(v, "") + "\n")
+			}
+		}
+		b.WriteString("\n")
+		p.texts = append(p.texts[:tx], append([]string{b.String()}, p.texts[tx:]...)...)
+	}
+}
+
+// multipart walks the parts of a multipart entity (RFC 2046 §5.1) with
+// go-message's textproto reader, recovering from what it can: malformed part
+// headers (the part is skipped), a missing closing boundary, and a boundary
+// that never appears (the body is shown as text).
+func (p *parser) multipart(mt string, params map[string]string, body io.Reader, f frame) {
+	sub := strings.TrimPrefix(mt, "multipart/")
+	g := &gate{r: body, capture: &bytes.Buffer{}, capLeft: int(min(p.opts.MaxHeaderBytes, 1<<20))}
+	mr := textproto.NewMultipartReader(g, params["boundary"])
+	child := frame{depth: f.depth + 1, parent: sub, report: f.report || sub == "report"}
+	found := false
+	for bad := 0; !p.stop; {
+		// The gate bounds a part's header (and the line scanning before
+		// it): the previous part has been read to its end already.
+		g.limit(2*p.opts.MaxHeaderBytes + 16<<10)
+		part, err := mr.NextPart()
+		g.open()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			if p.ioFailed() {
+				return
+			}
+			if errors.Is(err, errHeaderTooBig) {
+				p.warnf("%s: part header larger than %d bytes: rest of the multipart skipped", mt, p.opts.MaxHeaderBytes)
+				break
+			}
+			if strings.HasPrefix(err.Error(), "multipart: NextPart:") {
+				if found {
+					p.warnf("%s: closing boundary missing", mt)
+				}
+				break
+			}
+			bad++
+			p.warnf("%s: malformed part skipped", mt)
+			p.parts++
+			if bad > 100 || p.parts > p.opts.MaxParts {
+				break
+			}
+			continue
+		}
+		if !found {
+			found = true
+			g.capture, g.capLeft = nil, 0
+		}
+		p.walk(message.Header{Header: part.Header}, part, child)
+		if p.stop {
+			return
+		}
+		// Whatever the walk left unread (a skipped entity) is raw input.
+		io.CopyBuffer(io.Discard, part, p.copyBuf())
+		if p.ioFailed() {
+			return
+		}
+	}
+	if !found && g.capture != nil && !p.stop {
+		p.warnf("%s: boundary not found: body kept as text", mt)
+		s := p.toUTF8(g.capture.Bytes(), "", false, "text/plain")
+		if s = strings.TrimSpace(normalizeNewlines(s)); s != "" {
+			p.decoded += int64(len(s))
+			p.texts = append(p.texts, s)
+		}
+	}
+}
+
+func (p *parser) copyBuf() []byte {
+	if p.buf == nil {
+		p.buf = make([]byte, 32<<10)
+	}
+	return p.buf
+}
+
+// copyDecoded copies a decoded body to w within the message's decoded-bytes
+// budget and turns decoding problems into warnings. It returns the bytes
+// written.
+func (p *parser) copyDecoded(w io.Writer, r io.Reader, raw *errReader, mt string) int64 {
+	buf := p.copyBuf()
+	rem := p.opts.MaxDecodedBytes - p.decoded
+	var n int64
+	for {
+		nr, err := r.Read(buf)
+		if nr > 0 {
+			if int64(nr) > rem-n {
+				nr = int(rem - n)
+				w.Write(buf[:nr])
+				n += int64(nr)
+				p.decoded += n
+				p.warnf("decoded size over %d bytes: parsing stopped", p.opts.MaxDecodedBytes)
+				p.stop = true
+				return n
+			}
+			w.Write(buf[:nr])
+			n += int64(nr)
+		}
+		if err == nil {
+			continue
+		}
+		p.decoded += n
+		if err == io.EOF || p.ioFailed() {
+			return n
+		}
+		var cie base64.CorruptInputError
+		switch {
+		case errors.As(err, &cie):
+			p.warnf("%s: malformed base64, decoded up to the error", mt)
+		case err == io.ErrUnexpectedEOF && raw.err == io.ErrUnexpectedEOF:
+			p.warnf("%s: part ends without its boundary", mt)
+		case err == io.ErrUnexpectedEOF:
+			p.warnf("%s: encoded data truncated", mt)
+		case errors.Is(err, errRawLimit):
+			p.stop = true
+		default:
+			p.warnf("%s: decoding stopped: %v", mt, err)
+		}
+		return n
+	}
+}
+
+// cleanCharset normalises a charset parameter, including the broken
+// "charset=charset=utf-8" and quoted forms seen in the wild.
+func cleanCharset(cs string) string {
+	cs = strings.ToLower(strings.TrimSpace(cs))
+	if i := strings.LastIndexByte(cs, '='); i >= 0 {
+		cs = cs[i+1:]
+	}
+	return strings.Trim(cs, `"' `)
+}
+
+// errReader remembers the error of the raw body, to tell a missing
+// boundary from a truncated encoding.
+type errReader struct {
+	r   io.Reader
+	err error
+}
+
+func (e *errReader) Read(b []byte) (int, error) {
+	n, err := e.r.Read(b)
+	if err != nil {
+		e.err = err
+	}
+	return n, err
+}
+
+// limitedBuffer keeps the first n bytes written to it and drops the rest.
+type limitedBuffer struct {
+	b *bytes.Buffer
+	n int64
+}
+
+func (l *limitedBuffer) Write(b []byte) (int, error) {
+	if l.n > 0 {
+		c := min(int64(len(b)), l.n)
+		l.b.Write(b[:c])
+		l.n -= c
+	}
+	return len(b), nil
+}
+
+// attachmentSink streams an attachment once: through SHA-256 and, while
+// within the inline limit, through a base64 encoder. The decoded bytes are
+// never held; the base64 text is dropped as soon as the size passes the
+// limit, so no attachment over the limit is ever held at all.
+type attachmentSink struct {
+	h     hash.Hash
+	limit int64
+	n     int64
+	b64   *strings.Builder
+	enc   io.WriteCloser
+}
+
+func newAttachmentSink(limit int64) *attachmentSink {
+	s := &attachmentSink{h: sha256.New(), limit: limit}
+	if limit > 0 {
+		s.b64 = &strings.Builder{}
+		s.enc = base64.NewEncoder(base64.StdEncoding, s.b64)
+	}
+	return s
+}
+
+func (s *attachmentSink) Write(b []byte) (int, error) {
+	s.h.Write(b)
+	s.n += int64(len(b))
+	if s.enc != nil {
+		if s.n > s.limit {
+			s.enc, s.b64 = nil, nil
+		} else {
+			s.enc.Write(b)
+		}
+	}
+	return len(b), nil
+}
+
+func (s *attachmentSink) fill(a *Attachment) {
+	a.Size = s.n
+	a.SHA256 = hex.EncodeToString(s.h.Sum(nil))
+	if s.enc != nil {
+		s.enc.Close()
+		a.Content = s.b64.String()
+	}
+}
+
+// contentType returns the media type (lower case) and parameters. sane is
+// false when the header was broken and had to be repaired; the defaults of
+// RFC 2045 §5.2 (text/plain) and RFC 2046 §5.1.5 (message/rfc822 in a
+// digest) apply when it is missing.
+func (p *parser) contentType(h message.Header, f frame) (string, map[string]string, bool) {
+	raw := h.Get("Content-Type")
+	if strings.TrimSpace(raw) == "" {
+		if f.parent == "digest" {
+			return "message/rfc822", map[string]string{}, false
+		}
+		return "text/plain", map[string]string{}, raw == ""
+	}
+	mt, params, err := h.ContentType()
+	if err == nil {
+		fixParams(params)
+		return strings.ToLower(mt), params, true
+	}
+	mt, params = repairMediaType(raw)
+	p.warnf("malformed Content-Type %q: read as %s", truncate(raw, 80), mt)
+	return mt, params, false
+}
+
+// disposition returns the RFC 2183 disposition type ("" when absent) and
+// its parameters.
+func (p *parser) disposition(h message.Header) (string, map[string]string) {
+	raw := h.Get("Content-Disposition")
+	if strings.TrimSpace(raw) == "" {
+		return "", map[string]string{}
+	}
+	d, params, err := h.ContentDisposition()
+	if err != nil {
+		d, params = repairMediaType(raw)
+		if d == "text/plain" {
+			d = ""
+		}
+	} else {
+		fixParams(params)
+	}
+	d = strings.ToLower(d)
+	if d != "inline" && d != "attachment" && d != "" {
+		d = "attachment"
+	}
+	return d, params
+}
+
+var tokenRE = regexp.MustCompile(`^[!#$%&'*+.^_` + "`" + `|~0-9A-Za-z-]+$`)
+
+// repairMediaType salvages a Content-Type (or Content-Disposition) that
+// mime.ParseMediaType rejects: duplicate parameters, junk characters, a
+// missing quote. Each parameter is parsed on its own with the standard
+// library, the first occurrence wins, and unparseable ones are dropped.
+func repairMediaType(raw string) (string, map[string]string) {
+	pieces := splitParams(raw)
+	first := strings.TrimSpace(pieces[0])
+	mt := strings.ToLower(first)
+	if m := mediaTypeRE.FindStringSubmatch(mt); m != nil {
+		mt = m[1]
+		// "application/pdf name=x.pdf": a parameter without its ";".
+		if rest := strings.TrimSpace(first[len(m[0]):]); strings.Contains(rest, "=") {
+			pieces = append(pieces[:1], append([]string{rest}, pieces[1:]...)...)
+		}
+	} else if tokenRE.MatchString(mt) && (mt == "inline" || mt == "attachment") {
+		// a disposition type
+	} else {
+		mt = "text/plain"
+	}
+	params := map[string]string{}
+	for _, piece := range pieces[1:] {
+		if strings.TrimSpace(piece) == "" {
+			continue
+		}
+		ps := map[string]string{}
+		if _, parsed, err := mime.ParseMediaType("x/y;" + piece); err == nil {
+			ps = parsed
+		} else if k, v, ok := strings.Cut(piece, "="); ok && tokenRE.MatchString(strings.TrimSpace(k)) {
+			// An unquoted value with 8-bit or special characters.
+			v = strings.TrimSpace(v)
+			if len(v) >= 2 && v[0] == '"' && v[len(v)-1] == '"' {
+				v = v[1 : len(v)-1]
+			}
+			ps[strings.ToLower(strings.TrimSpace(k))] = strings.TrimLeft(v, `"`)
+		}
+		for k, v := range ps {
+			if _, dup := params[k]; !dup {
+				params[k] = v
+			}
+		}
+	}
+	fixParams(params)
+	return mt, params
+}
+
+var mediaTypeRE = regexp.MustCompile(`^([a-z0-9!#$&^_.+-]+/[a-z0-9!#$&^_.+-]+)`)
+
+// splitParams splits a header value at semicolons outside quoted strings.
+func splitParams(s string) []string {
+	var out []string
+	quoted, esc, start := false, false, 0
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case esc:
+			esc = false
+		case c == '\\' && quoted:
+			esc = true
+		case c == '"':
+			quoted = !quoted
+		case c == ';' && !quoted:
+			out = append(out, s[start:i])
+			start = i + 1
+		}
+	}
+	return append(out, s[start:])
+}
+
+// fixParams decodes RFC 2047 words left in parameter values (go-message
+// does this for the values it parses; repaired ones need it too) and
+// repairs invalid UTF-8.
+func fixParams(params map[string]string) {
+	for k, v := range params {
+		if strings.Contains(v, "=?") {
+			if d, err := wordDecoder.DecodeHeader(v); err == nil {
+				v = d
+			}
+		}
+		params[k] = fixUTF8(v, "")
+	}
+}
+
+func formatMediaType(mt string, params map[string]string) string {
+	if s := mime.FormatMediaType(mt, params); s != "" {
+		return s
+	}
+	return mt
+}
+
+// rfc2231CharsetRE finds an RFC 2231 §4 extended parameter value's charset.
+var rfc2231CharsetRE = regexp.MustCompile(`(?i)\*(?:0\*)?\s*=\s*"?([a-z0-9_.:+-]+)'[^']*'`)
+
+// filename returns the attachment's file name: Content-Disposition filename
+// (RFC 2183, with RFC 2231 extended values and RFC 2047 words decoded), else
+// Content-Type name. Directory parts are removed.
+func (p *parser) filename(h message.Header, dparams, ctparams map[string]string) string {
+	name := dparams["filename"]
+	if name == "" {
+		name = ctparams["name"]
+	}
+	if name == "" {
+		// mime.ParseMediaType decodes RFC 2231 values only in UTF-8 and
+		// US-ASCII; others (ISO-8859-1 is common) are dropped. Relabel
+		// them UTF-8 so the standard library unescapes the bytes, then
+		// convert those bytes from their real charset.
+		for _, field := range []string{"Content-Disposition", "Content-Type"} {
+			raw := h.Get(field)
+			m := rfc2231CharsetRE.FindStringSubmatch(raw)
+			if m == nil {
+				continue
+			}
+			cs := strings.ToLower(m[1])
+			fixed := regexp.MustCompile(`(?i)(\*(?:[0-9]+\*)?\s*=\s*"?)`+regexp.QuoteMeta(m[1])+`'`).ReplaceAllString(raw, "${1}utf-8'")
+			_, ps, err := mime.ParseMediaType(fixed)
+			if err != nil {
+				continue
+			}
+			v := ps["filename"]
+			if v == "" {
+				v = ps["name"]
+			}
+			if v != "" {
+				name = decodeCharset([]byte(v), cs)
+				break
+			}
+		}
+	}
+	return cleanFilename(name)
+}
+
+func cleanFilename(name string) string {
+	name = fixUTF8(name, "")
+	name = strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return -1
+		}
+		return r
+	}, name)
+	if i := strings.LastIndexAny(name, `/\`); i >= 0 {
+		name = name[i+1:]
+	}
+	name = strings.TrimSpace(name)
+	if name == "." || name == ".." {
+		return ""
+	}
+	return path.Clean("/" + name)[1:]
+}
+
+// cleanID strips the angle brackets and whitespace around a msg-id.
+func cleanID(s string) string {
+	s = strings.TrimSpace(s)
+	s = strings.TrimPrefix(s, "<")
+	s = strings.TrimSuffix(s, ">")
+	return strings.TrimSpace(s)
+}
+
+// decodeCharset converts b from the named charset to UTF-8, falling back to
+// fixUTF8 when the charset is unknown.
+func decodeCharset(b []byte, cs string) string {
+	r, err := charset.Reader(cs, bytes.NewReader(b))
+	if err != nil {
+		return fixUTF8(string(b), "")
+	}
+	out, err := io.ReadAll(r)
+	if err != nil {
+		return fixUTF8(string(b), "")
+	}
+	return string(out)
+}
+
+// toUTF8 returns a decoded text body as UTF-8. go-message already converted
+// it when its declared charset is known (converted). Otherwise: valid UTF-8
+// is kept; HTML without a declared charset is sniffed (BOM, <meta>) per the
+// HTML standard; anything else that is not valid UTF-8 is repaired by
+// fixUTF8 and a warning is added.
+func (p *parser) toUTF8(b []byte, declared string, converted bool, mt string) string {
+	if converted || utf8.Valid(b) {
+		return string(b)
+	}
+	if mt == "text/html" && declared == "" {
+		if enc, name, _ := htmlcharset.DetermineEncoding(b, "text/html"); enc != nil {
+			if out, err := enc.NewDecoder().Bytes(b); err == nil {
+				if name != "windows-1252" {
+					return string(out)
+				}
+			}
+		}
+	}
+	if declared == "" {
+		declared = "us-ascii"
+	}
+	p.warnf("%s: bytes invalid for charset %q, repaired", mt, declared)
+	return fixUTF8(string(b), p.topCharset)
+}
+
+// fixUTF8 returns s unchanged when it is valid UTF-8. Otherwise, when most
+// of its non-ASCII bytes form valid UTF-8 sequences, the stray bytes become
+// U+FFFD; else s is taken to be in fallback (the message's charset) or, when
+// that is unknown, Windows-1252, the de facto meaning of undeclared 8-bit
+// mail and a superset of ISO-8859-1.
+func fixUTF8(s, fallback string) string {
+	if utf8.ValidString(s) {
+		return s
+	}
+	multi, bad := 0, 0
+	for i := 0; i < len(s); {
+		r, n := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && n == 1 {
+			bad++
+		} else if n > 1 {
+			multi++
+		}
+		i += n
+	}
+	if multi > bad {
+		return strings.ToValidUTF8(s, "\uFFFD")
+	}
+	if fallback != "" && fallback != "utf-8" && fallback != "us-ascii" {
+		if r, err := charset.Reader(fallback, strings.NewReader(s)); err == nil {
+			if out, err := io.ReadAll(r); err == nil && utf8.Valid(out) {
+				return string(out)
+			}
+		}
+	}
+	out, err := charmap.Windows1252.NewDecoder().String(s)
+	if err != nil {
+		return strings.ToValidUTF8(s, "\uFFFD")
+	}
+	return out
+}
+
+func normalizeNewlines(s string) string {
+	if !strings.Contains(s, "\r") {
+		return s
+	}
+	s = strings.ReplaceAll(s, "\r\n", "\n")
+	return strings.ReplaceAll(s, "\r", "\n")
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "…"
+}

@@ -1,0 +1,277 @@
+package parse
+
+import (
+	"bytes"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/emersion/go-message"
+	"github.com/emersion/go-message/mail"
+	netmail "net/mail"
+)
+
+// topHeader fills the message's header-derived fields from the top-level
+// header h.
+func (p *parser) topHeader(h message.Header) {
+	m := p.msg
+	if _, params, err := h.ContentType(); err == nil {
+		p.topCharset = strings.ToLower(params["charset"])
+	}
+
+	// All fields in order, RFC 2047 words decoded (RFC 2047 §6), 8-bit
+	// values repaired to UTF-8. The name keeps its original spelling.
+	fs := h.Fields()
+	for fs.Next() {
+		name := fs.Key()
+		if raw, err := fs.Raw(); err == nil {
+			if i := bytes.IndexByte(raw, ':'); i > 0 {
+				name = string(bytes.TrimSpace(raw[:i]))
+			}
+		}
+		v, _ := fs.Text() // on an unknown charset the raw value is returned
+		m.Headers = append(m.Headers, [2]string{fixUTF8(name, ""), p.fixHeader(v)})
+	}
+
+	mh := mail.Header{Header: h}
+	m.MessageID = msgID(mh, "Message-Id")
+	if ids := msgIDs(mh, "In-Reply-To"); len(ids) > 0 {
+		m.InReplyTo = ids[0]
+	}
+	if ids := msgIDs(mh, "References"); ids != nil {
+		m.References = ids
+	}
+	m.Date = parseDate(h.Get("Date"))
+	if h.Has("Date") && m.Date == "" {
+		p.warnf("unparseable Date %q", truncate(h.Get("Date"), 80))
+	}
+	if s, err := mh.Subject(); err == nil || s != "" {
+		m.Subject = p.fixHeader(s)
+	}
+	if from := p.addresses(h, "From"); len(from) > 0 {
+		m.From = &from[0]
+	}
+	m.To = p.addresses(h, "To")
+	m.Cc = p.addresses(h, "Cc")
+	m.ReplyTo = p.addresses(h, "Reply-To")
+}
+
+// fixHeader repairs a header value that is not valid UTF-8 (raw 8-bit
+// header bytes, which RFC 6532 allows only as UTF-8).
+func (p *parser) fixHeader(v string) string {
+	return fixUTF8(v, p.topCharset)
+}
+
+// msgID returns the msg-id (RFC 5322 §3.6.4) in the named field without
+// angle brackets, also when it is not well formed.
+func msgID(h mail.Header, key string) string {
+	if id, err := h.MessageID(); key == "Message-Id" && err == nil && id != "" {
+		return id
+	}
+	if ids := msgIDs(h, key); len(ids) > 0 {
+		return ids[0]
+	}
+	return ""
+}
+
+var looseIDRE = regexp.MustCompile(`<[^<>]*>|[^\s<>,;]+`)
+
+// msgIDs returns the msg-ids of an In-Reply-To or References field, using
+// go-message's parser and falling back to a loose split for broken values.
+func msgIDs(h mail.Header, key string) []string {
+	if h.Get(key) == "" {
+		return nil
+	}
+	if ids, err := h.MsgIDList(key); err == nil {
+		return ids
+	}
+	var out []string
+	v := stripComments(h.Get(key))
+	for _, tok := range looseIDRE.FindAllString(v, 100) {
+		if id := cleanID(tok); id != "" {
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
+func stripComments(s string) string {
+	var b strings.Builder
+	depth := 0
+	for _, r := range s {
+		switch {
+		case r == '(':
+			depth++
+		case r == ')' && depth > 0:
+			depth--
+		case depth == 0:
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
+}
+
+// addresses parses an address-list field (RFC 5322 §3.4) with go-message,
+// which decodes RFC 2047 display names and flattens groups (§3.4 group
+// syntax). A list that does not parse is split at top-level commas and each
+// member parsed alone; a member that still does not parse is kept as text in
+// Address.Address.
+func (p *parser) addresses(h message.Header, key string) []Address {
+	out := []Address{}
+	for _, v := range h.Values(key) {
+		v = p.fixHeader(v)
+		if strings.TrimSpace(v) == "" {
+			continue
+		}
+		if list, err := mail.ParseAddressList(v); err == nil {
+			for _, a := range list {
+				out = append(out, Address{Name: a.Name, Address: a.Address})
+			}
+			continue
+		}
+		for _, piece := range splitAddressList(v) {
+			piece = strings.TrimSpace(piece)
+			// A group's display name and terminator around a member.
+			if i := strings.IndexByte(piece, ':'); i >= 0 && !strings.ContainsAny(piece[:i], `<@"`) {
+				piece = strings.TrimSpace(piece[i+1:])
+			}
+			piece = strings.TrimSpace(strings.TrimSuffix(piece, ";"))
+			if piece == "" {
+				continue
+			}
+			if a, err := mail.ParseAddress(piece); err == nil {
+				out = append(out, Address{Name: a.Name, Address: a.Address})
+				continue
+			}
+			if d, err := wordDecoder.DecodeHeader(piece); err == nil {
+				piece = d
+			}
+			out = append(out, Address{Address: piece})
+		}
+	}
+	return out
+}
+
+// splitAddressList splits at commas outside quotes, comments and angle
+// brackets.
+func splitAddressList(s string) []string {
+	var out []string
+	quoted, esc, angle, paren, start := false, false, 0, 0, 0
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case esc:
+			esc = false
+		case c == '\\' && (quoted || paren > 0):
+			esc = true
+		case c == '"' && paren == 0:
+			quoted = !quoted
+		case quoted:
+		case c == '(':
+			paren++
+		case c == ')' && paren > 0:
+			paren--
+		case paren > 0:
+		case c == '<':
+			angle++
+		case c == '>' && angle > 0:
+			angle--
+		case c == ',' && angle == 0:
+			out = append(out, s[start:i])
+			start = i + 1
+		}
+	}
+	return append(out, s[start:])
+}
+
+// Layouts tried after net/mail's RFC 5322 §3.3 parser (used by go-message)
+// fails: the broken dates real mail carries.
+var dateLayouts = []string{
+	"Mon, 2 Jan 2006 15:04:05 -0700",
+	"Mon, 2 Jan 2006 15:04:05 MST",
+	"Mon, 2 Jan 2006 15:04 -0700",
+	"Mon, 2 Jan 2006 15:04:05",
+	"2 Jan 2006 15:04:05 -0700",
+	"2 Jan 2006 15:04:05 MST",
+	"2 Jan 2006 15:04:05",
+	"Mon, 2 Jan 06 15:04:05 -0700",
+	"Mon, 2 Jan 06 15:04:05 MST",
+	"2 Jan 06 15:04:05 -0700",
+	"Mon, Jan 2 2006 15:04:05 -0700",
+	"Mon, Jan 2 2006 15:04:05 MST",
+	"Mon Jan 2 15:04:05 2006",
+	"Mon Jan 2 15:04:05 MST 2006",
+	"Mon Jan 2 15:04:05 -0700 2006",
+	"Mon, 2 January 2006 15:04:05 -0700",
+	"Monday, 2 January 2006 15:04:05 -0700",
+	"Monday, January 2, 2006 15:04:05 -0700",
+	time.RFC3339,
+	"2006-01-02T15:04:05",
+	"2006-01-02 15:04:05 -0700",
+	"2006-01-02 15:04:05 MST",
+	"2006-01-02 15:04:05",
+	"02.01.2006 15:04:05 -0700",
+	"02.01.2006 15:04:05",
+	"2006/01/02 15:04:05",
+}
+
+var (
+	dateSpaceRE  = regexp.MustCompile(`\s+`)
+	dateZoneRE   = regexp.MustCompile(`(?i)\s(?:UTC|GMT|UT)?([+-])(\d{1,2}):?(\d{2})?$`)
+	dateDotTime  = regexp.MustCompile(`\b(\d{1,2})\.(\d{2})\.(\d{2})\b`)
+	dateTrailing = regexp.MustCompile(`\s+[A-Za-z]{2,5}$`)
+)
+
+// parseDate returns the Date field as RFC 3339, or "" when it cannot be
+// understood. It accepts what RFC 5322 §3.3 allows (including the obsolete
+// syntax of §4.3, via net/mail) and then common breakage: missing or named
+// zones, "GMT+0200", dotted times, ISO dates, ctime order, stray commas.
+func parseDate(v string) string {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return ""
+	}
+	if t, err := netmail.ParseDate(v); err == nil {
+		return t.Format(time.RFC3339)
+	}
+	s := strings.TrimSpace(stripComments(v))
+	s = dateSpaceRE.ReplaceAllString(s, " ")
+	s = strings.ReplaceAll(s, " ,", ",")
+	s = strings.TrimSuffix(s, ",")
+	s = dateDotTime.ReplaceAllString(s, "$1:$2:$3")
+	// "GMT+2", "+02:00", "UTC-0500" → "-0700" form.
+	s = dateZoneRE.ReplaceAllStringFunc(s, func(z string) string {
+		m := dateZoneRE.FindStringSubmatch(z)
+		hh, mm := m[2], m[3]
+		if len(hh) == 1 {
+			hh = "0" + hh
+		}
+		if mm == "" {
+			mm = "00"
+		}
+		return " " + m[1] + hh + mm
+	})
+	if t, err := netmail.ParseDate(s); err == nil {
+		return t.Format(time.RFC3339)
+	}
+	cands := []string{s}
+	// A day-of-week with a trailing dot or the wrong case ("Thu.,").
+	if i := strings.IndexByte(s, ','); i > 0 && i <= 10 {
+		cands = append(cands, strings.TrimSpace(s[i+1:]))
+	}
+	if loc := dateTrailing.FindStringIndex(s); loc != nil {
+		// An unknown zone name: read the time as UTC.
+		cands = append(cands, s[:loc[0]])
+	}
+	for _, c := range cands {
+		for _, layout := range dateLayouts {
+			if t, err := time.Parse(layout, c); err == nil {
+				if t.Year() < 100 {
+					t = t.AddDate(1900, 0, 0)
+				}
+				return t.Format(time.RFC3339)
+			}
+		}
+	}
+	return ""
+}

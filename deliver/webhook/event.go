@@ -1,0 +1,193 @@
+package webhook
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/mailhook/mailhook/deliver"
+	"github.com/mailhook/mailhook/ingest/auth"
+	"github.com/mailhook/mailhook/parse"
+	"github.com/mailhook/mailhook/route"
+)
+
+// EventType is the type of the one event mailhook sends.
+const EventType = "message.received"
+
+// Event is the JSON body of a webhook delivery; its field names are the
+// contract in DESIGN.md ("Webhooks"). Fields may be added, never renamed.
+// Raw, when present, is always the last field: the sender relies on it to
+// stream the raw message into the body after the rest.
+type Event struct {
+	Type string `json:"type"`
+	// ID is the stable message id (route.Mail.ID), the same for the same
+	// message retried by the sending MTA, so receivers can drop duplicates.
+	ID string `json:"id"`
+	// ReceivedAt is when mailhook accepted the message, RFC 3339 in UTC.
+	ReceivedAt string         `json:"received_at"`
+	Route      string         `json:"route"`
+	Envelope   route.Envelope `json:"envelope"`
+	Auth       *auth.Results  `json:"auth"`
+	Message    *parse.Message `json:"message"`
+	// Raw is the base64 of the whole message as received, only for
+	// endpoints with raw: true.
+	Raw string `json:"raw,omitempty"`
+}
+
+// newEvent returns the event of one job, without Raw. Absent lists become
+// empty JSON arrays rather than null, so receivers can iterate them without
+// a check; mail itself is left untouched (it is read-only past its stage).
+func newEvent(job *deliver.Job, mail *route.Mail) *Event {
+	ev := &Event{
+		Type:       EventType,
+		ID:         mail.ID,
+		ReceivedAt: mail.ReceivedAt.UTC().Format(time.RFC3339),
+		Route:      job.Route,
+		Envelope:   mail.Envelope,
+	}
+	ev.Envelope.RcptTo = nonNil(ev.Envelope.RcptTo)
+	a := auth.Results{}
+	if mail.Auth != nil {
+		a = *mail.Auth
+	}
+	a.DKIM = nonNil(a.DKIM)
+	ev.Auth = &a
+	m := parse.Message{}
+	if mail.Message != nil {
+		m = *mail.Message
+	}
+	m.References = nonNil(m.References)
+	m.To = nonNil(m.To)
+	m.Cc = nonNil(m.Cc)
+	m.ReplyTo = nonNil(m.ReplyTo)
+	m.Headers = nonNil(m.Headers)
+	m.Attachments = nonNil(m.Attachments)
+	ev.Message = &m
+	return ev
+}
+
+func nonNil[T any](s []T) []T {
+	if s == nil {
+		return []T{}
+	}
+	return s
+}
+
+// payload is the body of one delivery as three pieces: the JSON up to the
+// raw message's base64 (or the whole JSON when the endpoint does not want
+// the raw message), the raw message streamed through a base64 encoder, and
+// the closing bytes. It reads the raw message once per open, never holding
+// it in memory.
+type payload struct {
+	head []byte
+	raw  deliver.RawOpener // nil when the body is head alone
+	tail []byte
+}
+
+// rawTail closes the "raw" string and the event object.
+var rawTail = []byte(`"}`)
+
+// marshalHead encodes ev without Raw; with raw set it leaves the object
+// open after `"raw":"` for the base64 to follow. HTML is not escaped
+// (messages are full of <, > and &; \u003c would only swell the body).
+func marshalHead(ev *Event, raw bool) ([]byte, error) {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(ev); err != nil {
+		return nil, fmt.Errorf("webhook: encode event: %w", err)
+	}
+	head := bytes.TrimRight(b.Bytes(), "\n")
+	if !raw {
+		return head, nil
+	}
+	// Raw is empty, so omitted, and is the last field: replace the final
+	// '}' by the opening of "raw". Base64 (RFC 4648 section 4) uses no
+	// character JSON needs escaped, so the bytes that follow are a valid
+	// JSON string as they are.
+	if len(head) == 0 || head[len(head)-1] != '}' {
+		return nil, errors.New("webhook: encode event: not an object")
+	}
+	head = append(head[:len(head)-1], `,"raw":"`...)
+	return head, nil
+}
+
+// open returns a reader of the whole body.
+func (p *payload) open() (io.ReadCloser, error) {
+	if p.raw == nil {
+		return io.NopCloser(bytes.NewReader(p.head)), nil
+	}
+	rc, err := p.raw()
+	if err != nil {
+		return nil, fmt.Errorf("webhook: open raw message: %w", err)
+	}
+	return &bodyReader{
+		r: io.MultiReader(bytes.NewReader(p.head), newB64Reader(rc), bytes.NewReader(p.tail)),
+		c: rc,
+	}, nil
+}
+
+type bodyReader struct {
+	r io.Reader
+	c io.Closer
+}
+
+func (b *bodyReader) Read(p []byte) (int, error) { return b.r.Read(p) }
+func (b *bodyReader) Close() error               { return b.c.Close() }
+
+// b64Reader reads src encoded as standard base64 (RFC 4648 section 4),
+// padded only at the very end.
+type b64Reader struct {
+	src     io.Reader
+	in      [48 << 10]byte // a multiple of 3: no padding inside the stream
+	out     [64 << 10]byte
+	pending []byte
+	err     error
+}
+
+func newB64Reader(src io.Reader) *b64Reader { return &b64Reader{src: src} }
+
+func (r *b64Reader) Read(p []byte) (int, error) {
+	for len(r.pending) == 0 {
+		if r.err != nil {
+			return 0, r.err
+		}
+		n, err := io.ReadFull(r.src, r.in[:])
+		if n > 0 {
+			base64.StdEncoding.Encode(r.out[:], r.in[:n])
+			r.pending = r.out[:base64.StdEncoding.EncodedLen(n)]
+		}
+		switch {
+		case err == io.EOF || err == io.ErrUnexpectedEOF:
+			r.err = io.EOF
+		case err != nil:
+			r.err = err
+		}
+	}
+	n := copy(p, r.pending)
+	r.pending = r.pending[n:]
+	return n, nil
+}
+
+// BuildEvent returns the exact JSON body a webhook delivery of job carries,
+// with the base64 of raw in "raw" when raw is not nil (pass nil for an
+// endpoint without raw: true). `mailhook route test` prints it.
+func BuildEvent(job *deliver.Job, mail *route.Mail, raw io.Reader) ([]byte, error) {
+	head, err := marshalHead(newEvent(job, mail), raw != nil)
+	if err != nil {
+		return nil, err
+	}
+	if raw == nil {
+		return head, nil
+	}
+	b := bytes.NewBuffer(head)
+	if _, err := io.Copy(b, newB64Reader(raw)); err != nil {
+		return nil, fmt.Errorf("webhook: read raw message: %w", err)
+	}
+	b.Write(rawTail)
+	return b.Bytes(), nil
+}

@@ -24,9 +24,14 @@ type Envelope struct {
 // envelope, raw file and Auth; parse the Message. Its JSON form is stable
 // because queues store it.
 type Mail struct {
-	// ID is the stable message id (the same for the same message retried by
-	// the sending MTA after a lost 250).
-	ID         string         `json:"id"`
+	// ID is unique to this acceptance: the id in "250 queued as ID" and
+	// the key the queue stores the message under.
+	ID string `json:"id"`
+	// StableID is the same for the same message retried by the sending MTA
+	// after a lost 250 (derived from the envelope and a hash of the data,
+	// which holds the Message-ID). It is the webhook payload's "id", so
+	// receivers can drop duplicates.
+	StableID   string         `json:"stable_id"`
 	ReceivedAt time.Time      `json:"received_at"`
 	Envelope   Envelope       `json:"envelope"`
 	Auth       *auth.Results  `json:"auth"`

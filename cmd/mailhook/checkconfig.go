@@ -1,0 +1,105 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/mailhook/mailhook/config"
+)
+
+func init() {
+	register(command{name: "check-config", summary: "validate the config and print what would listen where", run: checkConfig})
+}
+
+func checkConfig(args []string, _ io.Reader, stdout, stderr io.Writer) int {
+	fs, path := newFlags("check-config", stderr)
+	if _, err := parseFlags(fs, args); err != nil {
+		return exitErr(stderr, err)
+	}
+	cfg, err := config.Load(*path)
+	if err != nil {
+		var verrs config.ValidationErrors
+		if errors.As(err, &verrs) {
+			fmt.Fprintf(stderr, "%s: %d problem(s):\n", *path, len(verrs))
+			for _, e := range verrs {
+				fmt.Fprintf(stderr, "  %s: %s\n", e.Key, e.Reason)
+			}
+			return 1
+		}
+		return exitErr(stderr, err)
+	}
+	describe(stdout, *path, cfg)
+	return 0
+}
+
+// describe prints what a configuration will do.
+func describe(w io.Writer, path string, c *config.Config) {
+	fmt.Fprintf(w, "%s: ok\n", path)
+	fmt.Fprintf(w, "hostname   %s\n", c.Hostname)
+	fmt.Fprintf(w, "domains    %s\n", strings.Join(c.Domains, ", "))
+	fmt.Fprintf(w, "data_dir   %s\n", c.DataDir)
+	tlsNote := "no STARTTLS"
+	if c.SMTP.TLS.Enabled() {
+		tlsNote = "STARTTLS"
+	}
+	fmt.Fprintf(w, "smtp       %s (%s, max %d bytes, %d recipients)\n", c.SMTP.Listen, tlsNote, c.SMTP.MaxMessageBytes, c.SMTP.MaxRecipients)
+	q := c.Queue.Backend
+	if q == "redis" {
+		addr := c.Queue.Redis.Addr
+		if len(c.Queue.Redis.Addrs) > 0 {
+			addr = strings.Join(c.Queue.Redis.Addrs, ",")
+		}
+		q += " at " + addr
+	}
+	fmt.Fprintf(w, "queue      %s\n", q)
+	if len(c.Mailbox.Users) > 0 {
+		fmt.Fprintf(w, "imap       %s", c.Mailbox.IMAPListen)
+		if c.Mailbox.IMAPSListen != "" {
+			fmt.Fprintf(w, ", imaps %s", c.Mailbox.IMAPSListen)
+		}
+		fmt.Fprintf(w, "\npop3       %s", c.Mailbox.POP3Listen)
+		if c.Mailbox.POP3SListen != "" {
+			fmt.Fprintf(w, ", pop3s %s", c.Mailbox.POP3SListen)
+		}
+		fmt.Fprintf(w, "\nusers      %d\n", len(c.Mailbox.Users))
+	}
+	if c.Admin.Listen != "" {
+		fmt.Fprintf(w, "admin      %s\n", c.Admin.Listen)
+	}
+	for _, name := range sortedKeys(c.Webhooks) {
+		fmt.Fprintf(w, "webhook    %s -> %s\n", name, c.Webhooks[name].URL)
+	}
+	for i, r := range c.Routes {
+		var acts []string
+		for _, a := range r.Actions {
+			switch {
+			case a.Webhook != "":
+				acts = append(acts, "webhook "+a.Webhook)
+			case a.Mailbox != "":
+				acts = append(acts, "mailbox "+a.Mailbox)
+			case len(a.Forward) > 0:
+				acts = append(acts, "forward "+strings.Join(a.Forward, ","))
+			case a.Reject != "":
+				acts = append(acts, "reject "+a.Reject)
+			case a.Drop:
+				acts = append(acts, "drop")
+			}
+		}
+		cont := ""
+		if r.Continue {
+			cont = " (continue)"
+		}
+		fmt.Fprintf(w, "route %d    %s: %s%s\n", i+1, r.Name, strings.Join(acts, ", "), cont)
+	}
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sortStrings(keys)
+	return keys
+}

@@ -1,0 +1,338 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"syscall"
+
+	"github.com/mailhook/mailhook/config"
+	"github.com/mailhook/mailhook/deliver"
+	"github.com/mailhook/mailhook/deliver/boltq"
+	"github.com/mailhook/mailhook/ingest"
+	"github.com/mailhook/mailhook/ingest/auth"
+	"github.com/mailhook/mailhook/parse"
+	"github.com/mailhook/mailhook/route"
+)
+
+func init() {
+	register(command{name: "serve", summary: "run everything the config enables", run: serveCmd})
+}
+
+func serveCmd(args []string, _ io.Reader, stdout, stderr io.Writer) int {
+	fs, path := newFlags("serve", stderr)
+	if _, err := parseFlags(fs, args); err != nil {
+		return exitErr(stderr, err)
+	}
+	cfg, err := loadConfig(*path, stderr)
+	if err != nil {
+		return 1
+	}
+	log := newLogger(cfg.Log, stderr)
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	app, err := newApp(cfg, *path, log)
+	if err != nil {
+		log.Error("cannot start", "error", err)
+		return 1
+	}
+	if err := app.run(ctx); err != nil {
+		log.Error("stopped with an error", "error", err)
+		return 1
+	}
+	return 0
+}
+
+// loadConfig loads and validates the config, printing every problem.
+func loadConfig(path string, stderr io.Writer) (*config.Config, error) {
+	cfg, err := config.Load(path)
+	if err != nil {
+		var verrs config.ValidationErrors
+		if errors.As(err, &verrs) {
+			fmt.Fprintf(stderr, "mailhook: %s: %d problem(s):\n", path, len(verrs))
+			for _, e := range verrs {
+				fmt.Fprintf(stderr, "  %s: %s\n", e.Key, e.Reason)
+			}
+		} else {
+			fmt.Fprintf(stderr, "mailhook: %v\n", err)
+		}
+		return nil, err
+	}
+	return cfg, nil
+}
+
+func newLogger(c config.Log, w io.Writer) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(c.Level))
+	opts := &slog.HandlerOptions{Level: level}
+	if c.Format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// app is a running mailhook: everything the config enables, wired.
+type app struct {
+	cfg     *config.Config
+	path    string
+	log     *slog.Logger
+	policy  atomic.Pointer[ingest.Policy]
+	queue   deliver.Queue
+	runner  *deliver.Runner
+	smtp    *ingest.Server
+	closers []func()
+	// servers run beside the SMTP listener (IMAP, POP3, admin): each
+	// serve blocks until shutdown is called.
+	servers []server
+}
+
+type server struct {
+	name     string
+	serve    func() error
+	shutdown func(ctx context.Context) error
+}
+
+func newApp(cfg *config.Config, path string, log *slog.Logger) (a *app, err error) {
+	a = &app{cfg: cfg, path: path, log: log}
+	defer func() {
+		if err != nil {
+			a.close()
+		}
+	}()
+	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
+		return nil, fmt.Errorf("data_dir: %w", err)
+	}
+	pol, err := buildPolicy(cfg)
+	if err != nil {
+		return nil, err
+	}
+	a.policy.Store(pol)
+
+	if err := a.openQueue(); err != nil {
+		return nil, err
+	}
+	handlers, err := a.handlers()
+	if err != nil {
+		return nil, err
+	}
+	a.runner, err = deliver.NewRunner(deliver.RunnerOptions{
+		Queue:    a.queue,
+		Handlers: handlers,
+		Concurrency: map[deliver.Kind]int{
+			deliver.KindWebhook: cfg.Queue.Concurrency.Webhook,
+			deliver.KindRelay:   cfg.Queue.Concurrency.Relay,
+			deliver.KindMailbox: cfg.Queue.Concurrency.Mailbox,
+		},
+		Lease:    cfg.Queue.Lease,
+		Schedule: cfg.Queue.Retry.Schedule,
+		MaxAge:   cfg.Queue.Retry.MaxAge,
+		Logger:   log,
+	})
+	if err != nil {
+		return nil, err
+	}
+
+	verifier, err := auth.NewVerifier(auth.Options{
+		Resolver:       cfg.Verify.DNSResolver,
+		AuthServID:     cfg.Hostname,
+		LookupTimeout:  cfg.Verify.LookupTimeout,
+		MessageTimeout: cfg.Verify.MessageTimeout,
+		Logger:         log,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("verify: %w", err)
+	}
+	var tlsConfig *tls.Config
+	if cfg.SMTP.TLS.Enabled() {
+		cert, err := tls.LoadX509KeyPair(cfg.SMTP.TLS.CertFile, cfg.SMTP.TLS.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("smtp.tls: %w", err)
+		}
+		tlsConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+	popts := parseOptions(cfg)
+	a.smtp, err = ingest.New(ingest.Options{
+		Hostname:  cfg.Hostname,
+		Policy:    a.policy.Load,
+		Verifier:  verifier,
+		Parse:     func(r io.Reader) (*parse.Message, error) { return parse.Parse(r, popts) },
+		Committer: &deliver.Committer{Queue: a.queue, Notify: a.runner.Notify},
+		SpoolDir:  filepath.Join(cfg.DataDir, "spool"),
+		Limits: ingest.Limits{
+			MaxMessageBytes:     cfg.SMTP.MaxMessageBytes,
+			MaxRecipients:       cfg.SMTP.MaxRecipients,
+			MaxLineLength:       cfg.SMTP.MaxLineLength,
+			MaxErrors:           cfg.SMTP.MaxErrors,
+			MaxCommands:         cfg.SMTP.MaxCommands,
+			MaxConnections:      cfg.SMTP.MaxConnections,
+			MaxConnectionsPerIP: cfg.SMTP.MaxConnectionsPerIP,
+			ReadTimeout:         cfg.SMTP.ReadTimeout,
+			WriteTimeout:        cfg.SMTP.WriteTimeout,
+			VerifyTimeout:       cfg.Verify.MessageTimeout,
+		},
+		TLSConfig:        tlsConfig,
+		EnforceDMARC:     cfg.Verify.EnforceDMARC,
+		DeferOnTempError: cfg.Verify.OnTempError == "defer",
+		Logger:           log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := a.extraServers(); err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+func parseOptions(cfg *config.Config) parse.Options {
+	return parse.Options{
+		MaxDepth:        cfg.Parse.MaxDepth,
+		MaxParts:        cfg.Parse.MaxParts,
+		MaxHeaderBytes:  cfg.Parse.MaxHeaderBytes,
+		MaxDecodedBytes: cfg.Parse.MaxDecodedBytes,
+		InlineLimit:     cfg.Parse.InlineLimit,
+	}
+}
+
+// buildPolicy compiles the parts of the config that hot reload swaps.
+func buildPolicy(cfg *config.Config) (*ingest.Policy, error) {
+	known := route.Known{Webhooks: map[string]bool{}, Users: map[string]bool{}}
+	for n := range cfg.Webhooks {
+		known.Webhooks[n] = true
+	}
+	for _, u := range cfg.Mailbox.Users {
+		known.Users[u.Name] = true
+	}
+	table, err := route.Compile(cfg.Routes, known)
+	if err != nil {
+		return nil, err
+	}
+	domains := map[string]bool{}
+	for _, d := range cfg.Domains {
+		domains[d] = true
+	}
+	return &ingest.Policy{Domains: domains, Router: table}, nil
+}
+
+func (a *app) openQueue() error {
+	switch a.cfg.Queue.Backend {
+	case "embedded":
+		q, err := boltq.Open(filepath.Join(a.cfg.DataDir, "queue"), boltq.Options{Logger: a.log})
+		if err != nil {
+			return fmt.Errorf("queue: %w", err)
+		}
+		a.queue = q
+	case "redis":
+		q, closeClient, err := openRedisQueue(a.cfg, a.log)
+		if err != nil {
+			return fmt.Errorf("queue.redis: %w", err)
+		}
+		a.queue = q
+		a.closers = append(a.closers, closeClient)
+	default:
+		return fmt.Errorf("queue.backend: %q is not one of embedded, redis", a.cfg.Queue.Backend)
+	}
+	return nil
+}
+
+func (a *app) close() {
+	for i := len(a.closers) - 1; i >= 0; i-- {
+		a.closers[i]()
+	}
+	if a.queue != nil {
+		a.queue.Close()
+	}
+}
+
+// run serves until ctx is cancelled (SIGTERM, SIGINT), then stops in
+// order: stop accepting mail and let sessions in flight finish (bounded by
+// smtp.shutdown_timeout), then stop the workers (attempts in flight finish
+// or go back to the queue), then close the store.
+func (a *app) run(ctx context.Context) error {
+	defer a.close()
+	l, err := net.Listen("tcp", a.cfg.SMTP.Listen)
+	if err != nil {
+		return fmt.Errorf("smtp.listen: %w", err)
+	}
+	a.log.Info("mailhook started", "version", version, "smtp", l.Addr().String(), "queue", a.cfg.Queue.Backend)
+
+	errc := make(chan error, 2+len(a.servers))
+	runCtx, cancelRun := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := a.runner.Run(runCtx); err != nil && !errors.Is(err, context.Canceled) {
+			errc <- fmt.Errorf("workers: %w", err)
+		}
+	}()
+	go func() { errc <- a.smtp.Serve(l) }()
+	for _, s := range a.servers {
+		go func() {
+			if err := s.serve(); err != nil {
+				errc <- fmt.Errorf("%s: %w", s.name, err)
+			}
+		}()
+	}
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+
+	var runErr error
+loop:
+	for {
+		select {
+		case <-ctx.Done():
+			break loop
+		case <-hup:
+			a.reload()
+		case err := <-errc:
+			if err != nil {
+				runErr = err
+				break loop
+			}
+		}
+	}
+	a.log.Info("shutting down", "bound", a.cfg.SMTP.ShutdownTimeout)
+	sctx, cancel := context.WithTimeout(context.Background(), a.cfg.SMTP.ShutdownTimeout)
+	defer cancel()
+	if err := a.smtp.Shutdown(sctx); err != nil {
+		a.log.Warn("smtp shutdown", "error", err)
+	}
+	for _, s := range a.servers {
+		if err := s.shutdown(sctx); err != nil {
+			a.log.Warn(s.name+" shutdown", "error", err)
+		}
+	}
+	cancelRun()
+	wg.Wait()
+	a.log.Info("stopped")
+	return runErr
+}
+
+// reload re-reads the config on SIGHUP and swaps what can change while
+// running: domains and routes. A config that fails validation is refused
+// and the running one stays.
+func (a *app) reload() {
+	cfg, err := config.Load(a.path)
+	if err != nil {
+		a.log.Error("reload refused: the running config stays", "error", err)
+		return
+	}
+	pol, err := buildPolicy(cfg)
+	if err != nil {
+		a.log.Error("reload refused: the running config stays", "error", err)
+		return
+	}
+	a.policy.Store(pol)
+	a.log.Info("config reloaded", "routes", len(cfg.Routes), "domains", len(cfg.Domains))
+}

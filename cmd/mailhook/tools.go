@@ -1,0 +1,137 @@
+package main
+
+import (
+	"bufio"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/base64"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"math/big"
+	"net"
+	"os"
+	"sort"
+	"strings"
+	"time"
+
+	"golang.org/x/crypto/bcrypt"
+)
+
+func init() {
+	register(command{name: "tls selfsigned", summary: "write a self-signed certificate and key for development", run: tlsSelfSigned})
+	register(command{name: "user add", summary: "hash a password from stdin and print the user's YAML entry", run: userAdd})
+	register(command{name: "webhook secret", summary: "print a new whsec_ webhook signing secret", run: webhookSecret})
+}
+
+func sortStrings(s []string) { sort.Strings(s) }
+
+func tlsSelfSigned(args []string, _ io.Reader, stdout, stderr io.Writer) int {
+	fs, _ := newFlags("tls selfsigned", stderr)
+	host := fs.String("host", "localhost", "host names and IPs, comma-separated")
+	certOut := fs.String("cert", "cert.pem", "certificate file to write")
+	keyOut := fs.String("key", "key.pem", "key file to write")
+	days := fs.Int("days", 365, "validity in days")
+	if _, err := parseFlags(fs, args); err != nil {
+		return exitErr(stderr, err)
+	}
+	if err := writeSelfSigned(strings.Split(*host, ","), *certOut, *keyOut, time.Duration(*days)*24*time.Hour); err != nil {
+		return exitErr(stderr, err)
+	}
+	fmt.Fprintf(stdout, "wrote %s and %s\nset smtp.tls.cert_file and smtp.tls.key_file to use them\n", *certOut, *keyOut)
+	return 0
+}
+
+// writeSelfSigned writes an ECDSA P-256 certificate for hosts and its key.
+func writeSelfSigned(hosts []string, certFile, keyFile string, validFor time.Duration) error {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return err
+	}
+	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 128))
+	if err != nil {
+		return err
+	}
+	tmpl := x509.Certificate{
+		SerialNumber:          serial,
+		Subject:               pkix.Name{Organization: []string{"mailhook development"}, CommonName: strings.TrimSpace(hosts[0])},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(validFor),
+		KeyUsage:              x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		BasicConstraintsValid: true,
+	}
+	for _, h := range hosts {
+		h = strings.TrimSpace(h)
+		if ip := net.ParseIP(h); ip != nil {
+			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
+		} else if h != "" {
+			tmpl.DNSNames = append(tmpl.DNSNames, h)
+		}
+	}
+	der, err := x509.CreateCertificate(rand.Reader, &tmpl, &tmpl, &key.PublicKey, key)
+	if err != nil {
+		return err
+	}
+	kb, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
+		return err
+	}
+	return os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kb}), 0o600)
+}
+
+func userAdd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	fs, _ := newFlags("user add", stderr)
+	var addrs multiFlag
+	fs.Var(&addrs, "address", "an address of the user (repeat for several)")
+	pos, err := parseFlags(fs, args)
+	if err != nil {
+		return exitErr(stderr, err)
+	}
+	if len(pos) != 1 {
+		fmt.Fprintln(stderr, "usage: mailhook user add NAME --address ADDR [--address ADDR...] < password")
+		return 2
+	}
+	if len(addrs) == 0 {
+		return exitErr(stderr, errors.New("user add: give at least one --address"))
+	}
+	line, err := bufio.NewReader(stdin).ReadString('\n')
+	if err != nil && !errors.Is(err, io.EOF) {
+		return exitErr(stderr, err)
+	}
+	pw := strings.TrimRight(line, "\r\n")
+	if len(pw) < 8 {
+		return exitErr(stderr, errors.New("user add: the password (read from stdin) must be at least 8 characters"))
+	}
+	hash, err := bcrypt.GenerateFromPassword([]byte(pw), 12)
+	if err != nil {
+		return exitErr(stderr, err)
+	}
+	quoted := make([]string, len(addrs))
+	for i, a := range addrs {
+		quoted[i] = fmt.Sprintf("%q", a)
+	}
+	fmt.Fprintf(stdout, "    - {name: %s, password_hash: %q, addresses: [%s]}\n", pos[0], hash, strings.Join(quoted, ", "))
+	return 0
+}
+
+func webhookSecret(args []string, _ io.Reader, stdout, stderr io.Writer) int {
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return exitErr(stderr, err)
+	}
+	fmt.Fprintf(stdout, "whsec_%s\n", base64.StdEncoding.EncodeToString(b))
+	return 0
+}
+
+type multiFlag []string
+
+func (m *multiFlag) String() string     { return strings.Join(*m, ",") }
+func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }

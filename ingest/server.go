@@ -1,0 +1,208 @@
+package ingest
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"time"
+
+	"github.com/emersion/go-smtp"
+
+	"github.com/mailhook/mailhook/ingest/auth"
+	"github.com/mailhook/mailhook/parse"
+	"github.com/mailhook/mailhook/route"
+)
+
+// Router is what ingest needs of the routing rules.
+type Router interface {
+	// AcceptsEnvelope reports at RCPT whether any rule could take rcpt.
+	AcceptsEnvelope(rcpt, mailFrom string) bool
+	// Decide applies the rules at end of data.
+	Decide(m *route.Mail, rcpt string) route.Decision
+}
+
+// Policy is the part of the configuration that can change while running
+// (hot reload): the domains we accept mail for and the rules.
+type Policy struct {
+	Domains map[string]bool
+	Router  Router
+}
+
+// Verifier checks SPF, DKIM and DMARC.
+type Verifier interface {
+	CheckSPF(ctx context.Context, ip net.IP, helo, mailFrom string) auth.SPFResult
+	Verify(ctx context.Context, spf auth.SPFResult, msg io.Reader) (*auth.Results, error)
+}
+
+// Committer is the commit step: it durably records every action of the
+// message (the queue) before ingest answers 250. It takes ownership of
+// m.RawPath. An error means nothing was recorded; the client gets 451.
+type Committer interface {
+	Commit(ctx context.Context, m *route.Mail, decisions []route.Decision) error
+}
+
+// Limits bound what one client can make the listener do.
+type Limits struct {
+	MaxMessageBytes     int64
+	MaxRecipients       int
+	MaxLineLength       int
+	MaxErrors           int
+	MaxCommands         int
+	MaxConnections      int
+	MaxConnectionsPerIP int
+	// ReadTimeout is the idle timeout: the longest wait for a byte from the
+	// client, in commands and in DATA.
+	ReadTimeout  time.Duration
+	WriteTimeout time.Duration
+	// VerifyTimeout bounds verification of one message.
+	VerifyTimeout time.Duration
+}
+
+// Options configure a Server. Hostname, Policy, Parse, Committer and
+// SpoolDir are required.
+type Options struct {
+	Hostname string
+	Policy   func() *Policy
+	// Verifier may be nil: then every result is "none".
+	Verifier  Verifier
+	Parse     func(io.Reader) (*parse.Message, error)
+	Committer Committer
+	SpoolDir  string
+	Limits    Limits
+	// TLSConfig enables STARTTLS.
+	TLSConfig *tls.Config
+	// EnforceDMARC refuses DMARC failures under p=reject with 550 5.7.1.
+	EnforceDMARC bool
+	// DeferOnTempError answers 451 4.4.3 when verification hit a DNS
+	// temporary error; otherwise the message is accepted and flagged.
+	DeferOnTempError bool
+	// IsForgedAR reports whether an Authentication-Results value claims
+	// our authserv-id; nil uses a plain prefix check.
+	IsForgedAR func(value, authServID string) bool
+	Logger     *slog.Logger
+	// Now is the clock; nil is time.Now.
+	Now func() time.Time
+}
+
+// Server is the SMTP MX listener.
+type Server struct {
+	o    Options
+	smtp *smtp.Server
+}
+
+// New checks the options and makes a server.
+func New(o Options) (*Server, error) {
+	switch {
+	case o.Hostname == "":
+		return nil, errors.New("ingest: hostname is required")
+	case o.Policy == nil:
+		return nil, errors.New("ingest: policy is required")
+	case o.Parse == nil:
+		return nil, errors.New("ingest: parser is required")
+	case o.Committer == nil:
+		return nil, errors.New("ingest: committer is required")
+	case o.SpoolDir == "":
+		return nil, errors.New("ingest: spool dir is required")
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.IsForgedAR == nil {
+		o.IsForgedAR = auth.IsForgedAR
+	}
+	l := &o.Limits
+	def := func(p *int, v int) {
+		if *p <= 0 {
+			*p = v
+		}
+	}
+	if l.MaxMessageBytes <= 0 {
+		l.MaxMessageBytes = 25 << 20
+	}
+	def(&l.MaxRecipients, 100)
+	def(&l.MaxLineLength, 4096)
+	def(&l.MaxErrors, 10)
+	def(&l.MaxCommands, 1000)
+	def(&l.MaxConnections, 1000)
+	def(&l.MaxConnectionsPerIP, 20)
+	if l.ReadTimeout <= 0 {
+		l.ReadTimeout = 5 * time.Minute
+	}
+	if l.WriteTimeout <= 0 {
+		l.WriteTimeout = 5 * time.Minute
+	}
+	if l.VerifyTimeout <= 0 {
+		l.VerifyTimeout = 20 * time.Second
+	}
+	if err := os.MkdirAll(o.SpoolDir, 0o750); err != nil {
+		return nil, fmt.Errorf("ingest: spool dir: %w", err)
+	}
+	if err := cleanSpool(o.SpoolDir); err != nil {
+		return nil, fmt.Errorf("ingest: spool dir: %w", err)
+	}
+	s := &Server{o: o}
+	srv := smtp.NewServer(s)
+	srv.Domain = o.Hostname
+	srv.MaxMessageBytes = l.MaxMessageBytes
+	srv.MaxRecipients = l.MaxRecipients
+	srv.MaxLineLength = l.MaxLineLength
+	srv.ReadTimeout = l.ReadTimeout
+	srv.WriteTimeout = l.WriteTimeout
+	srv.EnableSMTPUTF8 = true
+	srv.TLSConfig = o.TLSConfig
+	srv.ErrorLog = slogLogger{o.Logger}
+	s.smtp = srv
+	return s, nil
+}
+
+// Serve accepts connections on l until Shutdown or Close.
+func (s *Server) Serve(l net.Listener) error {
+	ll := &limitListener{Listener: l, s: s, perIP: map[string]int{}}
+	err := s.smtp.Serve(ll)
+	if errors.Is(err, smtp.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+// Shutdown stops accepting connections and waits for sessions in flight to
+// end until ctx is done; then it closes what is left. A message whose DATA
+// was cut off this way was never acknowledged.
+func (s *Server) Shutdown(ctx context.Context) error {
+	err := s.smtp.Shutdown(ctx)
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+		s.smtp.Close()
+	}
+	if errors.Is(err, smtp.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+// Close closes the listeners and every connection at once.
+func (s *Server) Close() error { return s.smtp.Close() }
+
+// NewSession implements smtp.Backend.
+func (s *Server) NewSession(c *smtp.Conn) (smtp.Session, error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	_, isTLS := c.TLSConnectionState()
+	ip := remoteIP(c.Conn().RemoteAddr())
+	return &session{
+		s: s, c: c, ctx: ctx, cancel: cancel,
+		ip: ip, helo: c.Hostname(), tls: isTLS,
+		log: s.o.Logger.With("remote_ip", ip),
+	}, nil
+}
+
+type slogLogger struct{ l *slog.Logger }
+
+func (l slogLogger) Printf(format string, v ...any) { l.l.Debug(fmt.Sprintf(format, v...)) }
+func (l slogLogger) Println(v ...any)               { l.l.Debug(fmt.Sprint(v...)) }

@@ -1,0 +1,248 @@
+package ingest
+
+import (
+	"bufio"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base32"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/emersion/go-message/textproto"
+	"github.com/emersion/go-smtp"
+)
+
+// spoolBufSize is the write buffer of a spool file; pooled, so a session
+// costs no allocation per message for it.
+const spoolBufSize = 64 << 10
+
+var bufPool = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, spoolBufSize) }}
+
+// spool receives the data of one message into a file in dir, in one pass:
+// it checks line endings (a bare CR or LF fails the message: SMTP smuggling)
+// and hashes the bytes for the stable id. Nothing is held in memory but the
+// buffer.
+type spool struct {
+	f    *os.File
+	size int64
+	sum  hash.Hash
+	// prevCR is true when the last byte seen was CR.
+	prevCR bool
+	bare   bool
+}
+
+func newSpool(dir string) (*spool, error) {
+	f, err := os.CreateTemp(dir, "incoming-*.tmp")
+	if err != nil {
+		return nil, fmt.Errorf("ingest: spool: %w", err)
+	}
+	return &spool{f: f, sum: sha256.New()}, nil
+}
+
+// receive copies r to the spool file. It returns a bare *smtp.SMTPError for
+// the client's faults and a wrapped error for ours.
+func (s *spool) receive(r io.Reader) error {
+	w := bufPool.Get().(*bufio.Writer)
+	w.Reset(s.f)
+	defer func() { w.Reset(nil); bufPool.Put(w) }()
+	buf := w.AvailableBuffer()[:0]
+	buf = buf[:cap(buf)]
+	for {
+		n, rerr := r.Read(buf)
+		if n > 0 {
+			chunk := buf[:n]
+			s.checkEndings(chunk)
+			if s.bare {
+				return ErrBareLineEnding
+			}
+			s.sum.Write(chunk)
+			s.size += int64(n)
+			if _, err := s.f.Write(chunk); err != nil {
+				return fmt.Errorf("ingest: spool write: %w", err)
+			}
+		}
+		if rerr == io.EOF {
+			break
+		}
+		if rerr != nil {
+			var se *smtp.SMTPError
+			switch {
+			case errors.As(rerr, &se):
+				return se // 552 5.3.4 past the size limit
+			case errors.Is(rerr, smtp.ErrTooLongLine):
+				return ErrLineTooLong
+			}
+			return fmt.Errorf("ingest: reading data: %w", rerr)
+		}
+	}
+	// The data reader hands over the final CRLF before ".", so a message
+	// ending in a bare CR shows here.
+	if s.prevCR {
+		return ErrBareLineEnding
+	}
+	return nil
+}
+
+// checkEndings sets s.bare on a CR not followed by LF or an LF not preceded
+// by CR. go-smtp ends data only at <CRLF>.<CRLF>; refusing any bare ending
+// as well means no other MTA downstream can be made to see a different end
+// of data than we did (the SMTP smuggling variants: <LF>.<LF>, <LF>.<CRLF>,
+// <CR>.<CR>, <CRLF>.<LF> and friends).
+func (s *spool) checkEndings(b []byte) {
+	prevCR := s.prevCR
+	for _, c := range b {
+		switch c {
+		case '\n':
+			if !prevCR {
+				s.bare = true
+				return
+			}
+			prevCR = false
+		case '\r':
+			if prevCR {
+				s.bare = true
+				return
+			}
+			prevCR = true
+		default:
+			if prevCR {
+				s.bare = true
+				return
+			}
+		}
+	}
+	s.prevCR = prevCR
+}
+
+// discard removes the spool file.
+func (s *spool) discard() {
+	if s.f != nil {
+		name := s.f.Name()
+		s.f.Close()
+		os.Remove(name)
+		s.f = nil
+	}
+}
+
+// finalize writes the message as it will be stored and delivered to a new
+// file in dir: our trace fields first (RFC 5321 §4.4: each server prepends),
+// then the original header without any Authentication-Results that claims
+// to come from us (RFC 8601 §5: a forgery), then the body, copied in the
+// kernel where the file system allows. It returns the new file's path and
+// size. The spool file is removed.
+func (s *spool) finalize(dir, id string, prepend []Field, forged func(value string) bool) (string, int64, error) {
+	defer s.discard()
+	if _, err := s.f.Seek(0, io.SeekStart); err != nil {
+		return "", 0, fmt.Errorf("ingest: spool: %w", err)
+	}
+	out, err := os.Create(filepath.Join(dir, "msg-"+id+".eml"))
+	if err != nil {
+		return "", 0, fmt.Errorf("ingest: spool: %w", err)
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			out.Close()
+			os.Remove(out.Name())
+		}
+	}()
+	br := bufio.NewReaderSize(s.f, 32<<10)
+	hdr, herr := textproto.ReadHeader(br)
+	w := bufio.NewWriterSize(out, 32<<10)
+	for _, f := range prepend {
+		if _, err := fmt.Fprintf(w, "%s: %s\r\n", f.Name, f.Value); err != nil {
+			return "", 0, fmt.Errorf("ingest: spool: %w", err)
+		}
+	}
+	if herr != nil {
+		// A header go-message cannot read (too many or too long lines):
+		// keep the message exactly as received after our fields.
+		if _, err := s.f.Seek(0, io.SeekStart); err != nil {
+			return "", 0, fmt.Errorf("ingest: spool: %w", err)
+		}
+		br.Reset(s.f)
+	} else {
+		fields := hdr.Fields()
+		for fields.Next() {
+			if strings.EqualFold(fields.Key(), "Authentication-Results") && forged(fields.Value()) {
+				fields.Del()
+			}
+		}
+		if err := textproto.WriteHeader(w, hdr); err != nil {
+			return "", 0, fmt.Errorf("ingest: spool: %w", err)
+		}
+	}
+	if err := w.Flush(); err != nil {
+		return "", 0, fmt.Errorf("ingest: spool: %w", err)
+	}
+	// bufio.Reader.WriteTo hands the rest of the file to out.ReadFrom,
+	// which uses copy_file_range on Linux.
+	if _, err := br.WriteTo(out); err != nil {
+		return "", 0, fmt.Errorf("ingest: spool: %w", err)
+	}
+	st, err := out.Stat()
+	if err != nil {
+		return "", 0, fmt.Errorf("ingest: spool: %w", err)
+	}
+	if err := out.Close(); err != nil {
+		return "", 0, fmt.Errorf("ingest: spool: %w", err)
+	}
+	ok = true
+	return out.Name(), st.Size(), nil
+}
+
+// Field is a header field to prepend.
+type Field struct{ Name, Value string }
+
+// stableID derives the id that is the same when the sending MTA retries the
+// same message after a lost 250: the envelope and the data's hash.
+func stableID(mailFrom string, rcpts []string, dataSum []byte) string {
+	h := sha256.New()
+	h.Write([]byte(strings.ToLower(mailFrom)))
+	h.Write([]byte{0})
+	rs := append([]string(nil), rcpts...)
+	sort.Strings(rs)
+	for _, r := range rs {
+		h.Write([]byte(strings.ToLower(r)))
+		h.Write([]byte{0})
+	}
+	h.Write(dataSum)
+	return idEncoding.EncodeToString(h.Sum(nil)[:16])
+}
+
+var idEncoding = base32.NewEncoding("0123456789abcdefghjkmnpqrstvwxyz").WithPadding(base32.NoPadding)
+
+// newID returns a unique, time-ordered id: 48 bits of milliseconds and 80
+// random bits (like a ULID), 26 characters.
+func newID(now time.Time) string {
+	var b [16]byte
+	binary.BigEndian.PutUint64(b[:8], uint64(now.UnixMilli())<<16)
+	if _, err := rand.Read(b[6:]); err != nil {
+		panic(err) // crypto/rand never fails on Linux
+	}
+	return idEncoding.EncodeToString(b[:])
+}
+
+// cleanSpool removes spool files left by a crash: they were never
+// acknowledged (the commit step takes ownership before 250).
+func cleanSpool(dir string) error {
+	for _, pat := range []string{"incoming-*.tmp", "msg-*.eml"} {
+		names, err := filepath.Glob(filepath.Join(dir, pat))
+		if err != nil {
+			return err
+		}
+		for _, n := range names {
+			os.Remove(n)
+		}
+	}
+	return nil
+}

@@ -116,6 +116,18 @@ func (v *Verifier) evalDMARC(ctx context.Context, from string, spf SPFResult, dk
 		out.Result = dmarcPass
 		return out
 	}
+	// No aligned pass. If an aligned identifier could not be checked for
+	// a transient DNS reason, the verdict is not final: temperror, so that
+	// ingest can defer (451 4.4.3) rather than reject mail whose DNS
+	// merely timed out.
+	transient := spf.Result == "temperror" && alignedDomain(spf.Domain, from, rec.SPFAlignment)
+	for _, d := range dkimRes {
+		transient = transient || (d.Result == "temperror" && alignedDomain(d.Domain, from, rec.DKIMAlignment))
+	}
+	if transient {
+		out.Result = dmarcTempError
+		return out
+	}
 	out.Result = dmarcFail
 
 	// RFC 7489 §6.6.4: with pct below 100, messages outside the sample get

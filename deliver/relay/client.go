@@ -1,0 +1,447 @@
+package relay
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/textproto"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/emersion/go-sasl"
+	"github.com/emersion/go-smtp"
+)
+
+// maxNotes bounds the failure notes kept in Attempt.Error.
+const maxNotes = 20
+
+// deliverHops tries hops in order until one of them takes the transaction
+// (accepts or refuses MAIL FROM, RCPT TO and DATA). Connection failures,
+// TLS failures and 4xx replies before RCPT move on to the next hop (RFC
+// 5321 §5.1); when none is left every recipient is retried.
+func (r *Relayer) deliverHops(ctx context.Context, res *result, hops []hop, from string, rcpts []string, msg *message) {
+	tried := 0
+	for _, h := range hops {
+		if ctx.Err() != nil {
+			break
+		}
+		tried++
+		res.host = h.host
+		if r.try(ctx, res, h, from, rcpts, msg, true) {
+			return
+		}
+	}
+	err := ctx.Err()
+	if err == nil {
+		err = fmt.Errorf("relay: %d of %d hosts tried, none took the message", tried, len(hops))
+	}
+	res.all(rcpts, false, err)
+}
+
+// try runs one SMTP session with h. It reports whether the hop took the
+// transaction; if not, the caller moves on to the next hop. starttls is
+// false only for the plaintext retry of an opportunistic session whose
+// TLS handshake failed.
+func (r *Relayer) try(ctx context.Context, res *result, h hop, from string, rcpts []string, msg *message, starttls bool) bool {
+	c, isTLS, closeConn, err := r.open(ctx, h, starttls)
+	if err != nil {
+		var he *handshakeError
+		if errors.As(err, &he) && r.o.TLS == TLSOpportunistic {
+			// RFC 7435 §2: opportunistic security falls back to
+			// cleartext when encryption cannot be had.
+			res.addNote("%s: %v; retrying without tls", h.addr, err)
+			return r.try(ctx, res, h, from, rcpts, msg, false)
+		}
+		res.hopFailed(h, err)
+		return false
+	}
+	defer closeConn()
+
+	if r.o.Username != "" {
+		if err := r.auth(c, isTLS); err != nil {
+			res.hopFailed(h, err)
+			return false
+		}
+	}
+
+	opts := &smtp.MailOptions{Size: msg.size}
+	if !isASCII(from) || !allASCII(rcpts) {
+		// RFC 6531 §3.4: an internationalized envelope needs SMTPUTF8,
+		// and a server without it cannot take the message.
+		if ok, _ := c.Extension("SMTPUTF8"); !ok {
+			res.all(rcpts, true, fmt.Errorf("%s: 553 5.6.7 the envelope needs SMTPUTF8 (RFC 6531) and the server does not offer it", h.addr))
+			_ = c.Quit()
+			return true
+		}
+		opts.UTF8 = true
+	}
+	if err := c.Mail(from, opts); err != nil {
+		var se *smtp.SMTPError
+		if errors.As(err, &se) && se.Code >= 500 {
+			res.setReply(se.Code, replyText(se))
+			res.all(rcpts, true, fmt.Errorf("%s: MAIL FROM:<%s> refused: %s", h.addr, from, replyText(se)))
+			_ = c.Quit()
+			return true
+		}
+		res.hopFailed(h, err)
+		return false
+	}
+
+	// RFC 5321 §3.3: each recipient gets its own reply.
+	var accepted []string
+	for i, rcpt := range rcpts {
+		err := c.Rcpt(rcpt, nil)
+		var se *smtp.SMTPError
+		switch {
+		case err == nil:
+			accepted = append(accepted, rcpt)
+		case errors.As(err, &se):
+			res.setReply(se.Code, replyText(se))
+			res.addNote("%s: RCPT TO:<%s>: %s", h.addr, rcpt, replyText(se))
+			if se.Code >= 500 {
+				res.failed = append(res.failed, rcpt)
+			} else {
+				res.retry = append(res.retry, rcpt)
+			}
+		default:
+			// The connection is gone: everyone not refused is retried.
+			res.retry = append(res.retry, accepted...)
+			res.retry = append(res.retry, rcpts[i:]...)
+			res.addNote("%s: RCPT TO:<%s>: %v", h.addr, rcpt, err)
+			return true
+		}
+	}
+	if len(accepted) == 0 {
+		_ = c.Quit()
+		return true
+	}
+
+	if err := r.data(c, msg, res); err != nil {
+		var se *smtp.SMTPError
+		switch {
+		case errors.As(err, &se):
+			res.setReply(se.Code, replyText(se))
+			res.addNote("%s: DATA: %s", h.addr, replyText(se))
+		default:
+			res.addNote("%s: DATA: %v", h.addr, err)
+		}
+		if se != nil && se.Code >= 500 {
+			res.failed = append(res.failed, accepted...)
+		} else {
+			// A 4xx, or the connection dropped mid-DATA: the server may or
+			// may not have the message; delivery is at least once.
+			res.retry = append(res.retry, accepted...)
+		}
+		return true
+	}
+	res.delivered = append(res.delivered, accepted...)
+	_ = c.Quit()
+	return true
+}
+
+// data sends the message and reads the reply to the final dot. A reply
+// other than 250 is returned as *smtp.SMTPError; on success the 250 reply
+// is recorded in res.
+func (r *Relayer) data(c *smtp.Client, msg *message, res *result) error {
+	w, err := c.Data()
+	if err != nil {
+		return err
+	}
+	rc, err := msg.raw()
+	if err != nil {
+		// Without the message we must not end DATA: closing the
+		// connection aborts the transaction (RFC 5321 §3.8).
+		_ = c.Close()
+		return fmt.Errorf("open message: %w", err)
+	}
+	_, err = io.Copy(w, io.MultiReader(bytes.NewReader(msg.prefix), rc))
+	rc.Close()
+	if err != nil {
+		_ = c.Close()
+		return fmt.Errorf("send message: %w", err)
+	}
+	resp, err := w.CloseWithResponse()
+	if err != nil {
+		var se *smtp.SMTPError
+		if errors.As(err, &se) {
+			return se
+		}
+		return fmt.Errorf("end of data: %w", err)
+	}
+	// A recipient's refusal stays the reply that explains the outcome.
+	if res.status < 400 {
+		res.setReply(250, truncate("250 "+resp.StatusText, maxReplyLen))
+	}
+	return nil
+}
+
+// auth authenticates to the smarthost (RFC 4954), PLAIN preferred.
+func (r *Relayer) auth(c *smtp.Client, isTLS bool) error {
+	if !isTLS && r.o.TLS != TLSNone {
+		return errors.New("refusing to send credentials without tls (set tls: none to allow)")
+	}
+	var a sasl.Client
+	switch {
+	case c.SupportsAuth(sasl.Plain):
+		a = sasl.NewPlainClient("", r.o.Username, r.o.Password)
+	case c.SupportsAuth(sasl.Login):
+		a = sasl.NewLoginClient(r.o.Username, r.o.Password)
+	default:
+		_, mechs := c.Extension("AUTH")
+		return fmt.Errorf("smarthost offers no PLAIN or LOGIN authentication (AUTH %s)", mechs)
+	}
+	if err := c.Auth(a); err != nil {
+		return fmt.Errorf("auth: %w", err)
+	}
+	return nil
+}
+
+// handshakeError is a failed TLS handshake after STARTTLS.
+type handshakeError struct{ err error }
+
+func (e *handshakeError) Error() string { return "tls handshake: " + e.err.Error() }
+func (e *handshakeError) Unwrap() error { return e.err }
+
+// open connects to h, greets it, sets up TLS per the mode and returns a
+// client ready for AUTH or MAIL, whether the session is encrypted, and a
+// func that ends it.
+//
+// go-smtp's client only offers STARTTLS at dial time, greeting with
+// "EHLO localhost" first, which RFC 5321 §4.1.1.1 does not allow and some
+// servers refuse. So the relay does the greeting, EHLO and STARTTLS
+// (RFC 3207 §4) itself, then hands the connection to go-smtp with the
+// greeting already answered, and go-smtp sends EHLO again, as RFC 3207
+// §4.2 requires after TLS.
+func (r *Relayer) open(ctx context.Context, h hop, starttls bool) (*smtp.Client, bool, func(), error) {
+	d := net.Dialer{Timeout: r.o.Timeout}
+	raw, err := d.DialContext(ctx, "tcp", h.addr)
+	if err != nil {
+		return nil, false, nil, fmt.Errorf("connect: %w", err)
+	}
+	// Cancelling ctx closes the connection, which ends any blocked read
+	// or write: go-smtp's client takes no context.
+	stop := context.AfterFunc(ctx, func() { raw.Close() })
+	closeConn := func() {
+		stop()
+		raw.Close()
+	}
+	fail := func(err error) (*smtp.Client, bool, func(), error) {
+		closeConn()
+		return nil, false, nil, err
+	}
+	var conn net.Conn = &deadlineConn{Conn: raw, timeout: r.o.Timeout}
+	isTLS := false
+	greeted := false
+
+	switch {
+	case r.o.TLS == TLSImplicit:
+		tc := tls.Client(conn, r.tlsConfig(h.host, true))
+		hctx, cancel := context.WithTimeout(ctx, r.o.Timeout)
+		err := tc.HandshakeContext(hctx)
+		cancel()
+		if err != nil {
+			return fail(fmt.Errorf("tls: %w", err))
+		}
+		conn, isTLS = tc, true
+	case r.o.TLS != TLSNone && starttls:
+		tc, ok, err := r.startTLS(ctx, conn, h)
+		if err != nil {
+			return fail(err)
+		}
+		greeted = true
+		if ok {
+			conn, isTLS = tc, true
+		}
+	}
+
+	if greeted {
+		conn = &greetedConn{Conn: conn, r: io.MultiReader(strings.NewReader("220 "+h.host+"\r\n"), conn)}
+	}
+	c := smtp.NewClient(conn)
+	c.CommandTimeout = r.o.Timeout
+	c.SubmissionTimeout = 2 * r.o.Timeout
+	if err := c.Hello(r.o.Hostname); err != nil {
+		c.Close()
+		return fail(fmt.Errorf("ehlo: %w", err))
+	}
+	return c, isTLS, closeConn, nil
+}
+
+// startTLS reads the greeting, sends EHLO and, when offered, STARTTLS and
+// does the handshake. ok is false when the session stays in plaintext
+// (opportunistic mode, STARTTLS not offered or refused).
+func (r *Relayer) startTLS(ctx context.Context, conn net.Conn, h hop) (tc *tls.Conn, ok bool, err error) {
+	_ = conn.SetDeadline(time.Now().Add(r.o.Timeout))
+	defer conn.SetDeadline(time.Time{})
+	tp := textproto.NewConn(conn)
+	if _, _, err := tp.ReadResponse(220); err != nil {
+		return nil, false, fmt.Errorf("greeting: %w", protoErr(err))
+	}
+	if err := tp.PrintfLine("EHLO %s", r.o.Hostname); err != nil {
+		return nil, false, fmt.Errorf("ehlo: %w", err)
+	}
+	_, text, err := tp.ReadResponse(250)
+	offered := false
+	if err == nil {
+		for _, line := range strings.Split(text, "\n")[1:] {
+			if f := strings.Fields(line); len(f) > 0 && strings.EqualFold(f[0], "STARTTLS") {
+				offered = true
+			}
+		}
+	} else if _, isProto := err.(*textproto.Error); !isProto {
+		return nil, false, fmt.Errorf("ehlo: %w", err)
+	}
+	if !offered {
+		if r.o.TLS == TLSRequired {
+			_ = tp.PrintfLine("QUIT")
+			return nil, false, errors.New("starttls not offered and tls is required")
+		}
+		return nil, false, nil
+	}
+	if err := tp.PrintfLine("STARTTLS"); err != nil {
+		return nil, false, fmt.Errorf("starttls: %w", err)
+	}
+	if _, _, err := tp.ReadResponse(220); err != nil {
+		if _, isProto := err.(*textproto.Error); isProto && r.o.TLS != TLSRequired {
+			return nil, false, nil
+		}
+		return nil, false, fmt.Errorf("starttls: %w", protoErr(err))
+	}
+	// Anything the server sent after its 220 sits in tp's buffer and is
+	// dropped with it: nothing from before TLS may be taken as said
+	// after it (RFC 3207 §6).
+	tc = tls.Client(conn, r.tlsConfig(h.host, r.o.TLS == TLSRequired))
+	hctx, cancel := context.WithTimeout(ctx, r.o.Timeout)
+	defer cancel()
+	if err := tc.HandshakeContext(hctx); err != nil {
+		return nil, false, &handshakeError{err}
+	}
+	return tc, true, nil
+}
+
+// tlsConfig is the client TLS configuration for host. Unverified
+// (opportunistic) sessions still encrypt but accept any certificate (RFC
+// 7435 §3).
+func (r *Relayer) tlsConfig(host string, verify bool) *tls.Config {
+	var cfg *tls.Config
+	if r.o.TLSConfig != nil {
+		cfg = r.o.TLSConfig.Clone()
+	} else {
+		cfg = &tls.Config{}
+	}
+	if cfg.ServerName == "" {
+		cfg.ServerName = host
+	}
+	if cfg.MinVersion == 0 {
+		cfg.MinVersion = tls.VersionTLS12
+	}
+	if !verify {
+		cfg.InsecureSkipVerify = true
+	}
+	return cfg
+}
+
+// hopFailed notes a failure that moves on to the next hop. Its reply is
+// reported only if no hop takes the transaction.
+func (res *result) hopFailed(h hop, err error) {
+	var se *smtp.SMTPError
+	if errors.As(err, &se) {
+		res.hopStatus, res.hopReply = se.Code, replyText(se)
+	}
+	res.addNote("%s: %v", h.addr, err)
+}
+
+func (res *result) addNote(format string, args ...any) {
+	if len(res.notes) < maxNotes {
+		res.note(format, args...)
+	}
+}
+
+// maxReplyLen bounds a reply kept in an Attempt; a hostile server's reply
+// can be long.
+const maxReplyLen = 512
+
+// replyText formats an SMTP reply as "550 5.1.1 text", at most maxReplyLen
+// bytes.
+func replyText(se *smtp.SMTPError) string {
+	msg := strings.ReplaceAll(se.Message, "\n", " ")
+	ec := se.EnhancedCode
+	var s string
+	if ec != (smtp.EnhancedCode{}) && ec != smtp.NoEnhancedCode {
+		s = fmt.Sprintf("%d %d.%d.%d %s", se.Code, ec[0], ec[1], ec[2], msg)
+	} else {
+		s = fmt.Sprintf("%d %s", se.Code, msg)
+	}
+	return truncate(s, maxReplyLen)
+}
+
+// truncate cuts s to at most n bytes, on a rune boundary.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "..."
+}
+
+// protoErr turns a textproto reply error into an *smtp.SMTPError, as
+// go-smtp's client reports them.
+func protoErr(err error) error {
+	var te *textproto.Error
+	if !errors.As(err, &te) {
+		return err
+	}
+	se := &smtp.SMTPError{Code: te.Code, Message: te.Msg}
+	if parts := strings.SplitN(te.Msg, " ", 2); len(parts) == 2 {
+		var ec smtp.EnhancedCode
+		if n, _ := fmt.Sscanf(parts[0], "%d.%d.%d", &ec[0], &ec[1], &ec[2]); n == 3 {
+			se.EnhancedCode, se.Message = ec, parts[1]
+		}
+	}
+	return se
+}
+
+// deadlineConn gives every write a deadline: go-smtp's client sets none
+// while the message is written after DATA.
+type deadlineConn struct {
+	net.Conn
+	timeout time.Duration
+}
+
+func (c *deadlineConn) Write(b []byte) (int, error) {
+	_ = c.Conn.SetWriteDeadline(time.Now().Add(c.timeout))
+	return c.Conn.Write(b)
+}
+
+// greetedConn replays a greeting for a client that reads one first.
+type greetedConn struct {
+	net.Conn
+	r io.Reader
+}
+
+func (c *greetedConn) Read(b []byte) (int, error) { return c.r.Read(b) }
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
+}
+
+func allASCII(ss []string) bool {
+	for _, s := range ss {
+		if !isASCII(s) {
+			return false
+		}
+	}
+	return true
+}

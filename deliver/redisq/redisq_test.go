@@ -1,0 +1,208 @@
+package redisq_test
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/mailhook/mailhook/deliver"
+	"github.com/mailhook/mailhook/deliver/queuetest"
+	"github.com/mailhook/mailhook/deliver/redisq"
+)
+
+// server is the Redis the tests use: REDIS_ADDR, or a redis-server this
+// test binary started on a free port.
+var (
+	addr     string
+	startErr error
+)
+
+func TestMain(m *testing.M) {
+	var stop func()
+	addr = os.Getenv("REDIS_ADDR")
+	if addr == "" {
+		addr, stop, startErr = startRedis()
+	}
+	code := m.Run()
+	if stop != nil {
+		stop()
+	}
+	os.Exit(code)
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// startRedis execs redis-server on a free port and waits for PING.
+func startRedis(extra ...string) (string, func(), error) {
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		return "", nil, err
+	}
+	port, err := freePort()
+	if err != nil {
+		return "", nil, err
+	}
+	args := append([]string{"--port", fmt.Sprint(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"}, extra...)
+	cmd := exec.Command(bin, args...)
+	if err := cmd.Start(); err != nil {
+		return "", nil, err
+	}
+	stop := func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+	}
+	a := fmt.Sprintf("127.0.0.1:%d", port)
+	c := redis.NewClient(&redis.Options{Addr: a})
+	defer c.Close()
+	deadline := time.Now().Add(10 * time.Second)
+	for c.Ping(context.Background()).Err() != nil {
+		if time.Now().After(deadline) {
+			stop()
+			return "", nil, fmt.Errorf("redis-server on %s did not answer", a)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return a, stop, nil
+}
+
+// need skips (or, under MAILHOOK_REQUIRE_ALL=1, fails) without Redis.
+func need(t *testing.T) {
+	t.Helper()
+	if startErr == nil {
+		return
+	}
+	if os.Getenv("MAILHOOK_REQUIRE_ALL") == "1" {
+		t.Fatalf("redis needed: %v", startErr)
+	}
+	t.Skipf("no redis (set REDIS_ADDR or install redis-server): %v", startErr)
+}
+
+var seq atomic.Int64
+
+// prefix returns a fresh queue prefix so tests never share keys.
+func prefix() string { return fmt.Sprintf("mhtest-%d-%d", os.Getpid(), seq.Add(1)) }
+
+func client(t *testing.T) *redis.Client {
+	c := redis.NewClient(&redis.Options{Addr: addr})
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func TestSuite(t *testing.T) {
+	need(t)
+	queuetest.Run(t, func(t *testing.T) deliver.Queue {
+		q, err := redisq.New(client(t), redisq.Options{Prefix: prefix()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return q
+	})
+}
+
+// TestOneSlot checks that every key the queue writes carries its one hash
+// tag, which is what makes every script legal on Redis Cluster.
+func TestOneSlot(t *testing.T) {
+	need(t)
+	ctx := t.Context()
+	c := client(t)
+	p := prefix()
+	q, err := redisq.New(c, redisq.Options{Prefix: p})
+	if err != nil {
+		t.Fatal(err)
+	}
+	jobs := []*deliver.Job{}
+	for i, k := range deliver.Kinds {
+		jobs = append(jobs, queuetest.NewJob(fmt.Sprint("j", i), "m1", k, time.Time{}))
+	}
+	jobs = append(jobs, queuetest.NewJob("later", "m1", deliver.KindWebhook, time.Now().Add(time.Hour)))
+	if err := q.Commit(ctx, queuetest.NewMail(t, "m1", "x"), jobs); err != nil {
+		t.Fatal(err)
+	}
+	taken, err := q.Take(ctx, deliver.Kinds, 2, time.Minute)
+	if err != nil || len(taken) != 2 {
+		t.Fatalf("Take = %v, %v", taken, err)
+	}
+	if err := q.Dead(ctx, taken[0], deliver.Attempt{Error: "x"}); err != nil {
+		t.Fatal(err)
+	}
+	keys, err := c.Keys(ctx, "*"+p+"*").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(keys) < 8 {
+		t.Errorf("keys = %v, want the queue's 8+", keys)
+	}
+	for _, k := range keys {
+		if !strings.HasPrefix(k, "{"+p+"}:") {
+			t.Errorf("key %q lacks the hash tag {%s}", k, p)
+		}
+	}
+}
+
+// TestWaitReplicas commits with WAIT against a real replica, and fails the
+// commit when the replicas asked for are not there.
+func TestWaitReplicas(t *testing.T) {
+	need(t)
+	if os.Getenv("REDIS_ADDR") != "" {
+		t.Skip("needs a redis-server of its own to attach a replica to")
+	}
+	ctx := t.Context()
+	host, port, _ := net.SplitHostPort(addr)
+	_ = host
+	replica, stop, err := startRedis("--replicaof", "127.0.0.1", port)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop()
+	rc := redis.NewClient(&redis.Options{Addr: replica})
+	defer rc.Close()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		info, _ := rc.Info(ctx, "replication").Result()
+		if strings.Contains(info, "master_link_status:up") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("replica never linked")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	c := client(t)
+	p := prefix()
+	q, err := redisq.New(c, redisq.Options{Prefix: p, WaitReplicas: 1, WaitTimeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := q.Commit(ctx, queuetest.NewMail(t, "m1", "x"), []*deliver.Job{queuetest.NewJob("j1", "m1", deliver.KindWebhook, time.Time{})}); err != nil {
+		t.Fatalf("Commit with WAIT 1 = %v", err)
+	}
+	if n, err := rc.HLen(ctx, "{"+p+"}:job").Result(); err != nil || n != 1 {
+		t.Errorf("replica holds %d jobs, %v; want 1 once Commit returned", n, err)
+	}
+	q2, err := redisq.New(c, redisq.Options{Prefix: p, WaitReplicas: 2, WaitTimeout: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := q2.Commit(ctx, queuetest.NewMail(t, "m2", "x"), []*deliver.Job{queuetest.NewJob("j2", "m2", deliver.KindWebhook, time.Time{})}); err == nil {
+		t.Error("Commit with WAIT 2 and one replica = nil, want an error")
+	}
+	// The sender's retry of the same message finds it queued.
+	if err := q2.Commit(ctx, queuetest.NewMail(t, "m2", "x"), []*deliver.Job{queuetest.NewJob("j2", "m2", deliver.KindWebhook, time.Time{})}); err != nil {
+		t.Errorf("retried Commit = %v, want nil (already queued)", err)
+	}
+}

@@ -1,0 +1,213 @@
+package redisq
+
+import "github.com/redis/go-redis/v9"
+
+// Every key a script touches is passed in KEYS and carries the one hash tag
+// of the queue ({prefix}), so each script runs on one Redis Cluster slot.
+// Scripts check everything before their first write: Redis runs a script
+// atomically and refuses a writing script up front when out of memory, so
+// a script either applies all its writes or none.
+//
+// Times are Unix milliseconds. Job payloads are JSON written by Go; the
+// fields that scripts change (attempt count, lease token, lease expiry)
+// live in their own keys so no script re-encodes JSON.
+
+// commitScript records one message and its jobs.
+//
+// KEYS[1] -> {p}:job      hash  job id -> job JSON
+// KEYS[2] -> {p}:msg      hash  msg id -> mail JSON
+// KEYS[3] -> {p}:raw      hash  msg id -> raw message
+// KEYS[4] -> {p}:msgjobs  hash  msg id -> jobs left
+// KEYS[5..] -> {p}:ready:<kind> zsets, in deliver.Kinds order
+// ARGV[1] -> msg id
+// ARGV[2] -> mail JSON
+// ARGV[3] -> raw message
+// ARGV[4] -> number of jobs
+// then per job: id, kind index (1-based into KEYS[5..]), next-at ms, JSON
+//
+// Returns 1 when committed, 0 when the message was already queued, or the
+// error "DUPJOB <id>" (nothing written) when a job id is taken.
+var commitScript = redis.NewScript(`
+if redis.call("HEXISTS", KEYS[2], ARGV[1]) == 1 then
+  return 0
+end
+local n = tonumber(ARGV[4])
+for i = 0, n - 1 do
+  local id = ARGV[5 + 4*i]
+  if redis.call("HEXISTS", KEYS[1], id) == 1 then
+    return redis.error_reply("DUPJOB " .. id)
+  end
+end
+redis.call("HSET", KEYS[2], ARGV[1], ARGV[2])
+redis.call("HSET", KEYS[3], ARGV[1], ARGV[3])
+redis.call("HSET", KEYS[4], ARGV[1], n)
+for i = 0, n - 1 do
+  local id = ARGV[5 + 4*i]
+  local kind = tonumber(ARGV[6 + 4*i])
+  redis.call("HSET", KEYS[1], id, ARGV[8 + 4*i])
+  redis.call("ZADD", KEYS[4 + kind], ARGV[7 + 4*i], id)
+end
+return 1
+`)
+
+// takeScript first returns expired leases to their ready set (the reaper:
+// their worker died or hung), then leases up to n due jobs of the wanted
+// kinds, oldest next-at first.
+//
+// KEYS[1] -> {p}:job     hash  job id -> job JSON
+// KEYS[2] -> {p}:att     hash  job id -> attempts started
+// KEYS[3] -> {p}:lease   hash  job id -> lease token
+// KEYS[4] -> {p}:leased  zset  job id -> lease expiry
+// KEYS[5..] -> {p}:ready:<kind> zsets, in deliver.Kinds order
+// ARGV[1] -> now
+// ARGV[2] -> n, jobs to take (0: only reap)
+// ARGV[3] -> lease expiry for the taken jobs
+// ARGV[4] -> lease token prefix (unique per call)
+// ARGV[5] -> max expired leases to return in this call
+// ARGV[6] -> the kind names of KEYS[5..], space-separated
+// ARGV[7..] -> wanted kind indexes (1-based into KEYS[5..])
+//
+// Returns a flat list: id, attempts, token, job JSON, ... The attempt count
+// is incremented and stored before the job is returned.
+var takeScript = redis.NewScript(`
+local now = tonumber(ARGV[1])
+local kindKey = {}
+local i = 5
+for name in string.gmatch(ARGV[6], "%S+") do
+  kindKey[name] = KEYS[i]
+  i = i + 1
+end
+local expired = redis.call("ZRANGEBYSCORE", KEYS[4], "-inf", now, "LIMIT", 0, tonumber(ARGV[5]))
+for _, id in ipairs(expired) do
+  redis.call("ZREM", KEYS[4], id)
+  redis.call("HDEL", KEYS[3], id)
+  local json = redis.call("HGET", KEYS[1], id)
+  if json then
+    local ok, j = pcall(cjson.decode, json)
+    local key = ok and kindKey[j["kind"]] or nil
+    if key then
+      redis.call("ZADD", key, now, id)
+    end
+  end
+end
+local n = tonumber(ARGV[2])
+local cands = {}
+for a = 7, #ARGV do
+  local key = KEYS[4 + tonumber(ARGV[a])]
+  local r = redis.call("ZRANGEBYSCORE", key, "-inf", now, "WITHSCORES", "LIMIT", 0, n)
+  for k = 1, #r, 2 do
+    cands[#cands + 1] = {id = r[k], score = tonumber(r[k + 1]), key = key}
+  end
+end
+table.sort(cands, function(x, y)
+  if x.score ~= y.score then return x.score < y.score end
+  return x.id < y.id
+end)
+local out = {}
+for k = 1, math.min(n, #cands) do
+  local c = cands[k]
+  local token = ARGV[4] .. ":" .. k
+  redis.call("ZREM", c.key, c.id)
+  redis.call("HSET", KEYS[3], c.id, token)
+  redis.call("ZADD", KEYS[4], ARGV[3], c.id)
+  local att = redis.call("HINCRBY", KEYS[2], c.id, 1)
+  out[#out + 1] = c.id
+  out[#out + 1] = att
+  out[#out + 1] = token
+  out[#out + 1] = redis.call("HGET", KEYS[1], c.id)
+end
+return out
+`)
+
+// settleScript ends a lease: ack (delete the job, and the message with its
+// last job), retry (back to ready at a time) or dead (to the dead set).
+//
+// KEYS[1] -> {p}:job      hash
+// KEYS[2] -> {p}:att      hash
+// KEYS[3] -> {p}:lease    hash
+// KEYS[4] -> {p}:leased   zset
+// KEYS[5] -> {p}:ready:<the job's kind> zset
+// KEYS[6] -> {p}:dead     zset
+// KEYS[7] -> {p}:msg      hash
+// KEYS[8] -> {p}:raw      hash
+// KEYS[9] -> {p}:msgjobs  hash
+// ARGV[1] -> job id
+// ARGV[2] -> lease token the caller holds
+// ARGV[3] -> "ack", "retry" or "dead"
+// ARGV[4] -> new job JSON (retry, dead)
+// ARGV[5] -> score: next-at (retry) or dead-at (dead), ms
+// ARGV[6] -> msg id
+//
+// Returns 1, or 2 for an ack that deleted the message, or the error
+// "LEASELOST" (nothing written) when the caller's token is not the job's.
+var settleScript = redis.NewScript(`
+if redis.call("HGET", KEYS[3], ARGV[1]) ~= ARGV[2] then
+  return redis.error_reply("LEASELOST")
+end
+redis.call("HDEL", KEYS[3], ARGV[1])
+redis.call("ZREM", KEYS[4], ARGV[1])
+if ARGV[3] == "retry" then
+  redis.call("HSET", KEYS[1], ARGV[1], ARGV[4])
+  redis.call("ZADD", KEYS[5], ARGV[5], ARGV[1])
+  return 1
+elseif ARGV[3] == "dead" then
+  redis.call("HSET", KEYS[1], ARGV[1], ARGV[4])
+  redis.call("ZADD", KEYS[6], ARGV[5], ARGV[1])
+  return 1
+end
+redis.call("HDEL", KEYS[1], ARGV[1])
+redis.call("HDEL", KEYS[2], ARGV[1])
+if redis.call("HINCRBY", KEYS[9], ARGV[6], -1) <= 0 then
+  redis.call("HDEL", KEYS[7], ARGV[6])
+  redis.call("HDEL", KEYS[8], ARGV[6])
+  redis.call("HDEL", KEYS[9], ARGV[6])
+  return 2
+end
+return 1
+`)
+
+// dropScript deletes a job in any state, and its message with its last job.
+//
+// KEYS[1..9] -> as settleScript
+// ARGV[1] -> job id
+// ARGV[2] -> msg id
+//
+// Returns 1, or the error "NOTFOUND".
+var dropScript = redis.NewScript(`
+if redis.call("HDEL", KEYS[1], ARGV[1]) == 0 then
+  return redis.error_reply("NOTFOUND")
+end
+redis.call("HDEL", KEYS[2], ARGV[1])
+redis.call("HDEL", KEYS[3], ARGV[1])
+redis.call("ZREM", KEYS[4], ARGV[1])
+redis.call("ZREM", KEYS[5], ARGV[1])
+redis.call("ZREM", KEYS[6], ARGV[1])
+if redis.call("HINCRBY", KEYS[9], ARGV[2], -1) <= 0 then
+  redis.call("HDEL", KEYS[7], ARGV[2])
+  redis.call("HDEL", KEYS[8], ARGV[2])
+  redis.call("HDEL", KEYS[9], ARGV[2])
+end
+return 1
+`)
+
+// replayScript moves a dead job to ready.
+//
+// KEYS[1] -> {p}:job     hash
+// KEYS[2] -> {p}:dead    zset
+// KEYS[3] -> {p}:ready:<the job's kind> zset
+// ARGV[1] -> job id
+// ARGV[2] -> new job JSON
+// ARGV[3] -> now
+//
+// Returns 1, or the error "NOTDEAD" / "NOTFOUND" (nothing written).
+var replayScript = redis.NewScript(`
+if redis.call("HEXISTS", KEYS[1], ARGV[1]) == 0 then
+  return redis.error_reply("NOTFOUND")
+end
+if redis.call("ZREM", KEYS[2], ARGV[1]) == 0 then
+  return redis.error_reply("NOTDEAD")
+end
+redis.call("HSET", KEYS[1], ARGV[1], ARGV[2])
+redis.call("ZADD", KEYS[3], ARGV[3], ARGV[1])
+return 1
+`)

@@ -19,6 +19,7 @@ _dmarc.pctq.test.        300 IN TXT "v=DMARC1; p=quarantine; pct=0"
 _dmarc.bad.test.         300 IN TXT "v=DMARC1; p=maybe"
 _dmarc.junk.test.        300 IN TXT "v=spf1 -all"
 _dmarc.example.co.uk.    300 IN TXT "v=DMARC1; p=reject"
+_dmarc.xn--bcher-kva.test. 300 IN TXT "v=DMARC1; p=reject"
 `
 
 func TestDMARC(t *testing.T) {
@@ -64,6 +65,10 @@ func TestDMARC(t *testing.T) {
 			DMARCResult{"fail", "reject", "strict.test"}},
 		{"strict dkim, exact", "From: a@strict.test", none, dk("pass", "strict.test"), never,
 			DMARCResult{"pass", "reject", "strict.test"}},
+		{"IDN From domain, looked up as A-label", "From: Bücher <info@bücher.test>", none, nil, never,
+			DMARCResult{"fail", "reject", "xn--bcher-kva.test"}},
+		{"IDN aligned with its A-label", "From: info@bücher.test", none, dk("pass", "xn--bcher-kva.test"), never,
+			DMARCResult{"pass", "reject", "xn--bcher-kva.test"}},
 		{"case and trailing dot", "From: Alice <A@EXAMPLE.Test>", pass("Example.TEST."), nil, never,
 			DMARCResult{"pass", "reject", "example.test"}},
 

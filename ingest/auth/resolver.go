@@ -257,7 +257,10 @@ func (r *Resolver) parse(name, target string, qtype uint16, resp *dns.Msg) (a an
 }
 
 // exchange sends one question to the servers in turn, over UDP, then TCP
-// when the answer was truncated (RFC 7766 §5).
+// when the answer was truncated (RFC 7766 §5). A UDP query is sent once per
+// server, without retransmission: the servers are expected to be near (a
+// local recursive resolver), and a lost datagram costs a temperror, which
+// the sender retries.
 func (r *Resolver) exchange(ctx context.Context, name string, qtype uint16) (*dns.Msg, error) {
 	m := new(dns.Msg)
 	m.SetQuestion(name, qtype)
@@ -265,10 +268,14 @@ func (r *Resolver) exchange(ctx context.Context, name string, qtype uint16) (*dn
 	m.SetEdns0(ednsUDPSize, false)
 	var lastErr error
 	for _, srv := range r.servers {
-		resp, _, err := r.udp.ExchangeContext(ctx, m, srv)
+		// Each server gets its share of the lookup's time, so that a dead
+		// first nameserver leaves time to ask the next.
+		actx, cancel := context.WithTimeout(ctx, r.timeout/time.Duration(len(r.servers)))
+		resp, _, err := r.udp.ExchangeContext(actx, m, srv)
 		if err == nil && resp.Truncated {
-			resp, _, err = r.tcp.ExchangeContext(ctx, m, srv)
+			resp, _, err = r.tcp.ExchangeContext(actx, m, srv)
 		}
+		cancel()
 		if err == nil && resp.Rcode != dns.RcodeServerFailure && resp.Rcode != dns.RcodeRefused {
 			return resp, nil
 		}

@@ -55,6 +55,17 @@ type Options struct {
 
 // Verifier checks SPF, DKIM and DMARC with one shared DNS resolver. Its
 // methods are safe for concurrent use.
+//
+// The SMTP session uses it in three steps:
+//
+//  1. at MAIL FROM, start CheckSPF (it may run while DATA arrives);
+//  2. at end of data, call Verify with the SPF result and the message as
+//     received; remove every Authentication-Results field for which
+//     IsForgedAR is true (RFC 8601 §5) and prepend Results.HeaderField();
+//  3. decide: Results.Reject() under verify.enforce_dmarc means 550 5.7.1
+//     (RFC 7489 §6.7); without enforcement, set Results.Quarantine instead.
+//     DMARC "temperror" (a DNS failure that kept an aligned identifier
+//     from passing) maps to 451 4.4.3 or accept-and-flag, by config.
 type Verifier struct {
 	res        *Resolver
 	authServID string
@@ -122,7 +133,7 @@ func (v *Verifier) Verify(ctx context.Context, spf SPFResult, msg io.Reader) (*R
 
 	res := &Results{SPF: spf, DKIM: []DKIMResult{}}
 	rd := &captureReader{r: msg}
-	br := bufio.NewReaderSize(rd, 32*1024)
+	br := bufio.NewReaderSize(rd, 8*1024)
 	hdr, complete, err := readHeaderBlock(br, maxHeaderBytes)
 	if err != nil && rd.err != nil {
 		return nil, fmt.Errorf("auth: read message: %w", rd.err)

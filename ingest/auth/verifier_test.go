@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"reflect"
@@ -116,6 +117,30 @@ func TestVerifyEndToEnd(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestVerifyConcurrent runs SPF and DKIM/DMARC checks of many messages at
+// once through one Verifier, as the SMTP server does (run with -race).
+func TestVerifyConcurrent(t *testing.T) {
+	_, v, so := e2eSetup(t)
+	signed := sign(t, crlf(plainMessage), so)
+	errs := make(chan error, 16)
+	for i := range cap(errs) {
+		go func() {
+			ctx := context.Background()
+			spf := v.CheckSPF(ctx, net.IPv4(192, 0, 2, byte(i)), "mail.example.test", "bounce@example.test")
+			r, err := v.Verify(ctx, spf, strings.NewReader(signed))
+			if err == nil && (r.DMARC.Result != "pass" || spf.Result != "pass") {
+				err = fmt.Errorf("message %d: spf %s, dmarc %s", i, spf.Result, r.DMARC.Result)
+			}
+			errs <- err
+		}()
+	}
+	for range cap(errs) {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
 }
 
 func TestResultsJSON(t *testing.T) {

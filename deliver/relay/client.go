@@ -349,11 +349,14 @@ func (r *Relayer) tlsConfig(host string, verify bool) *tls.Config {
 // hopFailed notes a failure that moves on to the next hop. Its reply is
 // reported only if no hop takes the transaction.
 func (res *result) hopFailed(h hop, err error) {
+	msg := err.Error()
 	var se *smtp.SMTPError
 	if errors.As(err, &se) {
 		res.hopStatus, res.hopReply = se.Code, replyText(se)
+		// go-smtp's text drops the enhanced code; show the reply as sent.
+		msg = strings.Replace(msg, se.Error(), res.hopReply, 1)
 	}
-	res.addNote("%s: %v", h.addr, err)
+	res.addNote("%s: %s", h.addr, msg)
 }
 
 func (res *result) addNote(format string, args ...any) {

@@ -12,6 +12,7 @@ import (
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 
+	"github.com/mailhook/mailhook/ingest/auth"
 	"github.com/mailhook/mailhook/ingest/auth/dnstest"
 )
 
@@ -328,45 +329,58 @@ func TestDirectDelivery(t *testing.T) {
 	busy := startSink(t, sinkOpts{ip: "127.0.0.3", port: fmt.Sprint(s.port())}, func(s *sink) {
 		s.refuse = &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 3, 2}, Message: "too busy"}
 	})
-	r := newRelayer(t, Options{Resolver: NetResolver(zone.Addr()), Port: s.port()})
-
-	for _, tc := range []struct {
-		domain string
-		want   string // "done", "retry" or "permanent"
-	}{
-		{"dest.test", "done"},
-		{"fallback.test", "done"},
-		{"busy.test", "done"},
-		{"implicit.test", "done"},
-		{"null.test", "permanent"},
-		{"nxdomain.test", "permanent"},
-	} {
-		t.Run(tc.domain, func(t *testing.T) {
-			before := len(s.received())
-			f := newFixture(t, testMsg(), tc.domain, "bob@"+tc.domain)
-			out := f.handle(t, r)
-			got := "retry"
-			switch {
-			case out.Done:
-				got = "done"
-			case out.Permanent:
-				got = "permanent"
-			}
-			if got != tc.want {
-				t.Fatalf("Handle(%s) = %s (%+v), want %s", tc.domain, got, out, tc.want)
-			}
-			rcv := s.received()
-			if tc.want == "done" {
-				if out.Attempt.Status != 250 {
-					t.Errorf("attempt status = %d, want 250", out.Attempt.Status)
+	authRes, err := auth.NewResolver(auth.ResolverOptions{Server: zone.Addr(), CacheSize: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The verification resolver (what mailhook wires in) and Go's.
+	for _, res := range []struct {
+		name string
+		r    MXResolver
+	}{{"auth", authRes}, {"net", NetResolver(zone.Addr())}} {
+		r := newRelayer(t, Options{Resolver: res.r, Port: s.port()})
+		for _, tc := range []struct {
+			domain string
+			want   string // "done", "retry" or "permanent"
+			note   string // in Attempt.Error
+		}{
+			{"dest.test", "done", ""},
+			{"fallback.test", "done", "127.0.0.2"},
+			{"busy.test", "done", "421 4.3.2 too busy"},
+			{"implicit.test", "done", ""},
+			{"null.test", "permanent", "null MX"},
+			{"nxdomain.test", "permanent", "no address"},
+		} {
+			t.Run(res.name+"/"+tc.domain, func(t *testing.T) {
+				before := len(s.received())
+				f := newFixture(t, testMsg(), tc.domain, "bob@"+tc.domain)
+				out := f.handle(t, r)
+				got := "retry"
+				switch {
+				case out.Done:
+					got = "done"
+				case out.Permanent:
+					got = "permanent"
 				}
-				if len(rcv) != before+1 || !rcv[before].TLS || rcv[before].To[0] != "bob@"+tc.domain {
-					t.Errorf("sink got %+v, want one message to bob@%s over tls", rcv[before:], tc.domain)
+				if got != tc.want {
+					t.Fatalf("Handle(%s) = %s (%+v), want %s", tc.domain, got, out, tc.want)
 				}
-			} else if len(rcv) != before {
-				t.Errorf("sink got %d messages, want none", len(rcv)-before)
-			}
-		})
+				if !strings.Contains(out.Attempt.Error, tc.note) {
+					t.Errorf("error %q does not mention %q", out.Attempt.Error, tc.note)
+				}
+				rcv := s.received()
+				if tc.want == "done" {
+					if out.Attempt.Status != 250 {
+						t.Errorf("attempt status = %d, want 250", out.Attempt.Status)
+					}
+					if len(rcv) != before+1 || !rcv[before].TLS || rcv[before].To[0] != "bob@"+tc.domain {
+						t.Errorf("sink got %+v, want one message to bob@%s over tls", rcv[before:], tc.domain)
+					}
+				} else if len(rcv) != before {
+					t.Errorf("sink got %d messages, want none", len(rcv)-before)
+				}
+			})
+		}
 	}
 	busy.mu.Lock()
 	if busy.conns == 0 {
@@ -378,11 +392,21 @@ func TestDirectDelivery(t *testing.T) {
 func TestDirectDeliveryTemporaryDNS(t *testing.T) {
 	zone := dnsZone(t)
 	zone.ServFail("flaky.test.")
-	r := newRelayer(t, Options{Resolver: NetResolver(zone.Addr()), Port: 1})
-	f := newFixture(t, testMsg(), "flaky.test", "bob@flaky.test")
-	out := f.handle(t, r)
-	if out.Done || out.Permanent || len(out.Rcpts) != 1 {
-		t.Fatalf("Handle = %+v, want a retry", out)
+	zone.Add("flakyhost.test. 60 IN MX 10 mx.flaky.test.")
+	zone.ServFail("mx.flaky.test.")
+	authRes, err := auth.NewResolver(auth.ResolverOptions{Server: zone.Addr(), CacheSize: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, res := range []MXResolver{authRes, NetResolver(zone.Addr())} {
+		r := newRelayer(t, Options{Resolver: res, Port: 1})
+		for _, domain := range []string{"flaky.test", "flakyhost.test"} {
+			f := newFixture(t, testMsg(), domain, "bob@"+domain)
+			out := f.handle(t, r)
+			if out.Done || out.Permanent || len(out.Rcpts) != 1 {
+				t.Fatalf("Handle(%s) = %+v, want a retry", domain, out)
+			}
+		}
 	}
 }
 

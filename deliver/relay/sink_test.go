@@ -40,7 +40,7 @@ type envelope struct {
 // sink is a real go-smtp server on loopback that records what it accepts.
 // Its hooks decide replies; they may be nil (accept).
 type sink struct {
-	t    *testing.T
+	t    testing.TB
 	addr string
 	srv  *smtp.Server
 
@@ -58,6 +58,8 @@ type sink struct {
 	// any, MAIL needs authentication.
 	mechs      []string
 	user, pass string
+	// discard drops accepted messages instead of keeping them.
+	discard bool
 	// refuse, when set, is the reply to EHLO (no session).
 	refuse error
 
@@ -75,7 +77,7 @@ type sinkOpts struct {
 	port     string      // default 0
 }
 
-func startSink(t *testing.T, so sinkOpts, configure func(*sink)) *sink {
+func startSink(t testing.TB, so sinkOpts, configure func(*sink)) *sink {
 	t.Helper()
 	s := &sink{t: t}
 	if configure != nil {
@@ -127,7 +129,7 @@ func startSink(t *testing.T, so sinkOpts, configure func(*sink)) *sink {
 	return s
 }
 
-type testLogger struct{ t *testing.T }
+type testLogger struct{ t testing.TB }
 
 func (l testLogger) Printf(format string, v ...any) { l.t.Logf("sink: "+format, v...) }
 func (l testLogger) Println(v ...any)               { l.t.Log(append([]any{"sink:"}, v...)...) }
@@ -202,6 +204,10 @@ func (ss *sinkSession) Data(r io.Reader) error {
 	if ss.s.dropMidData {
 		_, _ = io.ReadFull(r, make([]byte, 64))
 		return ss.c.Conn().Close()
+	}
+	if ss.s.discard {
+		_, err := io.Copy(io.Discard, r)
+		return err
 	}
 	b, err := io.ReadAll(r)
 	if err != nil {
@@ -316,7 +322,7 @@ type fixture struct {
 	opens int
 }
 
-func newFixture(t *testing.T, msg, target string, rcpts ...string) *fixture {
+func newFixture(t testing.TB, msg, target string, rcpts ...string) *fixture {
 	t.Helper()
 	p := filepath.Join(t.TempDir(), "raw.eml")
 	if err := os.WriteFile(p, []byte(msg), 0o600); err != nil {

@@ -568,6 +568,12 @@ func TestForgedAuthenticationResultsRemoved(t *testing.T) {
 	if !strings.Contains(raw, "Authentication-Results: other.example; spf=fail") {
 		t.Errorf("another server's Authentication-Results removed:\n%s", raw)
 	}
+	// The parsed headers are those of the message as delivered.
+	hs := h.rec.mails[0].Message.Headers
+	if len(hs) < 3 || hs[0][0] != "Authentication-Results" || hs[0][1] != "mx.example.test; none" || hs[1][0] != "Received" ||
+		hs[2] != [2]string{"Authentication-Results", "other.example; spf=fail"} {
+		t.Errorf("parsed headers = %q", hs[:min(3, len(hs))])
+	}
 }
 
 func TestStableIDAcrossRetries(t *testing.T) {

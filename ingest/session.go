@@ -272,6 +272,9 @@ func (ss *session) data(r io.Reader) (err error) {
 		return err
 	}
 	mail.RawPath, mail.RawSize = path, size
+	if mail.Message != nil {
+		mail.Message.Headers = deliveredHeaders(prepend, mail.Message.Headers, func(v string) bool { return o.IsForgedAR(v, o.Hostname) })
+	}
 	cerr := o.Committer.Commit(ss.ctx, mail, decisions)
 	// The committer took the file (renamed into its store) or copied it.
 	if rmErr := os.Remove(path); rmErr != nil && !errors.Is(rmErr, os.ErrNotExist) {
@@ -349,4 +352,26 @@ func sanitize(s string) string {
 		}
 		return r
 	}, s)
+}
+
+// deliveredHeaders returns the header fields of the message as stored and
+// delivered: our fields first, then the original ones without the forged
+// Authentication-Results that finalize removed.
+func deliveredHeaders(prepend []Field, orig [][2]string, forged func(string) bool) [][2]string {
+	out := make([][2]string, 0, len(prepend)+len(orig))
+	for _, f := range prepend {
+		out = append(out, [2]string{f.Name, unfold(f.Value)})
+	}
+	for _, h := range orig {
+		if strings.EqualFold(h[0], "Authentication-Results") && forged(h[1]) {
+			continue
+		}
+		out = append(out, h)
+	}
+	return out
+}
+
+// unfold undoes header folding (RFC 5322 §2.2.3).
+func unfold(v string) string {
+	return strings.NewReplacer("\r\n\t", " ", "\r\n ", " ").Replace(v)
 }

@@ -7,7 +7,6 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/base64"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -20,6 +19,8 @@ import (
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
+
+	"github.com/mailhook/mailhook/deliver/webhook"
 )
 
 func init() {
@@ -123,11 +124,7 @@ func userAdd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 }
 
 func webhookSecret(args []string, _ io.Reader, stdout, stderr io.Writer) int {
-	b := make([]byte, 32)
-	if _, err := rand.Read(b); err != nil {
-		return exitErr(stderr, err)
-	}
-	fmt.Fprintf(stdout, "whsec_%s\n", base64.StdEncoding.EncodeToString(b))
+	fmt.Fprintln(stdout, webhook.NewSecret())
 	return 0
 }
 

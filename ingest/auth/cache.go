@@ -33,12 +33,11 @@ type cacheEntry struct {
 // cache is a bounded LRU of DNS answers that honours their TTLs (RFC 1035
 // §3.2.1; negative answers per RFC 2308 §5).
 type cache struct {
-	mu   sync.Mutex
-	max  int
-	ll   *list.List // front = most recently used
-	m    map[cacheKey]*list.Element
-	now  func() time.Time
-	hits uint64
+	mu  sync.Mutex
+	max int
+	ll  *list.List // front = most recently used
+	m   map[cacheKey]*list.Element
+	now func() time.Time
 }
 
 func newCache(size int) *cache {
@@ -65,7 +64,6 @@ func (c *cache) get(k cacheKey) (answer, bool) {
 		return answer{}, false
 	}
 	c.ll.MoveToFront(el)
-	c.hits++
 	return e.ans, true
 }
 

@@ -147,13 +147,19 @@ func TestSPFSuite(t *testing.T) {
 			for _, name := range names {
 				tc := sc.Tests[name]
 				total.Add(1)
-				if why, ok := spfSuiteSkip[name]; ok {
-					skipped.Add(1)
-					t.Logf("%s: skipped: %s", name, why)
-					continue
-				}
 				want := nodeStrings(&tc.Result)
 				got := v.CheckSPF(context.Background(), net.ParseIP(tc.Host), tc.Helo, tc.MailFrom)
+				if why, ok := spfSuiteSkip[name]; ok {
+					// Still run: a skipped case that starts passing (a
+					// library upgrade) must leave the list.
+					if slices.Contains(want, got.Result) {
+						t.Errorf("%s: on the skip-list but passes now; remove it", name)
+						continue
+					}
+					skipped.Add(1)
+					t.Logf("%s: skipped (got %s, want %v): %s", name, got.Result, want, why)
+					continue
+				}
 				if !slices.Contains(want, got.Result) {
 					t.Errorf("%s: CheckSPF(%s, helo %q, from %q) = %s, want %v (spec %s)",
 						name, tc.Host, tc.Helo, tc.MailFrom, got.Result, want, strings.Join(nodeStrings(&tc.Spec), ","))

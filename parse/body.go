@@ -388,21 +388,22 @@ func (l *limitedBuffer) Write(b []byte) (int, error) {
 }
 
 // attachmentSink streams an attachment once: through SHA-256 and, while
-// within the inline limit, through a base64 encoder. The decoded bytes are
-// never held; the base64 text is dropped as soon as the size passes the
-// limit, so no attachment over the limit is ever held at all.
+// within the inline limit, through a base64 encoder into chunks. The decoded
+// bytes are never held, and the chunks are dropped as soon as the size passes
+// the limit, so no attachment over the limit is ever held at all. The chunks
+// become the Content string once, at the end, in one exact allocation.
 type attachmentSink struct {
 	h     hash.Hash
 	limit int64
 	n     int64
-	b64   *strings.Builder
+	b64   *chunks
 	enc   io.WriteCloser
 }
 
 func newAttachmentSink(limit int64) *attachmentSink {
 	s := &attachmentSink{h: sha256.New(), limit: limit}
 	if limit > 0 {
-		s.b64 = &strings.Builder{}
+		s.b64 = &chunks{}
 		s.enc = base64.NewEncoder(base64.StdEncoding, s.b64)
 	}
 	return s
@@ -428,6 +429,38 @@ func (s *attachmentSink) fill(a *Attachment) {
 		s.enc.Close()
 		a.Content = s.b64.String()
 	}
+}
+
+// chunks collects bytes in pieces of at most 64 KiB, so growing never
+// copies what was already written.
+type chunks struct {
+	bufs [][]byte
+	n    int
+}
+
+func (c *chunks) Write(b []byte) (int, error) {
+	written := len(b)
+	for len(b) > 0 {
+		if len(c.bufs) == 0 || len(c.bufs[len(c.bufs)-1]) == cap(c.bufs[len(c.bufs)-1]) {
+			c.bufs = append(c.bufs, make([]byte, 0, min(64<<10, max(512, c.n))))
+		}
+		last := &c.bufs[len(c.bufs)-1]
+		k := min(len(b), cap(*last)-len(*last))
+		*last = append(*last, b[:k]...)
+		b = b[k:]
+		c.n += k
+	}
+	return written, nil
+}
+
+func (c *chunks) String() string {
+	var sb strings.Builder
+	sb.Grow(c.n)
+	for _, b := range c.bufs {
+		sb.Write(b)
+	}
+	c.bufs = nil
+	return sb.String()
 }
 
 // contentType returns the media type (lower case) and parameters. sane is
@@ -573,36 +606,36 @@ var rfc2231CharsetRE = regexp.MustCompile(`(?i)\*(?:0\*)?\s*=\s*"?([a-z0-9_.:+-]
 // (RFC 2183, with RFC 2231 extended values and RFC 2047 words decoded), else
 // Content-Type name. Directory parts are removed.
 func (p *parser) filename(h message.Header, dparams, ctparams map[string]string) string {
+	// mime.ParseMediaType decodes RFC 2231 values only in UTF-8 and
+	// US-ASCII; others (ISO-8859-1 is common) are dropped, or only their
+	// continuations kept. Relabel them UTF-8 so the standard library
+	// unescapes the bytes, then convert those bytes from their real charset.
+	for _, field := range []string{"Content-Disposition", "Content-Type"} {
+		raw := h.Get(field)
+		m := rfc2231CharsetRE.FindStringSubmatch(raw)
+		if m == nil {
+			continue
+		}
+		cs := strings.ToLower(m[1])
+		if cs == "utf-8" || cs == "us-ascii" {
+			continue
+		}
+		fixed := regexp.MustCompile(`(?i)(\*(?:[0-9]+\*)?\s*=\s*"?)`+regexp.QuoteMeta(m[1])+`'`).ReplaceAllString(raw, "${1}utf-8'")
+		_, ps, err := mime.ParseMediaType(fixed)
+		if err != nil {
+			continue
+		}
+		v := ps["filename"]
+		if v == "" {
+			v = ps["name"]
+		}
+		if v != "" {
+			return cleanFilename(decodeCharset([]byte(v), cs))
+		}
+	}
 	name := dparams["filename"]
 	if name == "" {
 		name = ctparams["name"]
-	}
-	if name == "" {
-		// mime.ParseMediaType decodes RFC 2231 values only in UTF-8 and
-		// US-ASCII; others (ISO-8859-1 is common) are dropped. Relabel
-		// them UTF-8 so the standard library unescapes the bytes, then
-		// convert those bytes from their real charset.
-		for _, field := range []string{"Content-Disposition", "Content-Type"} {
-			raw := h.Get(field)
-			m := rfc2231CharsetRE.FindStringSubmatch(raw)
-			if m == nil {
-				continue
-			}
-			cs := strings.ToLower(m[1])
-			fixed := regexp.MustCompile(`(?i)(\*(?:[0-9]+\*)?\s*=\s*"?)`+regexp.QuoteMeta(m[1])+`'`).ReplaceAllString(raw, "${1}utf-8'")
-			_, ps, err := mime.ParseMediaType(fixed)
-			if err != nil {
-				continue
-			}
-			v := ps["filename"]
-			if v == "" {
-				v = ps["name"]
-			}
-			if v != "" {
-				name = decodeCharset([]byte(v), cs)
-				break
-			}
-		}
 	}
 	return cleanFilename(name)
 }

@@ -125,7 +125,7 @@ func (p *parser) addresses(h message.Header, key string) []Address {
 		}
 		if list, err := mail.ParseAddressList(v); err == nil {
 			for _, a := range list {
-				out = append(out, Address{Name: a.Name, Address: a.Address})
+				out = append(out, Address{Name: decodeName(a.Name), Address: a.Address})
 			}
 			continue
 		}
@@ -140,7 +140,7 @@ func (p *parser) addresses(h message.Header, key string) []Address {
 				continue
 			}
 			if a, err := mail.ParseAddress(piece); err == nil {
-				out = append(out, Address{Name: a.Name, Address: a.Address})
+				out = append(out, Address{Name: decodeName(a.Name), Address: a.Address})
 				continue
 			}
 			if d, err := wordDecoder.DecodeHeader(piece); err == nil {
@@ -150,6 +150,17 @@ func (p *parser) addresses(h message.Header, key string) []Address {
 		}
 	}
 	return out
+}
+
+// decodeName decodes RFC 2047 words that clients put inside a quoted
+// display name, which RFC 2047 §5 forbids and net/mail leaves alone.
+func decodeName(s string) string {
+	if strings.Contains(s, "=?") {
+		if d, err := wordDecoder.DecodeHeader(s); err == nil {
+			return d
+		}
+	}
+	return s
 }
 
 // splitAddressList splits at commas outside quotes, comments and angle
@@ -176,12 +187,36 @@ func splitAddressList(s string) []string {
 			angle++
 		case c == '>' && angle > 0:
 			angle--
+		case c == '=' && i+1 < len(s) && s[i+1] == '?':
+			// An RFC 2047 encoded word is atomic even when a sender
+			// left a comma in it.
+			if end := encodedWordEnd(s[i:]); end > 0 {
+				i += end - 1
+			}
 		case c == ',' && angle == 0:
 			out = append(out, s[start:i])
 			start = i + 1
 		}
 	}
 	return append(out, s[start:])
+}
+
+// encodedWordEnd returns the length of the "=?charset?X?text?=" word at the
+// start of s, or 0.
+func encodedWordEnd(s string) int {
+	q := 0
+	for i := 2; i < len(s) && i < 200; i++ {
+		switch s[i] {
+		case '?':
+			q++
+			if q >= 3 && i+1 < len(s) && s[i+1] == '=' {
+				return i + 2
+			}
+		case ' ', '\t', '\r', '\n':
+			return 0
+		}
+	}
+	return 0
 }
 
 // Layouts tried after net/mail's RFC 5322 §3.3 parser (used by go-message)
@@ -222,6 +257,21 @@ var (
 	dateTrailing = regexp.MustCompile(`\s+[A-Za-z]{2,5}$`)
 )
 
+// obsZones are the zone names of RFC 5322 §4.3 obs-zone. time.Parse reads
+// an unknown abbreviation as UTC, so they are applied here.
+var obsZones = map[string]int{
+	"EST": -5, "EDT": -4, "CST": -6, "CDT": -5, "MST": -7, "MDT": -6, "PST": -8, "PDT": -7,
+}
+
+func formatDate(t time.Time) string {
+	if name, off := t.Zone(); off == 0 {
+		if h, ok := obsZones[name]; ok {
+			t = time.Date(t.Year(), t.Month(), t.Day(), t.Hour(), t.Minute(), t.Second(), 0, time.FixedZone(name, h*3600))
+		}
+	}
+	return t.Format(time.RFC3339)
+}
+
 // parseDate returns the Date field as RFC 3339, or "" when it cannot be
 // understood. It accepts what RFC 5322 §3.3 allows (including the obsolete
 // syntax of §4.3, via net/mail) and then common breakage: missing or named
@@ -232,7 +282,7 @@ func parseDate(v string) string {
 		return ""
 	}
 	if t, err := netmail.ParseDate(v); err == nil {
-		return t.Format(time.RFC3339)
+		return formatDate(t)
 	}
 	s := strings.TrimSpace(stripComments(v))
 	s = dateSpaceRE.ReplaceAllString(s, " ")
@@ -252,7 +302,7 @@ func parseDate(v string) string {
 		return " " + m[1] + hh + mm
 	})
 	if t, err := netmail.ParseDate(s); err == nil {
-		return t.Format(time.RFC3339)
+		return formatDate(t)
 	}
 	cands := []string{s}
 	// A day-of-week with a trailing dot or the wrong case ("Thu.,").
@@ -269,7 +319,7 @@ func parseDate(v string) string {
 				if t.Year() < 100 {
 					t = t.AddDate(1900, 0, 0)
 				}
-				return t.Format(time.RFC3339)
+				return formatDate(t)
 			}
 		}
 	}

@@ -237,13 +237,15 @@ func peekLine(br *bufio.Reader) []byte {
 	return bytes.TrimRight(b, "\r")
 }
 
+// looksLikeField reports whether line has the shape of a header field: a
+// name without spaces or controls (8-bit bytes tolerated) and a colon.
 func looksLikeField(line []byte) bool {
 	i := bytes.IndexByte(line, ':')
 	if i <= 0 {
 		return false
 	}
 	for _, c := range bytes.TrimRight(line[:i], " \t") {
-		if c < 33 || c > 126 {
+		if c < 33 || c == 127 {
 			return false
 		}
 	}

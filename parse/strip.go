@@ -16,20 +16,20 @@ import (
 var attributionRE = regexp.MustCompile(`(?i)^(?:-+\s*)?(?:` +
 	// English, and the verb-last languages whose sentence starts with
 	// the date: German, Dutch, Swedish ("Am … schrieb X:").
-	`on\s.{1,300}\s(?:wrote|writes|said)|` +
-	`am\s.{1,300}\sschrieb(?:\s.{0,300})?|` +
-	`op\s.{1,300}\sschreef(?:\s.{0,300})?|` +
-	`(?:den|på)\s.{1,300}\sskrev(?:\s.{0,300})?|` +
-	`le\s.{1,300}\sa\s+écrit|` +
-	`el\s.{1,300}\sescribió|` +
-	`(?:il|in data)\s.{1,300}\sha\s+scritto|` +
-	`(?:em|no dia|a)\s.{1,300}\sescreveu|` +
-	`(?:w dniu|dnia)\s.{1,300}\snapisał(?:a|\(a\))?|` +
-	`.{1,300}\s(?:написал|написала|написал\(а\)|пишет)|` +
-	`.{1,300}(?:さんは書きました|さんが書きました|は書きました|が書きました|書きました)|` +
-	`.{0,300}(?:写道|寫道|來信|来信)|` +
+	`on\s.+\s(?:wrote|writes|said)|` +
+	`am\s.+\sschrieb(?:\s.*)?|` +
+	`op\s.+\sschreef(?:\s.*)?|` +
+	`(?:den|på)\s.+\sskrev(?:\s.*)?|` +
+	`le\s.+\sa\s+écrit|` +
+	`el\s.+\sescribió|` +
+	`(?:il|in data)\s.+\sha\s+scritto|` +
+	`(?:em|no dia|a)\s.+\sescreveu|` +
+	`(?:w dniu|dnia)\s.+\snapisał(?:a|\(a\))?|` +
+	`.+\s(?:написал|написала|написал\(а\)|пишет)|` +
+	`.+(?:さんは書きました|さんが書きました|は書きました|が書きました|書きました)|` +
+	`.*(?:写道|寫道|來信|来信)|` +
 	// Verb last, any language, when the opening word differs.
-	`.{1,300}\s(?:wrote|schrieb|a\s+écrit|escribió|ha\s+scritto|escreveu|schreef|skrev|napisał|napisała|napisał\(a\))` +
+	`.+\s(?:wrote|schrieb|a\s+écrit|escribió|ha\s+scritto|escreveu|schreef|skrev|napisał|napisała|napisał\(a\))` +
 	`)\s*[:：]\s*$`)
 
 // separatorRE matches the lines that introduce a quoted or forwarded
@@ -48,22 +48,22 @@ var fromLabelRE = regexp.MustCompile(`(?i)^\s*\*?(?:from|von|de|da|van|från|fra
 var headerLabelRE = regexp.MustCompile(`(?i)^\s*\*?(?:sent|date|to|cc|subject|gesendet|datum|an|betreff|envoyé|date|à|a|objet|enviado|fecha|para|asunto|inviato|data|oggetto|assunto|verzonden|aan|onderwerp|skickat|till|ämne|kopia|wysłano|do|temat|отправлено|дата|кому|тема|копия|送信日時|宛先|件名|日付|发送时间|收件人|主题|日期|抄送|寄件日期|收件者|主旨|時間)\s*\*?\s*[:：]`)
 
 // oneLineHeaderRE matches an Outlook header block flattened to one line.
-var oneLineHeaderRE = regexp.MustCompile(`(?i)^\s*\*?from\s*:.{1,300}\s(?:sent|date)\s*:.{1,300}\ssubject\s*:`)
+var oneLineHeaderRE = regexp.MustCompile(`(?i)^\s*\*?from\s*:.+\s(?:sent|date)\s*:.+\ssubject\s*:`)
 
 // sentFromRE matches the "Sent from my …" lines mobile clients append.
 var sentFromRE = regexp.MustCompile(`(?i)^\s*(?:` +
-	`sent from (?:my|mail for|outlook|yahoo mail|samsung|proton mail|the)\b.*|get outlook for \S+.*|sent with .{1,40}|sent via .{1,40}|` +
-	`von meinem .{1,60} gesendet|gesendet von (?:meinem|mobil).*|gesendet mit .{1,40}|` +
-	`envoyé de mon .{1,60}|envoyé depuis (?:mon|l'application).*|` +
-	`enviado desde mi .{1,60}|enviado desde .{1,40}|` +
-	`inviato da .{1,60}|` +
-	`enviado do meu .{1,60}|enviado a partir do .{1,60}|` +
-	`verzonden (?:vanaf|met) mijn .{1,60}|verstuurd vanaf mijn .{1,60}|` +
-	`skickat från min .{1,60}|skickades från min .{1,60}|` +
-	`wysłane z (?:mojego|mojej|aplikacji) .{1,60}|` +
-	`отправлено с(?:о)? .{1,60}|отправлено из .{1,60}|` +
-	`.{1,40}から送信|` +
-	`发自我的.{1,40}|从我的.{1,40}发送|寄自我的.{1,40}` +
+	`sent from (?:my|mail for|outlook|yahoo mail|samsung|proton mail|the)\b.*|get outlook for \S+.*|sent with .+|sent via .+|` +
+	`von meinem .+ gesendet|gesendet von (?:meinem|mobil).*|gesendet mit .+|` +
+	`envoyé de mon .+|envoyé depuis (?:mon|l'application).*|` +
+	`enviado desde mi .+|enviado desde .+|` +
+	`inviato da .+|` +
+	`enviado do meu .+|enviado a partir do .+|` +
+	`verzonden (?:vanaf|met) mijn .+|verstuurd vanaf mijn .+|` +
+	`skickat från min .+|skickades från min .+|` +
+	`wysłane z (?:mojego|mojej|aplikacji) .+|` +
+	`отправлено с(?:о)? .+|отправлено из .+|` +
+	`.+から送信|` +
+	`发自我的.+|从我的.+发送|寄自我的.+` +
 	`)\s*$`)
 
 var underscoreRE = regexp.MustCompile(`^\s*_{10,}\s*$`)
@@ -123,10 +123,17 @@ func cutAt(lines []string, i int) (int, bool) {
 	if raw == "-- " || t == "--" || t == "—" {
 		return i, true
 	}
-	if separatorRE.MatchString(t) || sentFromRE.MatchString(t) || oneLineHeaderRE.MatchString(t) {
+	// Cheap checks first: the expressions are large and most lines are
+	// plain text.
+	short := len(t) < 120
+	colon := strings.ContainsAny(t, ":：")
+	if short && (separatorRE.MatchString(t) || sentFromRE.MatchString(t)) {
 		return i, true
 	}
-	if fromLabelRE.MatchString(t) && headerBlockFollows(lines, i) {
+	if colon && len(t) < 1000 && (t[0] == 'F' || t[0] == 'f' || t[0] == '*') && oneLineHeaderRE.MatchString(t) {
+		return i, true
+	}
+	if colon && len(t) < 500 && fromLabelRE.MatchString(t) && headerBlockFollows(lines, i) {
 		// Outlook puts a rule of underscores above the block.
 		for j := i - 1; j >= 0 && j >= i-3; j-- {
 			if underscoreRE.MatchString(lines[j]) {
@@ -158,7 +165,7 @@ func cutAt(lines []string, i int) (int, bool) {
 		if len(joined) > 600 {
 			break
 		}
-		if attributionRE.MatchString(strings.TrimRight(joined, "*_ ")) {
+		if j := strings.TrimRight(joined, "*_ "); (strings.HasSuffix(j, ":") || strings.HasSuffix(j, "：")) && attributionRE.MatchString(j) {
 			return i, true
 		}
 	}
@@ -195,7 +202,7 @@ func cutAt(lines []string, i int) (int, bool) {
 func headerBlockFollows(lines []string, i int) bool {
 	n := 0
 	for j := i + 1; j < len(lines) && j <= i+6; j++ {
-		if headerLabelRE.MatchString(lines[j]) {
+		if len(lines[j]) < 500 && strings.ContainsAny(lines[j], ":：") && headerLabelRE.MatchString(lines[j]) {
 			n++
 			if n >= 2 {
 				return true

@@ -373,8 +373,13 @@ func (q *Queue) Take(ctx context.Context, kinds []deliver.Kind, n int, lease tim
 	if n <= 0 {
 		return nil, nil
 	}
+	// Look before writing: an idle poll must not cost an fsync.
+	if busy, err := q.anythingToTake(kinds); err != nil || !busy {
+		return nil, err
+	}
 	var out []*deliver.Job
-	err := q.db.Update(func(tx *bolt.Tx) error {
+	// Batch: takes share an fsync with concurrent acks and commits.
+	err := q.db.Batch(func(tx *bolt.Tx) error {
 		out = nil
 		now := q.now()
 		// Return expired leases first (their worker died or hung).
@@ -443,6 +448,32 @@ func (q *Queue) Take(ctx context.Context, kinds []deliver.Kind, n int, lease tim
 		return nil, fmt.Errorf("boltq: take: %w", err)
 	}
 	return out, nil
+}
+
+// anythingToTake reports whether a lease has expired or a job of kinds is
+// due.
+func (q *Queue) anythingToTake(kinds []deliver.Kind) (bool, error) {
+	var busy bool
+	err := q.db.View(func(tx *bolt.Tx) error {
+		now := q.now().UnixNano()
+		if k, _ := tx.Bucket(bLeased).Cursor().First(); k != nil && keyTime(k) <= now {
+			busy = true
+			return nil
+		}
+		for _, kind := range kinds {
+			if b := tx.Bucket(bReady).Bucket([]byte(kind)); b != nil {
+				if k, _ := b.Cursor().First(); k != nil && keyTime(k) <= now {
+					busy = true
+					return nil
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return false, fmt.Errorf("boltq: take: %w", err)
+	}
+	return busy, nil
 }
 
 // settle runs fn on the stored copy of job under job's lease, in a batched

@@ -133,12 +133,12 @@ type attWant struct {
 
 // Expected values for samples of the corpus, read from the files.
 var corpusWant = []struct {
-	file                           string
-	id, date, subject, from, to    string
-	text, html                     string // substrings
-	atts                           []attWant
-	warn                           string // substring of some warning
-	noWarnings                     bool
+	file                        string
+	id, date, subject, from, to string
+	text, html                  string // substrings
+	atts                        []attWant
+	warn                        string // substring of some warning
+	noWarnings                  bool
 }{
 	{file: "enmime/mail/html-mime-inline.raw", id: "4E2E5A48-1A2C-4450-8663-D41B451DA93E@makita.skynet", date: "2012-10-13T15:33:07-07:00",
 		subject: "MIME test 1", from: "James Hillyerd <james@makita.skynet>", to: "greg@nobody.com", text: "Test of text section", html: "<html><head></head><body",
@@ -353,8 +353,8 @@ func TestDates(t *testing.T) {
 		"Tue, 9 Jan 24 08:30:00 +0100":            "2024-01-09T08:30:00+01:00",
 		"Tuesday, 9 January 2024 08:30:00 +0100":  "2024-01-09T08:30:00+01:00",
 		"Tue, 9 Jan 2024 08:30:00 +0100 (CET) xx": "2024-01-09T08:30:00+01:00",
-		"Whenever":                                "",
-		"":                                        "",
+		"Whenever": "",
+		"":         "",
 	} {
 		if got := parseDate(in); got != want {
 			t.Errorf("parseDate(%q) = %q, want %q", in, got, want)

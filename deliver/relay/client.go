@@ -20,6 +20,10 @@ import (
 // maxNotes bounds the failure notes kept in Attempt.Error.
 const maxNotes = 20
 
+// maxPreTLSBytes bounds what the server may send before STARTTLS: the
+// greeting, the EHLO reply and the STARTTLS reply.
+const maxPreTLSBytes = 64 << 10
+
 // deliverHops tries hops in order until one of them takes the transaction
 // (accepts or refuses MAIL FROM, RCPT TO and DATA). Connection failures,
 // TLS failures and 4xx replies before RCPT move on to the next hop (RFC
@@ -278,7 +282,13 @@ func (r *Relayer) open(ctx context.Context, h hop, starttls bool) (*smtp.Client,
 func (r *Relayer) startTLS(ctx context.Context, conn net.Conn, h hop) (tc *tls.Conn, ok bool, err error) {
 	_ = conn.SetDeadline(time.Now().Add(r.o.Timeout))
 	defer conn.SetDeadline(time.Time{})
-	tp := textproto.NewConn(conn)
+	// The replies before TLS are small; a bound keeps a hostile server
+	// from feeding us an endless line.
+	tp := textproto.NewConn(struct {
+		io.Reader
+		io.Writer
+		io.Closer
+	}{io.LimitReader(conn, maxPreTLSBytes), conn, conn})
 	if _, _, err := tp.ReadResponse(220); err != nil {
 		return nil, false, fmt.Errorf("greeting: %w", protoErr(err))
 	}

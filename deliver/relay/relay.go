@@ -171,12 +171,12 @@ func (r *Relayer) Handle(ctx context.Context, job *deliver.Job, mail *route.Mail
 	if !out.Done {
 		lvl = slog.LevelWarn
 	}
-	msgID := job.MsgID
 	r.log.Log(ctx, lvl, "relay attempt",
-		"msg_id", msgID, "route", job.Route, "rcpt", strings.Join(job.Rcpts, ","),
+		"msg_id", job.MsgID, "route", job.Route, "rcpt", strings.Join(job.Rcpts, ","),
 		"attempt", job.Attempts, "status", out.Attempt.Status,
 		"host", res.host, "done", out.Done, "permanent", out.Permanent,
-		"retry", len(res.retry), "error", out.Attempt.Error)
+		"delivered", len(res.delivered), "retry", len(res.retry), "failed", len(res.failed),
+		"error", out.Attempt.Error)
 	return out
 }
 
@@ -303,7 +303,12 @@ func (r *Relayer) handle(ctx context.Context, job *deliver.Job, mail *route.Mail
 		res.all(rcpts, false, err)
 		return res
 	}
-	msg := &message{prefix: prefix, raw: raw, size: mail.RawSize + int64(len(prefix))}
+	msg := &message{prefix: prefix, raw: raw}
+	if mail.RawSize > 0 {
+		// SIZE= (RFC 1870) lets the server refuse at MAIL what it would
+		// refuse after DATA.
+		msg.size = mail.RawSize + int64(len(prefix))
+	}
 
 	if r.o.Smarthost != "" {
 		host, _, _ := net.SplitHostPort(r.o.Smarthost)

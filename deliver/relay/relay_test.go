@@ -78,8 +78,8 @@ func TestSmarthostRequiredTLSFailures(t *testing.T) {
 }
 
 func TestSmarthostNoCredentialsInPlaintext(t *testing.T) {
-	s := startSink(t, sinkOpts{}, func(s *sink) { s.mechs = []string{sasl.Plain} })
-	s.srv.AllowInsecureAuth = true
+	s := startSink(t, sinkOpts{server: func(srv *smtp.Server) { srv.AllowInsecureAuth = true }},
+		func(s *sink) { s.mechs = []string{sasl.Plain} })
 	r := newRelayer(t, Options{Smarthost: s.addr, Username: "u", Password: "p", TLS: TLSOpportunistic})
 	f := newFixture(t, testMsg(), "example.net", "bob@example.net")
 	out := f.handle(t, r)
@@ -580,5 +580,66 @@ func TestOpportunisticHandshakeFallback(t *testing.T) {
 	r = newRelayer(t, Options{Smarthost: s.addr, TLS: TLSRequired})
 	if out := f.handle(t, r); out.Done || out.Permanent {
 		t.Fatalf("Handle(required) = %+v, want a retry", out)
+	}
+}
+
+func TestSizeRefusedAtMail(t *testing.T) {
+	s := startSink(t, sinkOpts{server: func(srv *smtp.Server) { srv.MaxMessageBytes = 100 }}, nil)
+	r := newRelayer(t, Options{Smarthost: s.addr, TLS: TLSNone})
+	f := newFixture(t, testMsg(), "example.net", "bob@example.net")
+	out := f.handle(t, r)
+	if !out.Permanent || out.Attempt.Status != 552 {
+		t.Fatalf("Handle = %+v, want permanent 552 at MAIL (RFC 1870 SIZE)", out)
+	}
+}
+
+func TestSMTPUTF8(t *testing.T) {
+	s := startSink(t, sinkOpts{}, nil)
+	r := newRelayer(t, Options{Smarthost: s.addr, TLS: TLSNone})
+	f := newFixture(t, testMsg(), "example.net", "jöran@example.net")
+	if out := f.handle(t, r); !out.Done {
+		t.Fatalf("Handle = %+v, want done", out)
+	}
+	if got := s.received(); len(got) != 1 || got[0].To[0] != "jöran@example.net" {
+		t.Errorf("received %+v", got)
+	}
+
+	old := startSink(t, sinkOpts{server: func(srv *smtp.Server) { srv.EnableSMTPUTF8 = false }}, nil)
+	r = newRelayer(t, Options{Smarthost: old.addr, TLS: TLSNone})
+	if out := f.handle(t, r); !out.Permanent || !strings.Contains(out.Attempt.Error, "SMTPUTF8") {
+		t.Fatalf("Handle(no SMTPUTF8) = %+v, want permanent", out)
+	}
+}
+
+// TestHostileGreeting: a server that never ends its greeting costs a
+// bounded amount of memory and a retry.
+func TestHostileGreeting(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		defer func() { _ = recover() }()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				line := []byte("220-" + strings.Repeat("x", 990) + "\r\n")
+				for {
+					if _, err := c.Write(line); err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	r := newRelayer(t, Options{Smarthost: ln.Addr().String()})
+	f := newFixture(t, testMsg(), "example.net", "bob@example.net")
+	if out := f.handle(t, r); out.Done || out.Permanent {
+		t.Fatalf("Handle = %+v, want a retry", out)
 	}
 }

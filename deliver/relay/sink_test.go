@@ -75,6 +75,8 @@ type sinkOpts struct {
 	implicit bool        // TLS from the start
 	ip       string      // listen address, default 127.0.0.1
 	port     string      // default 0
+	// server, when set, adjusts the server before it starts.
+	server func(*smtp.Server)
 }
 
 func startSink(t testing.TB, so sinkOpts, configure func(*sink)) *sink {
@@ -116,6 +118,9 @@ func startSink(t testing.TB, so sinkOpts, configure func(*sink)) *sink {
 	srv.ReadTimeout = 30 * time.Second
 	srv.WriteTimeout = 30 * time.Second
 	srv.ErrorLog = testLogger{t}
+	if so.server != nil {
+		so.server(srv)
+	}
 	s.srv = srv
 	go func() {
 		defer func() {

@@ -201,7 +201,7 @@ func dial(t testing.TB, addr string) *client {
 }
 
 func newClient(t testing.TB, c net.Conn) *client {
-	_ = c.SetDeadline(time.Now().Add(30 * time.Second))
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
 	return &client{t: t, conn: c, r: bufio.NewReader(c)}
 }
 

@@ -196,7 +196,12 @@ func (r *Runner) fetch(ctx, workCtx context.Context, kind Kind, h Handler, infli
 		}
 		want := free
 		if free > 0 {
-			jobs, err := r.opt.Queue.Take(ctx, []Kind{kind}, free, r.opt.Lease)
+			// Not cancelled with ctx: a reply lost to a cancel would strand
+			// the jobs it leased until their lease expires. Jobs taken as
+			// the stop begins run like any in flight.
+			tctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+			jobs, err := r.opt.Queue.Take(tctx, []Kind{kind}, free, r.opt.Lease)
+			cancel()
 			if err != nil && ctx.Err() == nil {
 				r.log.Error("taking jobs", "kind", kind, "err", err)
 			}

@@ -1,0 +1,37 @@
+// Package deliver runs every action of every accepted message through one
+// durable queue.
+//
+// # Flow
+//
+// At end of data the SMTP listener calls Committer.Commit: Plan turns the
+// routing decisions into jobs (one webhook job per rule and endpoint, one
+// mailbox job per user and folder, one relay job per destination domain)
+// and Queue.Commit records the message, its raw bytes and all its jobs in
+// one transaction. Only then does the listener answer 250; if Commit fails
+// it answers 451 4.3.0 and the sender retries (DESIGN.md, "The durability
+// contract").
+//
+// A Runner takes due jobs for the kinds it has a Handler for, leases them,
+// runs one attempt each and then acks the job (delivered), retries it later
+// (by Schedule with jitter, or the handler's RetryAfter) or dead-letters it
+// (a permanent failure, the schedule exhausted, or MaxAge reached). Every
+// attempt is recorded in the job's History. The attempt count is saved by
+// Take, before the attempt, so a crash mid-attempt still counts it.
+//
+// # Leases and at-least-once
+//
+// A taken job carries a lease token and is invisible to other workers until
+// LeaseUntil. A worker that dies loses its lease when it expires and the
+// job is taken again; a worker that comes back late gets ErrLeaseLost from
+// Ack, Retry or Dead and must forget the job. Delivery is therefore at least
+// once, and a webhook job's ID, stable across retries and derived from the
+// message ID, is its webhook-id so receivers can drop duplicates.
+//
+// # Backends
+//
+// deliver/boltq is the embedded backend (bbolt and one file per raw
+// message under data_dir, single node); deliver/redisq is the Redis backend
+// (several nodes share one queue). Both pass the suite in deliver/queuetest.
+// Message data is deleted with the message's last job (acked or dropped);
+// dead letters keep theirs until replayed and delivered, or dropped.
+package deliver

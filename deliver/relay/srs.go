@@ -65,7 +65,9 @@ const (
 // keeping its first forwarder and SRS0 part and putting our own hash.
 //
 // Hashes are compared without regard to case, as libsrs2 does, because
-// some MTAs lowercase local parts.
+// some MTAs lowercase local parts. Addresses made by Forward are the same
+// as libsrs2's (and postsrsd's) for the same secret and day, so either can
+// reverse the other's; those made by ForwardVerified only mailhook can.
 //
 // An SRS is safe for concurrent use.
 type SRS struct {

@@ -202,3 +202,24 @@ func FuzzSRSReverse(f *testing.F) {
 		_ = s.IsSRS(addr)
 	})
 }
+
+// TestSRSLibsrs2Vector checks interoperability with libsrs2 as shipped in
+// postsrsd: secret "tops3cr3t" at 2020-01-01 00:01:00 UTC forwards
+// test@otherdomain.com into example.com as below (postsrsd's own unit
+// test vector). The secret is shorter than NewSRS accepts, so the SRS is
+// built directly.
+func TestSRSLibsrs2Vector(t *testing.T) {
+	s := &SRS{secret: []byte("tops3cr3t"), domain: "example.com", maxAge: DefaultSRSMaxAge,
+		now: func() time.Time { return time.Unix(1577836860, 0) }}
+	const want = "SRS0=vmyz=2W=otherdomain.com=test@example.com"
+	if got, err := s.Forward("test@otherdomain.com"); err != nil || got != want {
+		t.Errorf("Forward = %q, %v; want %q", got, err, want)
+	}
+	if got, err := s.Reverse(want); err != nil || got != "test@otherdomain.com" {
+		t.Errorf("Reverse(%q) = %q, %v", want, got, err)
+	}
+	// The verified variant looks alike but carries another hash.
+	if got, _ := s.ForwardVerified("test@otherdomain.com"); got == want || !strings.HasSuffix(got, "=2W=otherdomain.com=test@example.com") {
+		t.Errorf("ForwardVerified = %q", got)
+	}
+}

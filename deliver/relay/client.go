@@ -325,7 +325,10 @@ func (r *Relayer) startTLS(ctx context.Context, conn net.Conn, h hop) (tc *tls.C
 	// Anything the server sent after its 220 sits in tp's buffer and is
 	// dropped with it: nothing from before TLS may be taken as said
 	// after it (RFC 3207 §6).
-	tc = tls.Client(conn, r.tlsConfig(h.host, r.o.TLS == TLSRequired))
+	// Credentials go only over TLS whose certificate checks out, even in
+	// opportunistic mode: unauthenticated TLS would hand them to whoever
+	// sits in the middle.
+	tc = tls.Client(conn, r.tlsConfig(h.host, r.o.TLS == TLSRequired || r.o.Username != ""))
 	hctx, cancel := context.WithTimeout(ctx, r.o.Timeout)
 	defer cancel()
 	if err := tc.HandshakeContext(hctx); err != nil {

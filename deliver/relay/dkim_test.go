@@ -178,3 +178,23 @@ func TestLoadDKIMSignerFormats(t *testing.T) {
 		t.Error("GenerateDKIMKey(rsa, 512) = nil error")
 	}
 }
+
+// TestDKIMUnparseableSentUnsigned: a message without a header/body
+// separator cannot be signed; it is forwarded unsigned, not retried
+// forever.
+func TestDKIMUnparseableSentUnsigned(t *testing.T) {
+	_, key, _ := ed25519.GenerateKey(rand.Reader)
+	signer, err := NewDKIMSigner("fwd.mailhook.test", "sel", key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := startSink(t, sinkOpts{}, nil)
+	r := newRelayer(t, Options{Smarthost: s.addr, TLS: TLSNone, DKIM: signer})
+	f := newFixture(t, "From: a@example.org\r\nSubject: header only", "example.net", "bob@example.net")
+	if out := f.handle(t, r); !out.Done {
+		t.Fatalf("Handle = %+v, want done", out)
+	}
+	if got := s.received(); len(got) != 1 || bytes.Contains(got[0].Data, []byte("DKIM-Signature")) {
+		t.Errorf("received %+v, want one unsigned message", got)
+	}
+}

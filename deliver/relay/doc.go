@@ -8,7 +8,8 @@
 // With Options.Smarthost set, every message goes to that host, with AUTH
 // PLAIN or LOGIN (RFC 4954) when a username is configured, over STARTTLS
 // (RFC 3207; required or opportunistic) or implicit TLS (RFC 8314, port
-// 465). Without a smarthost, mail goes straight to the destination's MX
+// 465). Credentials are only sent over TLS whose certificate verifies,
+// also in opportunistic mode. Without a smarthost, mail goes straight to the destination's MX
 // hosts (RFC 5321 §5.1): in preference order, equal preferences shuffled,
 // moving on to the next host when a connection, the TLS handshake, the
 // greeting, EHLO or MAIL FROM fails or answers 4xx; the domain itself when

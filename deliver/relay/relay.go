@@ -50,7 +50,8 @@ type Options struct {
 	Smarthost string
 	// Username and Password, when Username is set, authenticate to the
 	// smarthost with AUTH PLAIN, or LOGIN when PLAIN is not offered (RFC
-	// 4954). Credentials are never sent without TLS unless TLS is "none".
+	// 4954). Credentials are sent only over TLS with a valid certificate
+	// (also in opportunistic mode), or in plaintext when TLS is "none".
 	Username, Password string
 	// TLS is none, opportunistic (the default), required or implicit.
 	TLS string
@@ -298,7 +299,7 @@ func (r *Relayer) handle(ctx context.Context, job *deliver.Job, mail *route.Mail
 		_, target, _ = splitAddr(rcpts[0])
 	}
 
-	prefix, err := r.prefix(raw)
+	prefix, err := r.prefix(ctx, job, raw)
 	if err != nil {
 		res.all(rcpts, false, err)
 		return res
@@ -357,7 +358,11 @@ func (r *Relayer) sender(mail *route.Mail) (string, error) {
 // DKIM-Signature (RFC 6376 §5.6: prepended) over the final message, then
 // our X-Loop marker. The message is read once here to sign it and once
 // more when sent, never held in memory.
-func (r *Relayer) prefix(raw deliver.RawOpener) ([]byte, error) {
+//
+// A message the signer cannot parse (no header/body separator, say) is
+// sent unsigned, with a warning: it was accepted, and losing it or
+// retrying it forever for want of a signature would be worse.
+func (r *Relayer) prefix(ctx context.Context, job *deliver.Job, raw deliver.RawOpener) ([]byte, error) {
 	var b bytes.Buffer
 	b.WriteString(LoopHeader + ": " + r.o.LoopMarker + "\r\n")
 	if r.o.DKIM == nil {
@@ -368,11 +373,30 @@ func (r *Relayer) prefix(raw deliver.RawOpener) ([]byte, error) {
 		return nil, fmt.Errorf("relay: open message: %w", err)
 	}
 	defer rc.Close()
-	sig, err := r.o.DKIM.Sign(io.MultiReader(bytes.NewReader(b.Bytes()), rc))
-	if err != nil {
-		return nil, err
+	er := &errReader{r: rc}
+	sig, err := r.o.DKIM.Sign(io.MultiReader(bytes.NewReader(b.Bytes()), er))
+	switch {
+	case er.err != nil:
+		return nil, fmt.Errorf("relay: read message: %w", er.err)
+	case err != nil:
+		r.log.WarnContext(ctx, "relay: sending unsigned", "msg_id", job.MsgID, "route", job.Route, "err", err)
+		return b.Bytes(), nil
 	}
 	return append([]byte(sig), b.Bytes()...), nil
+}
+
+// errReader remembers the first read error other than io.EOF.
+type errReader struct {
+	r   io.Reader
+	err error
+}
+
+func (e *errReader) Read(p []byte) (int, error) {
+	n, err := e.r.Read(p)
+	if err != nil && err != io.EOF && e.err == nil {
+		e.err = err
+	}
+	return n, err
 }
 
 // validAddr reports whether addr can go in MAIL FROM or RCPT TO: it has

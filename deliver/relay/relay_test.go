@@ -88,6 +88,28 @@ func TestSmarthostNoCredentialsInPlaintext(t *testing.T) {
 	}
 }
 
+func TestCredentialsNeedVerifiedTLS(t *testing.T) {
+	srvTLS, pool := selfSigned(t)
+	s := startSink(t, sinkOpts{tls: srvTLS}, func(s *sink) {
+		s.mechs = []string{sasl.Plain}
+		s.user, s.pass = "u", "p"
+	})
+	f := newFixture(t, testMsg(), "example.net", "bob@example.net")
+	// Opportunistic, certificate not trusted: no AUTH, retry.
+	r := newRelayer(t, Options{Smarthost: s.addr, Username: "u", Password: "p"})
+	if out := f.handle(t, r); out.Done || out.Permanent {
+		t.Fatalf("Handle(untrusted) = %+v, want a retry", out)
+	}
+	// Opportunistic, certificate trusted: delivered.
+	r = newRelayer(t, Options{Smarthost: s.addr, Username: "u", Password: "p", TLSConfig: &tls.Config{RootCAs: pool}})
+	if out := f.handle(t, r); !out.Done {
+		t.Fatalf("Handle(trusted) = %+v, want done", out)
+	}
+	if got := s.received(); len(got) != 1 || got[0].User != "u" {
+		t.Errorf("received %+v", got)
+	}
+}
+
 func TestOpportunisticTLS(t *testing.T) {
 	srvTLS, _ := selfSigned(t) // not trusted: opportunistic does not verify
 	withTLS := startSink(t, sinkOpts{tls: srvTLS}, nil)

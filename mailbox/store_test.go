@@ -1,0 +1,290 @@
+package mailbox
+
+import (
+	"context"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+func openStore(t testing.TB, opts Options) *Store {
+	t.Helper()
+	s, err := Open(t.TempDir(), opts)
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func verify(t testing.TB, s *Store) {
+	t.Helper()
+	if err := s.Verify(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+const sample = "From: Alice <alice@example.test>\nTo: support@example.test\nSubject: hello\nDate: Mon, 02 Jan 2006 15:04:05 +0000\n\nbody line\n"
+
+func TestDeliverAndRead(t *testing.T) {
+	ctx := context.Background()
+	s := openStore(t, Options{})
+	uid, err := s.Deliver(ctx, "support", "", strings.NewReader(sample), time.Time{}, "job-1")
+	if err != nil || uid != 1 {
+		t.Fatalf("Deliver = %d, %v, want 1, nil", uid, err)
+	}
+	f, msgs, err := s.Messages(ctx, "support", "inbox")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := strings.ReplaceAll(sample, "\n", "\r\n")
+	if f.Name != Inbox || f.Messages != 1 || f.Unseen != 1 || f.UIDNext != 2 || len(msgs) != 1 || msgs[0].Size != int64(len(want)) {
+		t.Fatalf("Messages = %+v %+v", f, msgs)
+	}
+	b, err := s.OpenMessage(msgs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(b)
+	b.Close()
+	if string(got) != want {
+		t.Fatalf("body = %q, want %q", got, want)
+	}
+	// Same key: same UID, nothing appended.
+	uid2, err := s.Deliver(ctx, "support", "", strings.NewReader("other"), time.Time{}, "job-1")
+	if err != nil || uid2 != 1 {
+		t.Fatalf("second Deliver = %d, %v, want 1, nil", uid2, err)
+	}
+	if f, _ := s.Folder(ctx, "support", Inbox); f.Messages != 1 {
+		t.Fatalf("messages after dedup = %d, want 1", f.Messages)
+	}
+	verify(t, s)
+}
+
+func TestDefaultFolders(t *testing.T) {
+	s := openStore(t, Options{})
+	fs, err := s.Folders(context.Background(), "bob")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, f := range fs {
+		got[f.Name] = f.SpecialUse
+		if !f.Subscribed {
+			t.Errorf("%s not subscribed", f.Name)
+		}
+	}
+	for _, d := range DefaultFolders {
+		if u, ok := got[d.Name]; !ok || u != d.SpecialUse {
+			t.Errorf("folder %s = %q,%v, want %q", d.Name, u, ok, d.SpecialUse)
+		}
+	}
+}
+
+func TestQuota(t *testing.T) {
+	ctx := context.Background()
+	s := openStore(t, Options{Quota: func(u string) int64 { return 200 }})
+	if _, err := s.Deliver(ctx, "u", "", strings.NewReader(sample), time.Time{}, ""); err != nil {
+		t.Fatal(err)
+	}
+	_, err := s.Deliver(ctx, "u", "", strings.NewReader(sample), time.Time{}, "")
+	if !errors.Is(err, ErrOverQuota) {
+		t.Fatalf("Deliver over quota = %v, want ErrOverQuota", err)
+	}
+	if _, err := s.Copy(ctx, "u", Inbox, []uint32{1}, "Trash"); !errors.Is(err, ErrOverQuota) {
+		t.Fatalf("Copy over quota = %v, want ErrOverQuota", err)
+	}
+	if _, err := s.Move(ctx, "u", Inbox, []uint32{1}, "Trash"); err != nil {
+		t.Fatalf("Move = %v (a move does not grow usage)", err)
+	}
+	verify(t, s)
+}
+
+func TestFlagsCopyMoveExpunge(t *testing.T) {
+	ctx := context.Background()
+	s := openStore(t, Options{})
+	for i := 0; i < 3; i++ {
+		if _, err := s.Deliver(ctx, "u", "", strings.NewReader(sample), time.Time{}, ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w, err := s.Watch(ctx, "u", Inbox)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	ms, err := s.SetFlags(ctx, "u", Inbox, []uint32{1, 2, 9}, FlagsAdd, []string{`\seen`, "$Label1", `\Recent`})
+	if err != nil || len(ms) != 2 || !slices.Equal(ms[0].Flags, []string{"$Label1", FlagSeen}) {
+		t.Fatalf("SetFlags = %+v, %v", ms, err)
+	}
+	select {
+	case <-w.C:
+	default:
+		t.Fatal("watcher not signalled after SetFlags")
+	}
+	if f, _ := s.Folder(ctx, "u", Inbox); f.Unseen != 1 {
+		t.Fatalf("unseen = %d, want 1", f.Unseen)
+	}
+	res, err := s.Copy(ctx, "u", Inbox, []uint32{1, 3}, "Sent")
+	if err != nil || !slices.Equal(res.Source, []uint32{1, 3}) || !slices.Equal(res.Dest, []uint32{1, 2}) {
+		t.Fatalf("Copy = %+v, %v", res, err)
+	}
+	res, err = s.Move(ctx, "u", Inbox, []uint32{2}, "Trash")
+	if err != nil || !slices.Equal(res.Dest, []uint32{1}) {
+		t.Fatalf("Move = %+v, %v", res, err)
+	}
+	if _, err := s.SetFlags(ctx, "u", Inbox, []uint32{1, 3}, FlagsReplace, []string{FlagDeleted}); err != nil {
+		t.Fatal(err)
+	}
+	gone, err := s.Expunge(ctx, "u", Inbox, []uint32{3})
+	if err != nil || !slices.Equal(gone, []uint32{3}) {
+		t.Fatalf("UID Expunge = %v, %v", gone, err)
+	}
+	gone, err = s.Expunge(ctx, "u", Inbox, nil)
+	if err != nil || !slices.Equal(gone, []uint32{1}) {
+		t.Fatalf("Expunge = %v, %v", gone, err)
+	}
+	// The bodies copied to Sent survive the expunge of their originals.
+	_, sent, _ := s.Messages(ctx, "u", "Sent")
+	for _, m := range sent {
+		b, err := s.OpenMessage(m)
+		if err != nil {
+			t.Fatalf("open copied body: %v", err)
+		}
+		b.Close()
+	}
+	verify(t, s)
+	n, _ := os.ReadDir(filepath.Join(s.Dir(), blobDir))
+	if len(n) != 3 {
+		t.Fatalf("body files = %d, want 3 (two in Sent, one in Trash)", len(n))
+	}
+}
+
+func TestFolderOps(t *testing.T) {
+	ctx := context.Background()
+	s := openStore(t, Options{})
+	if err := s.CreateFolder(ctx, "u", "Work/2026"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CreateFolder(ctx, "u", "Work"); !errors.Is(err, ErrFolderExists) {
+		t.Fatalf("CreateFolder existing = %v", err)
+	}
+	for _, bad := range []string{"", "/x", "x/", "a//b", "a*b", "a%"} {
+		if err := s.CreateFolder(ctx, "u", bad); !errors.Is(err, ErrInvalidName) {
+			t.Errorf("CreateFolder(%q) = %v, want ErrInvalidName", bad, err)
+		}
+	}
+	f1, _ := s.Folder(ctx, "u", "Work/2026")
+	if _, err := s.Deliver(ctx, "u", "Work/2026", strings.NewReader(sample), time.Time{}, ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RenameFolder(ctx, "u", "Work", "Jobs"); err != nil {
+		t.Fatal(err)
+	}
+	f2, err := s.Folder(ctx, "u", "Jobs/2026")
+	if err != nil || f2.UIDValidity != f1.UIDValidity || f2.Messages != 1 {
+		t.Fatalf("renamed child = %+v, %v", f2, err)
+	}
+	if err := s.DeleteFolder(ctx, "u", "Jobs"); !errors.Is(err, ErrInvalidName) {
+		t.Fatalf("delete with children = %v", err)
+	}
+	if err := s.DeleteFolder(ctx, "u", "Jobs/2026"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CreateFolder(ctx, "u", "Jobs/2026"); err != nil {
+		t.Fatal(err)
+	}
+	if f3, _ := s.Folder(ctx, "u", "Jobs/2026"); f3.UIDValidity == f1.UIDValidity {
+		t.Fatal("recreated folder kept its UIDVALIDITY")
+	}
+	if err := s.DeleteFolder(ctx, "u", "inbox"); err == nil {
+		t.Fatal("deleted INBOX")
+	}
+	if err := s.Subscribe(ctx, "u", "Jobs", false); err != nil {
+		t.Fatal(err)
+	}
+	if f, _ := s.Folder(ctx, "u", "Jobs"); f.Subscribed {
+		t.Fatal("still subscribed")
+	}
+	// RENAME INBOX moves its messages and leaves it empty.
+	s.Deliver(ctx, "u", "", strings.NewReader(sample), time.Time{}, "")
+	if err := s.RenameFolder(ctx, "u", "INBOX", "Old"); err != nil {
+		t.Fatal(err)
+	}
+	in, _ := s.Folder(ctx, "u", Inbox)
+	old, _ := s.Folder(ctx, "u", "Old")
+	if in.Messages != 0 || old.Messages != 1 {
+		t.Fatalf("after RENAME INBOX: inbox %d, old %d", in.Messages, old.Messages)
+	}
+	verify(t, s)
+}
+
+func TestOrphanCleanup(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Open(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Deliver(context.Background(), "u", "", strings.NewReader(sample), time.Time{}, "")
+	s.Close()
+	os.WriteFile(filepath.Join(dir, blobDir, "00112233445566778899aabbccddeeff"), []byte("x"), 0o600)
+	os.WriteFile(filepath.Join(dir, tmpDir, "msg-1"), []byte("x"), 0o600)
+	s, err = Open(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	verify(t, s)
+	if e, _ := os.ReadDir(filepath.Join(dir, tmpDir)); len(e) != 0 {
+		t.Fatalf("tmp not emptied: %v", e)
+	}
+}
+
+func TestDedupExpires(t *testing.T) {
+	now := time.Now()
+	dir := t.TempDir()
+	s, err := Open(dir, Options{Now: func() time.Time { return now }, DedupTTL: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Deliver(context.Background(), "u", "", strings.NewReader(sample), time.Time{}, "k")
+	s.Close()
+	now = now.Add(2 * time.Hour)
+	s, err = Open(dir, Options{Now: func() time.Time { return now }, DedupTTL: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	uid, err := s.Deliver(context.Background(), "u", "", strings.NewReader(sample), time.Time{}, "k")
+	if err != nil || uid != 2 {
+		t.Fatalf("Deliver after TTL = %d, %v, want 2", uid, err)
+	}
+}
+
+func TestCopyCRLF(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"a\nb\n", "a\r\nb\r\n"},
+		{"a\r\nb", "a\r\nb"},
+		{"\n\n", "\r\n\r\n"},
+		{"a\rb\n", "a\rb\r\n"},
+		{strings.Repeat("x", 70000) + "\n", strings.Repeat("x", 70000) + "\r\n"},
+		{strings.Repeat("x", 65535) + "\r\n", strings.Repeat("x", 65535) + "\r\n"},
+	} {
+		s := openStore(t, Options{})
+		s.Deliver(context.Background(), "u", "", strings.NewReader(tc.in), time.Time{}, "")
+		b, err := s.OpenBody(context.Background(), "u", Inbox, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, _ := io.ReadAll(b)
+		b.Close()
+		if string(got) != tc.want {
+			t.Errorf("stored %.20q…, want %.20q… (len %d vs %d)", got, tc.want, len(got), len(tc.want))
+		}
+	}
+}

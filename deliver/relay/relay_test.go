@@ -1,9 +1,12 @@
 package relay
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"fmt"
+	"log/slog"
 	"net"
 	"slices"
 	"strings"
@@ -663,5 +666,24 @@ func TestHostileGreeting(t *testing.T) {
 	f := newFixture(t, testMsg(), "example.net", "bob@example.net")
 	if out := f.handle(t, r); out.Done || out.Permanent {
 		t.Fatalf("Handle = %+v, want a retry", out)
+	}
+}
+
+func TestLogLine(t *testing.T) {
+	var buf bytes.Buffer
+	s := startSink(t, sinkOpts{}, nil)
+	r := newRelayer(t, Options{Smarthost: s.addr, TLS: TLSNone, Logger: slog.New(slog.NewJSONHandler(&buf, nil))})
+	f := newFixture(t, testMsg(), "example.net", "bob@example.net")
+	if out := f.handle(t, r); !out.Done {
+		t.Fatalf("Handle = %+v", out)
+	}
+	var line map[string]any
+	if err := json.Unmarshal(buf.Bytes(), &line); err != nil {
+		t.Fatalf("log %q: %v", buf.String(), err)
+	}
+	for k, want := range map[string]any{"msg_id": "msg1", "route": "people", "rcpt": "bob@example.net", "attempt": 1.0, "status": 250.0} {
+		if line[k] != want {
+			t.Errorf("log %s = %v, want %v", k, line[k], want)
+		}
 	}
 }

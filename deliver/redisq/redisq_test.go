@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -16,6 +17,7 @@ import (
 	"github.com/mailhook/mailhook/deliver"
 	"github.com/mailhook/mailhook/deliver/queuetest"
 	"github.com/mailhook/mailhook/deliver/redisq"
+	"github.com/mailhook/mailhook/route"
 )
 
 // server is the Redis the tests use: REDIS_ADDR, or a redis-server this
@@ -162,8 +164,7 @@ func TestWaitReplicas(t *testing.T) {
 		t.Skip("needs a redis-server of its own to attach a replica to")
 	}
 	ctx := t.Context()
-	host, port, _ := net.SplitHostPort(addr)
-	_ = host
+	_, port, _ := net.SplitHostPort(addr)
 	replica, stop, err := startRedis("--replicaof", "127.0.0.1", port)
 	if err != nil {
 		t.Fatal(err)
@@ -204,5 +205,74 @@ func TestWaitReplicas(t *testing.T) {
 	// The sender's retry of the same message finds it queued.
 	if err := q2.Commit(ctx, queuetest.NewMail(t, "m2", "x"), []*deliver.Job{queuetest.NewJob("j2", "m2", deliver.KindWebhook, time.Time{})}); err != nil {
 		t.Errorf("retried Commit = %v, want nil (already queued)", err)
+	}
+}
+
+type countHandler struct {
+	mu    sync.Mutex
+	calls map[string]int
+}
+
+func (h *countHandler) Handle(ctx context.Context, job *deliver.Job, mail *route.Mail, raw deliver.RawOpener) deliver.Outcome {
+	h.mu.Lock()
+	h.calls[job.ID]++
+	h.mu.Unlock()
+	return deliver.Outcome{Done: true, Attempt: deliver.Attempt{Status: 200}}
+}
+
+// TestTwoNodes runs two Runners ("nodes") on one Redis queue: every message
+// committed through either node is delivered once, by one of them.
+func TestTwoNodes(t *testing.T) {
+	need(t)
+	p := prefix()
+	h := &countHandler{calls: map[string]int{}}
+	var committers []*deliver.Committer
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for range 2 {
+		q, err := redisq.New(client(t), redisq.Options{Prefix: p})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, err := deliver.NewRunner(deliver.RunnerOptions{Queue: q, Handlers: map[deliver.Kind]deliver.Handler{deliver.KindWebhook: h}, PollInterval: 5 * time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		committers = append(committers, &deliver.Committer{Queue: q, Notify: r.Notify})
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r.Run(ctx)
+		}()
+	}
+	const n = 40
+	for i := range n {
+		m := queuetest.NewMail(t, fmt.Sprint("m", i), "raw")
+		d := []route.Decision{{Rcpt: "support@example.test", Rules: []string{"tickets"}, Actions: []route.Action{{Kind: route.ActWebhook, Webhook: "tickets"}}}}
+		if err := committers[i%2].Commit(t.Context(), m, d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	q := committers[0].Queue
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		st, err := q.Stats(t.Context())
+		if err == nil && st == (deliver.Stats{}) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not all delivered: %+v, %v", st, err)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	cancel()
+	wg.Wait()
+	if len(h.calls) != n {
+		t.Errorf("delivered %d distinct jobs, want %d", len(h.calls), n)
+	}
+	for id, c := range h.calls {
+		if c != 1 {
+			t.Errorf("job %s delivered %d times", id, c)
+		}
 	}
 }

@@ -76,12 +76,14 @@ func NewResolver(o ResolverOptions) (*Resolver, error) {
 	r := &Resolver{
 		timeout: o.Timeout,
 		log:     o.Logger,
-		udp:     &dns.Client{Net: "udp", UDPSize: ednsUDPSize},
-		tcp:     &dns.Client{Net: "tcp"},
 	}
 	if r.timeout <= 0 {
 		r.timeout = DefaultLookupTimeout
 	}
+	// The clients' own timeout must not be shorter than ours: miekg/dns
+	// otherwise cuts reads at 2 s whatever the context allows.
+	r.udp = &dns.Client{Net: "udp", UDPSize: ednsUDPSize, Timeout: r.timeout}
+	r.tcp = &dns.Client{Net: "tcp", Timeout: r.timeout}
 	if r.log == nil {
 		r.log = slog.New(slog.DiscardHandler)
 	}

@@ -132,6 +132,23 @@ func TestResolverErrors(t *testing.T) {
 	}
 }
 
+// TestResolverSlowServer checks that a lookup may take as long as the
+// configured timeout allows, beyond miekg/dns's 2 s default read timeout.
+func TestResolverSlowServer(t *testing.T) {
+	if testing.Short() {
+		t.Skip("waits 2.2 s for a slow answer")
+	}
+	srv := dnstest.Start(t, resolverZone)
+	srv.Delay("example.test", 2200*time.Millisecond)
+	r, err := NewResolver(ResolverOptions{Server: srv.Addr(), Timeout: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if txt, err := r.LookupTXT(context.Background(), "example.test"); err != nil || len(txt) != 1 {
+		t.Errorf("slow answer: %q, %v; want it within the 10 s lookup timeout", txt, err)
+	}
+}
+
 func TestResolverTXTBytes(t *testing.T) {
 	srv := dnstest.Start(t, "")
 	key := "v=DKIM1; k=rsa; p=" + strings.Repeat("A", 600) // > 255: several strings, > 512: EDNS

@@ -49,6 +49,9 @@ type Server struct {
 	timeout  map[string]map[uint16]bool // owner → qtypes (0 = all)
 	servfail map[string]map[uint16]bool
 	nxdomain map[string]bool
+	delay    map[string]time.Duration
+	done     chan struct{} // closed by Close
+	closeOne sync.Once
 	queries  map[string]int // "owner/TYPE" → count
 	total    int
 }
@@ -64,6 +67,8 @@ func Start(t testing.TB, zone string) *Server {
 		timeout:  map[string]map[uint16]bool{},
 		servfail: map[string]map[uint16]bool{},
 		nxdomain: map[string]bool{},
+		delay:    map[string]time.Duration{},
+		done:     make(chan struct{}),
 		queries:  map[string]int{},
 	}
 	if err := s.AddZone(zone); err != nil {
@@ -129,6 +134,7 @@ func (s *Server) run(srv *dns.Server, started chan<- error) {
 
 // Close stops the server. Start registers it with t.Cleanup.
 func (s *Server) Close() {
+	s.closeOne.Do(func() { close(s.done) })
 	if s.udp != nil {
 		_ = s.udp.Shutdown()
 	}
@@ -223,6 +229,7 @@ func (s *Server) Remove(name string) {
 	delete(s.timeout, k)
 	delete(s.servfail, k)
 	delete(s.nxdomain, k)
+	delete(s.delay, k)
 }
 
 // Timeout makes queries for name go unanswered, for the given types or,
@@ -235,6 +242,14 @@ func (s *Server) Timeout(name string, qtypes ...uint16) {
 // with none given, for every type.
 func (s *Server) ServFail(name string, qtypes ...uint16) {
 	s.mark(s.servfail, name, qtypes)
+}
+
+// Delay makes answers for name (every type) leave only after d, as from a
+// slow authoritative server. Close cuts pending delays short.
+func (s *Server) Delay(name string, d time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.delay[key(name)] = d
 }
 
 // NXDomain makes name answer NXDOMAIN even if it has records.
@@ -314,6 +329,18 @@ func (s *Server) serve(w dns.ResponseWriter, req *dns.Msg) {
 	resp.RecursionAvailable = true
 	if !s.answer(resp, q) {
 		return // timeout: say nothing
+	}
+	s.mu.Lock()
+	d := s.delay[key(q.Name)]
+	s.mu.Unlock()
+	if d > 0 {
+		t := time.NewTimer(d)
+		select {
+		case <-t.C:
+		case <-s.done:
+			t.Stop()
+			return
+		}
 	}
 	size := dns.MinMsgSize
 	if opt := req.IsEdns0(); opt != nil {

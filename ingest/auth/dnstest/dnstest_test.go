@@ -168,6 +168,19 @@ func TestSplit255(t *testing.T) {
 	}
 }
 
+func TestDelay(t *testing.T) {
+	s := Start(t, zone)
+	s.Delay("mx1.example.test", 200*time.Millisecond)
+	start := time.Now()
+	r := mustQuery(t, s, "mx1.example.test", dns.TypeA)
+	if len(r.Answer) != 1 {
+		t.Fatalf("delayed answer: %v", r)
+	}
+	if el := time.Since(start); el < 200*time.Millisecond {
+		t.Errorf("answer came after %v, before the delay", el)
+	}
+}
+
 func TestBadZone(t *testing.T) {
 	s := &Server{rrs: map[string][]dns.RR{}}
 	if err := s.AddZone("example.test. IN BOGUS x"); err == nil {

@@ -85,8 +85,9 @@ type session struct {
 	mu   sync.Mutex // guards conn: STLS swaps it while Shutdown may interrupt
 	conn net.Conn
 
-	r *bufio.Reader
-	w *bufio.Writer
+	r  *bufio.Reader
+	w  *bufio.Writer
+	mr *bufio.Reader // reused by RETR and TOP to read messages
 
 	state    state
 	tls      bool
@@ -814,8 +815,14 @@ func (s *session) send(i, bodyLines int, status string) bool {
 		return false
 	}
 	defer rc.Close()
+	if s.mr == nil {
+		s.mr = bufio.NewReaderSize(rc, 32*1024)
+	} else {
+		s.mr.Reset(rc)
+	}
+	defer s.mr.Reset(nil) // do not keep the message reader reachable
 	s.reply(status)
-	if err := writeMessage(s.w, rc, bodyLines); err != nil {
+	if err := writeMessage(s.w, s.mr, bodyLines); err != nil {
 		s.log.Error("pop3 send message", "uid", s.msgs[i].UID, "err", err)
 		s.reason = "send message: " + err.Error()
 		return true
@@ -828,7 +835,7 @@ func (s *session) send(i, bodyLines int, status string) bool {
 // message becomes CRLF), a line starting with "." gets another "." in front
 // (byte-stuffing), and ".CRLF" ends it. bodyLines >= 0 stops after the
 // header, the blank line and that many body lines (TOP).
-func writeMessage(w *bufio.Writer, r io.Reader, bodyLines int) error {
+func writeMessage(w *bufio.Writer, r *bufio.Reader, bodyLines int) error {
 	if err := copyLines(w, r, bodyLines, true); err != nil {
 		return err
 	}
@@ -842,7 +849,7 @@ func writeMessage(w *bufio.Writer, r io.Reader, bodyLines int) error {
 func WireSize(r io.Reader) (int64, error) {
 	var c countWriter
 	w := bufio.NewWriterSize(&c, 4096)
-	if err := copyLines(w, r, -1, false); err != nil {
+	if err := copyLines(w, bufio.NewReaderSize(r, 32*1024), -1, false); err != nil {
 		return 0, err
 	}
 	if err := w.Flush(); err != nil {
@@ -857,8 +864,7 @@ func (c *countWriter) Write(p []byte) (int, error) { c.n += int64(len(p)); retur
 
 // copyLines copies r to w with CRLF line ends, byte-stuffing when stuff is
 // set; see writeMessage.
-func copyLines(w *bufio.Writer, r io.Reader, bodyLines int, stuff bool) error {
-	br := bufio.NewReaderSize(r, 32*1024)
+func copyLines(w *bufio.Writer, br *bufio.Reader, bodyLines int, stuff bool) error {
 	bol := true        // at the beginning of a line
 	header := true     // still in the header section
 	pendingCR := false // a chunk ended in CR; the next decides if it was CRLF

@@ -2,8 +2,10 @@ package deliver_test
 
 import (
 	"slices"
+	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/mailhook/mailhook/deliver"
 	"github.com/mailhook/mailhook/route"
@@ -83,5 +85,20 @@ func TestPlan(t *testing.T) {
 	}
 	if got := deliver.Plan(m, []route.Decision{{Rcpt: "x", Rules: []string{"r"}, Actions: []route.Action{{Kind: route.ActDrop}}}}, now); len(got) != 0 {
 		t.Errorf("Plan of a drop = %d jobs, want 0", len(got))
+	}
+}
+
+func TestAddAttemptBounds(t *testing.T) {
+	var j deliver.Job
+	long := strings.Repeat("é", deliver.MaxAttemptText)
+	for range deliver.MaxHistory + 5 {
+		j.AddAttempt(deliver.Attempt{Error: long, Response: long})
+	}
+	if len(j.History) != deliver.MaxHistory {
+		t.Errorf("history = %d attempts, want %d", len(j.History), deliver.MaxHistory)
+	}
+	a := j.History[0]
+	if len(a.Error) > deliver.MaxAttemptText || len(a.Response) > deliver.MaxAttemptText || !utf8.ValidString(a.Error) || j.LastError != a.Error {
+		t.Errorf("attempt texts = %d, %d bytes (valid %v), want <= %d", len(a.Error), len(a.Response), utf8.ValidString(a.Error), deliver.MaxAttemptText)
 	}
 }

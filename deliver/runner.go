@@ -32,6 +32,10 @@ const (
 	DefaultStopTimeout  = 10 * time.Second
 )
 
+// cancelGrace is how long Run waits for cancelled attempts to settle their
+// jobs before it returns anyway.
+const cancelGrace = 5 * time.Second
+
 // RunnerOptions configures a Runner. Zero values take the defaults.
 type RunnerOptions struct {
 	Queue Queue
@@ -169,7 +173,14 @@ func (r *Runner) Run(ctx context.Context) error {
 	case <-t.C:
 		r.log.Warn("stopping: cancelling attempts still in flight")
 		cancelWork()
-		<-done
+		// A handler that ignores its context must not hold the process:
+		// its job's lease expires and the job is taken again.
+		t.Reset(cancelGrace)
+		select {
+		case <-done:
+		case <-t.C:
+			r.log.Error("stopping: attempts ignored cancellation; their jobs return when their leases expire")
+		}
 	}
 	return nil
 }

@@ -205,7 +205,6 @@ func (r *Runner) fetch(ctx, workCtx context.Context, kind Kind, h Handler, infli
 		if ctx.Err() != nil {
 			return
 		}
-		want := free
 		if free > 0 {
 			// Not cancelled with ctx: a reply lost to a cancel would strand
 			// the jobs it leased until their lease expires. Jobs taken as
@@ -224,9 +223,6 @@ func (r *Runner) fetch(ctx, workCtx context.Context, kind Kind, h Handler, infli
 					defer func() { slotDone <- struct{}{} }()
 					r.attempt(workCtx, j, h)
 				}()
-			}
-			if err == nil && len(jobs) == want && free > 0 {
-				continue // more may be due
 			}
 		}
 		poll.Reset(r.opt.PollInterval)

@@ -276,3 +276,40 @@ func TestTwoNodes(t *testing.T) {
 		}
 	}
 }
+
+// TestReap returns an expired lease to the queue without a Take.
+func TestReap(t *testing.T) {
+	need(t)
+	ctx := t.Context()
+	q, err := redisq.New(client(t), redisq.Options{Prefix: prefix()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := q.Commit(ctx, queuetest.NewMail(t, "m1", "x"), []*deliver.Job{queuetest.NewJob("j1", "m1", deliver.KindRelay, time.Time{})}); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := q.Take(ctx, []deliver.Kind{deliver.KindRelay}, 1, 5*time.Millisecond); err != nil || len(got) != 1 {
+		t.Fatalf("Take = %v, %v", got, err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if err := q.Reap(ctx); err != nil {
+			t.Fatal(err)
+		}
+		st, err := q.Stats(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Ready == 1 && st.Leased == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Stats after the lease expired = %+v, want it ready again", st)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	j, err := q.Get(ctx, "j1")
+	if err != nil || j.Lease != "" || j.Attempts != 1 || j.Kind != deliver.KindRelay {
+		t.Errorf("reaped job = %+v, %v", j, err)
+	}
+}

@@ -106,15 +106,20 @@ end)
 local out = {}
 for k = 1, math.min(n, #cands) do
   local c = cands[k]
-  local token = ARGV[4] .. ":" .. k
   redis.call("ZREM", c.key, c.id)
-  redis.call("HSET", KEYS[3], c.id, token)
-  redis.call("ZADD", KEYS[4], ARGV[3], c.id)
-  local att = redis.call("HINCRBY", KEYS[2], c.id, 1)
-  out[#out + 1] = c.id
-  out[#out + 1] = att
-  out[#out + 1] = token
-  out[#out + 1] = redis.call("HGET", KEYS[1], c.id)
+  local json = redis.call("HGET", KEYS[1], c.id)
+  -- An index entry without its job (never written so) is dropped: a nil
+  -- would cut the reply short.
+  if json then
+    local token = ARGV[4] .. ":" .. k
+    redis.call("HSET", KEYS[3], c.id, token)
+    redis.call("ZADD", KEYS[4], ARGV[3], c.id)
+    local att = redis.call("HINCRBY", KEYS[2], c.id, 1)
+    out[#out + 1] = c.id
+    out[#out + 1] = att
+    out[#out + 1] = token
+    out[#out + 1] = json
+  end
 end
 return out
 `)

@@ -313,3 +313,33 @@ func TestReap(t *testing.T) {
 		t.Errorf("reaped job = %+v, %v", j, err)
 	}
 }
+
+// TestWaitAOF: WAITAOF needs Redis 7.2; on an older server Commit must fail
+// (the SMTP session answers 451) rather than pretend the fsync happened.
+func TestWaitAOF(t *testing.T) {
+	need(t)
+	ctx := t.Context()
+	c := client(t)
+	info, err := c.Info(ctx, "server").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var major, minor int
+	for _, l := range strings.Split(info, "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(l), "redis_version:"); ok {
+			fmt.Sscanf(v, "%d.%d", &major, &minor)
+		}
+	}
+	supported := major > 7 || major == 7 && minor >= 2
+	q, err := redisq.New(c, redisq.Options{Prefix: prefix(), WaitAOF: &redisq.WaitAOF{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = q.Commit(ctx, queuetest.NewMail(t, "m1", "x"), []*deliver.Job{queuetest.NewJob("j1", "m1", deliver.KindWebhook, time.Time{})})
+	if supported && err != nil {
+		t.Errorf("Commit with WAITAOF 0 0 on Redis %d.%d = %v", major, minor, err)
+	}
+	if !supported && err == nil {
+		t.Errorf("Commit with WAITAOF on Redis %d.%d = nil, want an error", major, minor)
+	}
+}

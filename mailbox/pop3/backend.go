@@ -60,3 +60,7 @@ var (
 	// for the user; the attempt was refused without checking the password.
 	ErrThrottled = errors.New("pop3: too many failed logins")
 )
+
+// ErrNoSuchMessage is returned (wrapped) by Maildrop.Open when the message
+// was removed by another session (an IMAP EXPUNGE) since Messages.
+var ErrNoSuchMessage = errors.New("pop3: no such message")

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/mailhook/mailhook/mailbox"
 )
 
 // env is one backend under test: the fake, or the real mailbox store.
@@ -325,21 +327,23 @@ func TestFlowWrongPassword(t *testing.T) {
 	eachFixture(t, func(t *testing.T, e env) {
 		lim := e.limiter
 		if lim == nil {
-			lim = NewLimiter(LimiterOptions{LockAfter: 3, BaseDelay: time.Second, MaxDelay: 4 * time.Second})
+			lim = mailbox.NewLimiter(mailbox.LimiterOptions{LockAfter: 4, BaseDelay: time.Second, MaxDelay: 4 * time.Second})
 		}
 		o := opts(e)
 		o.Limiter = lim
 		_, addr, delays := startServer(t, o)
 		c := dial(t, addr)
-		for i := range 3 {
+		for i := range 4 {
 			c.ok("USER " + alice)
 			if got := c.cmd("PASS wrong"); !strings.HasPrefix(got, "-ERR [AUTH]") {
 				t.Fatalf("attempt %d: PASS wrong = %q, want -ERR [AUTH]", i+1, got)
 			}
 		}
+		// The limiter lets the first failures (typos) go without delay,
+		// then the delay grows.
 		d := delays.get()
-		if len(d) != 3 || d[0] <= 0 || d[1] < d[0] {
-			t.Errorf("delays after failures = %v, want growing positive delays", d)
+		if len(d) != 4 || d[3] <= 0 || d[3] < d[2] || d[2] < d[0] {
+			t.Errorf("delays after failures = %v, want a delay growing to positive", d)
 		}
 		// Throttled now: even the right password is refused for a while.
 		c.ok("USER " + alice)

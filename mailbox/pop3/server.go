@@ -10,6 +10,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/mailhook/mailhook/mailbox"
 )
 
 // Defaults for the zero values of Options.
@@ -52,7 +54,8 @@ type Options struct {
 	// LoopbackIsRemote treats loopback clients like remote ones for the
 	// plaintext rule; tests use it.
 	LoopbackIsRemote bool
-	// Limiter throttles failed logins; nil means NewLimiter with defaults.
+	// Limiter throttles failed logins; nil means the Backend's (see
+	// StoreBackend) or else a mailbox.Limiter with defaults.
 	Limiter Limiter
 	// Logger receives one line per session and, at debug level, the
 	// protocol trace with credentials redacted. Nil discards.
@@ -111,7 +114,11 @@ func New(opts Options) *Server {
 		s.log = slog.New(slog.DiscardHandler)
 	}
 	if s.limiter == nil {
-		s.limiter = NewLimiter(LimiterOptions{})
+		if lp, ok := opts.Backend.(limiterProvider); ok {
+			s.limiter = lp.Limiter()
+		} else {
+			s.limiter = mailbox.NewLimiter(mailbox.LimiterOptions{})
+		}
 	}
 	return s
 }

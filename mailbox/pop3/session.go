@@ -561,7 +561,10 @@ func (s *session) auth(args []string) bool {
 // success, opens the maildrop and enters the TRANSACTION state.
 func (s *session) login(user, pass string) bool {
 	lim := s.srv.limiter
-	err := lim.Check(s.ip, user)
+	var err error
+	if cerr := lim.Check(s.ip, user); cerr != nil {
+		err = fmt.Errorf("%w: %w", ErrThrottled, cerr)
+	}
 	var drop Maildrop
 	if err == nil {
 		ctx, cancel := context.WithTimeout(s.ctx, loginTimeout)
@@ -809,6 +812,10 @@ func (s *session) top(args []string) bool {
 // does not take a truncated message for a whole one).
 func (s *session) send(i, bodyLines int, status string) bool {
 	rc, err := s.drop.Open(s.ctx, i)
+	if errors.Is(err, ErrNoSuchMessage) {
+		s.fail("message was removed by another session")
+		return false
+	}
 	if err != nil {
 		s.log.Error("pop3 open message", "uid", s.msgs[i].UID, "err", err)
 		s.reply("-ERR " + codeSysTemp + "cannot read the message now")

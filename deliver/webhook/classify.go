@@ -92,8 +92,8 @@ func parseRetryAfter(v string, now time.Time) (time.Duration, bool) {
 		return 0, false
 	}
 	var d time.Duration
-	if n, err := strconv.ParseUint(v, 10, 64); err == nil {
-		if n > uint64(MaxRetryAfter/time.Second) {
+	if n, err := strconv.ParseUint(v, 10, 64); err == nil || errors.Is(err, strconv.ErrRange) {
+		if err != nil || n > uint64(MaxRetryAfter/time.Second) {
 			return MaxRetryAfter, true
 		}
 		d = time.Duration(n) * time.Second

@@ -143,8 +143,8 @@ func (b *bodyReader) Close() error               { return b.c.Close() }
 // padded only at the very end.
 type b64Reader struct {
 	src     io.Reader
-	in      [48 << 10]byte // a multiple of 3: no padding inside the stream
-	out     [64 << 10]byte
+	in      [12 << 10]byte // a multiple of 3: no padding inside the stream
+	out     [16 << 10]byte
 	pending []byte
 	err     error
 }

@@ -267,7 +267,7 @@ func TestRaw(t *testing.T) {
 		t.Fatalf("endpoint without raw: %+v, body %s", o, r.body)
 	}
 
-	for _, size := range []int{0, 1, 2, 3, 48<<10 - 1, 48 << 10, 48<<10 + 1, 200_001} {
+	for _, size := range []int{0, 1, 2, 3, 12<<10 - 1, 12 << 10, 12<<10 + 1, 200_001} {
 		big := make([]byte, size)
 		for i := range big {
 			big[i] = byte(i*7 + i>>8)

@@ -75,10 +75,10 @@ func NewIMAPServer(opts IMAPOptions) (*IMAPServer, error) {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	s := &IMAPServer{
-		opts:            opts,
-		log:             opts.Logger,
-		limiter:         opts.Limiter,
-		listeners:       map[net.Listener]struct{}{},
+		opts:      opts,
+		log:       opts.Logger,
+		limiter:   opts.Limiter,
+		listeners: map[net.Listener]struct{}{},
 	}
 	s.loopbackTrusted.Store(true)
 	if s.limiter == nil {

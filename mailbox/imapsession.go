@@ -49,7 +49,7 @@ type selected struct {
 }
 
 var (
-	_ imapserver.SessionIMAP4rev2    = (*imapSession)(nil)
+	_ imapserver.SessionIMAP4rev2   = (*imapSession)(nil)
 	_ imapserver.SessionAppendLimit = (*imapSession)(nil)
 )
 

@@ -42,11 +42,16 @@ func TestIdleTimeout(t *testing.T) {
 	eachFixture(t, func(t *testing.T, e env) {
 		withMessages(t, e)
 		o := opts(e)
-		o.IdleTimeout = 100 * time.Millisecond
+		o.IdleTimeout = 200 * time.Millisecond
 		_, addr, _ := startServer(t, o)
 		c := dial(t, addr)
-		c.login(alice, alicePass)
-		c.ok("DELE 1")
+		// Pipelined, so that no pause of ours trips the short timer.
+		c.send("USER " + alice + "\r\nPASS " + alicePass + "\r\nDELE 1")
+		for _, cmd := range []string{"USER", "PASS", "DELE"} {
+			if got := c.line(); !strings.HasPrefix(got, "+OK") {
+				t.Fatalf("%s = %q", cmd, got)
+			}
+		}
 		// Say nothing: RFC 1939 §3's autologout closes the session
 		// without entering UPDATE.
 		if got := c.line(); got != "-ERR autologout, idle for too long" {
@@ -303,4 +308,34 @@ func TestLogsRedactCredentials(t *testing.T) {
 			t.Errorf("log contains %q:\n%s", secret, out)
 		}
 	}
+}
+
+// failingDelete's maildrop cannot apply deletes.
+type failingDelete struct{ *fakeBackend }
+
+func (b failingDelete) Login(ctx context.Context, user, pass string, remote net.Addr) (Maildrop, error) {
+	d, err := b.fakeBackend.Login(ctx, user, pass, remote)
+	if err != nil {
+		return nil, err
+	}
+	return failingDrop{d.(*fakeDrop)}, nil
+}
+
+type failingDrop struct{ *fakeDrop }
+
+func (failingDrop) Delete(context.Context, []string) error { return errors.New("disk on fire") }
+
+func TestQuitUpdateFails(t *testing.T) {
+	e := fakeEnv(t)
+	withMessages(t, e)
+	fb := e.backend.(*fakeBackend)
+	_, addr, _ := startServer(t, Options{Backend: failingDelete{fb}})
+	c := dial(t, addr)
+	c.login(alice, alicePass)
+	c.ok("DELE 1")
+	// RFC 1939 §6: "-ERR some deleted messages not removed".
+	if got := c.cmd("QUIT"); got != "-ERR [SYS/TEMP] some deleted messages not removed" {
+		t.Errorf("QUIT = %q", got)
+	}
+	c.expectClosed()
 }

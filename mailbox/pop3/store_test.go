@@ -69,3 +69,62 @@ func hash(t testing.TB, pw string) string {
 	}
 	return string(h)
 }
+
+// TestStoreConcurrentIMAPChanges covers what only the real store does: a
+// message expunged (by an IMAP client) during a POP3 session, mail
+// delivered during it, and logging in with an address.
+func TestStoreConcurrentIMAPChanges(t *testing.T) {
+	dir := t.TempDir()
+	st := openStore(t, dir)
+	t.Cleanup(func() {
+		if err := st.Verify(context.Background()); err != nil {
+			t.Errorf("store.Verify: %v", err)
+		}
+		st.Close()
+	})
+	users, err := mailbox.NewUsers([]mailbox.User{{Name: alice, PasswordHash: hash(t, alicePass), Addresses: []string{"alice@example.test"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	for _, m := range []string{msgDots, msgBareLF, msgTop} {
+		if _, err := st.Deliver(ctx, alice, "", strings.NewReader(m), time.Time{}, ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, addr, _ := startServer(t, Options{Backend: StoreBackend(st, users, nil)})
+	c := dial(t, addr)
+	c.login("alice@example.test", alicePass)
+	_, msgs, err := st.Messages(ctx, alice, mailbox.Inbox)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Remove(ctx, alice, mailbox.Inbox, []uint32{msgs[0].UID}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Deliver(ctx, alice, "", strings.NewReader(msgTop), time.Time{}, ""); err != nil {
+		t.Fatal(err)
+	}
+	// The session's view is the snapshot taken at login (RFC 1939 §5).
+	if n, _ := c.stat(); n != 3 {
+		t.Errorf("STAT = %d, want the 3 of the snapshot", n)
+	}
+	if got := c.cmd("RETR 1"); got != "-ERR message was removed by another session" {
+		t.Errorf("RETR of an expunged message = %q", got)
+	}
+	if got := c.retr(2); got != want[1] {
+		t.Errorf("RETR 2 = %q", got)
+	}
+	c.ok("DELE 1")
+	c.ok("DELE 2")
+	c.ok("QUIT")
+	c.expectClosed()
+
+	_, msgs, err = st.Messages(ctx, alice, mailbox.Inbox)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(msgs) != 2 {
+		t.Errorf("INBOX has %d messages after QUIT, want 2 (the third and the new one)", len(msgs))
+	}
+}

@@ -85,6 +85,9 @@ type Options struct {
 	// OpenTimeout bounds the wait for the index lock held by another
 	// process (default 5s).
 	OpenTimeout time.Duration
+
+	// noSync skips every fsync; benchmarks use it to fill stores fast.
+	noSync bool
 }
 
 // Folder describes one folder of a user.

@@ -89,7 +89,7 @@ func Open(dir string, opts Options) (*Store, error) {
 			return nil, fmt.Errorf("mailbox: create %s: %w", d, err)
 		}
 	}
-	db, err := bolt.Open(filepath.Join(dir, indexFile), 0o600, &bolt.Options{Timeout: opts.OpenTimeout})
+	db, err := bolt.Open(filepath.Join(dir, indexFile), 0o600, &bolt.Options{Timeout: opts.OpenTimeout, NoSync: opts.noSync})
 	if err != nil {
 		return nil, fmt.Errorf("mailbox: open index: %w", err)
 	}
@@ -229,8 +229,10 @@ func (s *Store) writeBlob(r io.Reader) (id [blobIDLen]byte, size int64, err erro
 	if err = bw.Flush(); err != nil {
 		return id, 0, fmt.Errorf("mailbox: write body: %w", err)
 	}
-	if err = f.Sync(); err != nil {
-		return id, 0, fmt.Errorf("mailbox: sync body: %w", err)
+	if !s.opts.noSync {
+		if err = f.Sync(); err != nil {
+			return id, 0, fmt.Errorf("mailbox: sync body: %w", err)
+		}
 	}
 	if err = f.Close(); err != nil {
 		return id, 0, fmt.Errorf("mailbox: close body: %w", err)
@@ -238,7 +240,7 @@ func (s *Store) writeBlob(r io.Reader) (id [blobIDLen]byte, size int64, err erro
 	if err = os.Rename(tmp, s.blobPath(id)); err != nil {
 		return id, 0, fmt.Errorf("mailbox: rename body: %w", err)
 	}
-	if err = syncDir(filepath.Join(s.dir, blobDir)); err != nil {
+	if err = s.syncDir(filepath.Join(s.dir, blobDir)); err != nil {
 		os.Remove(s.blobPath(id))
 		return id, 0, fmt.Errorf("mailbox: sync dir: %w", err)
 	}
@@ -284,6 +286,13 @@ func copyCRLF(w *bufio.Writer, r io.Reader) (int64, error) {
 			return n, err
 		}
 	}
+}
+
+func (s *Store) syncDir(dir string) error {
+	if s.opts.noSync {
+		return nil
+	}
+	return syncDir(dir)
 }
 
 func syncDir(dir string) error {
@@ -466,7 +475,7 @@ func (s *Store) afterCommit(u *userTx) {
 			}
 		}
 		// A crash before this sync leaves orphans that Open removes.
-		syncDir(filepath.Join(s.dir, blobDir))
+		s.syncDir(filepath.Join(s.dir, blobDir))
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -226,6 +227,7 @@ func (s *Server) start(c net.Conn) {
 	}
 	s.mu.Unlock()
 	if full {
+		s.log.Warn("pop3 connection refused", "remote_ip", remoteIP(c.RemoteAddr()), "reason", "too many connections")
 		go func() {
 			defer func() { _ = recover() }()
 			c.SetWriteDeadline(time.Now().Add(5 * time.Second))
@@ -243,7 +245,8 @@ func (s *Server) start(c net.Conn) {
 		}()
 		defer func() {
 			if r := recover(); r != nil {
-				s.log.Error("pop3 session panic", "remote_ip", remoteIP(c.RemoteAddr()), "panic", r)
+				s.log.Error("pop3 session panic", "remote_ip", remoteIP(c.RemoteAddr()),
+					"panic", r, "stack", string(debug.Stack()))
 				sess.abort()
 			}
 		}()

@@ -229,12 +229,16 @@ func (panicBackend) Login(ctx context.Context, user, pass string, remote net.Add
 
 func TestPanicRecovered(t *testing.T) {
 	var logs syncBuffer
-	_, addr, _ := startServer(t, Options{Backend: panicBackend{}, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	srv, addr, _ := startServer(t, Options{Backend: panicBackend{}, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	for range 2 {
 		c := dial(t, addr)
 		c.ok("USER alice")
 		c.send("PASS x")
 		c.expectClosed()
+	}
+	// Shutdown waits for the sessions, and so for their panic logs.
+	if err := srv.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
 	}
 	if !strings.Contains(logs.String(), "boom") {
 		t.Errorf("panic not logged: %s", logs.String())

@@ -238,13 +238,11 @@ func (s *session) handshake(tc *tls.Conn) error {
 
 // readCommand waits for the next command line under the idle timeout.
 func (s *session) readCommand() (string, error) {
-	if s.r.Buffered() == 0 {
-		s.mu.Lock()
-		err := s.conn.SetReadDeadline(time.Now().Add(s.srv.opts.IdleTimeout))
-		s.mu.Unlock()
-		if err != nil {
-			return "", err
-		}
+	s.mu.Lock()
+	err := s.conn.SetReadDeadline(time.Now().Add(s.srv.opts.IdleTimeout))
+	s.mu.Unlock()
+	if err != nil {
+		return "", err
 	}
 	// Checked after the deadline is set: Shutdown sets the flag before it
 	// interrupts, so either we see it here or our read is interrupted.

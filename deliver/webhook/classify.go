@@ -30,13 +30,17 @@ var (
 	ErrUnknownEndpoint = errors.New("webhook: unknown endpoint")
 	// ErrBadEndpoint means the endpoint's configuration is invalid.
 	ErrBadEndpoint = errors.New("webhook: bad endpoint")
+	// ErrBadJob means the job cannot be sent as it is: its id is empty or
+	// holds a '.', which the signed content "{id}.{timestamp}.{body}" must
+	// not (Standard Webhooks, "Signature scheme"), or white space.
+	ErrBadJob = errors.New("webhook: bad job")
 )
 
 // Classify is the one place that decides what an attempt means, following
 // the Standard Webhooks specification ("Delivery success and failure"):
 //
-//   - err from building or sending the request: ErrUnknownEndpoint and
-//     ErrBadEndpoint are permanent; anything else (refused, reset, timeout,
+//   - err from building or sending the request: ErrUnknownEndpoint,
+//     ErrBadEndpoint and ErrBadJob are permanent; anything else (refused, reset, timeout,
 //     TLS, a refused private address, a cancelled context) is retried;
 //   - 2xx: done;
 //   - 410 Gone: permanent, the receiver wants no more;
@@ -53,7 +57,7 @@ func Classify(status int, header http.Header, err error, now time.Time) deliver.
 	var o deliver.Outcome
 	if err != nil {
 		o.Attempt.Error = err.Error()
-		o.Permanent = errors.Is(err, ErrUnknownEndpoint) || errors.Is(err, ErrBadEndpoint)
+		o.Permanent = errors.Is(err, ErrUnknownEndpoint) || errors.Is(err, ErrBadEndpoint) || errors.Is(err, ErrBadJob)
 		return o
 	}
 	o.Attempt.Status = status

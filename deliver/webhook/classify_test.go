@@ -52,6 +52,7 @@ func TestClassify(t *testing.T) {
 		{name: "transport error", err: errors.New("webhook: post to x: connection refused"), errHas: "connection refused"},
 		{name: "refused private", err: &RefusedError{Reason: "loopback address"}, errHas: "loopback"},
 		{name: "unknown endpoint", err: fmt.Errorf("%w %q", ErrUnknownEndpoint, "x"), permanent: true},
+		{name: "bad job", err: fmt.Errorf("%w: id", ErrBadJob), permanent: true},
 		{name: "bad endpoint", err: errors.Join(fmt.Errorf("%w: webhooks.x.url: missing", ErrBadEndpoint)), permanent: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

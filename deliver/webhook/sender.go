@@ -338,6 +338,9 @@ func (s *Sender) Handle(ctx context.Context, job *deliver.Job, mail *route.Mail,
 	case ep.err != nil:
 		r.at = s.now()
 		r.err = ep.err
+	case job.ID == "" || strings.ContainsAny(job.ID, ". \t\r\n"):
+		r.at = s.now()
+		r.err = fmt.Errorf("%w: id %q is empty or holds '.' or white space", ErrBadJob, job.ID)
 	default:
 		r = s.post(ctx, ep, job, mail, raw)
 	}

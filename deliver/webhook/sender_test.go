@@ -426,6 +426,26 @@ func TestUnknownAndBadEndpoint(t *testing.T) {
 	}
 }
 
+func TestBadJobID(t *testing.T) {
+	srv, ch := receiver(t, nil)
+	s := NewSender(Options{Endpoints: map[string]Endpoint{
+		"e": {URL: srv.URL, Secrets: []string{NewSecret()}, AllowPrivate: true}}})
+	defer s.Close()
+	for _, id := range []string{"", "a.b", "a b", "a\r\nX-Evil: 1"} {
+		job := testJob("e")
+		job.ID = id
+		o := mustHandle(t, s, job, nil)
+		if !o.Permanent || !strings.Contains(o.Attempt.Error, "bad job") {
+			t.Errorf("job id %q: %+v, want permanent bad job", id, o)
+		}
+	}
+	select {
+	case r := <-ch:
+		t.Errorf("a bad job reached the receiver (webhook-id %q)", r.header.Get(HeaderID))
+	default:
+	}
+}
+
 func TestValidate(t *testing.T) {
 	ok := Endpoint{Name: "e", URL: "https://hooks.example.com/x", Secrets: []string{NewSecret()}}
 	if err := ok.Validate(); err != nil {

@@ -3,6 +3,7 @@ package webhook
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/base64"
@@ -13,6 +14,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -638,3 +640,65 @@ func TestTimestampFromClock(t *testing.T) {
 }
 
 func netipParse(s string) (netip.Addr, error) { return netip.ParseAddr(s) }
+
+// TestRawStreams checks that a large raw message is streamed, not held: the
+// whole attempt (sender and a receiver that only hashes what it gets)
+// allocates a small fraction of the message's size.
+func TestRawStreams(t *testing.T) {
+	const size = 24 << 20
+	type got struct {
+		sum []byte
+		n   int64
+	}
+	ch := make(chan got, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := sha256.New()
+		n, _ := io.Copy(h, r.Body)
+		ch <- got{h.Sum(nil), n}
+	}))
+	defer srv.Close()
+	s := NewSender(Options{Endpoints: map[string]Endpoint{
+		"raw": {URL: srv.URL, Secrets: []string{NewSecret()}, AllowPrivate: true, Raw: true}}})
+	defer s.Close()
+	// The message is generated on the fly, never stored.
+	opener := func() (io.ReadCloser, error) {
+		return io.NopCloser(io.LimitReader(&pattern{}, size)), nil
+	}
+	job := testJob("raw")
+	body, err := BuildEvent(job, testMail(), io.LimitReader(&pattern{}, size))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := sha256.Sum256(body)
+	wantLen := int64(len(body))
+	body = nil
+
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	o := mustHandle(t, s, job, opener)
+	g := <-ch
+	runtime.ReadMemStats(&after)
+	if !o.Done {
+		t.Fatalf("Handle = %+v", o)
+	}
+	if g.n != wantLen || !bytes.Equal(g.sum, want[:]) {
+		t.Fatalf("receiver got %d bytes, want BuildEvent's %d bytes", g.n, wantLen)
+	}
+	alloc := after.TotalAlloc - before.TotalAlloc
+	t.Logf("allocated %d KiB to send a %d MiB raw message (receiver included)", alloc>>10, size>>20)
+	if limit := uint64(size) / 8; alloc > limit {
+		t.Errorf("allocated %d bytes, more than %d: the message seems to be held in memory", alloc, limit)
+	}
+}
+
+// pattern is an endless reader of varied bytes.
+type pattern struct{ i byte }
+
+func (p *pattern) Read(b []byte) (int, error) {
+	for k := range b {
+		b[k] = p.i
+		p.i = p.i*31 + 7
+	}
+	return len(b), nil
+}

@@ -326,7 +326,12 @@ func (s *imapSession) sync(w *imapserver.UpdateWriter, allowExpunge bool) error 
 	if sel == nil {
 		return nil
 	}
-	if f, err := s.store().Folder(s.ctx, s.user, sel.name); err != nil {
+	if f, err := s.store().Folder(s.ctx, s.user, sel.name); errors.Is(err, ErrNoSuchFolder) {
+		// Deleted or renamed by another session: keep the stale view
+		// (commands on it answer NO) rather than drop the connection,
+		// which is what an error from Poll does.
+		return nil
+	} else if err != nil {
 		return imapError(err)
 	} else if f.ModSeq == sel.modSeq && !(sel.pending && allowExpunge) {
 		return nil

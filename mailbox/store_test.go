@@ -2,14 +2,20 @@ package mailbox
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
+	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/crypto/argon2"
+	"golang.org/x/crypto/bcrypt"
 )
 
 func openStore(t testing.TB, opts Options) *Store {
@@ -91,6 +97,12 @@ func TestQuota(t *testing.T) {
 	s := openStore(t, Options{Quota: func(u string) int64 { return 200 }})
 	if _, err := s.Deliver(ctx, "u", "", strings.NewReader(sample), time.Time{}, ""); err != nil {
 		t.Fatal(err)
+	}
+	if err := s.CheckQuota(ctx, "u", 100); !errors.Is(err, ErrOverQuota) {
+		t.Fatalf("CheckQuota = %v, want ErrOverQuota", err)
+	}
+	if err := s.CheckQuota(ctx, "u", 10); err != nil {
+		t.Fatalf("CheckQuota(10) = %v", err)
 	}
 	_, err := s.Deliver(ctx, "u", "", strings.NewReader(sample), time.Time{}, "")
 	if !errors.Is(err, ErrOverQuota) {
@@ -287,4 +299,112 @@ func TestCopyCRLF(t *testing.T) {
 			t.Errorf("stored %.20q…, want %.20q… (len %d vs %d)", got, tc.want, len(got), len(tc.want))
 		}
 	}
+}
+
+func TestUsers(t *testing.T) {
+	if !raceEnabled {
+		// Cost 12 takes seconds under the race detector.
+		h, err := HashPassword("pw")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c, _ := bcrypt.Cost([]byte(h)); c != 12 || CheckPassword(h, "pw") != nil {
+			t.Errorf("HashPassword: cost %d", c)
+		}
+	}
+	bh := mustHash(t, "pw-bcrypt")
+	// argon2id PHC string for "pw-argon" (m=64 KiB, t=1, p=1), made with
+	// golang.org/x/crypto/argon2.IDKey and a fixed salt.
+	ah := argonHash("pw-argon", []byte("0123456789abcdef"), 64, 1, 1)
+	u, err := NewUsers([]User{
+		{Name: "support", PasswordHash: bh, Addresses: []string{"Support@Example.test"}, QuotaBytes: 1000},
+		{Name: "ops", PasswordHash: ah, Addresses: []string{"ops@example.test"}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name, pw, want string
+		ok             bool
+	}{
+		{"support", "pw-bcrypt", "support", true},
+		{"support@example.test", "pw-bcrypt", "support", true},
+		{"support", "wrong", "", false},
+		{"ops", "pw-argon", "ops", true},
+		{"ops", "pw-argon2", "", false},
+		{"nobody", "x", "", false},
+	} {
+		got, err := u.Authenticate(tc.name, tc.pw)
+		if (err == nil) != tc.ok || got != tc.want || (err != nil && !errors.Is(err, ErrAuthFailed)) {
+			t.Errorf("Authenticate(%q, %q) = %q, %v", tc.name, tc.pw, got, err)
+		}
+	}
+	for addr, want := range map[string]string{
+		"support@example.test": "support", "support+tickets@EXAMPLE.test": "support", "<ops@example.test>": "ops",
+		"other@example.test": "", "support": "",
+	} {
+		usr, ok := u.Lookup(addr)
+		if ok != (want != "") || usr.Name != want {
+			t.Errorf("Lookup(%q) = %q, %v, want %q", addr, usr.Name, ok, want)
+		}
+	}
+	if u.Quota("support") != 1000 || u.Quota("nobody") != 0 {
+		t.Error("Quota")
+	}
+	if err := u.Replace([]User{{Name: "a", PasswordHash: "plain"}, {Name: "a", PasswordHash: bh}}); err == nil {
+		t.Error("Replace accepted a plain password and a duplicate name")
+	}
+	if _, ok := u.Get("ops"); !ok {
+		t.Error("a failed Replace changed the set")
+	}
+	if err := u.Replace([]User{{Name: "new", PasswordHash: bh}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := u.Get("ops"); ok {
+		t.Error("Replace kept an old user")
+	}
+}
+
+func argonHash(pw string, salt []byte, mem, time uint32, threads uint8) string {
+	key := argon2.IDKey([]byte(pw), salt, time, mem, threads, 32)
+	return fmt.Sprintf("$argon2id$v=19$m=%d,t=%d,p=%d$%s$%s", mem, time, threads,
+		base64.RawStdEncoding.EncodeToString(salt), base64.RawStdEncoding.EncodeToString(key))
+}
+
+func TestLimiter(t *testing.T) {
+	now := time.Now()
+	l := NewLimiter(LimiterOptions{FreeFailures: 1, BaseDelay: time.Second, MaxDelay: 4 * time.Second, LockAfter: 5,
+		Window: time.Minute, MaxConnsPerUser: 2, Now: func() time.Time { return now }})
+	ip := netip.MustParseAddr("192.0.2.1")
+	var delays []time.Duration
+	for i := 0; i < 5; i++ {
+		if err := l.Check(ip, "u"); err != nil {
+			t.Fatalf("Check #%d = %v", i, err)
+		}
+		delays = append(delays, l.Failed(ip, "u"))
+	}
+	if want := []time.Duration{0, time.Second, 2 * time.Second, 4 * time.Second, 4 * time.Second}; !slices.Equal(delays, want) {
+		t.Errorf("delays = %v, want %v", delays, want)
+	}
+	if err := l.Check(ip, "other"); !errors.Is(err, ErrThrottled) {
+		t.Errorf("Check same IP = %v, want ErrThrottled", err)
+	}
+	if err := l.Check(netip.MustParseAddr("192.0.2.2"), "u"); !errors.Is(err, ErrThrottled) {
+		t.Errorf("Check same user = %v, want ErrThrottled", err)
+	}
+	now = now.Add(2 * time.Minute)
+	if err := l.Check(ip, "u"); err != nil {
+		t.Errorf("Check after window = %v", err)
+	}
+	r1, _ := l.Acquire("u")
+	r2, _ := l.Acquire("u")
+	if _, err := l.Acquire("u"); !errors.Is(err, ErrTooManyConnections) {
+		t.Errorf("third Acquire = %v", err)
+	}
+	r1()
+	r1() // idempotent
+	if _, err := l.Acquire("u"); err != nil {
+		t.Errorf("Acquire after release = %v", err)
+	}
+	r2()
 }

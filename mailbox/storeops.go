@@ -1273,6 +1273,17 @@ func (s *Store) remove(ctx context.Context, user, folder string, uids []uint32, 
 	return out, nil
 }
 
+// CheckQuota reports whether size more bytes fit in the user's quota: nil,
+// or an error wrapping ErrOverQuota. The SMTP front end calls it at end of
+// data to refuse with 452 4.2.2 while it still can (RFC 3463 §3.3); the
+// append itself checks again.
+func (s *Store) CheckQuota(ctx context.Context, user string, size int64) error {
+	if s.opts.Quota == nil {
+		return nil
+	}
+	return s.readUser(ctx, user, func(u *userTx) error { return u.quotaCheck(size) })
+}
+
 // Usage returns the bytes stored for user (what the quota counts).
 func (s *Store) Usage(ctx context.Context, user string) (int64, error) {
 	var n int64

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 
 	"golang.org/x/crypto/argon2"
@@ -34,6 +35,20 @@ type User struct {
 type userSet struct {
 	byName map[string]*User
 	byAddr map[string]*User
+
+	// dummy is compared against when the user is unknown, so that the
+	// answer takes as long as for a known user with a wrong password. It
+	// is made on first use with the cost of the configured hashes.
+	dummyCost int
+	dummyOnce sync.Once
+	dummy     []byte
+}
+
+func (s *userSet) dummyHash() []byte {
+	s.dummyOnce.Do(func() {
+		s.dummy, _ = bcrypt.GenerateFromPassword([]byte("mailhook dummy password"), s.dummyCost)
+	})
+	return s.dummy
 }
 
 // Users is the set of configured users. The set can be replaced at run
@@ -41,10 +56,6 @@ type userSet struct {
 type Users struct {
 	p atomic.Pointer[userSet]
 }
-
-// dummyHash is compared against when the user is unknown, so that the
-// answer takes as long as for a known user with a wrong password.
-var dummyHash, _ = bcrypt.GenerateFromPassword([]byte("mailhook dummy password"), bcrypt.DefaultCost)
 
 // NewUsers validates list and returns the set.
 func NewUsers(list []User) (*Users, error) {
@@ -58,7 +69,7 @@ func NewUsers(list []User) (*Users, error) {
 // Replace swaps in a new user list atomically after validating it: names
 // unique, hashes of a known scheme, each address owned by one user.
 func (u *Users) Replace(list []User) error {
-	set := &userSet{byName: map[string]*User{}, byAddr: map[string]*User{}}
+	set := &userSet{byName: map[string]*User{}, byAddr: map[string]*User{}, dummyCost: 12}
 	var problems []string
 	for i := range list {
 		usr := list[i]
@@ -72,6 +83,9 @@ func (u *Users) Replace(list []User) error {
 		}
 		if !knownHash(usr.PasswordHash) {
 			problems = append(problems, fmt.Sprintf("users[%d] (%s): password_hash is neither bcrypt nor argon2id", i, usr.Name))
+		}
+		if c, err := bcrypt.Cost([]byte(usr.PasswordHash)); err == nil && i == 0 {
+			set.dummyCost = c
 		}
 		set.byName[usr.Name] = &usr
 		for _, a := range usr.Addresses {
@@ -141,6 +155,13 @@ func (u *Users) Lookup(address string) (User, bool) {
 	return User{}, false
 }
 
+// Quota returns the user's QuotaBytes (0 for an unknown user); it fits
+// Options.Quota.
+func (u *Users) Quota(name string) int64 {
+	usr, _ := u.Get(name)
+	return usr.QuotaBytes
+}
+
 // Names returns the configured login names.
 func (u *Users) Names() []string {
 	set := u.set()
@@ -160,7 +181,7 @@ func (u *Users) Authenticate(name, password string) (string, error) {
 		usr, ok = u.Lookup(name)
 	}
 	if !ok {
-		bcrypt.CompareHashAndPassword(dummyHash, []byte(password))
+		bcrypt.CompareHashAndPassword(u.set().dummyHash(), []byte(password))
 		return "", fmt.Errorf("mailbox: user %q: %w", name, ErrAuthFailed)
 	}
 	if err := CheckPassword(usr.PasswordHash, password); err != nil {

@@ -25,10 +25,14 @@ import (
 
 // Defaults.
 const (
-	DefaultTimeout          = 10 * time.Second
-	DefaultConcurrency      = 10
+	// DefaultTimeout bounds one attempt (Endpoint.Timeout).
+	DefaultTimeout = 10 * time.Second
+	// DefaultConcurrency is the attempts in flight per endpoint.
+	DefaultConcurrency = 10
+	// DefaultMaxResponseBytes of a response body are recorded.
 	DefaultMaxResponseBytes = 1 << 10
-	DefaultDrainBytes       = 64 << 10
+	// DefaultDrainBytes more are read and dropped to keep the connection.
+	DefaultDrainBytes = 64 << 10
 )
 
 // Endpoint is one configured webhook destination (config key

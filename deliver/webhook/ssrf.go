@@ -16,6 +16,7 @@ type RefusedError struct {
 	Reason string // "loopback address", "private address", ...
 }
 
+// Error says which address was refused, why, and how to allow it.
 func (e *RefusedError) Error() string {
 	return fmt.Sprintf("webhook: refusing to dial %s: %s; set allow_private to allow it", e.Addr, e.Reason)
 }

@@ -18,7 +18,8 @@
 // default, twice RFC 2449's 255, then -ERR and close); a session that sends
 // Options.MaxErrors bad commands is closed; an idle session is closed after
 // Options.IdleTimeout (RFC 1939 §3: ten minutes); failed logins are delayed
-// and then refused for a while by a Limiter, per client IP and user name.
+// and then refused for a while ("-ERR [SYS/TEMP]") by a Limiter, per
+// client IP and user name: the mailbox.Limiter the IMAP server shares.
 //
 // StoreBackend adapts the mailbox store: a user's INBOX is the maildrop,
 // and the unique-id of UIDL is "UIDVALIDITY.UID", so it stays the same

@@ -343,3 +343,13 @@ func TestQuitUpdateFails(t *testing.T) {
 	}
 	c.expectClosed()
 }
+
+func TestListenAndServeTLSNeedsConfig(t *testing.T) {
+	srv := New(Options{Backend: newFakeBackend(), Addr: "127.0.0.1:0"})
+	if err := srv.ListenAndServeTLS(); err == nil || !strings.Contains(err.Error(), "TLSConfig") {
+		t.Errorf("ListenAndServeTLS without TLSConfig = %v", err)
+	}
+	if err := New(Options{}).Serve(mustListen(t)); err == nil {
+		t.Error("Serve without a Backend = nil error")
+	}
+}

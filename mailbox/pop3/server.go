@@ -169,9 +169,11 @@ func (s *Server) ListenAndServeTLS() error {
 
 // Serve accepts connections on l until Shutdown or Close. Connections from
 // a listener made by tls.NewListener are served with implicit TLS. Serve
-// always returns a non-nil error; after Shutdown or Close, ErrServerClosed.
+// closes l when it returns, always with a non-nil error; after Shutdown or
+// Close, ErrServerClosed.
 func (s *Server) Serve(l net.Listener) error {
 	if s.opts.Backend == nil {
+		l.Close()
 		return errors.New("pop3: Options.Backend is nil")
 	}
 	s.mu.Lock()

@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"slices"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
@@ -686,7 +687,7 @@ func (s *imapSession) fetchOne(w *imapserver.FetchResponseWriter, m *Message, o 
 	}
 	if o.BodyStructure != nil {
 		rewind()
-		w.WriteBodyStructure(imapserver.ExtractBodyStructure(bufio.NewReader(body)))
+		w.WriteBodyStructure(defaultCharset(imapserver.ExtractBodyStructure(bufio.NewReader(body))))
 	}
 	for _, bs := range o.BodySection {
 		if bs.Specifier == imap.PartSpecifierNone && len(bs.Part) == 0 {
@@ -734,6 +735,25 @@ func (s *imapSession) fetchOne(w *imapserver.FetchResponseWriter, m *Message, o 
 		w.WriteBinarySectionSize(bss, imapserver.ExtractBinarySectionSize(bufio.NewReader(body), bss))
 	}
 	return w.Close()
+}
+
+// defaultCharset adds charset=us-ascii to text/plain parts that name no
+// charset: RFC 2045 §5.2's default, which dovecot reports too.
+func defaultCharset(bs imap.BodyStructure) imap.BodyStructure {
+	switch b := bs.(type) {
+	case *imap.BodyStructureSinglePart:
+		if strings.EqualFold(b.Type, "text") && strings.EqualFold(b.Subtype, "plain") && b.Params["charset"] == "" {
+			if b.Params == nil {
+				b.Params = map[string]string{}
+			}
+			b.Params["charset"] = "us-ascii"
+		}
+	case *imap.BodyStructureMultiPart:
+		for _, c := range b.Children {
+			defaultCharset(c)
+		}
+	}
+	return bs
 }
 
 func imapFlags(f []string) []imap.Flag {

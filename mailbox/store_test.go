@@ -217,11 +217,14 @@ func TestFolderOps(t *testing.T) {
 	if err := s.DeleteFolder(ctx, "u", "inbox"); err == nil {
 		t.Fatal("deleted INBOX")
 	}
-	if err := s.Subscribe(ctx, "u", "Jobs", false); err != nil {
+	if f, _ := s.Folder(ctx, "u", "Jobs"); f.Subscribed {
+		t.Fatal("CREATE subscribed")
+	}
+	if err := s.Subscribe(ctx, "u", "Jobs", true); err != nil {
 		t.Fatal(err)
 	}
-	if f, _ := s.Folder(ctx, "u", "Jobs"); f.Subscribed {
-		t.Fatal("still subscribed")
+	if f, _ := s.Folder(ctx, "u", "Jobs"); !f.Subscribed {
+		t.Fatal("not subscribed")
 	}
 	// RENAME INBOX moves its messages and leaves it empty.
 	s.Deliver(ctx, "u", "", strings.NewReader(sample), time.Time{}, "")

@@ -434,7 +434,7 @@ func (s *Store) user(tx *bolt.Tx, name string) (*userTx, error) {
 		}
 		u := &userTx{tx: tx, s: s, name: name, b: b, folders: b.Bucket(bF), msgs: b.Bucket(bM), changed: map[uint64]struct{}{}}
 		for _, d := range DefaultFolders {
-			if _, err := u.create(d.Name, d.SpecialUse); err != nil {
+			if _, err := u.create(d.Name, d.SpecialUse, true); err != nil {
 				return nil, err
 			}
 		}
@@ -540,7 +540,10 @@ func (u *userTx) msgBucket(id uint64) *bolt.Bucket {
 	return u.msgs.Bucket(u64(id))
 }
 
-func (u *userTx) create(name, specialUse string) (*folderMeta, error) {
+// create makes a folder. Only the default folders start subscribed: CREATE
+// does not subscribe (RFC 3501 §6.3.3, §6.3.6); clients subscribe
+// themselves, and dovecot behaves the same.
+func (u *userTx) create(name, specialUse string, subscribed bool) (*folderMeta, error) {
 	name, err := normFolder(name)
 	if err != nil {
 		return nil, err
@@ -566,7 +569,7 @@ func (u *userTx) create(name, specialUse string) (*folderMeta, error) {
 	if _, err := u.msgs.CreateBucket(u64(id)); err != nil {
 		return nil, err
 	}
-	m := &folderMeta{ID: id, UIDValidity: uidv, UIDNext: 1, ModSeq: 1, Subscribed: true, SpecialUse: specialUse}
+	m := &folderMeta{ID: id, UIDValidity: uidv, UIDNext: 1, ModSeq: 1, Subscribed: subscribed, SpecialUse: specialUse}
 	return m, u.putFolder(name, m)
 }
 
@@ -830,8 +833,8 @@ func (s *Store) Folder(ctx context.Context, user, name string) (Folder, error) {
 	return out, err
 }
 
-// CreateFolder creates a folder (RFC 3501 §6.3.3), subscribed. Missing
-// parent levels are created too.
+// CreateFolder creates a folder (RFC 3501 §6.3.3), not subscribed.
+// Missing parent levels are created too, as selectable folders.
 func (s *Store) CreateFolder(ctx context.Context, user, name string) error {
 	return s.writeUser(ctx, user, func(u *userTx) error {
 		n, err := normFolder(name)
@@ -842,12 +845,12 @@ func (s *Store) CreateFolder(ctx context.Context, user, name string) error {
 		for i := 1; i < len(parts); i++ {
 			p := strings.Join(parts[:i], string(Delimiter))
 			if u.folders.Get([]byte(p)) == nil {
-				if _, err := u.create(p, ""); err != nil {
+				if _, err := u.create(p, "", false); err != nil {
 					return err
 				}
 			}
 		}
-		_, err = u.create(n, "")
+		_, err = u.create(n, "", false)
 		return err
 	})
 }
@@ -910,7 +913,7 @@ func (s *Store) RenameFolder(ctx context.Context, user, from, to string) error {
 			return fmt.Errorf("mailbox: rename %q into itself: %w", fromN, ErrInvalidName)
 		}
 		if fromN == Inbox {
-			nf, err := u.create(toN, "")
+			nf, err := u.create(toN, "", false)
 			if err != nil {
 				return err
 			}
@@ -954,7 +957,7 @@ func (s *Store) RenameFolder(ctx context.Context, user, from, to string) error {
 		for i := 1; i < len(parts); i++ {
 			p := strings.Join(parts[:i], string(Delimiter))
 			if u.folders.Get([]byte(p)) == nil {
-				if _, err := u.create(p, ""); err != nil {
+				if _, err := u.create(p, "", false); err != nil {
 					return err
 				}
 			}

@@ -1,0 +1,417 @@
+package mailbox
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapclient"
+)
+
+// requireTool skips when a tool is missing, unless MAILHOOK_REQUIRE_ALL is
+// set (CI), where it fails.
+func requireTool(t *testing.T, why string) {
+	t.Helper()
+	if os.Getenv("MAILHOOK_REQUIRE_ALL") != "" {
+		t.Fatal(why)
+	}
+	t.Skip(why)
+}
+
+// startDovecot runs Debian's dovecot-imapd as a pre-authenticated IMAP
+// session on a pipe (doveadm exec imap), with the same folder layout as
+// ours: "/" separator, INBOX plus special-use Sent, Drafts, Trash, Junk.
+func startDovecot(t *testing.T) *imapclient.Client {
+	t.Helper()
+	doveadm, err := exec.LookPath("doveadm")
+	if err != nil {
+		requireTool(t, "doveadm not installed (apt-get install dovecot-imapd)")
+	}
+	// Not t.TempDir: its parent is 0700, and dovecot may run as nobody.
+	dir, err := os.MkdirTemp("", "mailhook-dovecot-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	uid, gid := os.Getuid(), os.Getgid()
+	var wrap []string
+	if uid == 0 {
+		// Dovecot refuses mail access as root: run it as nobody.
+		setpriv, err := exec.LookPath("setpriv")
+		if err != nil {
+			requireTool(t, "running as root and setpriv is missing")
+		}
+		uid, gid = 65534, 65534
+		wrap = []string{setpriv, "--reuid=65534", "--regid=65534", "--clear-groups"}
+		os.Chmod(dir, 0o777)
+	}
+	cfg := fmt.Sprintf(`log_path = %[1]s/dovecot.log
+ssl = no
+mail_home = %[1]s/%%u
+mail_location = maildir:~/Mail
+mail_uid = %[2]d
+mail_gid = %[3]d
+first_valid_uid = 0
+first_valid_gid = 0
+namespace inbox {
+  separator = /
+  prefix =
+  inbox = yes
+  mailbox Sent {
+    special_use = \Sent
+    auto = subscribe
+  }
+  mailbox Drafts {
+    special_use = \Drafts
+    auto = subscribe
+  }
+  mailbox Trash {
+    special_use = \Trash
+    auto = subscribe
+  }
+  mailbox Junk {
+    special_use = \Junk
+    auto = subscribe
+  }
+}
+`, dir, uid, gid)
+	cfgFile := filepath.Join(dir, "dovecot.conf")
+	if err := os.WriteFile(cfgFile, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	clientConn, serverConn := net.Pipe()
+	args := append(wrap, doveadm, "-c", cfgFile, "exec", "imap")
+	cmd := exec.Command(args[0], args[1:]...)
+	cmd.Env = []string{"USER=alice", "PATH=" + os.Getenv("PATH")}
+	cmd.Dir = dir
+	cmd.Stdin, cmd.Stdout = serverConn, serverConn
+	cmd.Stderr = tWriter{t}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start dovecot: %v", err)
+	}
+	c := imapclient.New(clientConn, nil)
+	t.Cleanup(func() {
+		c.Close()
+		serverConn.Close()
+		cmd.Wait()
+		if b, err := os.ReadFile(filepath.Join(dir, "dovecot.log")); err == nil && t.Failed() {
+			t.Logf("dovecot.log:\n%s", b)
+		}
+	})
+	if err := c.WaitGreeting(); err != nil {
+		t.Fatalf("dovecot greeting: %v", err)
+	}
+	return c
+}
+
+// TestDifferentialDovecot runs one client script against dovecot and
+// against our server and compares the answers, so that our behaviour
+// matches the server mail clients are built and tested against. Values
+// that legitimately differ (UIDVALIDITY, internal dates, \Recent, texts
+// of responses) are left out of the transcript.
+func TestDifferentialDovecot(t *testing.T) {
+	dc := startDovecot(t)
+	e := newIMAPEnv(t, nil)
+	ours := e.login(t, nil)
+	want := imapScript(t, dc)
+	got := imapScript(t, ours)
+	for i := 0; i < max(len(want), len(got)); i++ {
+		var w, g string
+		if i < len(want) {
+			w = want[i]
+		}
+		if i < len(got) {
+			g = got[i]
+		}
+		if w == g {
+			continue
+		}
+		if why, ok := knownDifferences[g]; ok && strings.HasPrefix(w, strings.SplitN(g, ":", 2)[0]) {
+			t.Logf("step %d: known difference (%s):\n dovecot: %s\n mailhook: %s", i, why, w, g)
+			continue
+		}
+		t.Errorf("step %d:\n dovecot: %s\n mailhook: %s", i, w, g)
+	}
+}
+
+// knownDifferences are answers where we deliberately differ from dovecot,
+// keyed by our answer.
+var knownDifferences = map[string]string{
+	// RFC 5530 response codes: dovecot 2.3 sends none here.
+	"STATUS missing: NO NONEXISTENT": "RFC 5530 code",
+	"SELECT missing: NO NONEXISTENT": "RFC 5530 code",
+	// Dovecot (maildir) leaves implicit parents \Noselect; RFC 3501
+	// §6.3.3 lets the server create them, and we create real folders.
+	// RFC 3501 §6.3.2: no change is permitted in EXAMINE; dovecot answers
+	// OK and changes nothing, we answer NO so the client knows.
+	"STORE read-only: NO": "refuse STORE in EXAMINE",
+	// Dovecot creates auto folders lazily, so "Sent" does not exist yet
+	// for RENAME; both refuse.
+	"RENAME onto existing: NO ALREADYEXISTS": "RFC 5530 code",
+	// We subscribe INBOX with the other default folders; dovecot
+	// subscribes only the auto=subscribe ones.
+	"LSUB *: OK [Drafts INBOX Junk Sent Trash Work/2026]":     "INBOX subscribed",
+	`LIST "Tmp*": OK [Tmp/\HasChildren Tmp/x/\HasNoChildren]`: "parents created as real folders",
+}
+
+// imapScript drives c through every command we implement and returns a
+// normalized transcript.
+func imapScript(t *testing.T, c *imapclient.Client) []string {
+	t.Helper()
+	var out []string
+	add := func(format string, args ...any) { out = append(out, fmt.Sprintf(format, args...)) }
+	status := func(err error) string {
+		if err == nil {
+			return "OK"
+		}
+		if ie, ok := err.(*imap.Error); ok {
+			return string(ie.Type) + " " + string(ie.Code)
+		}
+		return "ERR " + err.Error()
+	}
+
+	list := func(pattern string) {
+		l, err := c.List("", pattern, nil).Collect()
+		var names []string
+		for _, d := range l {
+			var attrs []string
+			for _, a := range d.Attrs {
+				attrs = append(attrs, string(a))
+			}
+			slices.Sort(attrs)
+			names = append(names, d.Mailbox+string(d.Delim)+strings.Join(attrs, ","))
+		}
+		slices.Sort(names)
+		add("LIST %q: %s %v", pattern, status(err), names)
+	}
+	list("*")
+
+	date := time.Date(2026, 2, 5, 12, 0, 0, 0, time.UTC)
+	for i, m := range []struct {
+		raw   string
+		flags []imap.Flag
+	}{
+		{mkMsg("first", "hello world"), nil},
+		{multipartMsg, []imap.Flag{imap.FlagFlagged}},
+		{mkMsg("third", strings.Repeat("long line ", 200)), []imap.Flag{imap.FlagSeen, "$Work"}},
+	} {
+		ac := c.Append("INBOX", int64(len(m.raw)), &imap.AppendOptions{Flags: m.flags, Time: date})
+		io.WriteString(ac, m.raw)
+		ac.Close()
+		ad, err := ac.Wait()
+		uid := imap.UID(0)
+		if ad != nil {
+			uid = ad.UID
+		}
+		add("APPEND %d: %s uid=%d", i, status(err), uid)
+	}
+	sel, err := c.Select("INBOX", nil).Wait()
+	if err != nil {
+		t.Fatalf("SELECT: %v", err)
+	}
+	add("SELECT: messages=%d uidnext=%d", sel.NumMessages, sel.UIDNext)
+
+	fetch := func(name string, set imap.NumSet, o *imap.FetchOptions) {
+		msgs, err := c.Fetch(set, o).Collect()
+		add("FETCH %s: %s", name, status(err))
+		for _, m := range msgs {
+			var b strings.Builder
+			fmt.Fprintf(&b, "  seq=%d uid=%d", m.SeqNum, m.UID)
+			if o.Flags || len(m.Flags) > 0 {
+				fmt.Fprintf(&b, " flags=%v", normFlags(m.Flags))
+			}
+			if o.RFC822Size {
+				fmt.Fprintf(&b, " size=%d", m.RFC822Size)
+			}
+			if o.InternalDate {
+				fmt.Fprintf(&b, " date=%s", m.InternalDate.UTC().Format(time.RFC3339))
+			}
+			if m.Envelope != nil {
+				env := m.Envelope
+				fmt.Fprintf(&b, " env=(%s|%s|%v|%v|%s)", env.Date.UTC().Format(time.RFC3339), env.Subject, env.From, env.To, env.MessageID)
+			}
+			if m.BodyStructure != nil {
+				fmt.Fprintf(&b, " bs=%s", bsSummary(m.BodyStructure))
+			}
+			for _, s := range m.BodySection {
+				// Header field names come back as the server spells them.
+				fields := strings.ToUpper(strings.Join(s.Section.HeaderFields, " "))
+				fmt.Fprintf(&b, " [%v %s %v %v]=%q", s.Section.Part, s.Section.Specifier, fields, s.Section.Partial, s.Bytes)
+			}
+			add("%s", b.String())
+		}
+	}
+	fetch("meta", imap.SeqSet{{Start: 1, Stop: 0}}, &imap.FetchOptions{UID: true, Flags: true, RFC822Size: true, InternalDate: true, Envelope: true, BodyStructure: &imap.FetchItemBodyStructure{}})
+	fetch("sections", imap.SeqSetNum(2), &imap.FetchOptions{UID: true, BodySection: []*imap.FetchItemBodySection{
+		{Peek: true, Part: []int{1}},
+		{Peek: true, Part: []int{2}},
+		{Peek: true, Specifier: imap.PartSpecifierHeader, HeaderFields: []string{"Subject", "From"}},
+		{Peek: true, Specifier: imap.PartSpecifierText},
+		{Peek: true, Partial: &imap.SectionPartial{Offset: 6, Size: 5}},
+	}})
+	fetch("seen", imap.SeqSetNum(1), &imap.FetchOptions{UID: true, BodySection: []*imap.FetchItemBodySection{{}}})
+	fetch("flags", imap.SeqSet{{Start: 1, Stop: 0}}, &imap.FetchOptions{UID: true, Flags: true})
+
+	for _, tc := range []struct {
+		name string
+		c    imap.SearchCriteria
+	}{
+		{"all", imap.SearchCriteria{}},
+		{"seen", imap.SearchCriteria{Flag: []imap.Flag{imap.FlagSeen}}},
+		{"unseen", imap.SearchCriteria{NotFlag: []imap.Flag{imap.FlagSeen}}},
+		{"flagged", imap.SearchCriteria{Flag: []imap.Flag{imap.FlagFlagged}}},
+		{"keyword", imap.SearchCriteria{Flag: []imap.Flag{"$Work"}}},
+		{"subject", imap.SearchCriteria{Header: []imap.SearchCriteriaHeaderField{{Key: "Subject", Value: "THIRD"}}}},
+		{"from", imap.SearchCriteria{Header: []imap.SearchCriteriaHeaderField{{Key: "From", Value: "carol"}}}},
+		{"has-mime", imap.SearchCriteria{Header: []imap.SearchCriteriaHeaderField{{Key: "MIME-Version", Value: ""}}}},
+		{"body", imap.SearchCriteria{Body: []string{"quarterly"}}},
+		{"text", imap.SearchCriteria{Text: []string{"hello"}}},
+		{"larger", imap.SearchCriteria{Larger: 1000}},
+		{"smaller", imap.SearchCriteria{Smaller: 300}},
+		{"since", imap.SearchCriteria{Since: date}},
+		{"before", imap.SearchCriteria{Before: date}},
+		{"sentsince", imap.SearchCriteria{SentSince: time.Date(2026, 2, 4, 0, 0, 0, 0, time.UTC)}},
+		{"sentbefore", imap.SearchCriteria{SentBefore: time.Date(2026, 2, 4, 0, 0, 0, 0, time.UTC)}},
+		{"or", imap.SearchCriteria{Or: [][2]imap.SearchCriteria{{{Body: []string{"hello"}}, {Larger: 1000}}}}},
+		{"not", imap.SearchCriteria{Not: []imap.SearchCriteria{{Flag: []imap.Flag{imap.FlagSeen}}}}},
+		{"seqset", imap.SearchCriteria{SeqNum: []imap.SeqSet{{{Start: 2, Stop: 0}}}}},
+		{"uidset", imap.SearchCriteria{UID: []imap.UIDSet{{{Start: 1, Stop: 2}}}}},
+	} {
+		d, err := c.Search(&tc.c, nil).Wait()
+		var nums []uint32
+		if d != nil {
+			nums = d.AllSeqNums()
+		}
+		add("SEARCH %s: %s %v", tc.name, status(err), nums)
+	}
+	d, err := c.UIDSearch(&imap.SearchCriteria{Body: []string{"world"}}, nil).Wait()
+	if d != nil {
+		add("UID SEARCH: %s %v", status(err), d.AllUIDs())
+	}
+
+	st, err := c.Store(imap.SeqSetNum(2), &imap.StoreFlags{Op: imap.StoreFlagsAdd, Flags: []imap.Flag{imap.FlagDeleted, "$Label"}}, nil).Collect()
+	for _, m := range st {
+		add("STORE +: %s seq=%d flags=%v", status(err), m.SeqNum, normFlags(m.Flags))
+	}
+	st, err = c.Store(imap.SeqSetNum(2), &imap.StoreFlags{Op: imap.StoreFlagsDel, Flags: []imap.Flag{"$Label"}}, nil).Collect()
+	for _, m := range st {
+		add("STORE -: %s seq=%d flags=%v", status(err), m.SeqNum, normFlags(m.Flags))
+	}
+	st, err = c.Store(imap.SeqSetNum(3), &imap.StoreFlags{Op: imap.StoreFlagsSet, Flags: []imap.Flag{imap.FlagAnswered}}, nil).Collect()
+	for _, m := range st {
+		add("STORE =: %s seq=%d flags=%v", status(err), m.SeqNum, normFlags(m.Flags))
+	}
+	cp, err := c.Copy(imap.SeqSetNum(1, 2), "Trash").Wait()
+	if cp != nil {
+		add("COPY: %s src=%v dst=%v", status(err), cp.SourceUIDs, cp.DestUIDs)
+	} else {
+		add("COPY: %s", status(err))
+	}
+	_, err = c.Copy(imap.SeqSetNum(1), "Nope").Wait()
+	add("COPY missing: %s", status(err))
+	mv, err := c.Move(imap.SeqSetNum(3), "Junk").Wait()
+	if mv != nil {
+		add("MOVE: %s src=%v dst=%v", status(err), mv.SourceUIDs, mv.DestUIDs)
+	} else {
+		add("MOVE: %s", status(err))
+	}
+	gone, err := c.Expunge().Collect()
+	add("EXPUNGE: %s %v", status(err), gone)
+	fetch("after", imap.SeqSet{{Start: 1, Stop: 0}}, &imap.FetchOptions{UID: true, Flags: true})
+
+	for _, name := range []string{"INBOX", "Trash", "Junk"} {
+		sd, err := c.Status(name, &imap.StatusOptions{NumMessages: true, UIDNext: true, NumUnseen: true, Size: true}).Wait()
+		if err != nil {
+			add("STATUS %s: %s", name, status(err))
+			continue
+		}
+		add("STATUS %s: messages=%d uidnext=%d unseen=%d size=%d", name, *sd.NumMessages, sd.UIDNext, *sd.NumUnseen, *sd.Size)
+	}
+	_, err = c.Status("Nope", &imap.StatusOptions{NumMessages: true}).Wait()
+	add("STATUS missing: %s", status(err))
+
+	add("CREATE parent: %s", status(c.Create("Projects", nil).Wait()))
+	add("CREATE: %s", status(c.Create("Projects/2026", nil).Wait()))
+	add("CREATE again: %s", status(c.Create("Projects/2026", nil).Wait()))
+	add("CREATE inbox: %s", status(c.Create("INBOX", nil).Wait()))
+	list("Projects*")
+	add("RENAME: %s", status(c.Rename("Projects", "Work", nil).Wait()))
+	add("RENAME missing: %s", status(c.Rename("Nope", "Nope2", nil).Wait()))
+	add("RENAME onto existing: %s", status(c.Rename("Sent", "Trash", nil).Wait()))
+	list("*")
+	add("SUBSCRIBE: %s", status(c.Subscribe("Work/2026").Wait()))
+	add("SUBSCRIBE Sent: %s", status(c.Subscribe("Sent").Wait()))
+	lsub, err := c.List("", "*", &imap.ListOptions{SelectSubscribed: true}).Collect()
+	var subs []string
+	for _, l := range lsub {
+		subs = append(subs, l.Mailbox)
+	}
+	slices.Sort(subs)
+	add("LSUB *: %s %v", status(err), subs)
+	add("UNSUBSCRIBE: %s", status(c.Unsubscribe("Work/2026").Wait()))
+	lsub, err = c.List("", "Work*", &imap.ListOptions{SelectSubscribed: true}).Collect()
+	subs = nil
+	for _, l := range lsub {
+		subs = append(subs, l.Mailbox)
+	}
+	slices.Sort(subs)
+	add("LSUB Work*: %s %v", status(err), subs)
+	add("DELETE child: %s", status(c.Delete("Work/2026").Wait()))
+	add("DELETE missing: %s", status(c.Delete("Nope").Wait()))
+	_, err = c.Select("Nope", nil).Wait()
+	add("SELECT missing: %s", status(err))
+	ex, err := c.Select("Trash", &imap.SelectOptions{ReadOnly: true}).Wait()
+	if ex != nil {
+		add("EXAMINE: %s messages=%d", status(err), ex.NumMessages)
+	}
+	_, err = c.Store(imap.SeqSetNum(1), &imap.StoreFlags{Op: imap.StoreFlagsAdd, Flags: []imap.Flag{imap.FlagSeen}}, nil).Collect()
+	add("STORE read-only: %s", strings.Fields(status(err))[0])
+	ns, err := c.Namespace().Wait()
+	if ns != nil {
+		add("NAMESPACE: %s %+v", status(err), ns.Personal)
+	}
+	add("CREATE deep: %s", status(c.Create("Tmp/x", nil).Wait()))
+	list("Tmp*")
+	return out
+}
+
+// normFlags drops \Recent (gone in IMAP4rev2) and sorts.
+func normFlags(f []imap.Flag) []string {
+	var out []string
+	for _, x := range f {
+		if x != `\Recent` {
+			out = append(out, string(x))
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+func bsSummary(bs imap.BodyStructure) string {
+	switch b := bs.(type) {
+	case *imap.BodyStructureSinglePart:
+		return fmt.Sprintf("%s/%s;%v;%s;%d;%d", strings.ToLower(b.Type), strings.ToLower(b.Subtype), b.Params, strings.ToLower(b.Encoding), b.Size, lines(b))
+	case *imap.BodyStructureMultiPart:
+		var parts []string
+		for _, c := range b.Children {
+			parts = append(parts, bsSummary(c))
+		}
+		return fmt.Sprintf("multipart/%s(%s)", strings.ToLower(b.Subtype), strings.Join(parts, " "))
+	}
+	return "?"
+}
+
+func lines(b *imap.BodyStructureSinglePart) int64 {
+	if t := b.Text; t != nil {
+		return t.NumLines
+	}
+	return -1
+}

@@ -23,6 +23,7 @@ import (
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
+	"github.com/emersion/go-sasl"
 	"golang.org/x/crypto/bcrypt"
 )
 
@@ -672,4 +673,66 @@ func TestIMAPRawTranscript(t *testing.T) {
 	r.send("a9 LOGOUT\r\n")
 	r.expect("* BYE")
 	r.expect("a9 OK")
+}
+
+func TestIMAPAuthenticatePlain(t *testing.T) {
+	e := newIMAPEnv(t, nil)
+	c := e.dial(t, nil)
+	if err := c.Authenticate(sasl.NewPlainClient("", "alice", "wrong")); !isCode(err, imap.ResponseCodeAuthenticationFailed) {
+		t.Fatalf("AUTHENTICATE PLAIN wrong = %v", err)
+	}
+	if err := c.Authenticate(sasl.NewPlainClient("", "alice", "secret")); err != nil {
+		t.Fatalf("AUTHENTICATE PLAIN: %v", err)
+	}
+	if _, err := c.Select("INBOX", nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	// Remote without TLS: refused before the password is looked at.
+	e.srv.loopbackTrusted.Store(false)
+	r := e.dial(t, nil)
+	if err := r.Authenticate(sasl.NewPlainClient("", "alice", "secret")); !isCode(err, imap.ResponseCodePrivacyRequired) {
+		t.Fatalf("AUTHENTICATE without TLS = %v, want PRIVACYREQUIRED", err)
+	}
+}
+
+// FuzzIMAPSession feeds arbitrary command bytes to a logged-in session
+// with a folder selected; the server must neither crash nor stop serving.
+func FuzzIMAPSession(f *testing.F) {
+	for _, s := range []string{
+		"a FETCH 1:* (BODY[] BODYSTRUCTURE ENVELOPE)\r\n",
+		"a FETCH 1 BODY[1.2.3.HEADER.FIELDS (A B)]<0.5>\r\n",
+		"a UID SEARCH OR BODY x NOT HEADER Subject y\r\n",
+		"a STORE 1:* +FLAGS (\\Seen $x)\r\n",
+		"a APPEND INBOX {5+}\r\nhello\r\n",
+		"a SEARCH $\r\na SEARCH RETURN (SAVE) ALL\r\nb FETCH $ FLAGS\r\n",
+		"a MOVE 1 Trash\r\nb EXPUNGE\r\n",
+		"a IDLE\r\nDONE\r\n",
+		"a LIST \"\" \"%/*\"\r\n",
+		"a RENAME INBOX Old\r\n",
+		"a FETCH 4294967295:* FLAGS\r\n",
+	} {
+		f.Add(s)
+	}
+	e := newIMAPEnv(f, func(o *IMAPOptions) { o.Logger = nil })
+	e.deliver(f, "alice", "", multipartMsg)
+	e.deliver(f, "alice", "", mkMsg("x", "y"))
+	f.Fuzz(func(t *testing.T, in string) {
+		c, err := net.Dial("tcp", e.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(2 * time.Second))
+		io.WriteString(c, "x1 LOGIN alice secret\r\nx2 SELECT INBOX\r\n"+in+"\r\nx3 LOGOUT\r\n")
+		io.Copy(io.Discard, c)
+		// Still serving.
+		p := e.dial(t, nil)
+		if err := p.Login("alice", "secret").Wait(); err != nil {
+			t.Fatalf("server unusable after %q: %v", in, err)
+		}
+		p.Close()
+		if err := e.store.Verify(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	})
 }

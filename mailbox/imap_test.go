@@ -188,6 +188,17 @@ func TestIMAPFolders(t *testing.T) {
 	if err := c.Create("Projects/2026", nil).Wait(); err != nil {
 		t.Fatal(err)
 	}
+	// Non-ASCII names (modified UTF-7 on the wire for IMAP4rev1, RFC 3501
+	// §5.1.3) are stored as UTF-8.
+	if err := c.Create("Entwürfe", nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.store.Folder(context.Background(), "alice", "Entwürfe"); err != nil {
+		t.Errorf("UTF-8 folder name: %v", err)
+	}
+	if l, err := c.List("", "Entw*", nil).Collect(); err != nil || len(l) != 1 || l[0].Mailbox != "Entwürfe" {
+		t.Errorf("LIST Entw* = %+v, %v", l, err)
+	}
 	if err := c.Create("Projects/2026", nil).Wait(); !isCode(err, imap.ResponseCodeAlreadyExists) {
 		t.Errorf("CREATE existing = %v, want ALREADYEXISTS", err)
 	}

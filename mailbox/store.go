@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -162,6 +163,8 @@ type Store struct {
 	opts Options
 	db   *bolt.DB
 	log  *slog.Logger
+
+	lastPrune atomic.Int64 // unix nano of the last PruneDedup
 
 	mu       sync.Mutex
 	watchers map[watchKey]map[*Watcher]struct{}

@@ -72,6 +72,27 @@ func TestDeliverAndRead(t *testing.T) {
 	verify(t, s)
 }
 
+func TestDeliverCreatesFolder(t *testing.T) {
+	ctx := context.Background()
+	s := openStore(t, Options{})
+	if _, err := s.Deliver(ctx, "u", "Lists/go-nuts", strings.NewReader(sample), time.Time{}, "k1"); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []string{"Lists", "Lists/go-nuts"} {
+		if f, err := s.Folder(ctx, "u", n); err != nil || !f.Subscribed {
+			t.Errorf("Folder(%s) = %+v, %v", n, f, err)
+		}
+	}
+	// IMAP APPEND does not create: the client gets TRYCREATE.
+	if _, _, err := s.Append(ctx, "u", "Other", strings.NewReader(sample), time.Time{}, nil); !errors.Is(err, ErrNoSuchFolder) {
+		t.Errorf("Append to missing = %v, want ErrNoSuchFolder", err)
+	}
+	if _, err := s.Deliver(ctx, "u", "a//b", strings.NewReader(sample), time.Time{}, "k2"); !IsPermanent(err) {
+		t.Errorf("Deliver to invalid name = %v, want permanent", err)
+	}
+	verify(t, s)
+}
+
 func TestDefaultFolders(t *testing.T) {
 	s := openStore(t, Options{})
 	fs, err := s.Folders(context.Background(), "bob")
@@ -105,8 +126,8 @@ func TestQuota(t *testing.T) {
 		t.Fatalf("CheckQuota(10) = %v", err)
 	}
 	_, err := s.Deliver(ctx, "u", "", strings.NewReader(sample), time.Time{}, "")
-	if !errors.Is(err, ErrOverQuota) {
-		t.Fatalf("Deliver over quota = %v, want ErrOverQuota", err)
+	if !errors.Is(err, ErrOverQuota) || !IsPermanent(err) {
+		t.Fatalf("Deliver over quota = %v, want ErrOverQuota, permanent", err)
 	}
 	if _, err := s.Copy(ctx, "u", Inbox, []uint32{1}, "Trash"); !errors.Is(err, ErrOverQuota) {
 		t.Fatalf("Copy over quota = %v, want ErrOverQuota", err)

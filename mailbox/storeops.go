@@ -681,7 +681,9 @@ func (s *Store) EnsureUser(ctx context.Context, user string) error {
 // index transaction as the message, so a crash at any point either
 // delivered the message and recorded the key, or did neither.
 //
-// Over quota it returns an error wrapping ErrOverQuota.
+// A folder that does not exist is created (subscribed). Over quota it
+// returns an error wrapping ErrOverQuota; IsPermanent tells the queue
+// whether to retry.
 func (s *Store) Deliver(ctx context.Context, user, folder string, r io.Reader, date time.Time, dedupKey string) (uint32, error) {
 	if folder == "" {
 		folder = Inbox
@@ -705,7 +707,7 @@ func (s *Store) Deliver(ctx context.Context, user, folder string, r io.Reader, d
 			return uid, nil
 		}
 	}
-	uid, _, err := s.appendBody(ctx, user, folder, r, date, nil, dedupKey)
+	uid, _, err := s.appendBody(ctx, user, folder, r, date, nil, dedupKey, true)
 	if err == nil && s.opts.Now().UnixNano()-s.lastPrune.Load() > int64(time.Hour) {
 		// Keys older than DedupTTL go about hourly, not only at Open.
 		if _, perr := s.PruneDedup(ctx); perr != nil {
@@ -721,8 +723,16 @@ func (s *Store) Append(ctx context.Context, user, folder string, r io.Reader, da
 	if date.IsZero() {
 		date = s.opts.Now()
 	}
-	uid, uidValidity, err = s.appendBody(ctx, user, folder, r, date, flags, "")
+	uid, uidValidity, err = s.appendBody(ctx, user, folder, r, date, flags, "", false)
 	return uidValidity, uid, err
+}
+
+// IsPermanent reports whether a Deliver error will not go away by
+// retrying: over quota, too large, an invalid user or folder name. The
+// queue dead-letters those with the reason; anything else (disk, index)
+// is retried.
+func IsPermanent(err error) bool {
+	return errors.Is(err, ErrOverQuota) || errors.Is(err, ErrTooLarge) || errors.Is(err, ErrInvalidName)
 }
 
 func getDedup(tx *bolt.Tx, key string) (dedupRecord, bool, error) {
@@ -737,7 +747,7 @@ func getDedup(tx *bolt.Tx, key string) (dedupRecord, bool, error) {
 	return rec, true, nil
 }
 
-func (s *Store) appendBody(ctx context.Context, user, folder string, r io.Reader, date time.Time, flags []string, dedupKey string) (uid, uidv uint32, err error) {
+func (s *Store) appendBody(ctx context.Context, user, folder string, r io.Reader, date time.Time, flags []string, dedupKey string, create bool) (uid, uidv uint32, err error) {
 	if err := ctxErr(ctx); err != nil {
 		return 0, 0, err
 	}
@@ -770,6 +780,19 @@ func (s *Store) appendBody(ctx context.Context, user, folder string, r io.Reader
 			}
 		}
 		name, f, err := u.folder(folder)
+		if errors.Is(err, ErrNoSuchFolder) && create {
+			// A delivery (not an IMAP APPEND, which answers TRYCREATE)
+			// creates the folder a route names, like Sieve's
+			// fileinto :create (RFC 5228, RFC 5490 §3.2).
+			if f, err = u.create(name, "", true); err == nil {
+				parts := strings.Split(name, string(Delimiter))
+				for i := 1; i < len(parts) && err == nil; i++ {
+					if p := strings.Join(parts[:i], string(Delimiter)); u.folders.Get([]byte(p)) == nil {
+						_, err = u.create(p, "", true)
+					}
+				}
+			}
+		}
 		if err != nil {
 			return err
 		}

@@ -58,6 +58,7 @@ type IMAPServer struct {
 
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}
+	sessions  map[*imapSession]struct{}
 	closed    bool
 	wg        sync.WaitGroup // Serve calls
 	inner     sync.WaitGroup // the two imapserver.Serve goroutines
@@ -79,6 +80,7 @@ func NewIMAPServer(opts IMAPOptions) (*IMAPServer, error) {
 		log:       opts.Logger,
 		limiter:   opts.Limiter,
 		listeners: map[net.Listener]struct{}{},
+		sessions:  map[*imapSession]struct{}{},
 	}
 	s.loopbackTrusted.Store(true)
 	if s.limiter == nil {
@@ -193,7 +195,8 @@ func (s *IMAPServer) Serve(l net.Listener) error {
 	}
 }
 
-// Close stops the listeners and closes every connection.
+// Close stops the listeners, says BYE to every client (RFC 3501 §7.1.5)
+// and closes the connections.
 func (s *IMAPServer) Close() error {
 	s.mu.Lock()
 	if s.closed {
@@ -204,7 +207,14 @@ func (s *IMAPServer) Close() error {
 	for l := range s.listeners {
 		l.Close()
 	}
+	sessions := make([]*imapSession, 0, len(s.sessions))
+	for sess := range s.sessions {
+		sessions = append(sessions, sess)
+	}
 	s.mu.Unlock()
+	for _, sess := range sessions {
+		sess.conn.Bye("Server shutting down")
+	}
 	s.wg.Wait()
 	// Stop the inner servers' Serve loops before closing them, so that
 	// imapserver.Server.Close never races their start.
@@ -282,6 +292,16 @@ func (s *IMAPServer) newSession(c *imapserver.Conn) (imapserver.Session, *imapse
 		cancel: cancel,
 		ip:     remoteIP(remote),
 		log:    s.log.With("remote_ip", remoteIP(remote).String(), "proto", "imap"),
+	}
+	s.mu.Lock()
+	closed := s.closed
+	if !closed {
+		s.sessions[sess] = struct{}{}
+	}
+	s.mu.Unlock()
+	if closed {
+		cancel()
+		return nil, nil, &imap.Error{Type: imap.StatusResponseTypeBye, Text: "Server shutting down"}
 	}
 	sess.log.Debug("imap: connected")
 	return sess, nil, nil

@@ -681,9 +681,14 @@ func TestIMAPRawTranscript(t *testing.T) {
 	// Bad syntax gets BAD, not a dropped connection.
 	r.send("a8 FROB INBOX\r\n")
 	r.expect("a8 BAD")
-	r.send("a9 LOGOUT\r\n")
+	// COPY into the selected folder duplicates.
+	r.send("a9 COPY 1 INBOX\r\n")
+	if l := strings.Join(r.expect("a9 OK [COPYUID "), ""); !strings.Contains(l, "* 4 EXISTS") {
+		t.Errorf("COPY into INBOX = %q, want 4 EXISTS", l)
+	}
+	// Shutdown says BYE.
+	e.srv.Close()
 	r.expect("* BYE")
-	r.expect("a9 OK")
 }
 
 func TestIMAPAuthenticatePlain(t *testing.T) {

@@ -61,6 +61,9 @@ func (s *imapSession) Close() error {
 		s.release = nil
 	}
 	s.cancel()
+	s.srv.mu.Lock()
+	delete(s.srv.sessions, s)
+	s.srv.mu.Unlock()
 	s.log.Debug("imap: closed")
 	return nil
 }

@@ -1189,7 +1189,12 @@ func (s *Store) copyMove(ctx context.Context, user, folder string, uids []uint32
 			return err
 		}
 		if src.ID == dst.ID {
-			return fmt.Errorf("mailbox: source and destination are both %q: %w", srcN, ErrInvalidName)
+			if move {
+				return fmt.Errorf("mailbox: source and destination are both %q: %w", srcN, ErrInvalidName)
+			}
+			// COPY into the same folder duplicates (RFC 3501 §6.4.7
+			// does not forbid it; dovecot allows it): one meta to update.
+			dst = src
 		}
 		var msgs []Message
 		var total int64

@@ -752,3 +752,20 @@ func FuzzIMAPSession(f *testing.F) {
 		}
 	})
 }
+
+// TestIMAPIdleDisconnect drops the connection during IDLE while mail
+// arrives: the session closes while its IDLE goroutine may still run.
+func TestIMAPIdleDisconnect(t *testing.T) {
+	e := newIMAPEnv(t, nil)
+	for i := 0; i < 5; i++ {
+		r := e.raw(t)
+		r.send("a LOGIN alice secret\r\nb SELECT INBOX\r\nc IDLE\r\n")
+		r.expect("+ ")
+		r.c.Close()
+		e.deliver(t, "alice", "", mkMsg("x", "y"))
+	}
+	c := e.login(t, nil)
+	if _, err := c.Select("INBOX", nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+}

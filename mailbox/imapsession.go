@@ -10,6 +10,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
@@ -29,7 +30,11 @@ type imapSession struct {
 
 	user    string
 	release func()
-	sel     *selected
+
+	// mu guards sel between the IDLE goroutine and Close: imapserver
+	// may end the connection while an IDLE goroutine is still running.
+	mu  sync.Mutex
+	sel *selected
 }
 
 // selected is the session's view of its selected folder: the sequence
@@ -55,7 +60,9 @@ var (
 )
 
 func (s *imapSession) Close() error {
+	s.mu.Lock()
 	s.unselect()
+	s.mu.Unlock()
 	if s.release != nil {
 		s.release()
 		s.release = nil
@@ -397,11 +404,25 @@ func (s *imapSession) Poll(w *imapserver.UpdateWriter, allowExpunge bool) error 
 // Idle waits for changes (RFC 2177): the store's watcher signals each
 // commit, so a delivery reaches an idling client at once.
 func (s *imapSession) Idle(w *imapserver.UpdateWriter, stop <-chan struct{}) error {
-	if s.sel == nil {
-		<-stop
+	s.mu.Lock()
+	sel := s.sel
+	s.mu.Unlock()
+	if sel == nil {
+		select {
+		case <-stop:
+		case <-s.ctx.Done():
+		}
 		return nil
 	}
-	if err := s.sync(w, true); err != nil {
+	sync := func() error {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if s.sel != sel {
+			return nil // closed meanwhile
+		}
+		return s.sync(w, true)
+	}
+	if err := sync(); err != nil {
 		return err
 	}
 	for {
@@ -410,8 +431,8 @@ func (s *imapSession) Idle(w *imapserver.UpdateWriter, stop <-chan struct{}) err
 			return nil
 		case <-s.ctx.Done():
 			return nil
-		case <-s.sel.watcher.C:
-			if err := s.sync(w, true); err != nil {
+		case <-sel.watcher.C:
+			if err := sync(); err != nil {
 				return err
 			}
 		}

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/netip"
 	"runtime/debug"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -279,7 +280,13 @@ func (l *chanListener) Addr() net.Addr { return &net.TCPAddr{} }
 type slogPrintf struct{ l *slog.Logger }
 
 func (p slogPrintf) Printf(format string, args ...any) {
-	p.l.Warn("imap: " + fmt.Sprintf(format, args...))
+	msg := "imap: " + fmt.Sprintf(format, args...)
+	if strings.HasPrefix(format, "failed to read command") {
+		// Clients that hang up without LOGOUT: routine, not a warning.
+		p.l.Debug(msg)
+		return
+	}
+	p.l.Warn(msg)
 }
 
 func (s *IMAPServer) newSession(c *imapserver.Conn) (imapserver.Session, *imapserver.GreetingData, error) {

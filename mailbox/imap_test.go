@@ -769,3 +769,30 @@ func TestIMAPIdleDisconnect(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestIMAPLongLine: a command line beyond imapserver's limit (50 KiB,
+// RFC 2683 §3.2.1.5 asks for at least 8 KiB) ends that connection; the
+// server goes on serving others.
+func TestIMAPLongLine(t *testing.T) {
+	e := newIMAPEnv(t, nil)
+	r := e.raw(t)
+	r.send("a LOGIN alice secret\r\n")
+	r.expect("a OK")
+	go io.WriteString(r.c, "b NOOP "+strings.Repeat("x", 200<<10)+"\r\n")
+	for {
+		l, err := r.br.ReadString('\n')
+		if err != nil {
+			break // closed: fine
+		}
+		if strings.HasPrefix(l, "b OK") {
+			t.Fatalf("200 KiB command accepted: %q", l)
+		}
+		if strings.HasPrefix(l, "b BAD") || strings.HasPrefix(l, "* BYE") {
+			break
+		}
+	}
+	c := e.login(t, nil)
+	if err := c.Noop().Wait(); err != nil {
+		t.Fatal(err)
+	}
+}

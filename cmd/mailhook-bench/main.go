@@ -1,0 +1,309 @@
+// Command mailhook-bench measures mailhook under SMTP load and compares it
+// with what the protocol and the machine allow.
+//
+// It runs `mailhook serve` as a subprocess with a config it writes (data in
+// a temp dir, a webhook to its own receiver, a loopback DNS server
+// publishing SPF, DKIM and DMARC p=reject for the sending domain so every
+// check passes), drives it with N pipelined SMTP sessions (RFC 2920), and
+// verifies every webhook's Standard Webhooks signature as it arrives. The
+// same client, with the same settings, is measured against a no-op go-smtp
+// sink in the same invocation; each mailhook figure is also given as a ratio
+// to the sink's.
+//
+//	mailhook-bench --matrix --json bench/results.json   # 2 KB/100 KB × 1/20 sessions × embedded/redis
+//	mailhook-bench --memory                              # 50 sessions × 10 MB: peak RSS
+//	mailhook-bench --latency --rate 200                  # accept→webhook p50/p95/p99 at a fixed rate
+//	mailhook-bench --soak                                # 2 minutes: queue depth over time
+//	mailhook-bench --size 2k --sessions 20 --duration 10s --backend redis
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"syscall"
+	"time"
+)
+
+func main() {
+	os.Exit(mainErr(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// report is the --json document.
+type report struct {
+	Started  time.Time `json:"started"`
+	Host     string    `json:"host"`
+	CPUs     int       `json:"cpus"`
+	Go       string    `json:"go"`
+	Mailhook string    `json:"mailhook,omitempty"`
+	Client   string    `json:"client"`
+	Notes    []string  `json:"notes,omitempty"`
+	Runs     []*result `json:"runs"`
+}
+
+func mainErr(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("mailhook-bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var (
+		target   = fs.String("target", "serve", "serve (start bin/mailhook), sink (the no-op sink only), or HOST:PORT of a running server (client only)")
+		binary   = fs.String("mailhook", "bin/mailhook", "the mailhook binary for --target serve")
+		backend  = fs.String("backend", "embedded", "queue backend for --target serve: embedded or redis (REDIS_ADDR, or a redis-server the bench starts)")
+		size     = fs.String("size", "2k", "message size: 2k, 100k, 10m, bytes, or mixed")
+		sessions = fs.Int("sessions", 20, "concurrent SMTP sessions")
+		perConn  = fs.Int("per-conn", 1, "messages per connection (0 = reuse a connection for the whole run)")
+		duration = fs.Duration("duration", 8*time.Second, "length of each run (0 = until --count)")
+		count    = fs.Int64("count", 0, "stop after this many messages (0 = until --duration)")
+		rate     = fs.Float64("rate", 0, "fixed send rate in messages/s for all sessions (0 = as fast as replies come)")
+		dkimKind = fs.String("dkim", "ed25519", "DKIM-sign messages with an ed25519 or rsa key, or none")
+		noSink   = fs.Bool("no-sink", false, "skip the no-op sink comparison")
+		client   = fs.String("client", "builtin", "SMTP client: builtin (smtp-source is not wired in yet)")
+		jsonOut  = fs.String("json", "", "write the results as JSON to this file")
+		drain    = fs.Duration("drain", 30*time.Second, "after the load, wait this long at most for the webhooks of accepted messages")
+		timeout  = fs.Duration("timeout", time.Minute, "client timeout per SMTP reply")
+		profile  = fs.String("profile", "", "take a 10 s CPU profile from mailhook's admin /debug/pprof into this file (single run; in --matrix, during the 2 KB/20 session embedded run)")
+		logLevel = fs.String("log-level", "info", "mailhook's log level during runs (its log goes to a file in the run's temp dir)")
+		keep     = fs.Bool("keep", false, "keep each run's temp dir (config, data, mailhook.log)")
+		matrix   = fs.Bool("matrix", false, "run the matrix: 2 KB and 100 KB × 1 and 20 sessions × embedded and redis, each against the sink")
+		memory   = fs.Bool("memory", false, "memory run: 50 sessions each sending one 10 MB message; reports mailhook's peak RSS")
+		latencyM = fs.Bool("latency", false, "latency run: 2 KB at --rate (default 200) messages/s for --duration")
+		soak     = fs.Bool("soak", false, "soak run: 2 KB, --sessions, 2 minutes; queue depth (accepted − delivered) every 5 s")
+	)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	if *client != "builtin" {
+		if *client == "smtp-source" {
+			if _, err := exec.LookPath("smtp-source"); err != nil {
+				fmt.Fprintln(stderr, "mailhook-bench: --client smtp-source: smtp-source is not installed")
+				return 2
+			}
+		}
+		fmt.Fprintf(stderr, "mailhook-bench: --client %s: only the builtin client is implemented\n", *client)
+		return 2
+	}
+	if _, _, err := parseSize(*size); err != nil {
+		fmt.Fprintln(stderr, "mailhook-bench: --size:", err)
+		return 2
+	}
+	if *backend != "embedded" && *backend != "redis" {
+		fmt.Fprintln(stderr, "mailhook-bench: --backend: want embedded or redis")
+		return 2
+	}
+	if *sessions < 1 || *perConn < 0 || *duration <= 0 && *count <= 0 {
+		fmt.Fprintln(stderr, "mailhook-bench: need --sessions ≥ 1, --per-conn ≥ 0, and --duration or --count")
+		return 2
+	}
+	e := &env{mailhook: *binary, drain: *drain, logLevel: *logLevel, keep: *keep, timeout: *timeout, log: log}
+	defer e.close()
+
+	base := runSpec{Target: *target, Backend: *backend, Size: *size, Sessions: *sessions, PerConn: *perConn,
+		Duration: *duration, Count: *count, Rate: *rate, DKIM: *dkimKind}
+	// plan is a list of groups: a sink run (maybe nil) and the runs
+	// compared with it.
+	type group struct {
+		sink *runSpec
+		runs []runSpec
+	}
+	var plan []group
+	single := !*matrix && !*memory && !*latencyM && !*soak
+	needServe := *target == "serve"
+	if *matrix {
+		needServe = true
+		for _, sz := range []string{"2k", "100k"} {
+			for _, n := range []int{1, 20} {
+				g := group{}
+				sk := base
+				sk.Target, sk.Size, sk.Sessions, sk.Rate, sk.Count = "sink", sz, n, 0, 0
+				sk.Name = fmt.Sprintf("sink %s×%d", sz, n)
+				g.sink = &sk
+				for _, be := range []string{"embedded", "redis"} {
+					r := sk
+					r.Target, r.Backend, r.Name = "serve", be, fmt.Sprintf("serve %s %s×%d", be, sz, n)
+					if *profile != "" && sz == "2k" && n == 20 && be == "embedded" {
+						r.Profile = *profile
+						r.Duration = max(r.Duration, 12*time.Second)
+					}
+					g.runs = append(g.runs, r)
+				}
+				plan = append(plan, g)
+			}
+		}
+	}
+	if *latencyM {
+		needServe = true
+		r := base
+		r.Target, r.Size, r.Name, r.Count = "serve", "2k", "latency", 0
+		if r.Rate <= 0 {
+			r.Rate = 200
+		}
+		r.Duration = max(*duration, 10*time.Second)
+		r.Name = fmt.Sprintf("latency %s %.0f/s", r.Backend, r.Rate)
+		plan = append(plan, group{runs: []runSpec{r}})
+	}
+	if *soak {
+		needServe = true
+		r := base
+		r.Target, r.Size, r.Rate, r.Count, r.Duration = "serve", "2k", 0, 0, 2*time.Minute
+		r.Series, r.SampleEvery = true, 5*time.Second
+		r.Name = fmt.Sprintf("soak %s 2k×%d", r.Backend, r.Sessions)
+		plan = append(plan, group{runs: []runSpec{r}})
+	}
+	if *memory {
+		needServe = true
+		r := base
+		r.Target, r.Size, r.Sessions, r.PerConn, r.Count, r.Duration, r.Rate = "serve", "10m", 50, 1, 50, 0, 0
+		r.Name = fmt.Sprintf("memory %s 10MB×50", r.Backend)
+		plan = append(plan, group{runs: []runSpec{r}})
+	}
+	if single {
+		r := base
+		r.Name = *target
+		if *target == "serve" {
+			r.Name = fmt.Sprintf("serve %s %s×%d", *backend, *size, *sessions)
+			r.Profile = *profile
+		}
+		g := group{runs: []runSpec{r}}
+		if *target != "sink" && !*noSink {
+			sk := base
+			sk.Target, sk.Name = "sink", fmt.Sprintf("sink %s×%d", *size, *sessions)
+			g.sink = &sk
+		}
+		plan = append(plan, g)
+	}
+	if *noSink {
+		for i := range plan {
+			plan[i].sink = nil
+		}
+	}
+	rep := &report{Started: time.Now().UTC(), CPUs: runtime.NumCPU(), Go: runtime.Version(),
+		Client: fmt.Sprintf("builtin pipelined client, %d msgs/conn (0 = reuse), DKIM %s", *perConn, *dkimKind)}
+	rep.Host, _ = os.Hostname()
+	if needServe {
+		abs, err := filepath.Abs(*binary)
+		if err == nil {
+			*binary = abs
+			e.mailhook = abs
+		}
+		if fi, err := os.Stat(*binary); err != nil || fi.IsDir() {
+			fmt.Fprintf(stderr, "mailhook-bench: --mailhook %s: not found (make build)\n", *binary)
+			return 2
+		}
+		rep.Mailhook = *binary
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	failed := false
+	for _, g := range plan {
+		var sk *result
+		if g.sink != nil {
+			log.Info("run", "name", g.sink.Name)
+			sk = e.run(ctx, *g.sink)
+			rep.Runs = append(rep.Runs, sk)
+			log.Info("done", "name", sk.Name, "msgs/s", round1(sk.MsgsPerSec), "MB/s", round1(sk.MBPerSec), "errors", errorSummary(sk.Errors))
+		}
+		for _, s := range g.runs {
+			log.Info("run", "name", s.Name)
+			r := e.run(ctx, s)
+			if sk != nil && sk.MsgsPerSec > 0 {
+				r.SinkMsgsPerSec, r.SinkMBPerSec = sk.MsgsPerSec, sk.MBPerSec
+				r.RatioMsgs = round3(r.MsgsPerSec / sk.MsgsPerSec)
+				if sk.MBPerSec > 0 {
+					r.RatioMB = round3(r.MBPerSec / sk.MBPerSec)
+				}
+			}
+			rep.Runs = append(rep.Runs, r)
+			log.Info("done", "name", r.Name, "msgs/s", round1(r.MsgsPerSec), "MB/s", round1(r.MBPerSec), "errors", errorSummary(r.Errors))
+			if r.Error != "" {
+				failed = true
+				log.Error("run failed", "name", r.Name, "error", r.Error)
+			}
+			if ctx.Err() != nil {
+				break
+			}
+		}
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	printTable(stdout, rep)
+	if *jsonOut != "" {
+		b, _ := json.MarshalIndent(rep, "", "  ")
+		err := os.MkdirAll(filepath.Dir(*jsonOut), 0o755)
+		if err == nil {
+			err = os.WriteFile(*jsonOut, append(b, '\n'), 0o644)
+		}
+		if err != nil {
+			fmt.Fprintln(stderr, "mailhook-bench: --json:", err)
+			return 1
+		}
+		fmt.Fprintf(stdout, "\nresults: %s\n", *jsonOut)
+	}
+	if failed || ctx.Err() != nil {
+		return 1
+	}
+	return 0
+}
+
+func round1(x float64) float64 { return float64(int64(x*10+0.5)) / 10 }
+func round3(x float64) float64 { return float64(int64(x*1000+0.5)) / 1000 }
+
+// printTable writes the runs as a table, mailhook runs with their ratio to
+// the sink of the same size and sessions.
+func printTable(w io.Writer, rep *report) {
+	fmt.Fprintf(w, "\nmailhook-bench  %s  %d CPUs  %s\n", rep.Started.Format(time.RFC3339), rep.CPUs, rep.Client)
+	fmt.Fprintf(w, "%-28s %9s %8s %8s %8s %8s %8s %8s %8s %7s %8s %s\n",
+		"run", "msgs/s", "MB/s", "×sink", "×sinkMB", "p50ms", "p95ms", "p99ms", "deliv", "maxQ", "RSS MB", "errors")
+	dash := func(x float64, f string) string {
+		if x == 0 {
+			return "-"
+		}
+		return fmt.Sprintf(f, x)
+	}
+	for _, r := range rep.Runs {
+		p50, p95, p99 := "-", "-", "-"
+		if r.Latency != nil {
+			p50, p95, p99 = fmt.Sprintf("%.1f", r.Latency.P50), fmt.Sprintf("%.1f", r.Latency.P95), fmt.Sprintf("%.1f", r.Latency.P99)
+		}
+		deliv := "-"
+		if r.Target == "serve" {
+			deliv = fmt.Sprintf("%d/%d", r.Delivered, r.Accepted)
+		}
+		errs := errorSummary(r.Errors)
+		if r.Error != "" {
+			errs = "RUN FAILED: " + strings.SplitN(r.Error, "\n", 2)[0]
+		}
+		if r.AuthNotPass > 0 || r.BadSignatures > 0 {
+			errs += fmt.Sprintf(" (auth not pass %d, bad signatures %d)", r.AuthNotPass, r.BadSignatures)
+		}
+		fmt.Fprintf(w, "%-28s %9.1f %8.2f %8s %8s %8s %8s %8s %8s %7d %8s %s\n",
+			r.Name, r.MsgsPerSec, r.MBPerSec, dash(r.RatioMsgs, "%.2f"), dash(r.RatioMB, "%.2f"), p50, p95, p99, deliv,
+			r.MaxQueueDepth, dash(r.PeakRSSMB, "%.0f"), errs)
+	}
+	for _, r := range rep.Runs {
+		if r.ProfileNote != "" {
+			fmt.Fprintf(w, "profile (%s): %s\n", r.Name, r.ProfileNote)
+		}
+		if len(r.QueueDepth) > 0 {
+			fmt.Fprintf(w, "queue depth (%s), every 5 s:", r.Name)
+			for _, d := range r.QueueDepth {
+				fmt.Fprintf(w, " %d", d.Depth)
+			}
+			fmt.Fprintln(w)
+		}
+	}
+}

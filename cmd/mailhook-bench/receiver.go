@@ -132,9 +132,9 @@ type event struct {
 		Subject string `json:"subject"`
 	} `json:"message"`
 	Auth struct {
-		SPF   struct{ Result string } `json:"spf"`
+		SPF   struct{ Result string }   `json:"spf"`
 		DKIM  []struct{ Result string } `json:"dkim"`
-		DMARC struct{ Result string } `json:"dmarc"`
+		DMARC struct{ Result string }   `json:"dmarc"`
 	} `json:"auth"`
 }
 

@@ -29,14 +29,44 @@
 // (reference counted). Every user gets INBOX, Sent, Drafts, Trash and Junk
 // (RFC 6154 special use) on first use.
 //
+// Deliver creates the folder a route names if it is missing; IMAP APPEND
+// does not (the client gets TRYCREATE). IsPermanent tells the queue which
+// Deliver errors to dead-letter (over quota, too large, bad name).
+//
 // Changes are announced to Watchers (coalesced signals per folder), which
-// IMAP IDLE and concurrent sessions on one folder use.
+// IMAP IDLE and concurrent sessions on one folder use. Every folder has a
+// ModSeq that grows with each change; messages carry the ModSeq of their
+// last change (ready for CONDSTORE, which imapserver cannot parse yet).
+//
+// # Users and limits
+//
+// Users holds the configured users (bcrypt or argon2id hashes), swapped
+// atomically on reload; Lookup maps addresses, plus-addresses included, to
+// users. Limiter, shared by IMAP and POP3, delays then refuses logins after
+// failures per client IP and per user, and bounds sessions per user.
 //
 // # IMAP
 //
 // IMAPServer serves the Store with github.com/emersion/go-imap/v2's
 // imapserver: IMAP4rev1 and IMAP4rev2 (RFC 3501, RFC 9051), UIDPLUS,
-// MOVE, NAMESPACE, SPECIAL-USE, IDLE, LITERAL+, STARTTLS and implicit TLS.
-// Passwords are accepted only over TLS, or from loopback, unless
-// AllowPlaintextAuth is set.
+// MOVE, NAMESPACE, SPECIAL-USE, ESEARCH, SEARCHRES, LIST-EXTENDED,
+// LIST-STATUS, STATUS=SIZE, APPENDLIMIT, IDLE, LITERAL+, STARTTLS and
+// implicit TLS. Passwords are accepted only over TLS, or from loopback,
+// unless AllowPlaintextAuth is set: imapserver decides that per server,
+// so IMAPServer runs two and hands each connection to the right one.
+//
+// Each session keeps its own view of the selected folder (UIDs by
+// sequence number, flags sent) and brings it up to date from the store
+// after every command and on every Watcher signal during IDLE, so
+// deliveries, other IMAP sessions and POP3 are announced with EXISTS,
+// EXPUNGE and FETCH FLAGS in order (expunges held back during FETCH,
+// STORE and SEARCH, RFC 3501 §7.4.1).
+//
+// Limits come from imapserver: 50 KiB per command line, 30 s to send a
+// command before login, 35 min of inactivity after (RFC 3501 §5.4 asks
+// for at least 30); APPEND is bounded by Options.MaxMessageSize.
+//
+// Not offered: ID (RFC 2971) and CONDSTORE (RFC 7162), which imapserver
+// v2.0.0-beta.8 cannot parse. Deliberate differences from dovecot are
+// listed in TestDifferentialDovecot.
 package mailbox

@@ -1,0 +1,76 @@
+// Package admin is mailhook's admin listener (admin.listen): Prometheus
+// metrics, health and readiness probes, a JSON API over the queue and the
+// message history, a web dashboard, and signed URLs for attachments too
+// large to inline in a webhook.
+//
+// # Pieces
+//
+//   - Activity is the message history: every accepted message (envelope,
+//     verification results, parsed message, which rule matched and why, its
+//     jobs), every refusal, every delivery attempt, the webhook bodies sent,
+//     a copy of each raw message (hard-linked, so free while the queue
+//     still holds it), and per-minute counters for the charts. It lives in
+//     its own bbolt file and keeps records for a retention period (7 days
+//     by default); Purge deletes older ones. It never touches the queue or
+//     mailboxes, and a failing write to it must never fail mail acceptance:
+//     callers log the errors of its Record methods and go on.
+//   - Metrics holds the Prometheus collectors in their own registry, with a
+//     method per event for the hooks in ingest, the delivery runner and the
+//     mailbox servers. A nil *Metrics records nothing.
+//   - Server is the http.Handler of the listener, with Serve and Shutdown.
+//
+// # Endpoints
+//
+//	GET  /healthz                      alive (no auth)
+//	GET  /readyz                       200, or 503 with the failing check (no auth)
+//	GET  /metrics                      Prometheus text exposition (no auth)
+//	GET  /api/messages                 ?rcpt= &route= &status= &since= &until= (RFC 3339) &cursor= &limit= (<= 500)
+//	GET  /api/messages/{id}            envelope, auth verdicts, decisions, jobs with every attempt, timeline
+//	GET  /api/messages/{id}/raw        the raw source, message/rfc822
+//	GET  /api/refused                  recent refusals
+//	GET  /api/queue/stats              job counts by state and the queue's lag
+//	GET  /api/queue/dead               dead letters, newest first (?cursor= &limit= &kind=)
+//	POST /api/jobs/{id}/replay         replay one dead job
+//	POST /api/queue/replay?since=T     replay every job dead-lettered at or after T
+//	DELETE /api/jobs/{id}              drop a job
+//	GET  /api/series?hours=N           per-step counters for the charts
+//	GET  /attachments/{msgid}/{index}  ?exp= &sig= (signed, see AttachmentKey)
+//	GET  /                             the dashboard (login with the token)
+//	/debug/pprof/                      only with EnablePprof, behind the token
+//
+// # Security
+//
+// /healthz, /readyz and /metrics answer without authentication, so
+// admin.listen belongs on loopback (the default, 127.0.0.1:8025) or behind a
+// firewall that lets only the monitoring system in. The API and dashboard
+// need the admin token: as "Authorization: Bearer <token>" (RFC 6750 §2.1),
+// compared in constant time, or as the dashboard's session cookie. With no
+// token configured they are disabled (403), never open.
+//
+// The dashboard's login sets an HttpOnly, SameSite=Strict cookie holding an
+// expiry and its HMAC under a key derived from the token (never the token
+// itself; changing the token ends every session). Writes authenticated by
+// the cookie must also carry the X-Mailhook-Request header, which a
+// cross-site page cannot send without a CORS preflight the server never
+// grants. Pages are served with a strict Content-Security-Policy; every
+// value is put into the page as text.
+//
+// Attachments and raw messages are served as downloads
+// (Content-Disposition: attachment) with "Content-Security-Policy:
+// sandbox" and nosniff, so hostile content can never run in the admin
+// origin.
+//
+// # Wiring
+//
+// cmd/mailhook builds the pieces and calls, from its hooks:
+//
+//	act.KeepRaw(mail.ID, mail.RawPath)            // before Queue.Commit moves the file
+//	act.RecordAccepted(mail, decisions, jobs)     // after Commit succeeds
+//	act.RecordRefused(admin.Refused{...})         // on each 4xx/5xx that ends a message or recipient
+//	act.RecordAttempt(job, attempt, outcome)      // after each attempt: delivered, retry or dead
+//	act.RecordSent(job.ID, body)                  // the webhook body sent
+//	go act.Purge(ctx); go act.SampleQueueEvery(ctx, 15*time.Second, q.Stats)
+//
+// RecordAccepted and RecordAttempt may arrive in either order for a fast
+// delivery; the record merges them.
+package admin

@@ -104,8 +104,8 @@ func (p *parser) parseDSN(b []byte) {
 		}
 		rcpt := DSNRecipient{
 			FinalRecipient: dsnValue(h.Get("Final-Recipient")),
-			Action:         strings.ToLower(strings.TrimSpace(h.Get("Action"))),
-			Status:         strings.TrimSpace(stripComments(h.Get("Status"))),
+			Action:         fixUTF8(strings.ToLower(strings.TrimSpace(h.Get("Action"))), ""),
+			Status:         fixUTF8(strings.TrimSpace(stripComments(h.Get("Status"))), ""),
 			Diagnostic:     dsnValue(h.Get("Diagnostic-Code")),
 		}
 		if rcpt.FinalRecipient == "" {

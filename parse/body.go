@@ -296,7 +296,7 @@ func (p *parser) multipart(mt string, params map[string]string, body io.Reader, 
 
 func (p *parser) copyBuf() []byte {
 	if p.buf == nil {
-		p.buf = make([]byte, 32<<10)
+		p.buf = *copyBufPool.Get().(*[]byte)
 	}
 	return p.buf
 }
@@ -308,8 +308,15 @@ func (p *parser) copyDecoded(w io.Writer, r io.Reader, raw *errReader, mt string
 	buf := p.copyBuf()
 	rem := p.opts.MaxDecodedBytes - p.decoded
 	var n int64
-	for {
+	for empty := 0; ; {
 		nr, err := r.Read(buf)
+		if nr == 0 && err == nil {
+			if empty++; empty > 100 {
+				err = io.ErrNoProgress
+			}
+		} else {
+			empty = 0
+		}
 		if nr > 0 {
 			if int64(nr) > rem-n {
 				nr = int(rem - n)
@@ -663,7 +670,7 @@ func cleanID(s string) string {
 	s = strings.TrimSpace(s)
 	s = strings.TrimPrefix(s, "<")
 	s = strings.TrimSuffix(s, ">")
-	return strings.TrimSpace(s)
+	return fixUTF8(strings.TrimSpace(s), "")
 }
 
 // decodeCharset converts b from the named charset to UTF-8, falling back to

@@ -66,7 +66,7 @@ func (p *parser) fixHeader(v string) string {
 // angle brackets, also when it is not well formed.
 func msgID(h mail.Header, key string) string {
 	if id, err := h.MessageID(); key == "Message-Id" && err == nil && id != "" {
-		return id
+		return fixUTF8(id, "")
 	}
 	if ids := msgIDs(h, key); len(ids) > 0 {
 		return ids[0]
@@ -83,6 +83,9 @@ func msgIDs(h mail.Header, key string) []string {
 		return nil
 	}
 	if ids, err := h.MsgIDList(key); err == nil {
+		for i := range ids {
+			ids[i] = fixUTF8(ids[i], "")
+		}
 		return ids
 	}
 	var out []string

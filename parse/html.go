@@ -20,6 +20,20 @@ func htmlToText(src string, stripQuotes bool) string {
 	if err != nil {
 		return ""
 	}
+	return renderText(doc, stripQuotes)
+}
+
+// htmlTexts renders src both ways from one parse: in full, and without the
+// quoted parts.
+func htmlTexts(src string) (full, quoteless string) {
+	doc, err := html.Parse(strings.NewReader(src))
+	if err != nil {
+		return "", ""
+	}
+	return renderText(doc, false), renderText(doc, true)
+}
+
+func renderText(doc *html.Node, stripQuotes bool) string {
 	r := &htmlRenderer{stripQuotes: stripQuotes}
 	r.render(doc, 0)
 	return tidyText(r.b.String())

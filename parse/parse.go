@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"sync"
 
 	"github.com/emersion/go-message"
 	"github.com/emersion/go-message/textproto"
@@ -154,9 +155,25 @@ func (p *parser) ioFailed() bool {
 	return false
 }
 
+// Buffers reused across calls: the copy buffer and the top-level reader
+// are the largest fixed allocations of a parse.
+var (
+	copyBufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+	readerPool  = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 16<<10) }}
+)
+
 func (p *parser) run() {
 	g := &gate{r: p.src}
-	br := bufio.NewReaderSize(g, 16<<10)
+	br := readerPool.Get().(*bufio.Reader)
+	br.Reset(g)
+	defer func() {
+		br.Reset(nil)
+		readerPool.Put(br)
+		if b := p.buf; b != nil {
+			p.buf = nil
+			copyBufPool.Put(&b)
+		}
+	}()
 	h, ok := p.readTopHeader(br, g)
 	if p.ioFailed() {
 		return
@@ -178,13 +195,13 @@ func (p *parser) finish() (*Message, error) {
 	m := p.msg
 	m.Text = joinBodies(p.texts)
 	m.HTML = joinBodies(p.htmls)
-	if m.Text != "" {
-		m.StrippedText = StripReply(m.Text)
-	} else if m.HTML != "" {
-		m.StrippedText = StripReply(htmlToText(m.HTML, true))
-	}
 	if m.Text == "" && m.HTML != "" {
-		m.Text = htmlToText(m.HTML, false)
+		// No text part: text and stripped_text come from the HTML.
+		var quoteless string
+		m.Text, quoteless = htmlTexts(m.HTML)
+		m.StrippedText = StripReply(quoteless)
+	} else {
+		m.StrippedText = StripReply(m.Text)
 	}
 	m.AutoSubmitted = m.AutoSubmitted || isAutoSubmitted(m)
 	return m, nil

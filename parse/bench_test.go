@@ -1,0 +1,78 @@
+package parse
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"strings"
+	"testing"
+)
+
+// benchText is a 2 KB plain-text reply with the usual header.
+func benchText() []byte {
+	var b strings.Builder
+	b.WriteString("Return-Path: <anna@example.org>\r\nReceived: from mx.example.org (mx.example.org [192.0.2.1])\r\n\tby mx.example.test with ESMTPS id 4ABC\r\n\tfor <support@example.test>; Mon, 8 Jan 2024 10:15:00 +0100\r\n" +
+		"DKIM-Signature: v=1; a=rsa-sha256; d=example.org; s=s1; h=from:to:subject:date; bh=47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=; b=dGVzdA==\r\n" +
+		"From: Anna Smith <anna@example.org>\r\nTo: Support <support@example.test>\r\nSubject: Re: Ticket 4411: router keeps dropping\r\n" +
+		"Date: Mon, 8 Jan 2024 10:15:00 +0100\r\nMessage-ID: <CAF=abc123@mail.example.org>\r\nIn-Reply-To: <ticket-4411@example.test>\r\n" +
+		"References: <ticket-4411@example.test>\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=\"UTF-8\"\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n")
+	b.WriteString("Hi,\r\n\r\nthanks for the quick answer. I restarted the router as you suggested and =\r\nit has been stable since this morning.\r\n\r\n")
+	for b.Len() < 1700 {
+		b.WriteString("> Please restart the router and tell us whether the problem persists.\r\n")
+	}
+	b.WriteString("\r\nOn Mon, Jan 8, 2024 at 9:00 AM Support <support@example.test> wrote:\r\n> Hello Anna,\r\n")
+	for b.Len() < 2048 {
+		b.WriteString("> text\r\n")
+	}
+	return []byte(b.String())
+}
+
+// benchHTML is a 100 KB HTML-only newsletter-shaped message.
+func benchHTML() []byte {
+	var b strings.Builder
+	b.WriteString("From: News <news@example.com>\r\nTo: support@example.test\r\nSubject: Our January news\r\nDate: Mon, 8 Jan 2024 10:15:00 +0100\r\n" +
+		"Message-ID: <news-1@example.com>\r\nMIME-Version: 1.0\r\nContent-Type: text/html; charset=utf-8\r\n\r\n" +
+		"<!DOCTYPE html><html><head><style>td{padding:4px}</style></head><body><table>")
+	for i := 0; b.Len() < 100<<10; i++ {
+		fmt.Fprintf(&b, "<tr><td><h2>Story %d</h2><p>Lorem ipsum dolor sit amet, <b>consectetur</b> adipiscing elit, sed do eiusmod tempor "+
+			"incididunt ut labore et dolore magna aliqua &amp; more.</p><a href=\"https://example.com/s/%d\">Read more</a></td></tr>\r\n", i, i)
+	}
+	b.WriteString("</table></body></html>\r\n")
+	return []byte(b.String())
+}
+
+func benchParse(b *testing.B, raw []byte) {
+	b.SetBytes(int64(len(raw)))
+	b.ReportAllocs()
+	r := bytes.NewReader(raw)
+	for b.Loop() {
+		r.Reset(raw)
+		if _, err := Parse(r, Options{}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkParse2KText(b *testing.B)    { benchParse(b, benchText()) }
+func BenchmarkParse100KHTML(b *testing.B)  { benchParse(b, benchHTML()) }
+func BenchmarkParse10MBAttachment(b *testing.B) {
+	raw, _ := attachmentMessage(10 << 20)
+	benchParse(b, raw)
+}
+
+// BenchmarkReadRaw reads the 10 MB attachment message once, for the ratio:
+// Parse versus io.Copy of the same bytes to io.Discard.
+func BenchmarkReadRaw(b *testing.B) {
+	raw, _ := attachmentMessage(10 << 20)
+	b.SetBytes(int64(len(raw)))
+	b.ReportAllocs()
+	r := bytes.NewReader(raw)
+	for b.Loop() {
+		r.Reset(raw)
+		// Hide WriterTo so the copy goes through a buffer, as reading a
+		// connection would.
+		if _, err := io.Copy(io.Discard, struct{ io.Reader }{r}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -53,8 +53,8 @@ func benchParse(b *testing.B, raw []byte) {
 	}
 }
 
-func BenchmarkParse2KText(b *testing.B)    { benchParse(b, benchText()) }
-func BenchmarkParse100KHTML(b *testing.B)  { benchParse(b, benchHTML()) }
+func BenchmarkParse2KText(b *testing.B)   { benchParse(b, benchText()) }
+func BenchmarkParse100KHTML(b *testing.B) { benchParse(b, benchHTML()) }
 func BenchmarkParse10MBAttachment(b *testing.B) {
 	raw, _ := attachmentMessage(10 << 20)
 	benchParse(b, raw)

@@ -1,0 +1,54 @@
+// Package parse turns a raw RFC 5322 message into the Message that webhooks
+// receive (the "message" object of DESIGN.md).
+//
+// # What it does
+//
+// Parse reads the message once, as a stream, with github.com/emersion/go-message
+// doing the MIME work: header reading (textproto), multipart splitting,
+// transfer decoding (quoted-printable, base64) and charset conversion (its
+// charset package, which knows every charset golang.org/x/text does), and
+// its mail package for addresses (RFC 5322 §3.4, RFC 2047 display names,
+// groups), message ids and dates. On top of that this package:
+//
+//   - lists every top-level header field in order with decoded values;
+//   - takes text and HTML bodies from multipart/alternative, mixed, related
+//     and nested message/rfc822 parts (a forwarded message's bodies follow a
+//     "---------- Forwarded message ----------" block and the .eml itself is
+//     listed as an attachment), unwraps format=flowed (RFC 3676) and renders
+//     text from HTML (golang.org/x/net/html) when there is no text part;
+//   - describes every other part as an Attachment: file name (RFC 2183,
+//     RFC 2231 in any charset, RFC 2047, or the Content-Type name), type,
+//     size, SHA-256, disposition, Content-ID, and the content as base64 when
+//     it is within Options.InlineLimit;
+//   - computes stripped_text (StripReply), the auto_submitted flag (RFC 3834,
+//     Precedence, Exchange and vacation markers, reports) and the DSN
+//     summary of a delivery report (RFC 3464).
+//
+// # Real-world mail
+//
+// Malformed mail never makes Parse fail; it returns what could be parsed and
+// a Warnings entry per problem. It copes with: a missing or junk
+// Content-Type, duplicate or unquoted parameters, a multipart without
+// boundary or without closing boundary, a boundary that never appears (the
+// body is shown as text), malformed part headers (the part is skipped),
+// bad base64 or quoted-printable (decoded up to the error), unknown transfer
+// encodings and charsets, bytes that do not fit the declared charset, raw
+// 8-bit header values (read as UTF-8, else as the message's charset or
+// Windows-1252), broken addresses (kept as text), broken dates (a list of
+// common shapes after RFC 5322 §3.3), and headers that start with white
+// space, lack the blank line, or begin with an mbox "From " line.
+//
+// Every string in a Message is valid UTF-8. Text and HTML use "\n" line
+// ends. Text attachments are converted to UTF-8 like bodies are;
+// Attachment.Charset keeps the charset the part declared.
+//
+// # Limits
+//
+// Options bounds the work: MIME depth, number of parts, the size of each
+// header block, the decoded bytes of the whole message and the inline size
+// of an attachment; raw input is read at most to four times the decoded
+// limit. Past a limit the message keeps what was parsed and says so in
+// Warnings. Attachments stream through SHA-256 and, while within the inline
+// limit, a base64 encoder: the decoded bytes are never held, and nothing of
+// an attachment over the limit is kept. Parse does not start goroutines.
+package parse

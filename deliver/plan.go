@@ -76,12 +76,13 @@ func Plan(mail *route.Mail, decisions []route.Decision, now time.Time) []*Job {
 	return jobs
 }
 
-// ruleOf names the rule that produced d.Actions[i]. route.Decision lists
-// the matching rules and their actions without linking them; with one rule
-// (the usual first-match case) or one action per rule the link is exact,
-// otherwise the first rule is named.
+// ruleOf names the rule that produced d.Actions[i]: the action's Rule,
+// which Decide sets; for decisions made without it, with one rule or one
+// action per rule the link is exact, otherwise the first rule is named.
 func ruleOf(d *route.Decision, i int) string {
 	switch {
+	case d.Actions[i].Rule != "":
+		return d.Actions[i].Rule
 	case len(d.Rules) == 0:
 		return ""
 	case len(d.Rules) == len(d.Actions):

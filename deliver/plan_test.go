@@ -102,3 +102,29 @@ func TestAddAttemptBounds(t *testing.T) {
 		t.Errorf("attempt texts = %d, %d bytes (valid %v), want <= %d", len(a.Error), len(a.Response), utf8.ValidString(a.Error), deliver.MaxAttemptText)
 	}
 }
+
+// TestPlanNamesTheRuleOfEachAction: with continue, two rules send to the
+// same endpoint; each job names its own rule (the webhook payload's route).
+func TestPlanNamesTheRuleOfEachAction(t *testing.T) {
+	table, err := route.Compile([]route.RuleConfig{
+		{Name: "all", Match: route.MatchConfig{Rcpt: route.StringList{"*@example.test"}}, Continue: true,
+			Actions: []route.ActionConfig{{Webhook: "hook"}, {Mailbox: "archive"}}},
+		{Name: "support", Match: route.MatchConfig{Rcpt: route.StringList{"support@example.test"}},
+			Actions: []route.ActionConfig{{Webhook: "hook"}}},
+	}, route.Known{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := &route.Mail{ID: "m1"}
+	d := table.Decide(m, "support@example.test")
+	jobs := deliver.Plan(m, []route.Decision{d}, time.Now())
+	got := map[string]bool{}
+	for _, j := range jobs {
+		got[string(j.Kind)+"/"+j.Route] = true
+	}
+	for _, want := range []string{"webhook/all", "mailbox/all", "webhook/support"} {
+		if !got[want] {
+			t.Errorf("Plan made %v, missing %s", got, want)
+		}
+	}
+}

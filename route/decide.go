@@ -64,6 +64,7 @@ func (t *Table) Decide(m *Mail, rcpt string) Decision {
 		d.Rules = append(d.Rules, r.name)
 		for _, a := range r.actions {
 			a.Forward = slices.Clone(a.Forward)
+			a.Rule = r.name
 			d.Actions = append(d.Actions, a)
 		}
 		d.Why = append(d.Why, r.explain(&in, rcpt))

@@ -57,11 +57,13 @@ const (
 
 // Action is a compiled action.
 type Action struct {
-	Kind    ActionKind `json:"kind"`
-	Webhook string     `json:"webhook,omitempty"` // endpoint name
-	Mailbox string     `json:"mailbox,omitempty"` // user name
-	Folder  string     `json:"folder,omitempty"`
-	Forward []string   `json:"forward,omitempty"`
+	Kind ActionKind `json:"kind"`
+	// Rule is the name of the rule the action belongs to (set by Decide).
+	Rule    string   `json:"rule,omitempty"`
+	Webhook string   `json:"webhook,omitempty"` // endpoint name
+	Mailbox string   `json:"mailbox,omitempty"` // user name
+	Folder  string   `json:"folder,omitempty"`
+	Forward []string `json:"forward,omitempty"`
 	// Reject is the SMTP reply for ActReject.
 	RejectCode     int    `json:"reject_code,omitempty"`
 	RejectEnhanced [3]int `json:"reject_enhanced,omitempty"`

@@ -302,8 +302,17 @@ func TestServeEndToEnd(t *testing.T) {
 		t.Errorf("other domain: %v, want 554 at RCPT", err)
 	}
 
-	rcv.wait(t, 1, 20*time.Second)
+	// The sending MTA retries after a lost 250: the same payload id (so the
+	// receiver can drop it), a new delivery.
+	if err := smtp.SendMail(addr, nil, "alice@sender.test", []string{"support@example.test"}, signed(t, key, msg)); err != nil {
+		t.Fatalf("SendMail again: %v", err)
+	}
+	rcv.wait(t, 2, 20*time.Second)
 	ev, hdr := rcv.events[0], rcv.hdrs[0]
+	if ev["id"] != rcv.events[1]["id"] || hdr.Get("webhook-id") == rcv.hdrs[1].Get("webhook-id") {
+		t.Errorf("resent message: ids %v/%v, webhook-ids %s/%s; want the same id, new webhook-ids",
+			ev["id"], rcv.events[1]["id"], hdr.Get("webhook-id"), rcv.hdrs[1].Get("webhook-id"))
+	}
 	if ev["type"] != "message.received" || ev["route"] != "tickets" || ev["id"] == "" {
 		t.Errorf("event head = type %v route %v id %v", ev["type"], ev["route"], ev["id"])
 	}

@@ -226,7 +226,7 @@ func buildPolicy(cfg *config.Config) (*ingest.Policy, error) {
 func (a *app) openQueue() error {
 	switch a.cfg.Queue.Backend {
 	case "embedded":
-		q, err := boltq.Open(filepath.Join(a.cfg.DataDir, "queue"), boltq.Options{Logger: a.log})
+		q, err := boltq.Open(a.cfg.DataDir, boltq.Options{Logger: a.log})
 		if err != nil {
 			return fmt.Errorf("queue: %w", err)
 		}

@@ -2,6 +2,7 @@ package webhook
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -44,7 +45,7 @@ type Event struct {
 func newEvent(job *deliver.Job, mail *route.Mail) *Event {
 	ev := &Event{
 		Type:       EventType,
-		ID:         mail.ID,
+		ID:         cmp.Or(mail.StableID, mail.ID),
 		ReceivedAt: mail.ReceivedAt.UTC().Format(time.RFC3339),
 		Route:      job.Route,
 		Envelope:   mail.Envelope,

@@ -123,6 +123,9 @@ func TestDifferentialDovecot(t *testing.T) {
 	ours := e.login(t, nil)
 	want := imapScript(t, dc)
 	got := imapScript(t, ours)
+	if testing.Verbose() {
+		t.Logf("dovecot transcript:\n%s", strings.Join(want, "\n"))
+	}
 	for i := 0; i < max(len(want), len(got)); i++ {
 		var w, g string
 		if i < len(want) {
@@ -250,6 +253,7 @@ func imapScript(t *testing.T, c *imapclient.Client) []string {
 		}
 	}
 	fetch("meta", imap.SeqSet{{Start: 1, Stop: 0}}, &imap.FetchOptions{UID: true, Flags: true, RFC822Size: true, InternalDate: true, Envelope: true, BodyStructure: &imap.FetchItemBodyStructure{}})
+	fetch("bodystructure", imap.SeqSetNum(2), &imap.FetchOptions{BodyStructure: &imap.FetchItemBodyStructure{Extended: true}})
 	fetch("sections", imap.SeqSetNum(2), &imap.FetchOptions{UID: true, BodySection: []*imap.FetchItemBodySection{
 		{Peek: true, Part: []int{1}},
 		{Peek: true, Part: []int{2}},
@@ -378,6 +382,44 @@ func imapScript(t *testing.T, c *imapclient.Client) []string {
 	if ns != nil {
 		add("NAMESPACE: %s %+v", status(err), ns.Personal)
 	}
+	// UID commands and CLOSE on a folder with gaps in its UIDs.
+	for i := 0; i < 3; i++ {
+		raw := mkMsg(fmt.Sprintf("uid-%d", i), "uid commands")
+		ac := c.Append("INBOX", int64(len(raw)), &imap.AppendOptions{Time: date})
+		io.WriteString(ac, raw)
+		ac.Close()
+		ad, err := ac.Wait()
+		if ad != nil {
+			add("APPEND uid-%d: %s uid=%d", i, status(err), ad.UID)
+		}
+	}
+	sel, err = c.Select("INBOX", nil).Wait()
+	if err != nil {
+		t.Fatalf("SELECT: %v", err)
+	}
+	add("SELECT again: messages=%d uidnext=%d", sel.NumMessages, sel.UIDNext)
+	fetch("uid range", imap.UIDSet{{Start: 2, Stop: 0}}, &imap.FetchOptions{UID: true, Flags: true, RFC822Size: true})
+	fetch("uid star", imap.UIDSet{{Start: 0, Stop: 0}}, &imap.FetchOptions{UID: true})
+	fetch("uid beyond", imap.UIDSet{{Start: 100, Stop: 200}}, &imap.FetchOptions{UID: true})
+	st, err = c.Store(imap.UIDSet{{Start: 5, Stop: 6}}, &imap.StoreFlags{Op: imap.StoreFlagsAdd, Flags: []imap.Flag{imap.FlagAnswered}}, nil).Collect()
+	for _, m := range st {
+		add("UID STORE: %s seq=%d uid=%d flags=%v", status(err), m.SeqNum, m.UID, normFlags(m.Flags))
+	}
+	cp, err = c.Copy(imap.UIDSet{{Start: 5, Stop: 0}}, "Trash").Wait()
+	if cp != nil {
+		add("UID COPY: %s src=%v dst=%v", status(err), cp.SourceUIDs, cp.DestUIDs)
+	}
+	mv, err = c.Move(imap.UIDSetNum(5), "Junk").Wait()
+	if mv != nil {
+		add("UID MOVE: %s src=%v dst=%v", status(err), mv.SourceUIDs, mv.DestUIDs)
+	}
+	fetch("after uid move", imap.SeqSet{{Start: 1, Stop: 0}}, &imap.FetchOptions{UID: true})
+	c.Store(imap.SeqSetNum(1), &imap.StoreFlags{Op: imap.StoreFlagsAdd, Silent: true, Flags: []imap.Flag{imap.FlagDeleted}}, nil).Collect()
+	add("CLOSE: %s", status(c.UnselectAndExpunge().Wait()))
+	sd, err := c.Status("INBOX", &imap.StatusOptions{NumMessages: true, UIDNext: true}).Wait()
+	if sd != nil {
+		add("STATUS after CLOSE: %s messages=%d uidnext=%d", status(err), *sd.NumMessages, sd.UIDNext)
+	}
 	add("CREATE deep: %s", status(c.Create("Tmp/x", nil).Wait()))
 	list("Tmp*")
 	return out
@@ -398,13 +440,21 @@ func normFlags(f []imap.Flag) []string {
 func bsSummary(bs imap.BodyStructure) string {
 	switch b := bs.(type) {
 	case *imap.BodyStructureSinglePart:
-		return fmt.Sprintf("%s/%s;%v;%s;%d;%d", strings.ToLower(b.Type), strings.ToLower(b.Subtype), b.Params, strings.ToLower(b.Encoding), b.Size, lines(b))
+		ext := ""
+		if e := b.Extended; e != nil {
+			ext = fmt.Sprintf(";ext(%v,%v,%v)", e.Disposition, e.Language, e.Location)
+		}
+		return fmt.Sprintf("%s/%s;%v;%s;%d;%d%s", strings.ToLower(b.Type), strings.ToLower(b.Subtype), b.Params, strings.ToLower(b.Encoding), b.Size, lines(b), ext)
 	case *imap.BodyStructureMultiPart:
 		var parts []string
 		for _, c := range b.Children {
 			parts = append(parts, bsSummary(c))
 		}
-		return fmt.Sprintf("multipart/%s(%s)", strings.ToLower(b.Subtype), strings.Join(parts, " "))
+		ext := ""
+		if e := b.Extended; e != nil {
+			ext = fmt.Sprintf(";ext(%v,%v,%v,%v)", e.Params, e.Disposition, e.Language, e.Location)
+		}
+		return fmt.Sprintf("multipart/%s(%s)%s", strings.ToLower(b.Subtype), strings.Join(parts, " "), ext)
 	}
 	return "?"
 }

@@ -31,8 +31,8 @@ type imapSession struct {
 	user    string
 	release func()
 
-	// mu guards sel between the IDLE goroutine and Close: imapserver
-	// may end the connection while an IDLE goroutine is still running.
+	// mu guards sel between the IDLE goroutine and Poll and Close:
+	// imapserver may go on while an IDLE goroutine is still running.
 	mu  sync.Mutex
 	sel *selected
 }
@@ -397,7 +397,12 @@ func (s *imapSession) sync(w *imapserver.UpdateWriter, allowExpunge bool) error 
 	return nil
 }
 
+// Poll runs after each command. It takes mu because imapserver polls
+// after an IDLE that ended with a dropped connection without waiting for
+// the IDLE goroutine.
 func (s *imapSession) Poll(w *imapserver.UpdateWriter, allowExpunge bool) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	return s.sync(w, allowExpunge)
 }
 
@@ -675,7 +680,9 @@ func (s *imapSession) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, optio
 }
 
 func (s *imapSession) fetchOne(w *imapserver.FetchResponseWriter, m *Message, o *imap.FetchOptions, seenNow bool) error {
-	w.WriteUID(imap.UID(m.UID))
+	if o.UID { // imapserver sets it for UID FETCH (RFC 3501 §6.4.8)
+		w.WriteUID(imap.UID(m.UID))
+	}
 	if o.Flags || seenNow {
 		w.WriteFlags(imapFlags(m.Flags))
 	}

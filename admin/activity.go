@@ -888,7 +888,11 @@ func (a *Activity) Message(id string) (*MessageDetail, error) {
 		return nil, fmt.Errorf("admin: activity: message %s: %w", id, err)
 	}
 	d := rec.MessageDetail
-	slices.SortStableFunc(d.Timeline, func(x, y Event) int { return x.At.Compare(y.At) })
+	// The acceptance stays first (clocks of several nodes may disagree);
+	// the rest in time order.
+	if len(d.Timeline) > 1 {
+		slices.SortStableFunc(d.Timeline[1:], func(x, y Event) int { return x.At.Compare(y.At) })
+	}
 	if _, err := os.Stat(a.rawPath(id)); err == nil {
 		d.HasRaw = true
 	}

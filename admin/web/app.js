@@ -342,7 +342,8 @@
   // --- charts (inline SVG) ---
   // lineChart draws series (each {name, cls, values}) over points' times.
   function lineChart(box, times, series, opts) {
-    const W = 640, H = 200, L = 44, R = 10, T = 12, B = 26;
+    // Draw at the box's own width so that text keeps its size.
+    const W = Math.max(320, Math.round(box.clientWidth || 640)), H = 200, L = 44, R = 16, T = 12, B = 26;
     const s = svg("svg", { viewBox: `0 0 ${W} ${H}`, class: "chart-svg", role: "img" });
     let maxV = 0;
     for (const se of series) for (const v of se.values) if (v !== null && v > maxV) maxV = v;
@@ -354,26 +355,31 @@
       const v = maxV * k / 4, yy = y(v);
       s.append(svg("line", { x1: L, x2: W - R, y1: yy, y2: yy, class: "grid" }));
       const t = svg("text", { x: L - 6, y: yy + 4, class: "axis", "text-anchor": "end" });
-      t.textContent = Number.isInteger(v) ? v : v.toFixed(1);
+      t.textContent = String(+v.toFixed(2));
       s.append(t);
     }
     const ticks = Math.min(6, n);
     for (let k = 0; k < ticks; k++) {
       const i = Math.round(k * (n - 1) / Math.max(1, ticks - 1));
-      const t = svg("text", { x: x(i), y: H - 8, class: "axis", "text-anchor": "middle" });
+      const anchor = k === 0 ? "start" : k === ticks - 1 ? "end" : "middle";
+      const t = svg("text", { x: x(i), y: H - 8, class: "axis", "text-anchor": anchor });
       t.textContent = new Date(times[i]).toLocaleTimeString(undefined, { hour: "2-digit", minute: "2-digit" });
       s.append(t);
     }
     for (const se of series) {
-      let d = "", pen = false;
+      let d = "";
       se.values.forEach((v, i) => {
-        if (v === null) { pen = false; return; }
-        d += (pen ? "L" : "M") + x(i).toFixed(1) + " " + y(v).toFixed(1);
-        pen = true;
+        if (v === null) return;
+        const prev = i > 0 ? se.values[i - 1] : null, next = i + 1 < n ? se.values[i + 1] : null;
+        d += (prev === null ? "M" : "L") + x(i).toFixed(1) + " " + y(v).toFixed(1);
+        if (prev === null && next === null) {
+          // A lone sample has no line to be part of: show it as a dot.
+          s.append(svg("circle", { cx: x(i).toFixed(1), cy: y(v).toFixed(1), r: 3, class: "dot " + se.cls }));
+        }
       });
       if (d) s.append(svg("path", { d, class: "series " + se.cls }));
     }
-    const legend = el("div", { class: "legend" }, series.map(se => el("span", { class: "key " + se.cls }, se.name + " (total " + se.values.reduce((a, v) => a + (v || 0), 0) + ")")));
+    const legend = el("div", { class: "legend" }, series.map(se => el("span", { class: "key " + se.cls }, se.name + " (total " + se.total + ")")));
     if (opts && opts.last) legend.replaceChildren(...series.map(se => el("span", { class: "key " + se.cls }, se.name + ": " + lastValue(se.values))));
     box.replaceChildren(s, legend);
   }
@@ -384,7 +390,7 @@
   function niceMax(v) {
     if (v <= 0) return 1;
     const p = Math.pow(10, Math.floor(Math.log10(v)));
-    for (const m of [1, 2, 2.5, 5, 10]) if (v <= m * p) return m * p;
+    for (const m of [1, 2, 4, 8, 10]) if (v <= m * p) return m * p;
     return 10 * p;
   }
 
@@ -395,13 +401,14 @@
       const pts = res.points, per = res.step_seconds / 60;
       const times = pts.map(p => p.t);
       const rate = f => pts.map(p => +(f(p) / per).toFixed(2));
+      const total = f => pts.reduce((a, p) => a + f(p), 0);
       lineChart($("#chart-messages"), times, [
-        { name: "accepted/min", cls: "s-good", values: rate(p => p.accepted) },
-        { name: "refused/min", cls: "s-bad", values: rate(p => p.refused) },
+        { name: "accepted/min", cls: "s-good", values: rate(p => p.accepted), total: total(p => p.accepted) },
+        { name: "refused/min", cls: "s-bad", values: rate(p => p.refused), total: total(p => p.refused) },
       ]);
       lineChart($("#chart-delivery"), times, [
-        { name: "delivered/min", cls: "s-good", values: rate(p => p.delivered) },
-        { name: "failed/min", cls: "s-bad", values: rate(p => p.failed) },
+        { name: "delivered/min", cls: "s-good", values: rate(p => p.delivered), total: total(p => p.delivered) },
+        { name: "failed/min", cls: "s-bad", values: rate(p => p.failed), total: total(p => p.failed) },
       ]);
       lineChart($("#chart-queue"), times, [
         { name: "queue depth", cls: "s-info", values: pts.map(p => p.queue_depth) },

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"os"
-	"strings"
 	"testing"
 	"unicode/utf8"
 )
@@ -54,7 +53,7 @@ func FuzzStripReply(f *testing.F) {
 		if utf8.ValidString(s) && !utf8.ValidString(out) {
 			t.Errorf("StripReply(%q) = %q: invalid UTF-8", s, out)
 		}
-		if len(out) > len(strings.ReplaceAll(s, "\r", "")) {
+		if len(out) > len(s) {
 			t.Errorf("StripReply(%q) = %q: longer than its input", s, out)
 		}
 	})

@@ -252,3 +252,22 @@ func TestEndlessInput(t *testing.T) {
 		t.Errorf("Parse(endless skipped part) = %v, warnings %q", err, m.Warnings)
 	}
 }
+
+func TestHugeHTML(t *testing.T) {
+	html := "<html><body>" + strings.Repeat("<p>para</p>", (maxHTMLRender/11)+1000) + "</body></html>"
+	m := parseString(t, "Content-Type: text/html\r\n\r\n"+html)
+	if m.HTML == "" || !strings.HasPrefix(m.Text, "para") || !hasWarning(m, "html larger than") {
+		t.Errorf("html %d bytes, text %d bytes, warnings %q", len(m.HTML), len(m.Text), m.Warnings)
+	}
+}
+
+func TestSinglePartAttachment(t *testing.T) {
+	m := parseString(t, "Subject: scan\r\nContent-Type: application/pdf; name=\"scan.pdf\"\r\nContent-Transfer-Encoding: base64\r\n\r\nJVBERi0=\r\n")
+	if len(m.Attachments) != 1 || m.Attachments[0].Filename != "scan.pdf" || m.Attachments[0].Size != 5 || m.Text != "" {
+		t.Errorf("attachments %+v text %q", m.Attachments, m.Text)
+	}
+	m = parseString(t, "Subject: invite\r\nContent-Type: text/calendar; method=REQUEST; charset=utf-8\r\n\r\nBEGIN:VCALENDAR\r\n")
+	if len(m.Attachments) != 1 || m.Attachments[0].ContentType != "text/calendar" || m.Attachments[0].Charset != "utf-8" {
+		t.Errorf("attachments %+v", m.Attachments)
+	}
+}

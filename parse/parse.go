@@ -18,6 +18,10 @@ var (
 	errRawLimit     = errors.New("raw input exceeds limit")
 )
 
+// maxHTMLRender is the most HTML rendered to text when a message has no
+// text part.
+const maxHTMLRender = 4 << 20
+
 // maxWarnings caps Message.Warnings so hostile input cannot grow it without
 // bound.
 const maxWarnings = 50
@@ -197,8 +201,14 @@ func (p *parser) finish() (*Message, error) {
 	m.HTML = joinBodies(p.htmls)
 	if m.Text == "" && m.HTML != "" {
 		// No text part: text and stripped_text come from the HTML.
+		src := m.HTML
+		if len(src) > maxHTMLRender {
+			// The HTML tree takes several times the size of its source.
+			p.warnf("html larger than %d bytes: text taken from the first %d", maxHTMLRender, maxHTMLRender)
+			src = src[:maxHTMLRender]
+		}
 		var quoteless string
-		m.Text, quoteless = htmlTexts(m.HTML)
+		m.Text, quoteless = htmlTexts(src)
 		m.StrippedText = StripReply(quoteless)
 	} else {
 		m.StrippedText = StripReply(m.Text)

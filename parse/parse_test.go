@@ -118,6 +118,30 @@ func TestCorpusParses(t *testing.T) {
 			if hdr, _, ok := strings.Cut(strings.ReplaceAll(string(b), "\r\n", "\n"), "\n\n"); ok && len(m.Headers) == 0 && strings.Contains(hdr, ": ") && !strings.HasPrefix(hdr, "//") {
 				t.Errorf("no headers parsed")
 			}
+			// Fields the sample's header has are filled.
+			hdr, _, _ := strings.Cut(strings.ReplaceAll(string(b), "\r\n", "\n"), "\n\n")
+			has := func(name string) bool {
+				return strings.HasPrefix(strings.ToLower(hdr), strings.ToLower(name)+":") ||
+					strings.Contains(strings.ToLower(hdr), "\n"+strings.ToLower(name)+":")
+			}
+			if has("Subject") && m.Subject == "" && !strings.Contains(hdr, "Subject: \n") {
+				t.Errorf("subject empty")
+			}
+			if has("From") && m.From == nil {
+				t.Errorf("from empty")
+			}
+			if has("To") && len(m.To) == 0 {
+				t.Errorf("to empty")
+			}
+			if has("Message-ID") && m.MessageID == "" {
+				t.Errorf("message_id empty")
+			}
+			if has("Date") && m.Date == "" && !hasWarning(m, "unparseable Date") {
+				t.Errorf("date empty without a warning")
+			}
+			if len(b) > len(hdr)+10 && m.Text == "" && m.HTML == "" && len(m.Attachments) == 0 && len(m.Warnings) == 0 {
+				t.Errorf("body lost without a warning")
+			}
 			// Parsing is deterministic.
 			if m2 := parseString(t, string(b)); !reflect.DeepEqual(m, m2) {
 				t.Errorf("second parse differs")

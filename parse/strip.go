@@ -18,7 +18,7 @@ var attributionRE = regexp.MustCompile(`(?i)^(?:-+\s*)?(?:` +
 	// the date: German, Dutch, Swedish ("Am … schrieb X:").
 	`on\s.+\s(?:wrote|writes|said)|` +
 	`am\s.+\sschrieb(?:\s.*)?|` +
-	`op\s.+\sschreef(?:\s.*)?|` +
+	`op\s.+\s(?:schreef|geschreven)(?:\s.*)?|` +
 	`(?:den|på)\s.+\sskrev(?:\s.*)?|` +
 	`le\s.+\sa\s+écrit|` +
 	`el\s.+\sescribió|` +
@@ -29,7 +29,7 @@ var attributionRE = regexp.MustCompile(`(?i)^(?:-+\s*)?(?:` +
 	`.+(?:さんは書きました|さんが書きました|は書きました|が書きました|書きました)|` +
 	`.*(?:写道|寫道|來信|来信)|` +
 	// Verb last, any language, when the opening word differs.
-	`.+\s(?:wrote|schrieb|a\s+écrit|escribió|ha\s+scritto|escreveu|schreef|skrev|napisał|napisała|napisał\(a\))` +
+	`.+\s(?:wrote|schrieb|a\s+écrit|escribió|ha\s+scritto|escreveu|schreef|geschreven|skrev|napisał|napisała|napisał\(a\))` +
 	`)\s*[:：]\s*$`)
 
 // separatorRE matches the lines that introduce a quoted or forwarded

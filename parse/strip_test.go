@@ -276,6 +276,32 @@ Temat: RE: Ticket`, "Dobrze."},
 	{"portuguese iphone", `Combinado.
 
 Enviado do meu iPhone`, "Combinado."},
+	{"apple mail nl", `Top, bedankt.
+
+Op 8 jan. 2024 om 10:15 heeft Support <support@example.com> het volgende geschreven:
+
+> Start de router opnieuw op.`, "Top, bedankt."},
+	{"apple mail fr", `Parfait.
+
+Le 8 janv. 2024 à 10:15, Support <support@example.com> a écrit :
+
+> Redémarrez le routeur.`, "Parfait."},
+	{"apple mail ja", `了解です。
+
+2024/01/08 10:15、Support <support@example.com>のメール:
+
+> ルーターを再起動してください。`, "了解です。"},
+	{"apple mail pl", `Dzięki.
+
+Wiadomość napisana przez Support <support@example.com> w dniu 08.01.2024, o godz. 10:15:
+
+> Proszę zrestartować router.`, "Dzięki."},
+	{"outlook mac", `Works now.
+
+From: Support <support@example.com>
+Date: Monday, 8 January 2024 at 10:15
+To: Anna <anna@example.org>
+Subject: Re: Ticket`, "Works now."},
 	{"no quote at all", "Just a new message.\nWith two lines.", "Just a new message.\nWith two lines."},
 	{"from in body is not a header block", "From: the team, with thanks.\nSee you.", "From: the team, with thanks.\nSee you."},
 	{"crlf", "Yes.\r\n\r\nOn Mon, Jan 8, 2024 at 10:15 AM X <x@example.com> wrote:\r\n> q\r\n", "Yes."},

@@ -79,13 +79,14 @@ func (s *imapSession) Close() error {
 // too). Throttled attempts are refused before the password is looked at.
 func (s *imapSession) Login(username, password string) error {
 	lim := s.srv.limiter
-	if err := lim.Check(s.ip, username); err != nil {
+	key := s.srv.opts.Users.Canonical(username)
+	if err := lim.Check(s.ip, key); err != nil {
 		s.log.Warn("imap: login throttled", "user", username)
 		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeUnavailable, Text: "Too many failed logins, try again later"}
 	}
 	name, err := s.srv.opts.Users.Authenticate(username, password)
 	if err != nil {
-		d := lim.Failed(s.ip, username)
+		d := lim.Failed(s.ip, key)
 		s.log.Info("imap: login failed", "user", username, "delay", d)
 		if d > 0 {
 			t := time.NewTimer(d)
@@ -97,7 +98,7 @@ func (s *imapSession) Login(username, password string) error {
 		}
 		return imapserver.ErrAuthFailed
 	}
-	lim.Succeeded(s.ip, username)
+	lim.Succeeded(s.ip, key)
 	release, err := lim.Acquire(name)
 	if err != nil {
 		s.log.Warn("imap: too many sessions", "user", name)

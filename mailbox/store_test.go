@@ -357,6 +357,7 @@ func TestUsers(t *testing.T) {
 		{"ops", "pw-argon", "ops", true},
 		{"ops", "pw-argon2", "", false},
 		{"nobody", "x", "", false},
+		{"support+x@example.test", "pw-bcrypt", "", false}, // one key per account
 	} {
 		got, err := u.Authenticate(tc.name, tc.pw)
 		if (err == nil) != tc.ok || got != tc.want || (err != nil && !errors.Is(err, ErrAuthFailed)) {
@@ -371,6 +372,12 @@ func TestUsers(t *testing.T) {
 		if ok != (want != "") || usr.Name != want {
 			t.Errorf("Lookup(%q) = %q, %v, want %q", addr, usr.Name, ok, want)
 		}
+	}
+	if got := u.Canonical("SUPPORT@example.test"); got != "support" {
+		t.Errorf("Canonical = %q", got)
+	}
+	if got := u.Canonical("Nobody"); got != "nobody" {
+		t.Errorf("Canonical unknown = %q", got)
 	}
 	if u.Quota("support") != 1000 || u.Quota("nobody") != 0 {
 		t.Error("Quota")

@@ -172,14 +172,37 @@ func (u *Users) Names() []string {
 	return out
 }
 
+// byLogin finds the user for a login name: a user name or exactly one of
+// the user's addresses (no plus-address: each login name must map to one
+// throttling key).
+func (u *Users) byLogin(name string) (User, bool) {
+	set := u.set()
+	if usr := set.byName[name]; usr != nil {
+		return *usr, true
+	}
+	if k, ok := addrKey(name); ok {
+		if usr := set.byAddr[k]; usr != nil {
+			return *usr, true
+		}
+	}
+	return User{}, false
+}
+
+// Canonical returns the login name behind name (a user name or address),
+// or name itself, lower-cased, when it names no user. Login throttling
+// keys on it, so that one account is one key however it is spelled.
+func (u *Users) Canonical(name string) string {
+	if usr, ok := u.byLogin(name); ok {
+		return usr.Name
+	}
+	return strings.ToLower(name)
+}
+
 // Authenticate checks a login. name is a login name or one of the user's
 // addresses. It returns the user's login name, or an error wrapping
 // ErrAuthFailed. An unknown name costs as much as a wrong password.
 func (u *Users) Authenticate(name, password string) (string, error) {
-	usr, ok := u.Get(name)
-	if !ok {
-		usr, ok = u.Lookup(name)
-	}
+	usr, ok := u.byLogin(name)
 	if !ok {
 		bcrypt.CompareHashAndPassword(u.set().dummyHash(), []byte(password))
 		return "", fmt.Errorf("mailbox: user %q: %w", name, ErrAuthFailed)

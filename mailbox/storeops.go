@@ -691,6 +691,9 @@ func (s *Store) Deliver(ctx context.Context, user, folder string, r io.Reader, d
 	if date.IsZero() {
 		date = s.opts.Now()
 	}
+	if len(dedupKey) > 1024 {
+		return 0, fmt.Errorf("mailbox: dedup key of %d bytes: %w", len(dedupKey), ErrInvalidName)
+	}
 	if dedupKey != "" {
 		// Cheap early answer for a retried job: no body write at all.
 		var uid uint32

@@ -268,6 +268,40 @@ func signed(t testing.TB, key crypto.Signer, msg string) []byte {
 	return b.Bytes()
 }
 
+// sendMail is smtp.SendMail with a deadline, so that a server that stalls
+// fails the test instead of hanging it.
+func sendMail(addr string, _ smtp.Auth, from string, to []string, msg []byte) error {
+	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(30 * time.Second))
+	c, err := smtp.NewClient(conn, "localhost")
+	if err != nil {
+		return err
+	}
+	if err := c.Mail(from); err != nil {
+		return err
+	}
+	for _, r := range to {
+		if err := c.Rcpt(r); err != nil {
+			return err
+		}
+	}
+	w, err := c.Data()
+	if err != nil {
+		return err
+	}
+	if _, err := w.Write(msg); err != nil {
+		return err
+	}
+	if err := w.Close(); err != nil {
+		return err
+	}
+	return c.Quit()
+}
+
 func smtpCode(err error) int {
 	var te *textproto.Error
 	if errors.As(err, &te) {
@@ -286,25 +320,25 @@ func TestServeEndToEnd(t *testing.T) {
 
 	msg := "From: Alice <alice@sender.test>\r\nTo: support@example.test\r\nSubject: Printer on fire\r\n" +
 		"Message-ID: <e2e-1@sender.test>\r\nDate: Sun, 29 Nov 2026 04:00:00 +0000\r\n\r\nIt is burning.\r\n"
-	if err := smtp.SendMail(addr, nil, "alice@sender.test", []string{"support@example.test"}, signed(t, key, msg)); err != nil {
+	if err := sendMail(addr, nil, "alice@sender.test", []string{"support@example.test"}, signed(t, key, msg)); err != nil {
 		t.Fatalf("SendMail: %v", err)
 	}
 	// A forged From of a p=reject domain, from an IP its SPF does not allow
 	// and without its signature: refused at end of data.
 	forged := "From: Bank <security@bank.test>\r\nTo: support@example.test\r\nSubject: Verify your account\r\n\r\nClick.\r\n"
-	err := smtp.SendMail(addr, nil, "security@bank.test", []string{"support@example.test"}, []byte(forged))
+	err := sendMail(addr, nil, "security@bank.test", []string{"support@example.test"}, []byte(forged))
 	if smtpCode(err) != 550 || !strings.Contains(err.Error(), "5.7.1") {
 		t.Errorf("forged p=reject sender: %v, want 550 5.7.1", err)
 	}
 	// Unknown domain: refused at RCPT.
-	err = smtp.SendMail(addr, nil, "alice@sender.test", []string{"victim@other.test"}, []byte(msg))
+	err = sendMail(addr, nil, "alice@sender.test", []string{"victim@other.test"}, []byte(msg))
 	if smtpCode(err) != 554 {
 		t.Errorf("other domain: %v, want 554 at RCPT", err)
 	}
 
 	// The sending MTA retries after a lost 250: the same payload id (so the
 	// receiver can drop it), a new delivery.
-	if err := smtp.SendMail(addr, nil, "alice@sender.test", []string{"support@example.test"}, signed(t, key, msg)); err != nil {
+	if err := sendMail(addr, nil, "alice@sender.test", []string{"support@example.test"}, signed(t, key, msg)); err != nil {
 		t.Fatalf("SendMail again: %v", err)
 	}
 	rcv.wait(t, 2, 20*time.Second)
@@ -520,7 +554,12 @@ func TestGracefulStopWithIdleSession(t *testing.T) {
 	addr := freePort(t)
 	p := startServe(t, writeConfig(t, dir, addr, dns.Addr(), rcv.srv.URL, ""), addr)
 	// A session in the middle of a transaction finishes before the exit.
-	c, err := smtp.Dial(addr)
+	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn.SetDeadline(time.Now().Add(30 * time.Second))
+	c, err := smtp.NewClient(conn, "localhost")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -107,7 +107,9 @@ func TestDeadLetterAndReplay(t *testing.T) {
 	if _, err := sendOne(addr, "doomed"); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 20*time.Second, func() bool { return strings.Contains(p.out.String(), "dead-lettered") || strings.Contains(p.out.String(), "msg=dead") })
+	waitFor(t, 20*time.Second, func() bool {
+		return strings.Contains(p.out.String(), "dead-lettered") || strings.Contains(p.out.String(), "msg=dead")
+	})
 	p.stop()
 
 	out := run1(t, "queue", "dead", "--json", "--config", cfg)
@@ -223,15 +225,22 @@ func TestTwoNodesShareRedis(t *testing.T) {
 	}
 	const n = 60
 	var wg sync.WaitGroup
-	for i := 0; i < n; i++ {
+	work := make(chan int)
+	for w := 0; w < 8; w++ { // under smtp.max_connections_per_ip
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if _, err := sendOne(addrs[i%2], fmt.Sprintf("shared-%02d", i)); err != nil {
-				t.Errorf("send %d: %v", i, err)
+			for i := range work {
+				if _, err := sendOne(addrs[i%2], fmt.Sprintf("shared-%02d", i)); err != nil {
+					t.Errorf("send %d: %v", i, err)
+				}
 			}
 		}()
 	}
+	for i := 0; i < n; i++ {
+		work <- i
+	}
+	close(work)
 	wg.Wait()
 	rcv.wait(t, n, 30*time.Second)
 	time.Sleep(300 * time.Millisecond) // let any duplicate show

@@ -686,6 +686,20 @@ func TestIMAPRawTranscript(t *testing.T) {
 	if l := strings.Join(r.expect("a9 OK [COPYUID "), ""); !strings.Contains(l, "* 4 EXISTS") {
 		t.Errorf("COPY into INBOX = %q, want 4 EXISTS", l)
 	}
+	// COPY and MOVE of UIDs that do not exist: OK, no COPYUID (RFC 4315
+	// §3 has no empty set).
+	r.send("b1 UID COPY 50:60 Trash\r\n")
+	if l := r.expect("b1 "); l[len(l)-1] != "b1 OK COPY completed\r\n" {
+		t.Errorf("empty UID COPY = %q", l)
+	}
+	r.send("b2 UID MOVE 50:60 Trash\r\n")
+	if l := strings.Join(r.expect("b2 "), ""); strings.Contains(l, "COPYUID") || !strings.Contains(l, "b2 OK") {
+		t.Errorf("empty UID MOVE = %q", l)
+	}
+	r.send("b3 FETCH 99 FLAGS\r\n")
+	r.expect("b3 ")
+	r.send("b4 NOOP\r\n")
+	r.expect("b4 OK")
 	// Shutdown says BYE.
 	e.srv.Close()
 	r.expect("* BYE")

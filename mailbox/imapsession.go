@@ -552,7 +552,12 @@ func (s *imapSession) Copy(numSet imap.NumSet, dest string) (*imap.CopyData, err
 	return copyData(res), nil
 }
 
+// copyData builds the COPYUID response code (RFC 4315 §3), or nil when
+// nothing was copied: an empty set cannot be written.
 func copyData(res CopyResult) *imap.CopyData {
+	if len(res.Source) == 0 {
+		return nil
+	}
 	d := &imap.CopyData{UIDValidity: res.UIDValidity}
 	for i := range res.Source {
 		d.SourceUIDs.AddNum(imap.UID(res.Source[i]))
@@ -570,6 +575,9 @@ func (s *imapSession) Move(w *imapserver.MoveWriter, numSet imap.NumSet, dest st
 	res, err := s.store().Move(s.ctx, s.user, s.sel.name, uids, dest)
 	if err != nil {
 		return tryCreate(err)
+	}
+	if len(res.Source) == 0 {
+		return nil // nothing moved: no COPYUID, no EXPUNGE
 	}
 	if err := w.WriteCopyData(copyData(res)); err != nil {
 		return err

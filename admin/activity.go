@@ -162,6 +162,9 @@ func OpenActivity(dir string, opts ActivityOptions) (*Activity, error) {
 		db.Close()
 		return nil, fmt.Errorf("admin: activity: open %s: %w", path, err)
 	}
+	// Concurrent Record calls share one fsync; a lone caller waits at most
+	// this long for company.
+	db.MaxBatchDelay = 2 * time.Millisecond
 	a.db = db
 	return a, nil
 }
@@ -451,9 +454,9 @@ func (a *Activity) Refusals(since time.Time, limit int) ([]Refused, error) {
 	out := []Refused{}
 	err := a.db.View(func(tx *bolt.Tx) error {
 		c := tx.Bucket(bRefused).Cursor()
-		min := timeKey(since, "")
+		floor := timeKey(since, "")
 		for k, v := c.Last(); k != nil && len(out) < limit; k, v = c.Prev() {
-			if string(k) < string(min) {
+			if string(k) < string(floor) {
 				break
 			}
 			var r Refused

@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -452,5 +453,36 @@ func TestTrimMessage(t *testing.T) {
 	}
 	if m.Attachments[len(m.Attachments)-1].Content != "AAAA" {
 		t.Fatal("trimMessage changed its argument")
+	}
+}
+
+func TestActivityLoops(t *testing.T) {
+	c := newClock()
+	a := openActivity(t, c.Now)
+	accept(t, nil, a, mailOpts{id: "old", received: c.Now()})
+	c.Add(DefaultRetention + time.Hour)
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	// Both loops do their work once, then see ctx is done.
+	if err := a.Purge(ctx); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Purge = %v, want context.Canceled", err)
+	}
+	if _, err := a.Message("old"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Message(old) after Purge = %v", err)
+	}
+	stats := func(context.Context) (deliver.Stats, error) {
+		return deliver.Stats{Ready: 2, Scheduled: 3, Leased: 1, Dead: 7}, nil
+	}
+	if err := a.SampleQueueEvery(ctx, time.Hour, stats); !errors.Is(err, context.Canceled) {
+		t.Fatalf("SampleQueueEvery = %v", err)
+	}
+	pts, _ := a.Series(c.Now().Add(-time.Minute), time.Minute)
+	last := pts[len(pts)-1]
+	if last.QueueDepth == nil || *last.QueueDepth != 6 {
+		t.Fatalf("sampled depth = %v, want 6 (dead letters not counted)", last.QueueDepth)
+	}
+	// A panicking stats function is recovered and logged.
+	if err := a.SampleQueueEvery(ctx, time.Hour, func(context.Context) (deliver.Stats, error) { panic("boom") }); !errors.Is(err, context.Canceled) {
+		t.Fatalf("SampleQueueEvery(panic) = %v", err)
 	}
 }

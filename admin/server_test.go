@@ -695,3 +695,44 @@ func TestSignAttachmentURLShape(t *testing.T) {
 		t.Fatal("no key, but a URL")
 	}
 }
+
+func TestPprofOffByDefault(t *testing.T) {
+	s := NewServer(ServerOptions{Token: testToken})
+	req, _ := http.NewRequest("GET", "/debug/pprof/", nil)
+	req.Header.Set("Authorization", "Bearer "+testToken)
+	w := &recorder{h: http.Header{}}
+	s.ServeHTTP(w, req)
+	if w.code != http.StatusNotFound {
+		t.Fatalf("pprof without EnablePprof = %d, want 404", w.code)
+	}
+	// Without a queue or activity store the API says so rather than panics.
+	for _, p := range []string{"/api/messages", "/api/queue/stats", "/api/series", "/api/messages/x"} {
+		req, _ := http.NewRequest("GET", p, nil)
+		req.Header.Set("Authorization", "Bearer "+testToken)
+		w := &recorder{h: http.Header{}}
+		s.ServeHTTP(w, req)
+		if w.code != http.StatusServiceUnavailable && w.code != http.StatusNotFound {
+			t.Fatalf("GET %s without stores = %d", p, w.code)
+		}
+	}
+}
+
+// recorder is a minimal http.ResponseWriter.
+type recorder struct {
+	h    http.Header
+	code int
+	body bytes.Buffer
+}
+
+func (r *recorder) Header() http.Header { return r.h }
+func (r *recorder) WriteHeader(code int) {
+	if r.code == 0 {
+		r.code = code
+	}
+}
+func (r *recorder) Write(b []byte) (int, error) {
+	if r.code == 0 {
+		r.code = 200
+	}
+	return r.body.Write(b)
+}

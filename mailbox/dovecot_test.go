@@ -428,6 +428,13 @@ func imapScript(t *testing.T, c *imapclient.Client) []string {
 		add("UID MOVE: %s src=%v dst=%v", status(err), mv.SourceUIDs, mv.DestUIDs)
 	}
 	fetch("after uid move", imap.SeqSet{{Start: 1, Stop: 0}}, &imap.FetchOptions{UID: true})
+	cp, err = c.Copy(imap.UIDSet{{Start: 50, Stop: 60}}, "Trash").Wait()
+	add("UID COPY none: %s %v", status(err), cp)
+	mv, err = c.Move(imap.UIDSet{{Start: 50, Stop: 60}}, "Trash").Wait()
+	add("UID MOVE none: %s %v", status(err), mv)
+	fetch("seq beyond", imap.SeqSetNum(99), &imap.FetchOptions{UID: true})
+	gone, err = c.UIDExpunge(imap.UIDSetNum(50)).Collect()
+	add("UID EXPUNGE none: %s %v", status(err), gone)
 	c.Store(imap.SeqSetNum(1), &imap.StoreFlags{Op: imap.StoreFlagsAdd, Silent: true, Flags: []imap.Flag{imap.FlagDeleted}}, nil).Collect()
 	add("CLOSE: %s", status(c.UnselectAndExpunge().Wait()))
 	sd, err := c.Status("INBOX", &imap.StatusOptions{NumMessages: true, UIDNext: true}).Wait()

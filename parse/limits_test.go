@@ -254,6 +254,8 @@ func TestEndlessInput(t *testing.T) {
 }
 
 func TestHugeHTML(t *testing.T) {
+	defer func(n int) { maxHTMLRender = n }(maxHTMLRender)
+	maxHTMLRender = 64 << 10
 	html := "<html><body>" + strings.Repeat("<p>para</p>", (maxHTMLRender/11)+1000) + "</body></html>"
 	m := parseString(t, "Content-Type: text/html\r\n\r\n"+html)
 	if m.HTML == "" || !strings.HasPrefix(m.Text, "para") || !hasWarning(m, "html larger than") {

@@ -19,8 +19,8 @@ var (
 )
 
 // maxHTMLRender is the most HTML rendered to text when a message has no
-// text part.
-const maxHTMLRender = 4 << 20
+// text part (a variable so tests can lower it).
+var maxHTMLRender = 4 << 20
 
 // maxWarnings caps Message.Warnings so hostile input cannot grow it without
 // bound.

@@ -445,9 +445,14 @@ func (s *imapSession) Idle(w *imapserver.UpdateWriter, stop <-chan struct{}) err
 	}
 }
 
+// errBadSeq answers a sequence number past the last message, "*" in an
+// empty folder included (RFC 9051 §9, seq-number), as dovecot does.
+var errBadSeq = &imap.Error{Type: imap.StatusResponseTypeBad, Text: "Invalid message sequence number"}
+
 // resolve maps a sequence or UID set onto the view: the sequence numbers
-// and UIDs it names, in sequence order.
-func (s *imapSession) resolve(numSet imap.NumSet) (seqs, uids []uint32) {
+// and UIDs it names, in sequence order. UIDs that do not exist are
+// ignored (RFC 3501 §6.4.8); sequence numbers past the end are an error.
+func (s *imapSession) resolve(numSet imap.NumSet) (seqs, uids []uint32, err error) {
 	sel := s.sel
 	if imap.IsSearchRes(numSet) {
 		numSet = sel.searchRes
@@ -458,6 +463,9 @@ func (s *imapSession) resolve(numSet imap.NumSet) (seqs, uids []uint32) {
 		n := uint32(len(sel.uids))
 		for i := range set {
 			staticRange(&set[i].Start, &set[i].Stop, n)
+			if set[i].Start == 0 || set[i].Stop > n {
+				return nil, nil, errBadSeq
+			}
 		}
 		for i, uid := range sel.uids {
 			if set.Contains(uint32(i + 1)) {
@@ -481,7 +489,7 @@ func (s *imapSession) resolve(numSet imap.NumSet) (seqs, uids []uint32) {
 			}
 		}
 	}
-	return seqs, uids
+	return seqs, uids, nil
 }
 
 // staticRange replaces "*" (0) by max (RFC 3501 §9 seq-range: "*" is the
@@ -511,7 +519,10 @@ func (s *imapSession) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags
 	if s.sel.readOnly {
 		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeCannot, Text: "Mailbox is read-only"}
 	}
-	_, uids := s.resolve(numSet)
+	_, uids, err := s.resolve(numSet)
+	if err != nil {
+		return err
+	}
 	op := FlagsReplace
 	switch flags.Op {
 	case imap.StoreFlagsAdd:
@@ -544,7 +555,10 @@ func (s *imapSession) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags
 
 // Copy copies messages (RFC 3501 §6.4.7) and answers COPYUID (RFC 4315).
 func (s *imapSession) Copy(numSet imap.NumSet, dest string) (*imap.CopyData, error) {
-	_, uids := s.resolve(numSet)
+	_, uids, err := s.resolve(numSet)
+	if err != nil {
+		return nil, err
+	}
 	res, err := s.store().Copy(s.ctx, s.user, s.sel.name, uids, dest)
 	if err != nil {
 		return nil, tryCreate(err)
@@ -571,7 +585,10 @@ func (s *imapSession) Move(w *imapserver.MoveWriter, numSet imap.NumSet, dest st
 	if s.sel.readOnly {
 		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeCannot, Text: "Mailbox is read-only"}
 	}
-	_, uids := s.resolve(numSet)
+	_, uids, err := s.resolve(numSet)
+	if err != nil {
+		return err
+	}
 	res, err := s.store().Move(s.ctx, s.user, s.sel.name, uids, dest)
 	if err != nil {
 		return tryCreate(err)
@@ -614,7 +631,7 @@ func (s *imapSession) Expunge(w *imapserver.ExpungeWriter, uids *imap.UIDSet) er
 	}
 	var list []uint32
 	if uids != nil {
-		_, list = s.resolve(*uids)
+		_, list, _ = s.resolve(*uids) // a UID set: never an error
 		if len(list) == 0 {
 			return nil
 		}
@@ -630,9 +647,9 @@ func (s *imapSession) Expunge(w *imapserver.ExpungeWriter, uids *imap.UIDSet) er
 // Fetch answers FETCH (RFC 3501 §6.4.5): flags, dates, sizes and envelope
 // from the index; BODYSTRUCTURE and sections from the body file.
 func (s *imapSession) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *imap.FetchOptions) error {
-	seqs, uids := s.resolve(numSet)
-	if len(uids) == 0 {
-		return nil
+	seqs, uids, err := s.resolve(numSet)
+	if err != nil || len(uids) == 0 {
+		return err
 	}
 	msgs, err := s.store().Get(s.ctx, s.user, s.sel.name, uids)
 	if err != nil {

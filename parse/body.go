@@ -118,8 +118,14 @@ func (p *parser) walk(h message.Header, body io.Reader, f frame) {
 				s = unflow(s, strings.EqualFold(params["delsp"], "yes"))
 			}
 			p.texts = append(p.texts, s)
+			if p.nesting == 0 {
+				p.rootTexts++
+			}
 		} else {
 			p.htmls = append(p.htmls, s)
+			if p.nesting == 0 {
+				p.rootHTMLs = append(p.rootHTMLs, s)
+			}
 		}
 		return
 	}
@@ -197,7 +203,9 @@ func (p *parser) message(h message.Header, body io.Reader, mt string, params map
 		return
 	}
 	at, tx := len(p.msg.Attachments), len(p.texts)
+	p.nesting++
 	p.walk(nh, br, frame{depth: f.depth + 1})
+	p.nesting--
 	if !p.stop {
 		// The rest (an epilogue, a skipped part) still belongs to the .eml.
 		n, _ := io.CopyBuffer(io.Discard, br, p.copyBuf())
@@ -290,6 +298,9 @@ func (p *parser) multipart(mt string, params map[string]string, body io.Reader, 
 		if s = strings.TrimSpace(normalizeNewlines(s)); s != "" {
 			p.decoded += int64(len(s))
 			p.texts = append(p.texts, s)
+			if p.nesting == 0 {
+				p.rootTexts++
+			}
 		}
 	}
 }

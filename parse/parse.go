@@ -130,6 +130,9 @@ type parser struct {
 	buf     []byte
 
 	texts, htmls []string
+	nesting      int      // depth of message/rfc822 being walked
+	rootTexts    int      // text bodies of the message itself, not of one it carries
+	rootHTMLs    []string // HTML bodies of the message itself
 	topCharset   string // the top-level charset, for 8-bit header fallback
 }
 
@@ -199,16 +202,23 @@ func (p *parser) finish() (*Message, error) {
 	m := p.msg
 	m.Text = joinBodies(p.texts)
 	m.HTML = joinBodies(p.htmls)
-	if m.Text == "" && m.HTML != "" {
-		// No text part: text and stripped_text come from the HTML.
-		src := m.HTML
+	src := ""
+	switch {
+	case p.rootTexts == 0 && len(p.rootHTMLs) > 0:
+		// No text part: text and stripped_text come from the HTML
+		// (the message's own; a forwarded message's text follows).
+		src = joinBodies(p.rootHTMLs)
+	case m.Text == "":
+		src = m.HTML
+	}
+	if src != "" {
 		if len(src) > maxHTMLRender {
 			// The HTML tree takes several times the size of its source.
 			p.warnf("html larger than %d bytes: text taken from the first %d", maxHTMLRender, maxHTMLRender)
 			src = src[:maxHTMLRender]
 		}
-		var quoteless string
-		m.Text, quoteless = htmlTexts(src)
+		full, quoteless := htmlTexts(src)
+		m.Text = joinBodies([]string{full, m.Text})
 		m.StrippedText = StripReply(quoteless)
 	} else {
 		m.StrippedText = StripReply(m.Text)
@@ -226,6 +236,9 @@ func joinBodies(parts []string) string {
 	}
 	var b strings.Builder
 	for _, s := range parts {
+		if s == "" {
+			continue
+		}
 		if b.Len() > 0 && !strings.HasSuffix(b.String(), "\n") {
 			b.WriteByte('\n')
 		}

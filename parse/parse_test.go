@@ -589,6 +589,19 @@ func TestForwardedMessage(t *testing.T) {
 	}
 }
 
+func TestHTMLWithForwardedText(t *testing.T) {
+	m := parseString(t, "Content-Type: multipart/mixed; boundary=o\r\n\r\n--o\r\nContent-Type: text/html\r\n\r\n<p>My <b>note</b></p>\r\n"+
+		"--o\r\nContent-Type: message/rfc822\r\n\r\nSubject: old\r\n\r\nold text\r\n--o--\r\n")
+	if !strings.HasPrefix(m.Text, "My note\n") || !strings.Contains(m.Text, "old text") || m.StrippedText != "My note" {
+		t.Errorf("text %q stripped %q", m.Text, m.StrippedText)
+	}
+	m = parseString(t, "Content-Type: multipart/mixed; boundary=o\r\n\r\n--o\r\nContent-Type: message/rfc822\r\n\r\n"+
+		"Subject: old\r\nContent-Type: text/html\r\n\r\n<p>old html</p>\r\n--o--\r\n")
+	if m.Text != "old html" {
+		t.Errorf("text %q", m.Text)
+	}
+}
+
 type failingReader struct{ r io.Reader }
 
 var errDisk = errors.New("disk on fire")

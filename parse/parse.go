@@ -133,7 +133,7 @@ type parser struct {
 	nesting      int      // depth of message/rfc822 being walked
 	rootTexts    int      // text bodies of the message itself, not of one it carries
 	rootHTMLs    []string // HTML bodies of the message itself
-	topCharset   string // the top-level charset, for 8-bit header fallback
+	topCharset   string   // the top-level charset, for 8-bit header fallback
 }
 
 func (p *parser) warn(s string) {

@@ -67,6 +67,7 @@ type Server struct {
 	sessKey []byte
 	tokenH  [32]byte
 	attKey  AttachmentKey
+	limiter loginLimiter
 	log     *slog.Logger
 	now     func() time.Time
 }
@@ -156,6 +157,19 @@ func (s *Server) routes() {
 	}
 }
 
+// PublicHandler serves only the signed attachment URLs (and /healthz), for
+// a listener that receivers of webhooks can reach while admin.listen stays
+// private.
+func (s *Server) PublicHandler() http.Handler {
+	m := http.NewServeMux()
+	m.HandleFunc("GET /attachments/{msgid}/{index}", s.attachment)
+	m.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		io.WriteString(w, "ok\n")
+	})
+	return m
+}
+
 // ServeHTTP implements http.Handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.mux.ServeHTTP(w, r)
@@ -238,11 +252,14 @@ func (s *Server) api(h http.HandlerFunc) http.HandlerFunc {
 			writeError(w, http.StatusForbidden, disabledText)
 			return
 		}
+		if s.throttled(w, r) {
+			return
+		}
 		via := s.authenticate(r)
 		switch {
 		case via == authNone:
 			if r.Header.Get("Authorization") != "" {
-				s.opts.Metrics.FailedLogin("admin")
+				s.loginFailed(r)
 			}
 			w.Header().Set("WWW-Authenticate", `Bearer realm="mailhook admin"`)
 			writeError(w, http.StatusUnauthorized, "authentication required: Authorization: Bearer <admin token>")
@@ -300,12 +317,14 @@ func (s *Server) validSession(v string) bool {
 }
 
 func (s *Server) login(w http.ResponseWriter, r *http.Request) {
+	if s.throttled(w, r) {
+		return
+	}
 	r.Body = http.MaxBytesReader(w, r.Body, 8<<10)
 	tok := r.PostFormValue("token")
 	got := sha256.Sum256([]byte(strings.TrimSpace(tok)))
 	if tok == "" || subtle.ConstantTimeCompare(got[:], s.tokenH[:]) != 1 {
-		s.opts.Metrics.FailedLogin("admin")
-		s.log.Warn("admin login failed", "remote_ip", remoteIP(r))
+		s.loginFailed(r)
 		http.Redirect(w, r, "/?login=failed", http.StatusSeeOther)
 		return
 	}
@@ -324,6 +343,24 @@ func (s *Server) logout(w http.ResponseWriter, r *http.Request) {
 		HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: r.TLS != nil,
 	})
 	http.Redirect(w, r, "/", http.StatusSeeOther)
+}
+
+// throttled answers 429 when the client's address failed to log in too
+// often lately.
+func (s *Server) throttled(w http.ResponseWriter, r *http.Request) bool {
+	blocked, until := s.limiter.blocked(remoteIP(r), s.now())
+	if !blocked {
+		return false
+	}
+	w.Header().Set("Retry-After", strconv.Itoa(max(1, int(until.Sub(s.now()).Seconds()+0.5))))
+	writeError(w, http.StatusTooManyRequests, "too many failed logins from this address; try again later")
+	return true
+}
+
+func (s *Server) loginFailed(r *http.Request) {
+	s.opts.Metrics.FailedLogin("admin")
+	s.limiter.fail(remoteIP(r), s.now())
+	s.log.Warn("admin login failed", "remote_ip", remoteIP(r), "path", r.URL.Path)
 }
 
 func remoteIP(r *http.Request) string {

@@ -736,3 +736,70 @@ func (r *recorder) Write(b []byte) (int, error) {
 	}
 	return r.body.Write(b)
 }
+
+func TestLoginThrottle(t *testing.T) {
+	e := newEnv(t, testToken)
+	for i := range maxFailures {
+		if code, _, _ := e.do("GET", "/api/queue/stats", "wrong"); code != 401 {
+			t.Fatalf("failure %d = %d, want 401", i, code)
+		}
+	}
+	code, hdr, _ := e.do("GET", "/api/queue/stats", testToken)
+	if code != http.StatusTooManyRequests || hdr.Get("Retry-After") == "" {
+		t.Fatalf("after %d failures, right token = %d (Retry-After %q), want 429", maxFailures, code, hdr.Get("Retry-After"))
+	}
+	res, err := http.PostForm(e.base+"/login", url.Values{"token": {testToken}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusTooManyRequests {
+		t.Fatalf("login while throttled = %d, want 429", res.StatusCode)
+	}
+	e.clock.Add(failureWindow)
+	if code, _, _ := e.do("GET", "/api/queue/stats", testToken); code != 200 {
+		t.Fatalf("after the window = %d, want 200", code)
+	}
+	after := scrape(t, e)
+	if after[`mailhook_failed_logins_total{proto="admin"}`] != maxFailures {
+		t.Fatalf("failed logins counted %v, want %d", after[`mailhook_failed_logins_total{proto="admin"}`], maxFailures)
+	}
+
+	var l loginLimiter
+	now := time.Now()
+	for i := range maxTracked + 5 {
+		l.fail(fmt.Sprintf("10.0.%d.%d", i/256, i%256), now)
+	}
+	if len(l.recs) > maxTracked {
+		t.Fatalf("limiter tracks %d addresses, max %d", len(l.recs), maxTracked)
+	}
+}
+
+func TestPublicHandler(t *testing.T) {
+	e := newEnv(t, testToken)
+	f := newFixture(t)
+	mail, _ := accept(t, e.q, e.act, mailOpts{id: "fire", raw: f.raw})
+	h := e.srv.PublicHandler()
+	u := e.srv.SignAttachmentURL("", mail.ID, 0, e.clock.Now().Add(time.Hour))
+	w := &recorder{h: http.Header{}}
+	h.ServeHTTP(w, must(http.NewRequest("GET", u, nil)))
+	if w.code != 200 || !bytes.Equal(w.body.Bytes(), f.big) {
+		t.Fatalf("public attachment = %d, %d bytes", w.code, w.body.Len())
+	}
+	for _, p := range []string{"/api/messages", "/metrics", "/", "/debug/pprof/"} {
+		req := must(http.NewRequest("GET", p, nil))
+		req.Header.Set("Authorization", "Bearer "+testToken)
+		w := &recorder{h: http.Header{}}
+		h.ServeHTTP(w, req)
+		if w.code != http.StatusNotFound {
+			t.Fatalf("public %s = %d, want 404", p, w.code)
+		}
+	}
+}
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
+}

@@ -82,25 +82,17 @@ func (p *parser) walk(h message.Header, body io.Reader, f frame) {
 	}
 	raw := &errReader{r: body}
 	e, err := message.New(h, raw)
-	converted := false
-	if err != nil {
-		if message.IsUnknownEncoding(err) {
-			p.warnf("%s: unknown transfer encoding %q, kept as is", mt, h.Get("Content-Transfer-Encoding"))
-		}
-		if message.IsUnknownCharset(err) {
-			p.warnf("%s: unknown charset %q", mt, declared)
-		}
-	} else if strings.HasPrefix(mt, "text/") && declared != "" && declared != "utf-8" && declared != "us-ascii" {
-		converted = true
+	// go-message returns one error: check the encoding on its own.
+	switch cte := strings.ToLower(h.Get("Content-Transfer-Encoding")); cte {
+	case "", "quoted-printable", "base64", "7bit", "8bit", "binary":
+	default:
+		p.warnf("%s: unknown transfer encoding %q, kept as is", mt, cte)
 	}
-	if err != nil && message.IsUnknownCharset(err) && !message.IsUnknownEncoding(err) && h.Get("Content-Transfer-Encoding") != "" {
-		// go-message reports only the last error; recheck the encoding.
-		switch strings.ToLower(h.Get("Content-Transfer-Encoding")) {
-		case "quoted-printable", "base64", "7bit", "8bit", "binary":
-		default:
-			p.warnf("%s: unknown transfer encoding %q, kept as is", mt, h.Get("Content-Transfer-Encoding"))
-		}
+	unknownCharset := err != nil && message.IsUnknownCharset(err)
+	if unknownCharset {
+		p.warnf("%s: unknown charset %q", mt, declared)
 	}
+	converted := strings.HasPrefix(mt, "text/") && declared != "" && declared != "utf-8" && declared != "us-ascii" && !unknownCharset
 
 	filename := p.filename(h, dparams, params)
 	isBody := (mt == "text/plain" || mt == "text/html") && disp != "attachment" && filename == ""

@@ -47,6 +47,10 @@
 // compared in constant time, or as the dashboard's session cookie. With no
 // token configured they are disabled (403), never open.
 //
+// Ten failed logins (bearer or dashboard) from one address within a minute
+// lock that address out (429) for the rest of the minute; failures are
+// counted in mailhook_failed_logins_total{proto="admin"}.
+//
 // The dashboard's login sets an HttpOnly, SameSite=Strict cookie holding an
 // expiry and its HMAC under a key derived from the token (never the token
 // itself; changing the token ends every session). Writes authenticated by
@@ -72,5 +76,14 @@
 //	go act.Purge(ctx); go act.SampleQueueEvery(ctx, 15*time.Second, q.Stats)
 //
 // RecordAccepted and RecordAttempt may arrive in either order for a fast
-// delivery; the record merges them.
+// delivery; the record merges them. Each Record call is one fsync'd bbolt
+// transaction, shared between concurrent callers (about 3 ms on the test
+// machine), so call them after the SMTP reply is written or from a
+// goroutine rather than before the 250.
+//
+// Attachment URLs: sign them with AttachmentKey.FillAttachmentURLs where the
+// webhook body is built; serve them from this listener, or mount
+// Server.PublicHandler on a listener that the webhook receivers can reach
+// while admin.listen stays private. A URL works until its expiry (410
+// after), for any number of fetches, so webhook retries keep working.
 package admin

@@ -258,6 +258,9 @@ func imapScript(t *testing.T, c *imapclient.Client) []string {
 			if m.BodyStructure != nil {
 				fmt.Fprintf(&b, " bs=%s", bsSummary(m.BodyStructure))
 			}
+			for _, s := range m.BinarySection {
+				fmt.Fprintf(&b, " BINARY%v=%q", s.Section.Part, s.Bytes)
+			}
 			for _, s := range m.BodySection {
 				// Header field names come back as the server spells them.
 				fields := strings.ToUpper(strings.Join(s.Section.HeaderFields, " "))
@@ -275,6 +278,14 @@ func imapScript(t *testing.T, c *imapclient.Client) []string {
 		{Peek: true, Specifier: imap.PartSpecifierText},
 		{Peek: true, Partial: &imap.SectionPartial{Offset: 6, Size: 5}},
 	}})
+	fetch("more sections", imap.SeqSetNum(2), &imap.FetchOptions{BodySection: []*imap.FetchItemBodySection{
+		{Peek: true, Part: []int{1}, Specifier: imap.PartSpecifierMIME},
+		{Peek: true, Part: []int{2}, Partial: &imap.SectionPartial{Offset: 0, Size: 4}},
+		{Peek: true, Specifier: imap.PartSpecifierHeader},
+		{Peek: true, Specifier: imap.PartSpecifierHeader, HeaderFields: []string{"Date", "X-Missing"}},
+		{Peek: true, Specifier: imap.PartSpecifierHeader, HeaderFieldsNot: []string{"Content-Type", "Date", "MIME-Version"}},
+		{Peek: true, Partial: &imap.SectionPartial{Offset: 100000, Size: 10}},
+	}, BinarySection: []*imap.FetchItemBinarySection{{Part: []int{2}, Peek: true}}})
 	fetch("seen", imap.SeqSetNum(1), &imap.FetchOptions{UID: true, BodySection: []*imap.FetchItemBodySection{{}}})
 	fetch("flags", imap.SeqSet{{Start: 1, Stop: 0}}, &imap.FetchOptions{UID: true, Flags: true})
 
@@ -310,6 +321,12 @@ func imapScript(t *testing.T, c *imapclient.Client) []string {
 		}
 		add("SEARCH %s: %s %v", tc.name, status(err), nums)
 	}
+	if d, err := c.Search(&imap.SearchCriteria{NotFlag: []imap.Flag{imap.FlagDeleted}}, &imap.SearchOptions{ReturnMin: true, ReturnMax: true, ReturnCount: true}).Wait(); d != nil {
+		add("ESEARCH: %s min=%d max=%d count=%d", status(err), d.Min, d.Max, d.Count)
+	}
+	list("%")
+	list("INBOX")
+	list("inbox")
 	d, err := c.UIDSearch(&imap.SearchCriteria{Body: []string{"world"}}, nil).Wait()
 	if d != nil {
 		add("UID SEARCH: %s %v", status(err), d.AllUIDs())
@@ -441,6 +458,20 @@ func imapScript(t *testing.T, c *imapclient.Client) []string {
 	if sd != nil {
 		add("STATUS after CLOSE: %s messages=%d uidnext=%d", status(err), *sd.NumMessages, sd.UIDNext)
 	}
+	// A message with bare LF line ends: sizes and bytes as on the wire
+	// (CRLF), whatever the server stores.
+	if _, err := c.Select("Drafts", nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	lf := "Subject: lf only\nFrom: a@example.org\n\nline one\nline two\n"
+	ac := c.Append("Drafts", int64(len(lf)), &imap.AppendOptions{Flags: []imap.Flag{imap.FlagDraft}})
+	io.WriteString(ac, lf)
+	ac.Close()
+	if _, err := ac.Wait(); err != nil {
+		add("APPEND lf: %s", status(err))
+	}
+	c.Noop().Wait()
+	fetch("lf", imap.SeqSetNum(1), &imap.FetchOptions{UID: true, Flags: true, RFC822Size: true, BodySection: []*imap.FetchItemBodySection{{Peek: true}, {Peek: true, Specifier: imap.PartSpecifierText}}})
 	add("CREATE deep: %s", status(c.Create("Tmp/x", nil).Wait()))
 	list("Tmp*")
 	return out

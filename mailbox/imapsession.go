@@ -662,8 +662,10 @@ func (s *imapSession) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, optio
 			markSeen = true
 		}
 	}
-	if len(options.BinarySection) > 0 {
-		markSeen = true
+	for _, bs := range options.BinarySection {
+		if !bs.Peek { // BINARY.PEEK does not (RFC 3516 §4.2)
+			markSeen = true
+		}
 	}
 	seen := map[uint32]bool{}
 	if markSeen && !s.sel.readOnly {

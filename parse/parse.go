@@ -19,8 +19,9 @@ var (
 )
 
 // maxHTMLRender is the most HTML rendered to text when a message has no
-// text part (a variable so tests can lower it).
-var maxHTMLRender = 4 << 20
+// text part (a variable so tests can lower it). Crafted HTML makes the
+// HTML parser slower than linear; 1 MiB bounds it to well under a second.
+var maxHTMLRender = 1 << 20
 
 // maxWarnings caps Message.Warnings so hostile input cannot grow it without
 // bound.

@@ -472,10 +472,53 @@ func imapScript(t *testing.T, c *imapclient.Client) []string {
 	}
 	c.Noop().Wait()
 	fetch("lf", imap.SeqSetNum(1), &imap.FetchOptions{UID: true, Flags: true, RFC822Size: true, BodySection: []*imap.FetchItemBodySection{{Peek: true}, {Peek: true, Specifier: imap.PartSpecifierText}}})
+	// MIME the way real mail is: encoded words, quoted-printable,
+	// base64, an attached message.
+	if _, err := c.Select("Sent", nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	ac = c.Append("Sent", int64(len(mimeMsg)), nil)
+	io.WriteString(ac, mimeMsg)
+	ac.Close()
+	if _, err := ac.Wait(); err != nil {
+		add("APPEND mime: %s", status(err))
+	}
+	c.Noop().Wait()
+	fetch("mime", imap.SeqSetNum(1), &imap.FetchOptions{RFC822Size: true, Envelope: true, BodyStructure: &imap.FetchItemBodyStructure{Extended: true},
+		BodySection: []*imap.FetchItemBodySection{{Peek: true, Part: []int{3}, Specifier: imap.PartSpecifierHeader}, {Peek: true, Part: []int{3, 1}}}})
+	for _, tc := range []struct {
+		name string
+		c    imap.SearchCriteria
+	}{
+		{"encoded subject", imap.SearchCriteria{Header: []imap.SearchCriteriaHeaderField{{Key: "Subject", Value: "café"}}}},
+		{"encoded subject upper", imap.SearchCriteria{Header: []imap.SearchCriteriaHeaderField{{Key: "Subject", Value: "CAFÉ"}}}},
+		{"qp body", imap.SearchCriteria{Body: []string{"crème brûlée"}}},
+		{"base64 body", imap.SearchCriteria{Body: []string{"base64 secret"}}},
+		{"nested body", imap.SearchCriteria{Body: []string{"forwarded words"}}},
+		{"no match", imap.SearchCriteria{Body: []string{"absent"}}},
+	} {
+		d, err := c.Search(&tc.c, &imap.SearchOptions{}).Wait()
+		var nums []uint32
+		if d != nil {
+			nums = d.AllSeqNums()
+		}
+		add("SEARCH %s: %s %v", tc.name, status(err), nums)
+	}
 	add("CREATE deep: %s", status(c.Create("Tmp/x", nil).Wait()))
 	list("Tmp*")
 	return out
 }
+
+const mimeMsg = "From: =?utf-8?q?Ren=C3=A9?= <rene@example.org>\r\n" +
+	"To: alice@example.test\r\nSubject: =?utf-8?q?Caf=C3=A9_order?=\r\nDate: Thu, 05 Feb 2026 09:00:00 +0100\r\n" +
+	"MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"outer\"\r\n\r\n" +
+	"--outer\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n" +
+	"One cr=C3=A8me br=C3=BBl=C3=A9e, please.\r\n" +
+	"--outer\r\nContent-Type: text/html; charset=utf-8\r\nContent-Transfer-Encoding: base64\r\n" +
+	"Content-Disposition: inline\r\n\r\nPHA+YmFzZTY0IHNlY3JldDwvcD4=\r\n" +
+	"--outer\r\nContent-Type: message/rfc822\r\nContent-Disposition: attachment; filename=\"fwd.eml\"\r\n\r\n" +
+	"From: bob@example.org\r\nSubject: inner\r\nDate: Wed, 04 Feb 2026 08:00:00 +0000\r\n\r\nforwarded words here\r\n" +
+	"--outer--\r\n"
 
 // normFlags drops \Recent (gone in IMAP4rev2) and sorts.
 func normFlags(f []imap.Flag) []string {

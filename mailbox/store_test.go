@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -438,4 +439,61 @@ func TestLimiter(t *testing.T) {
 		t.Errorf("Acquire after release = %v", err)
 	}
 	r2()
+}
+
+// TestConcurrentDeliverDedup: workers racing on the same jobs (a queue
+// redelivering after a lease expired) append each job once.
+func TestConcurrentDeliverDedup(t *testing.T) {
+	ctx := context.Background()
+	s := openStore(t, Options{})
+	const workers, jobs = 6, 15
+	uids := make([][]uint32, workers)
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := 0; j < jobs; j++ {
+				uid, err := s.Deliver(ctx, "u", "", strings.NewReader(sample), time.Time{}, fmt.Sprintf("job-%d", j))
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				uids[w] = append(uids[w], uid)
+			}
+		}()
+	}
+	wg.Wait()
+	for w := 1; w < workers; w++ {
+		if !slices.Equal(uids[w], uids[0]) {
+			t.Fatalf("worker %d got UIDs %v, worker 0 %v", w, uids[w], uids[0])
+		}
+	}
+	if f, _ := s.Folder(ctx, "u", Inbox); f.Messages != jobs {
+		t.Fatalf("%d messages, want %d", f.Messages, jobs)
+	}
+	verify(t, s)
+}
+
+func TestWatchFollowsRename(t *testing.T) {
+	ctx := context.Background()
+	s := openStore(t, Options{})
+	s.CreateFolder(ctx, "u", "A")
+	w, err := s.Watch(ctx, "u", "A")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	if err := s.RenameFolder(ctx, "u", "A", "B"); err != nil {
+		t.Fatal(err)
+	}
+	<-w.C // the rename itself
+	if _, err := s.Deliver(ctx, "u", "B", strings.NewReader(sample), time.Time{}, ""); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-w.C:
+	default:
+		t.Fatal("no signal for a delivery to the renamed folder")
+	}
 }

@@ -49,7 +49,7 @@ func TestDashboardBrowser(t *testing.T) {
 
 	// A message that was retried, then delivered.
 	f := newFixture(t)
-	accept(t, e.q, e.act, mailOpts{id: "fire", raw: f.raw})
+	accept(t, e.q, e.act, mailOpts{id: "fire", raw: f.raw, received: e.clock.Now()})
 	jobs, _ := e.q.Take(ctx, deliver.Kinds, 1, time.Minute)
 	retry := deliver.Attempt{At: e.clock.Now(), Status: 503, Latency: 231 * time.Millisecond, Error: "webhook: 503 Service Unavailable", Response: "upstream busy"}
 	e.q.Retry(ctx, jobs[0], e.clock.Now(), retry)
@@ -61,7 +61,7 @@ func TestDashboardBrowser(t *testing.T) {
 	e.act.RecordAttempt(jobs[0], ok, OutcomeDelivered)
 	// A dead letter.
 	e.clock.Add(time.Second)
-	accept(t, e.q, e.act, mailOpts{id: "lost", rcpt: "sales@example.test", route: "people"})
+	accept(t, e.q, e.act, mailOpts{id: "lost", rcpt: "sales@example.test", route: "people", received: e.clock.Now()})
 	jobs, _ = e.q.Take(ctx, deliver.Kinds, 1, time.Minute)
 	gone := deliver.Attempt{At: e.clock.Now(), Status: 410, Latency: 12 * time.Millisecond, Error: "webhook: 410 Gone"}
 	e.q.Dead(ctx, jobs[0], gone)
@@ -144,7 +144,7 @@ func TestDashboardBrowser(t *testing.T) {
 	}
 
 	// A message arriving now shows up without a reload (the list polls).
-	accept(t, e.q, e.act, mailOpts{id: "late"})
+	accept(t, e.q, e.act, mailOpts{id: "late", received: e.clock.Now()})
 	step("live list", chromedp.WaitVisible(chromedp.CSS(`#messages tr[data-id="late"]`)))
 
 	step("open message", chromedp.Click(chromedp.CSS(`#messages tr[data-id="fire"] a`)),
@@ -178,6 +178,12 @@ func TestDashboardBrowser(t *testing.T) {
 	}
 	if st, _ := e.q.Stats(ctx); st.Dead != 0 {
 		t.Fatalf("queue still holds %d dead jobs", st.Dead)
+	}
+
+	step("refused", chromedp.Click(chromedp.CSS(`#nav a[data-view="refused"]`)),
+		chromedp.WaitVisible(chromedp.CSS("#refused tbody tr")))
+	if s := text("#refused tbody tr"); !strings.Contains(s, "198.51.100.7") || !strings.Contains(s, "550 5.7.1") || !strings.Contains(s, "relay_denied") {
+		t.Fatalf("refused row = %q", s)
 	}
 
 	step("charts", chromedp.Click(chromedp.CSS(`#nav a[data-view="charts"]`)),

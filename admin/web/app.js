@@ -4,7 +4,7 @@
 
 (function () {
   const $ = (sel, root) => (root || document).querySelector(sel);
-  const views = ["login", "messages", "message", "dead", "charts"];
+  const views = ["login", "messages", "message", "dead", "refused", "charts"];
   const POLL_MS = 3000;
   let pollTimer = null;
   let cursor = "";
@@ -339,6 +339,24 @@
     } catch (e) { if (e.status !== 401) flash("Could not load dead letters: " + e.message, true); }
   }
 
+  // --- refusals ---
+  async function loadRefused() {
+    try {
+      const res = await api("/api/refused?limit=200");
+      $("#refused tbody").replaceChildren(...res.refused.map(r => el("tr", {},
+        el("td", { class: "nowrap" }, fmtTime(r.at)),
+        el("td", {}, r.remote_ip || ""),
+        el("td", {}, r.mail_from || "<>"),
+        el("td", {}, (r.rcpts || []).join(", ")),
+        el("td", { class: "nowrap" }, badge(r.code + " " + (r.enhanced || ""), r.code >= 500 ? "bad" : "warn")),
+        el("td", { class: "err" }, r.reason || ""),
+        el("td", {}, r.stage || ""),
+      )));
+      $("#refused-empty").hidden = res.refused.length > 0;
+      loadStats();
+    } catch (e) { if (e.status !== 401) flash("Could not load refusals: " + e.message, true); }
+  }
+
   // --- charts (inline SVG) ---
   // lineChart draws series (each {name, cls, values}) over points' times.
   function lineChart(box, times, series, opts) {
@@ -427,6 +445,9 @@
     } else if (h === "#/dead") {
       show("dead");
       poll(loadDead);
+    } else if (h === "#/refused") {
+      show("refused");
+      poll(loadRefused);
     } else if (h === "#/charts") {
       show("charts");
       stopPolling();

@@ -68,6 +68,25 @@ var sentFromRE = regexp.MustCompile(`(?i)^\s*(?:` +
 
 var underscoreRE = regexp.MustCompile(`^\s*_{10,}\s*$`)
 
+// maxStripScan is how much text StripReply searches for the start of the
+// quoted part.
+const maxStripScan = 64 << 10
+
+// attributionWords are the verbs attributionRE needs; a line without any
+// is not matched against it.
+var attributionWords = []string{"wrote", "writes", "said", "schrieb", "écrit", "escribió", "scritto", "escreveu",
+	"schreef", "geschreven", "skrev", "napisa", "написал", "пишет", "書きました", "写道", "寫道", "来信", "來信"}
+
+func hasAttributionWord(s string) bool {
+	s = strings.ToLower(s)
+	for _, w := range attributionWords {
+		if strings.Contains(s, w) {
+			return true
+		}
+	}
+	return false
+}
+
 // StripReply returns the new part of a reply: text cut at the first
 // attribution line ("On … wrote:" and its translations), Outlook header
 // block or "-----Original Message-----" separator, signature separator
@@ -76,7 +95,13 @@ var underscoreRE = regexp.MustCompile(`^\s*_{10,}\s*$`)
 func StripReply(text string) string {
 	lines := strings.Split(normalizeNewlines(text), "\n")
 	cut := len(lines)
+	scanned := 0
 	for i := range lines {
+		// The markers are looked for near the top only: the new part of a
+		// reply is short, and the expressions cost time on hostile text.
+		if scanned += len(lines[i]) + 1; scanned > maxStripScan {
+			break
+		}
 		if isQuoted(lines[i]) {
 			continue
 		}
@@ -165,7 +190,7 @@ func cutAt(lines []string, i int) (int, bool) {
 		if len(joined) > 600 {
 			break
 		}
-		if j := strings.TrimRight(joined, "*_ "); (strings.HasSuffix(j, ":") || strings.HasSuffix(j, "：")) && attributionRE.MatchString(j) {
+		if j := strings.TrimRight(joined, "*_ "); (strings.HasSuffix(j, ":") || strings.HasSuffix(j, "：")) && hasAttributionWord(j) && attributionRE.MatchString(j) {
 			return i, true
 		}
 	}

@@ -1,6 +1,9 @@
 package parse
 
-import "testing"
+import (
+	"strings"
+	"testing"
+)
 
 // Replies as the clients write them, each with the new part we expect.
 var stripCases = []struct {
@@ -317,5 +320,21 @@ func TestStripReply(t *testing.T) {
 				t.Errorf("StripReply(%q) = %q, want %q", tc.in, got, tc.want)
 			}
 		})
+	}
+}
+
+func TestStripReplyLongText(t *testing.T) {
+	// Past the scanned prefix no marker is looked for; quotes still go.
+	long := strings.Repeat("new text line\n", (maxStripScan/14)+10)
+	in := long + "> quoted\nOn Mon, Jan 8, 2024 at 10:15 AM X <x@example.com> wrote:\nmore\n"
+	got := StripReply(in)
+	if strings.Contains(got, "> quoted") || !strings.HasSuffix(got, "more") {
+		t.Errorf("StripReply(long) ends with %q", got[len(got)-80:])
+	}
+	// Hostile lines (ending in a colon, with an attribution verb) stay
+	// cheap because only the prefix is scanned.
+	hostile := strings.Repeat("On some day a@b.c 12 said nothing special here at all:\n", 100000)
+	if got := StripReply(hostile); len(got) > len(hostile) {
+		t.Errorf("StripReply(hostile) grew")
 	}
 }

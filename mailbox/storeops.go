@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -219,7 +220,9 @@ func (s *Store) writeBlob(r io.Reader) (id [blobIDLen]byte, size int64, err erro
 			os.Remove(tmp)
 		}
 	}()
-	bw := bufio.NewWriterSize(f, 64<<10)
+	bw := writerPool.Get().(*bufio.Writer)
+	bw.Reset(f)
+	defer func() { bw.Reset(nil); writerPool.Put(bw) }()
 	size, err = copyCRLF(bw, io.LimitReader(r, s.opts.MaxMessageSize+1))
 	if err != nil {
 		return id, 0, fmt.Errorf("mailbox: write body: %w", err)
@@ -248,10 +251,19 @@ func (s *Store) writeBlob(r io.Reader) (id [blobIDLen]byte, size int64, err erro
 	return id, size, nil
 }
 
+// Buffers for body writes, reused: a delivery would otherwise allocate
+// 128 KiB.
+var (
+	readerPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 64<<10) }}
+	writerPool = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 64<<10) }}
+)
+
 // copyCRLF copies r to w turning bare LF into CRLF, so that the stored
 // size is what IMAP (RFC 3501 §2.3.4 RFC822.SIZE) and POP3 send.
 func copyCRLF(w *bufio.Writer, r io.Reader) (int64, error) {
-	br := bufio.NewReaderSize(r, 64<<10)
+	br := readerPool.Get().(*bufio.Reader)
+	br.Reset(r)
+	defer func() { br.Reset(nil); readerPool.Put(br) }()
 	var n int64
 	prevCR := false
 	for {

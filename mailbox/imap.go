@@ -196,6 +196,24 @@ func (s *IMAPServer) Serve(l net.Listener) error {
 	}
 }
 
+// Shutdown is Close shaped like http.Server.Shutdown. IMAP sessions are
+// long-lived (IDLE), so there is nothing to drain: every client gets BYE
+// and reconnects to another node or after the restart. It returns ctx's
+// error if ctx ended first.
+func (s *IMAPServer) Shutdown(ctx context.Context) error {
+	done := make(chan error, 1)
+	go func() {
+		defer s.recoverPanic("imap shutdown")
+		done <- s.Close()
+	}()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
 // Close stops the listeners, says BYE to every client (RFC 3501 §7.1.5)
 // and closes the connections.
 func (s *IMAPServer) Close() error {

@@ -701,7 +701,9 @@ func TestIMAPRawTranscript(t *testing.T) {
 	r.send("b4 NOOP\r\n")
 	r.expect("b4 OK")
 	// Shutdown says BYE.
-	e.srv.Close()
+	if err := e.srv.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 	r.expect("* BYE")
 }
 

@@ -264,6 +264,8 @@ func TestActivityKeepRawAndPurge(t *testing.T) {
 	if err := a.RecordRefused(Refused{RemoteIP: "192.0.2.9", Code: 550, Enhanced: "5.1.1", Reason: "unknown_user", Stage: "rcpt"}); err != nil {
 		t.Fatal(err)
 	}
+	// A message still in the queue when its activity record expires.
+	accept(t, q, a, mailOpts{id: "slow"})
 	// A raw copy whose message was never recorded.
 	stray := filepath.Join(t.TempDir(), "stray.eml")
 	os.WriteFile(stray, []byte("x"), 0o600)
@@ -279,8 +281,21 @@ func TestActivityKeepRawAndPurge(t *testing.T) {
 		t.Fatalf("PurgeOnce before retention = %d, %v; want 0", n, err)
 	}
 	c.Add(2 * time.Minute)
-	if n, err := a.PurgeOnce(); err != nil || n != 1 {
-		t.Fatalf("PurgeOnce = %d, %v; want 1", n, err)
+	if n, err := a.PurgeOnce(); err != nil || n != 2 {
+		t.Fatalf("PurgeOnce = %d, %v; want 2", n, err)
+	}
+	// The purge never touches the queue: its copy of "slow" is intact.
+	if rc, err := q.OpenRaw(t.Context(), "slow"); err != nil {
+		t.Fatalf("queue raw after the activity purge: %v", err)
+	} else {
+		b, _ := io.ReadAll(rc)
+		rc.Close()
+		if !strings.Contains(string(b), "hello slow") {
+			t.Fatalf("queue raw = %q", b)
+		}
+	}
+	if st, _ := q.Stats(t.Context()); st.Ready != 1 {
+		t.Fatalf("queue after purge = %+v", st)
 	}
 	if _, err := a.Message("old"); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("Message(old) after purge = %v, want ErrNotFound", err)

@@ -229,7 +229,8 @@ func TestAPIMessageDetailAndRaw(t *testing.T) {
 	}
 
 	code, hdr, raw := e.do("GET", "/api/messages/fire/raw", testToken)
-	if code != 200 || hdr.Get("Content-Type") != "message/rfc822" || string(raw) != f.raw {
+	if code != 200 || hdr.Get("Content-Type") != "message/rfc822" || string(raw) != f.raw ||
+		!strings.HasPrefix(hdr.Get("Content-Disposition"), "attachment") || hdr.Get("Content-Security-Policy") != "sandbox" {
 		t.Fatalf("raw = %d %s (%d bytes)", code, hdr.Get("Content-Type"), len(raw))
 	}
 	if code, _, _ := e.do("GET", "/api/messages/nope", testToken); code != 404 {

@@ -85,8 +85,28 @@ type Options struct {
 	// our authserv-id; nil uses a plain prefix check.
 	IsForgedAR func(value, authServID string) bool
 	Logger     *slog.Logger
+	// Bounce, when set, is asked first about every recipient in our
+	// domains: handled reports that the address is a bounce address of ours
+	// (an SRS address of the relay); then refuse, if set, is the reply for
+	// a bad or expired one, else d is the decision for it (relay the bounce
+	// back, or drop it) in place of the rules.
+	Bounce func(mailFrom, rcpt string) (d *route.Decision, refuse *smtp.SMTPError, handled bool)
+	// BeforeCommit, when set, may refuse a routed message before it is
+	// committed: a *smtp.SMTPError it returns is the reply (452 4.2.2 for a
+	// full mailbox), any other error a 451.
+	BeforeCommit func(ctx context.Context, m *route.Mail, d []route.Decision) error
+	// Observer, when set, is told of every connection, acceptance and
+	// refusal (metrics, the activity log).
+	Observer Observer
 	// Now is the clock; nil is time.Now.
 	Now func() time.Time
+}
+
+// Observer is told what the listener does. Its methods must not block.
+type Observer interface {
+	Connection(remoteIP string)
+	Accepted(m *route.Mail, d []route.Decision)
+	Refused(remoteIP, mailFrom string, rcpts []string, reply *smtp.SMTPError, stage string)
 }
 
 // Server is the SMTP MX listener.
@@ -195,6 +215,9 @@ func (s *Server) NewSession(c *smtp.Conn) (smtp.Session, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	_, isTLS := c.TLSConnectionState()
 	ip := remoteIP(c.Conn().RemoteAddr())
+	if s.o.Observer != nil {
+		s.o.Observer.Connection(ip)
+	}
 	return &session{
 		s: s, c: c, ctx: ctx, cancel: cancel,
 		ip: ip, helo: c.Hostname(), tls: isTLS,

@@ -22,6 +22,8 @@ import (
 	"testing"
 	"time"
 
+	gosmtp "github.com/emersion/go-smtp"
+
 	"github.com/mailhook/mailhook/ingest/auth"
 	"github.com/mailhook/mailhook/parse"
 	"github.com/mailhook/mailhook/route"
@@ -664,4 +666,46 @@ func TestShutdownLetsSessionFinish(t *testing.T) {
 	if h.rec.count() != 1 {
 		t.Fatal("message in flight lost on shutdown")
 	}
+}
+
+func TestBounceAddressesAndBeforeCommit(t *testing.T) {
+	relayBack := &route.Decision{Rules: []string{"srs-bounce"}, Actions: []route.Action{{Kind: route.ActForward, Forward: []string{"orig@sender.test"}}}}
+	h := start(t, func(o *Options) {
+		o.Bounce = func(from, rcpt string) (*route.Decision, *gosmtp.SMTPError, bool) {
+			switch {
+			case strings.HasPrefix(rcpt, "SRS0=good"):
+				return relayBack, nil, true
+			case strings.HasPrefix(rcpt, "SRS0="):
+				return nil, ErrUnknownUser, true
+			}
+			return nil, nil, false
+		}
+		o.BeforeCommit = func(ctx context.Context, m *route.Mail, d []route.Decision) error {
+			if m.Message.Subject == "huge" {
+				return &gosmtp.SMTPError{Code: 452, EnhancedCode: gosmtp.EnhancedCode{4, 2, 2}, Message: "Mailbox full"}
+			}
+			return nil
+		}
+	})
+	c := dial(t, h.addr)
+	c.expect("EHLO client.test", "250 ")
+	c.expect("MAIL FROM:<>", "250 ")
+	c.expect("RCPT TO:<SRS0=bad=xx=sender.test=orig@example.test>", "550 5.1.1")
+	c.expect("RCPT TO:<SRS0=good=xx=sender.test=orig@example.test>", "250 ")
+	c.expect("DATA", "354 ")
+	c.expect("Subject: bounce\r\n\r\nundeliverable\r\n.", "250 ")
+	if h.rec.count() != 1 || h.rec.decs[0][0].Actions[0].Forward[0] != "orig@sender.test" || h.rec.decs[0][0].Rcpt != "SRS0=good=xx=sender.test=orig@example.test" {
+		t.Fatalf("bounce decision = %+v", h.rec.decs)
+	}
+	err := sendMail(h.addr, "a@sender.test", "support@example.test", "Subject: huge\r\n\r\nx\r\n")
+	if !isReply(err, 452, "4.2.2") {
+		t.Fatalf("BeforeCommit refusal: %v", err)
+	}
+	if h.rec.count() != 1 {
+		t.Fatal("a refused message was committed")
+	}
+}
+
+func sendMail(addr, from, to, msg string) error {
+	return smtp.SendMail(addr, nil, from, []string{to}, []byte(msg))
 }

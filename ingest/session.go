@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -42,12 +43,14 @@ type session struct {
 	utf8     bool
 	rcpts    []string
 	spf      chan auth.SPFResult
+	// bounces are the decisions for recipients that are bounce addresses
+	bounces map[string]*route.Decision
 }
 
 var _ smtp.Session = (*session)(nil)
 
 func (ss *session) Reset() {
-	ss.mailFrom, ss.null, ss.utf8, ss.rcpts, ss.spf, ss.policy = "", false, false, nil, nil, nil
+	ss.mailFrom, ss.null, ss.utf8, ss.rcpts, ss.spf, ss.policy, ss.bounces = "", false, false, nil, nil, nil, nil
 }
 
 func (ss *session) Logout() error {
@@ -109,6 +112,22 @@ func (ss *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 		ss.refused(to, rerr)
 		return rerr
 	}
+	if b := ss.s.o.Bounce; b != nil {
+		if d, refuse, handled := b(ss.mailFrom, addr); handled {
+			if refuse != nil {
+				ss.refused(addr, refuse)
+				return refuse
+			}
+			if ss.bounces == nil {
+				ss.bounces = map[string]*route.Decision{}
+			}
+			ss.bounces[addr] = d
+			if !slices.Contains(ss.rcpts, addr) {
+				ss.rcpts = append(ss.rcpts, addr)
+			}
+			return nil
+		}
+	}
 	if !p.Router.AcceptsEnvelope(addr, ss.mailFrom) {
 		ss.refused(addr, ErrUnknownUser)
 		return ErrUnknownUser
@@ -124,6 +143,9 @@ func (ss *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 
 func (ss *session) refused(rcpt string, e *smtp.SMTPError) {
 	ss.errors++
+	if obs := ss.s.o.Observer; obs != nil {
+		obs.Refused(ss.ip, ss.mailFrom, []string{rcpt}, e, "rcpt")
+	}
 	ss.log.Info("recipient refused", "mail_from", ss.mailFrom, "rcpt", rcpt,
 		"status", fmt.Sprintf("%d %d.%d.%d", e.Code, e.EnhancedCode[0], e.EnhancedCode[1], e.EnhancedCode[2]), "reason", e.Message)
 }
@@ -169,6 +191,9 @@ func (ss *session) Data(r io.Reader) error {
 	if errors.As(err, &se) {
 		if se.Code >= 400 {
 			ss.errors++
+			if obs := ss.s.o.Observer; obs != nil {
+				obs.Refused(ss.ip, ss.mailFrom, ss.rcpts, se, "data")
+			}
 			ss.log.Info("message refused", "mail_from", ss.mailFrom, "rcpt", strings.Join(ss.rcpts, ","),
 				"status", fmt.Sprintf("%d %d.%d.%d", se.Code, se.EnhancedCode[0], se.EnhancedCode[1], se.EnhancedCode[2]), "reason", se.Message)
 		}
@@ -177,6 +202,9 @@ func (ss *session) Data(r io.Reader) error {
 	if err != nil {
 		ss.log.Error("message deferred", "mail_from", ss.mailFrom, "rcpt", strings.Join(ss.rcpts, ","),
 			"status", "451 4.3.0", "error", err)
+		if obs := ss.s.o.Observer; obs != nil {
+			obs.Refused(ss.ip, ss.mailFrom, ss.rcpts, ErrTempFailure, "commit")
+		}
 		return ErrTempFailure
 	}
 	return nil
@@ -246,6 +274,12 @@ func (ss *session) data(r io.Reader) (err error) {
 
 	decisions := make([]route.Decision, 0, len(ss.rcpts))
 	for _, rcpt := range ss.rcpts {
+		if bd, ok := ss.bounces[rcpt]; ok {
+			d := *bd
+			d.Rcpt = rcpt
+			decisions = append(decisions, d)
+			continue
+		}
 		d := ss.policy.Router.Decide(mail, rcpt)
 		if !d.Matched() {
 			// Refused whole rather than delivered for some recipients and
@@ -275,6 +309,12 @@ func (ss *session) data(r io.Reader) (err error) {
 	if mail.Message != nil {
 		mail.Message.Headers = deliveredHeaders(prepend, mail.Message.Headers, func(v string) bool { return o.IsForgedAR(v, o.Hostname) })
 	}
+	if o.BeforeCommit != nil {
+		if err := o.BeforeCommit(ss.ctx, mail, decisions); err != nil {
+			os.Remove(path)
+			return err
+		}
+	}
 	cerr := o.Committer.Commit(ss.ctx, mail, decisions)
 	// The committer took the file (renamed into its store) or copied it.
 	if rmErr := os.Remove(path); rmErr != nil && !errors.Is(rmErr, os.ErrNotExist) {
@@ -286,6 +326,9 @@ func (ss *session) data(r io.Reader) (err error) {
 	routes := make([]string, 0, len(decisions))
 	for _, d := range decisions {
 		routes = append(routes, strings.Join(d.Rules, "+"))
+	}
+	if obs := o.Observer; obs != nil {
+		obs.Accepted(mail, decisions)
 	}
 	ss.log.Info("message accepted", "msg_id", id, "mail_from", ss.mailFrom, "rcpt", strings.Join(ss.rcpts, ","),
 		"route", strings.Join(routes, ","), "status", "250 2.0.0", "size", size)

@@ -1,14 +1,33 @@
 package main
 
 import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/hex"
+	"errors"
 	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
 
+	"github.com/emersion/go-smtp"
+
+	"github.com/mailhook/mailhook/config"
 	"github.com/mailhook/mailhook/deliver"
+	"github.com/mailhook/mailhook/deliver/relay"
 	"github.com/mailhook/mailhook/deliver/webhook"
+	"github.com/mailhook/mailhook/ingest/auth"
+	"github.com/mailhook/mailhook/mailbox"
+	"github.com/mailhook/mailhook/mailbox/pop3"
+	"github.com/mailhook/mailhook/route"
 )
 
-// handlers returns a delivery handler per job kind.
-func (a *app) handlers() (map[deliver.Kind]deliver.Handler, error) {
+// handlers returns a delivery handler per job kind: webhooks always, the
+// relay always (forward rules and SRS bounces need it), mailboxes when the
+// store is open.
+func (a *app) handlers(resolver *auth.Resolver) (map[deliver.Kind]deliver.Handler, error) {
 	h := map[deliver.Kind]deliver.Handler{}
 	eps := map[string]webhook.Endpoint{}
 	for name, w := range a.cfg.Webhooks {
@@ -23,15 +42,212 @@ func (a *app) handlers() (map[deliver.Kind]deliver.Handler, error) {
 			AllowPrivate: w.AllowPrivate,
 		}
 		if err := ep.Validate(); err != nil {
-			return nil, fmt.Errorf("webhooks.%s: %w", name, err)
+			return nil, err
 		}
 		eps[name] = ep
 	}
 	sender := webhook.NewSender(webhook.Options{Endpoints: eps, Version: version, Logger: a.log})
 	a.closers = append(a.closers, sender.Close)
 	h[deliver.KindWebhook] = sender
+
+	rc := a.cfg.Relay
+	ropts := relay.Options{
+		Hostname:    a.cfg.Hostname,
+		Smarthost:   rc.Smarthost,
+		Username:    rc.Username,
+		Password:    rc.Password,
+		TLS:         rc.TLS,
+		Resolver:    resolver,
+		SRS:         a.srs,
+		MaxReceived: rc.MaxReceived,
+		LoopMarker:  a.cfg.Hostname,
+		Timeout:     rc.Timeout,
+		Logger:      a.log,
+	}
+	if rc.DKIM.PrivateKeyFile != "" {
+		signer, err := relay.LoadDKIMSigner(rc.DKIM.Domain, rc.DKIM.Selector, rc.DKIM.PrivateKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("relay.dkim: %w", err)
+		}
+		ropts.DKIM = signer
+	}
+	relayer, err := relay.New(ropts)
+	if err != nil {
+		return nil, fmt.Errorf("relay: %w", err)
+	}
+	h[deliver.KindRelay] = relayer
+
+	if a.store != nil {
+		h[deliver.KindMailbox] = &deliver.MailboxHandler{
+			Store: a.store,
+			Permanent: func(err error) bool {
+				return errors.Is(err, mailbox.ErrOverQuota) || errors.Is(err, mailbox.ErrTooLarge) || errors.Is(err, mailbox.ErrInvalidName)
+			},
+		}
+	}
 	return h, nil
 }
 
-// extraServers adds the listeners beside SMTP (IMAP, POP3, admin).
-func (a *app) extraServers() error { return nil }
+// openSRS returns the relay's Sender Rewriting Scheme: on whenever there is
+// a secret, and there always is one: relay.srs.secret, or one made once
+// and kept in data_dir (give every node of a cluster the same secret in
+// the config).
+func openSRS(cfgSecret, domain, dataDir string) (*relay.SRS, error) {
+	secret := cfgSecret
+	if secret == "" {
+		path := filepath.Join(dataDir, "srs.secret")
+		b, err := os.ReadFile(path)
+		switch {
+		case err == nil:
+			secret = strings.TrimSpace(string(b))
+		case errors.Is(err, os.ErrNotExist):
+			buf := make([]byte, 32)
+			if _, err := rand.Read(buf); err != nil {
+				return nil, err
+			}
+			secret = hex.EncodeToString(buf)
+			if err := os.WriteFile(path, []byte(secret+"\n"), 0o600); err != nil {
+				return nil, fmt.Errorf("relay.srs: keeping a new secret: %w", err)
+			}
+		default:
+			return nil, fmt.Errorf("relay.srs: %w", err)
+		}
+	}
+	return relay.NewSRS([]byte(secret), domain, 0)
+}
+
+// bounceHook makes ingest treat SRS addresses of ours as bounce addresses:
+// a bad or expired one is refused at RCPT; a valid one is relayed back with
+// the null sender when the original sender verified, else accepted and
+// dropped (no backscatter).
+func bounceHook(s *relay.SRS) func(mailFrom, rcpt string) (*route.Decision, *smtp.SMTPError, bool) {
+	return func(mailFrom, rcpt string) (*route.Decision, *smtp.SMTPError, bool) {
+		if !s.IsSRS(rcpt) {
+			return nil, nil, false
+		}
+		act, err := s.HandleBounce(mailFrom, rcpt)
+		if err != nil {
+			return nil, &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "No such bounce address: " + err.Error()}, true
+		}
+		if !act.Relay {
+			return &route.Decision{Rules: []string{"srs-bounce"}, Actions: []route.Action{{Kind: route.ActDrop, Rule: "srs-bounce"}},
+				Why: []string{"bounce to an SRS address dropped: " + act.Reason}}, nil, true
+		}
+		return &route.Decision{Rules: []string{"srs-bounce"}, Actions: []route.Action{{Kind: route.ActForward, Forward: []string{act.To}, Rule: "srs-bounce"}},
+			Why: []string{"bounce to an SRS address relayed back to " + act.To}}, nil, true
+	}
+}
+
+// openMailbox opens the store and the users when any user is configured.
+func (a *app) openMailbox() error {
+	if len(a.cfg.Mailbox.Users) == 0 {
+		return nil
+	}
+	users, err := mailbox.NewUsers(mailboxUsers(a.cfg.Mailbox.Users))
+	if err != nil {
+		return fmt.Errorf("mailbox.users: %w", err)
+	}
+	a.users = users
+	store, err := mailbox.Open(filepath.Join(a.cfg.DataDir, "mailboxes"), mailbox.Options{Quota: users.Quota, Logger: a.log})
+	if err != nil {
+		return fmt.Errorf("mailbox: %w", err)
+	}
+	a.store = store
+	a.closers = append(a.closers, func() { store.Close() })
+	a.limiter = mailbox.NewLimiter(mailbox.LimiterOptions{})
+	return nil
+}
+
+func mailboxUsers(cu []config.User) []mailbox.User {
+	out := make([]mailbox.User, 0, len(cu))
+	for _, u := range cu {
+		out = append(out, mailbox.User{Name: u.Name, PasswordHash: u.PasswordHash, Addresses: u.Addresses, QuotaBytes: u.QuotaBytes})
+	}
+	return out
+}
+
+// quotaCheck refuses at end of data a message that would not fit a
+// mailbox it goes to (452 4.2.2, RFC 3463), while the sender can still be
+// told.
+func (a *app) quotaCheck(ctx context.Context, m *route.Mail, ds []route.Decision) error {
+	if a.store == nil {
+		return nil
+	}
+	for _, d := range ds {
+		for _, act := range d.Actions {
+			if act.Kind != route.ActMailbox {
+				continue
+			}
+			if err := a.store.CheckQuota(ctx, act.Mailbox, m.RawSize); errors.Is(err, mailbox.ErrOverQuota) {
+				return &smtp.SMTPError{Code: 452, EnhancedCode: smtp.EnhancedCode{4, 2, 2}, Message: "Mailbox full, try again later"}
+			}
+		}
+	}
+	return nil
+}
+
+// extraServers adds the IMAP and POP3 listeners when there are mailboxes.
+func (a *app) extraServers() error {
+	if a.store == nil {
+		return nil
+	}
+	mc := a.cfg.Mailbox
+	var tlsConfig *tls.Config
+	tc := mc.TLS
+	if !tc.Enabled() {
+		tc = a.cfg.SMTP.TLS
+	}
+	if tc.Enabled() {
+		cert, err := tls.LoadX509KeyPair(tc.CertFile, tc.KeyFile)
+		if err != nil {
+			return fmt.Errorf("mailbox.tls: %w", err)
+		}
+		tlsConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+	imapSrv, err := mailbox.NewIMAPServer(mailbox.IMAPOptions{Store: a.store, Users: a.users, Limiter: a.limiter,
+		TLSConfig: tlsConfig, AllowPlaintextAuth: mc.AllowPlaintextAuth, Logger: a.log})
+	if err != nil {
+		return fmt.Errorf("imap: %w", err)
+	}
+	popSrv := pop3.New(pop3.Options{Backend: pop3.StoreBackend(a.store, a.users, a.limiter), Hostname: a.cfg.Hostname,
+		TLSConfig: tlsConfig, AllowPlaintextAuth: mc.AllowPlaintextAuth, Logger: a.log})
+	listen := func(name, addr string, implicitTLS bool, serve func(net.Listener) error) error {
+		if addr == "" {
+			return nil
+		}
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			return fmt.Errorf("mailbox.%s: %w", name, err)
+		}
+		if implicitTLS {
+			l = tls.NewListener(l, tlsConfig)
+		}
+		a.log.Info("listening", "service", name, "addr", l.Addr().String())
+		a.servers = append(a.servers, server{name: name, serve: func() error {
+			err := serve(l)
+			if errors.Is(err, mailbox.ErrServerClosed) || errors.Is(err, pop3.ErrServerClosed) || errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			return err
+		}})
+		return nil
+	}
+	if err := listen("imap_listen", mc.IMAPListen, false, imapSrv.Serve); err != nil {
+		return err
+	}
+	if err := listen("imaps_listen", mc.IMAPSListen, false, imapSrv.ServeTLS); err != nil {
+		return err
+	}
+	if err := listen("pop3_listen", mc.POP3Listen, false, popSrv.Serve); err != nil {
+		return err
+	}
+	if err := listen("pop3s_listen", mc.POP3SListen, true, popSrv.Serve); err != nil {
+		return err
+	}
+	a.servers = append(a.servers, server{name: "mailbox", serve: func() error { return nil }, shutdown: func(ctx context.Context) error {
+		perr := popSrv.Shutdown(ctx)
+		ierr := imapSrv.Close()
+		return errors.Join(perr, ierr)
+	}})
+	return nil
+}

@@ -18,8 +18,10 @@ import (
 	"github.com/mailhook/mailhook/config"
 	"github.com/mailhook/mailhook/deliver"
 	"github.com/mailhook/mailhook/deliver/boltq"
+	"github.com/mailhook/mailhook/deliver/relay"
 	"github.com/mailhook/mailhook/ingest"
 	"github.com/mailhook/mailhook/ingest/auth"
+	"github.com/mailhook/mailhook/mailbox"
 	"github.com/mailhook/mailhook/parse"
 	"github.com/mailhook/mailhook/route"
 )
@@ -88,6 +90,10 @@ type app struct {
 	policy  atomic.Pointer[ingest.Policy]
 	queue   deliver.Queue
 	runner  *deliver.Runner
+	store   *mailbox.Store
+	users   *mailbox.Users
+	limiter *mailbox.Limiter
+	srs     *relay.SRS
 	smtp    *ingest.Server
 	closers []func()
 	// servers run beside the SMTP listener (IMAP, POP3, admin): each
@@ -117,10 +123,30 @@ func newApp(cfg *config.Config, path string, log *slog.Logger) (a *app, err erro
 	}
 	a.policy.Store(pol)
 
+	if err := a.openMailbox(); err != nil {
+		return nil, err
+	}
+	verifier, err := auth.NewVerifier(auth.Options{
+		Resolver:       cfg.Verify.DNSResolver,
+		AuthServID:     cfg.Hostname,
+		LookupTimeout:  cfg.Verify.LookupTimeout,
+		MessageTimeout: cfg.Verify.MessageTimeout,
+		Logger:         log,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("verify: %w", err)
+	}
+	srsDomain := cfg.Relay.SRS.Domain
+	if srsDomain == "" {
+		srsDomain = cfg.Domains[0]
+	}
+	if a.srs, err = openSRS(cfg.Relay.SRS.Secret, srsDomain, cfg.DataDir); err != nil {
+		return nil, err
+	}
 	if err := a.openQueue(); err != nil {
 		return nil, err
 	}
-	handlers, err := a.handlers()
+	handlers, err := a.handlers(verifier.Resolver())
 	if err != nil {
 		return nil, err
 	}
@@ -141,16 +167,6 @@ func newApp(cfg *config.Config, path string, log *slog.Logger) (a *app, err erro
 		return nil, err
 	}
 
-	verifier, err := auth.NewVerifier(auth.Options{
-		Resolver:       cfg.Verify.DNSResolver,
-		AuthServID:     cfg.Hostname,
-		LookupTimeout:  cfg.Verify.LookupTimeout,
-		MessageTimeout: cfg.Verify.MessageTimeout,
-		Logger:         log,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("verify: %w", err)
-	}
 	var tlsConfig *tls.Config
 	if cfg.SMTP.TLS.Enabled() {
 		cert, err := tls.LoadX509KeyPair(cfg.SMTP.TLS.CertFile, cfg.SMTP.TLS.KeyFile)
@@ -182,6 +198,8 @@ func newApp(cfg *config.Config, path string, log *slog.Logger) (a *app, err erro
 		TLSConfig:        tlsConfig,
 		EnforceDMARC:     cfg.Verify.EnforceDMARC,
 		DeferOnTempError: cfg.Verify.OnTempError == "defer",
+		Bounce:           bounceHook(a.srs),
+		BeforeCommit:     a.quotaCheck,
 		Logger:           log,
 	})
 	if err != nil {
@@ -212,7 +230,16 @@ func buildPolicy(cfg *config.Config) (*ingest.Policy, error) {
 	for _, u := range cfg.Mailbox.Users {
 		known.Users[u.Name] = true
 	}
-	table, err := route.Compile(cfg.Routes, known)
+	// Each user's addresses reach its INBOX (plus-addresses too, by the
+	// glob), after the configured rules, which take precedence.
+	rules := append([]route.RuleConfig(nil), cfg.Routes...)
+	for _, u := range cfg.Mailbox.Users {
+		if len(u.Addresses) > 0 {
+			rules = append(rules, route.RuleConfig{Name: "user-" + u.Name, Match: route.MatchConfig{Rcpt: route.StringList(u.Addresses)},
+				Actions: []route.ActionConfig{{Mailbox: u.Name}}})
+		}
+	}
+	table, err := route.Compile(rules, known)
 	if err != nil {
 		return nil, err
 	}
@@ -309,6 +336,9 @@ loop:
 		a.log.Warn("smtp shutdown", "error", err)
 	}
 	for _, s := range a.servers {
+		if s.shutdown == nil {
+			continue
+		}
 		if err := s.shutdown(sctx); err != nil {
 			a.log.Warn(s.name+" shutdown", "error", err)
 		}
@@ -332,6 +362,12 @@ func (a *app) reload() {
 	if err != nil {
 		a.log.Error("reload refused: the running config stays", "error", err)
 		return
+	}
+	if a.users != nil {
+		if err := a.users.Replace(mailboxUsers(cfg.Mailbox.Users)); err != nil {
+			a.log.Error("reload refused: the running config stays", "error", err)
+			return
+		}
 	}
 	a.policy.Store(pol)
 	a.log.Info("config reloaded", "routes", len(cfg.Routes), "domains", len(cfg.Domains))

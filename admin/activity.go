@@ -67,10 +67,13 @@ const (
 	maxResponse         = 512  // bytes of an attempt's response kept
 	maxErrorText        = 1024 // bytes of an attempt's error kept
 	maxSummaryText      = 200  // subject and from in summaries
-	maxScan             = 20000
 	// MaxPageSize is the largest page Messages returns.
 	MaxPageSize = 500
 )
+
+// maxScan bounds the index entries one Messages call examines (a variable
+// for tests).
+var maxScan = 20000
 
 var (
 	bMsgs    = []byte("msgs")    // msg id -> msgRecord JSON

@@ -95,6 +95,29 @@ func TestActivityQuery(t *testing.T) {
 			t.Fatalf("paged = %v in %d pages, want %v in 2", all, pages, want)
 		}
 	})
+	t.Run("scan bound", func(t *testing.T) {
+		// With a scan bound of 2, a rare filter still walks every page
+		// and finds every match, a few entries per call.
+		defer func(n int) { maxScan = n }(maxScan)
+		maxScan = 2
+		var all []string
+		q := Query{Status: StatusDelivered}
+		calls := 0
+		for {
+			page, next, err := a.Messages(q)
+			if err != nil {
+				t.Fatal(err)
+			}
+			all = append(all, ids(page)...)
+			if calls++; next == "" || calls > 20 {
+				break
+			}
+			q.Cursor = next
+		}
+		if !slices.Equal(all, []string{"m3"}) || calls != 4 {
+			t.Fatalf("scan-bounded = %v in %d calls, want [m3] in 4", all, calls)
+		}
+	})
 	t.Run("bad cursor", func(t *testing.T) {
 		if _, _, err := a.Messages(Query{Cursor: "!!"}); !errors.Is(err, ErrBadCursor) {
 			t.Fatalf("Messages(bad cursor) = %v, want ErrBadCursor", err)

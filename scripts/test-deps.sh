@@ -1,17 +1,21 @@
 #!/bin/sh
-# Installs what `make test` needs when it is missing: redis-server (the Redis
-# backend's tests start their own on a free port). Debian/Ubuntu packages;
-# run as root or with sudo available.
+# Installs what `make test` needs when it is missing, from Debian/Ubuntu
+# packages: redis-server (the Redis backend's tests start their own),
+# dovecot (the IMAP differential test runs Debian's dovecot beside ours),
+# chromium (the dashboard is tested in a real headless browser). Run as
+# root or with sudo available. Node.js and python3 are used when present.
 set -e
 need=""
 command -v redis-server >/dev/null 2>&1 || need="$need redis-server"
+command -v doveadm >/dev/null 2>&1 || need="$need dovecot-imapd dovecot-pop3d"
+command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || need="$need chromium"
 [ -z "$need" ] && exit 0
 echo "test-deps: installing$need" >&2
 SUDO=""
 [ "$(id -u)" = 0 ] || SUDO="sudo"
 if command -v apt-get >/dev/null 2>&1; then
 	$SUDO apt-get update -qq >/dev/null
-	DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $need >/dev/null
+	DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $need >/dev/null
 else
 	echo "test-deps: please install:$need" >&2
 	exit 1

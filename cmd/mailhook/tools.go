@@ -20,6 +20,7 @@ import (
 
 	"golang.org/x/crypto/bcrypt"
 
+	"github.com/mailhook/mailhook/deliver/relay"
 	"github.com/mailhook/mailhook/deliver/webhook"
 )
 
@@ -132,3 +133,29 @@ type multiFlag []string
 
 func (m *multiFlag) String() string     { return strings.Join(*m, ",") }
 func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
+
+func init() {
+	register(command{name: "dkim keygen", summary: "make a DKIM key for relay.dkim and print the DNS TXT record to publish", run: dkimKeygen})
+}
+
+func dkimKeygen(args []string, _ io.Reader, stdout, stderr io.Writer) int {
+	fs, _ := newFlags("dkim keygen", stderr)
+	algo := fs.String("algo", "rsa", "rsa or ed25519 (publish both for the widest support)")
+	bits := fs.Int("bits", 2048, "RSA key size")
+	out := fs.String("out", "dkim.pem", "private key file to write (mode 0600)")
+	domain := fs.String("domain", "example.test", "the signing domain (d=)")
+	selector := fs.String("selector", "mailhook", "the selector (s=)")
+	if _, err := parseFlags(fs, args); err != nil {
+		return exitErr(stderr, err)
+	}
+	key, txt, err := relay.GenerateDKIMKey(*algo, *bits)
+	if err != nil {
+		return exitErr(stderr, err)
+	}
+	if err := os.WriteFile(*out, key, 0o600); err != nil {
+		return exitErr(stderr, err)
+	}
+	fmt.Fprintf(stdout, "wrote %s\n\nconfig:\n  relay:\n    dkim: {domain: %s, selector: %s, private_key_file: %s}\n\n", *out, *domain, *selector, *out)
+	fmt.Fprintf(stdout, "publish this TXT record (split into quoted strings of at most 255 characters if your DNS host needs it):\n%s._domainkey.%s. IN TXT %q\n", *selector, *domain, txt)
+	return 0
+}

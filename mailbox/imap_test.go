@@ -812,3 +812,27 @@ func TestIMAPLongLine(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestIMAPAppendOverQuota(t *testing.T) {
+	st, err := Open(t.TempDir(), Options{Quota: func(string) int64 { return 300 }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	e := newIMAPEnv(t, func(o *IMAPOptions) { o.Store = st })
+	e.store = st
+	c := e.login(t, nil)
+	raw := mkMsg("big", strings.Repeat("x", 400))
+	ac := c.Append("INBOX", int64(len(raw)), nil)
+	io.WriteString(ac, raw)
+	ac.Close()
+	if _, err := ac.Wait(); !isCode(err, imap.ResponseCodeOverQuota) {
+		t.Fatalf("APPEND over quota = %v, want OVERQUOTA", err)
+	}
+	if err := c.Noop().Wait(); err != nil {
+		t.Fatalf("session after refused APPEND: %v", err)
+	}
+	if err := st.Verify(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -772,6 +772,17 @@ func (s *Store) appendBody(ctx context.Context, user, folder string, r io.Reader
 	if _, err := normFolder(folder); err != nil {
 		return 0, 0, err
 	}
+	// Refuse before writing the body what the commit would refuse anyway:
+	// a folder APPEND may not create, a user already at quota.
+	err = s.readUser(ctx, user, func(u *userTx) error {
+		if _, _, err := u.folder(folder); err != nil && !(create && errors.Is(err, ErrNoSuchFolder)) {
+			return err
+		}
+		return u.quotaCheck(1)
+	})
+	if err != nil {
+		return 0, 0, fmt.Errorf("mailbox: append to %s/%s: %w", user, folder, err)
+	}
 	id, size, err := s.writeBlob(r)
 	if err != nil {
 		return 0, 0, err

@@ -41,7 +41,11 @@ func (p *parser) topHeader(h message.Header) {
 	if ids := msgIDs(mh, "References"); ids != nil {
 		m.References = ids
 	}
-	m.Date = parseDate(h.Get("Date"))
+	if t, err := mh.Date(); err == nil && !t.IsZero() {
+		m.Date = formatDate(t) // go-message: RFC 5322 §3.3 and §4.3
+	} else {
+		m.Date = parseDate(h.Get("Date"))
+	}
 	if h.Has("Date") && m.Date == "" {
 		p.warnf("unparseable Date %q", truncate(h.Get("Date"), 80))
 	}

@@ -50,5 +50,15 @@
 // limit. Past a limit the message keeps what was parsed and says so in
 // Warnings. Attachments stream through SHA-256 and, while within the inline
 // limit, a base64 encoder: the decoded bytes are never held, and nothing of
-// an attachment over the limit is kept. Parse does not start goroutines.
+// an attachment over the limit is kept. Text is rendered from at most 1 MiB
+// of HTML, and StripReply looks for the start of the quote in the first
+// 64 KiB of text, so hostile bodies cost bounded time. Parse does not start
+// goroutines.
+//
+// # Known gaps
+//
+// A part whose own header is malformed (a line without a colon) is skipped
+// whole, because go-message's multipart reader drops it. Text without a
+// declared charset that is not UTF-8 is read as Windows-1252; there is no
+// charset detection.
 package parse

@@ -36,7 +36,9 @@ func (f *fakeAppender) Deliver(ctx context.Context, user, folder string, r io.Re
 // end-to-end tests; this unit test covers the outcome mapping.
 func TestMailboxHandlerOutcomes(t *testing.T) {
 	errFull := errors.New("over quota")
-	raw := func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader([]byte("Subject: x\r\n\r\nhi\r\n"))), nil }
+	raw := func() (io.ReadCloser, error) {
+		return io.NopCloser(bytes.NewReader([]byte("Subject: x\r\n\r\nhi\r\n"))), nil
+	}
 	f := &fakeAppender{keys: map[string]bool{}}
 	h := &deliver.MailboxHandler{Store: f, Permanent: func(err error) bool { return errors.Is(err, errFull) }}
 	job := &deliver.Job{ID: "j1", Kind: deliver.KindMailbox, Target: "support", Action: route.Action{Kind: route.ActMailbox, Folder: "Invoices"}}

@@ -73,6 +73,10 @@ type RunnerOptions struct {
 	Logger *slog.Logger
 	// Now returns the current time; nil means time.Now.
 	Now func() time.Time
+	// OnAttempt, when set, is told of every settled attempt (metrics, the
+	// activity log): outcome is "delivered", "retry", "dead" or "released".
+	// It runs on the worker's goroutine and must not block.
+	OnAttempt func(job *Job, mail *route.Mail, a Attempt, outcome string)
 }
 
 // Runner takes jobs from a Queue and runs their handlers, with retries by
@@ -309,6 +313,10 @@ func (r *Runner) attempt(workCtx context.Context, job *Job, h Handler) {
 				log.Info("attempt failed; will retry", "err", out.Attempt.Error, "next_at", next)
 			}
 		}
+	}
+	if err == nil && r.opt.OnAttempt != nil {
+		outcome := map[string]string{"ack": "delivered", "release": "released", "dead-letter": "dead", "retry": "retry"}[what]
+		r.opt.OnAttempt(job, mail, out.Attempt, outcome)
 	}
 	if errors.Is(err, ErrLeaseLost) {
 		log.Warn("lease lost before "+what+"; another worker owns the job now", "err", err)

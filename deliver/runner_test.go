@@ -320,3 +320,26 @@ func TestRunnerConcurrency(t *testing.T) {
 		t.Errorf("peak concurrency = %d, want <= 3", peak)
 	}
 }
+
+func TestRunnerOnAttempt(t *testing.T) {
+	q := newQueue(t)
+	commitOne(t, q, deliver.KindWebhook)
+	h, _ := recorder(fail, ok)
+	var mu sync.Mutex
+	var outcomes []string
+	start(t, deliver.RunnerOptions{Queue: q, Handlers: map[deliver.Kind]deliver.Handler{deliver.KindWebhook: h},
+		Schedule: []time.Duration{time.Millisecond},
+		OnAttempt: func(job *deliver.Job, mail *route.Mail, a deliver.Attempt, outcome string) {
+			mu.Lock()
+			defer mu.Unlock()
+			if mail == nil || mail.ID != "m1" || job.ID != "j1" {
+				t.Errorf("OnAttempt(%v, %v)", job, mail)
+			}
+			outcomes = append(outcomes, outcome)
+		}})
+	waitFor(t, "delivery", empty(t, q))
+	waitFor(t, "two hooks", func() bool { mu.Lock(); defer mu.Unlock(); return len(outcomes) == 2 })
+	if outcomes[0] != "retry" || outcomes[1] != "delivered" {
+		t.Errorf("outcomes = %v, want [retry delivered]", outcomes)
+	}
+}

@@ -383,6 +383,9 @@ func TestUsers(t *testing.T) {
 	if u.Quota("support") != 1000 || u.Quota("nobody") != 0 {
 		t.Error("Quota")
 	}
+	if err := u.Replace([]User{{Name: "a", PasswordHash: "$argon2id$v=19$m=4194304,t=1,p=1$MDEyMzQ1Njc4OWFiY2RlZg$MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY"}}); err == nil {
+		t.Error("Replace accepted an argon2id hash asking for 4 GiB")
+	}
 	if err := u.Replace([]User{{Name: "a", PasswordHash: "plain"}, {Name: "a", PasswordHash: bh}}); err == nil {
 		t.Error("Replace accepted a plain password and a duplicate name")
 	}

@@ -288,8 +288,9 @@ func parseArgon2id(h string) (argon2Params, error) {
 			p.threads = uint8(n)
 		}
 	}
-	// Bound the work a hostile config could ask of us (memory in KiB).
-	if p.memory == 0 || p.memory > 4<<20 || p.time == 0 || p.time > 100 || p.threads == 0 {
+	// Bound the work one login may cost (memory in KiB): at most 256 MiB,
+	// 10 passes, 16 lanes; OWASP's recommendations sit far below.
+	if p.memory == 0 || p.memory > 256<<10 || p.time == 0 || p.time > 10 || p.threads == 0 || p.threads > 16 {
 		return p, errors.New("argon2id parameters out of range")
 	}
 	var err error

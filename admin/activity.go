@@ -83,6 +83,7 @@ var (
 	bRefused = []byte("refused") // timeKey(At, seq) -> Refused JSON
 	bSeries  = []byte("series")  // 8-byte unix minute -> seriesCell JSON
 	bMeta    = []byte("meta")    // "probe" -> nil, written by Writable
+	bClaims  = []byte("claims")  // one-time link key -> 8-byte unix expiry
 )
 
 // ActivityOptions configures OpenActivity.
@@ -154,7 +155,7 @@ func OpenActivity(dir string, opts ActivityOptions) (*Activity, error) {
 		return nil, fmt.Errorf("admin: activity: open %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bMsgs, bIndex, bJobs, bSent, bRefused, bSeries, bMeta} {
+		for _, b := range [][]byte{bMsgs, bIndex, bJobs, bSent, bRefused, bSeries, bMeta, bClaims} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -445,6 +446,49 @@ func (a *Activity) RecordRefused(ev Refused) error {
 	})
 	if err != nil {
 		return fmt.Errorf("admin: activity: record refused: %w", err)
+	}
+	return nil
+}
+
+// ErrClaimed means a one-time link was used already.
+var ErrClaimed = errors.New("admin: link already used")
+
+// Claim marks key (a one-time link's signature) as used until exp; it
+// returns ErrClaimed when it was claimed before. Purge forgets claims once
+// they expire, as the links they guard are dead by then.
+func (a *Activity) Claim(key string, exp time.Time) error {
+	var used bool
+	err := a.db.Batch(func(tx *bolt.Tx) error {
+		bk := tx.Bucket(bClaims)
+		if used = bk.Get([]byte(key)) != nil; used {
+			return nil
+		}
+		var v [8]byte
+		binary.BigEndian.PutUint64(v[:], uint64(exp.Unix()))
+		return bk.Put([]byte(key), v[:])
+	})
+	if err != nil {
+		return fmt.Errorf("admin: activity: claim: %w", err)
+	}
+	if used {
+		return ErrClaimed
+	}
+	return nil
+}
+
+// purgeClaims removes claims whose links have expired.
+func purgeClaims(bk *bolt.Bucket, now time.Time) error {
+	var old [][]byte
+	c := bk.Cursor()
+	for k, v := c.First(); k != nil; k, v = c.Next() {
+		if len(v) != 8 || int64(binary.BigEndian.Uint64(v)) < now.Unix() {
+			old = append(old, slices.Clone(k))
+		}
+	}
+	for _, k := range old {
+		if err := bk.Delete(k); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -1128,7 +1172,8 @@ const purgeBatch = 500
 // PurgeOnce deletes everything older than the retention and returns how
 // many messages went.
 func (a *Activity) PurgeOnce() (int, error) {
-	cutoff := a.now().Add(-a.retention)
+	now := a.now()
+	cutoff := now.Add(-a.retention)
 	total := 0
 	for {
 		var raws []string
@@ -1164,6 +1209,9 @@ func (a *Activity) PurgeOnce() (int, error) {
 					return err
 				}
 				if err := deleteBefore(tx.Bucket(bSeries), minuteKey(cutoff)); err != nil {
+					return err
+				}
+				if err := purgeClaims(tx.Bucket(bClaims), now); err != nil {
 					return err
 				}
 				return purgeSent(tx.Bucket(bSent), cutoff)

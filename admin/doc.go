@@ -85,5 +85,6 @@
 // webhook body is built; serve them from this listener, or mount
 // Server.PublicHandler on a listener that the webhook receivers can reach
 // while admin.listen stays private. A URL works until its expiry (410
-// after), for any number of fetches, so webhook retries keep working.
+// after), for any number of fetches, so a receiver whose download broke off
+// can fetch again; ServerOptions.AttachmentOnce makes each URL work once.
 package admin

@@ -43,6 +43,11 @@ type ServerOptions struct {
 	Ready func(ctx context.Context) error
 	// AttachmentKey signs attachment URLs; empty disables /attachments/.
 	AttachmentKey []byte
+	// AttachmentOnce makes each attachment URL work for one download
+	// only (later fetches get 410); it needs Activity, which remembers the
+	// used links until they expire. Off by default: a receiver whose
+	// download broke off may then fetch again until the expiry.
+	AttachmentOnce bool
 	// Logger receives request failures; nil discards.
 	Logger *slog.Logger
 	// EnablePprof serves /debug/pprof/ (behind the token).
@@ -825,6 +830,21 @@ func (s *Server) attachment(w http.ResponseWriter, r *http.Request) {
 		s.log.Warn("attachment not found in raw message", "msg_id", msgID, "index", index)
 		writeError(w, http.StatusNotFound, "the attachment could not be located in the raw message")
 		return
+	}
+	if s.opts.AttachmentOnce {
+		if s.opts.Activity == nil {
+			writeError(w, http.StatusServiceUnavailable, "one-time attachment links need the activity store")
+			return
+		}
+		exp, _ := strconv.ParseInt(q.Get("exp"), 10, 64)
+		switch err := s.opts.Activity.Claim("att:"+q.Get("sig"), time.Unix(exp, 0)); {
+		case errors.Is(err, ErrClaimed):
+			writeError(w, http.StatusGone, "this attachment link was used already")
+			return
+		case err != nil:
+			s.internalError(w, r, err)
+			return
+		}
 	}
 	// Pass 3: stream it out.
 	h := w.Header()

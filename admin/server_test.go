@@ -18,6 +18,8 @@ import (
 	"testing"
 	"time"
 
+	bolt "go.etcd.io/bbolt"
+
 	"github.com/mailhook/mailhook/deliver"
 	"github.com/mailhook/mailhook/parse"
 )
@@ -803,4 +805,48 @@ func must[T any](v T, err error) T {
 		panic(err)
 	}
 	return v
+}
+
+func TestAttachmentOnce(t *testing.T) {
+	e := newEnv(t, testToken)
+	f := newFixture(t)
+	mail, _ := accept(t, e.q, e.act, mailOpts{id: "fire", raw: f.raw})
+	once := NewServer(ServerOptions{Token: testToken, Queue: e.q, Activity: e.act, AttachmentKey: testKey, AttachmentOnce: true, Now: e.clock.Now})
+	get := func(u string) int {
+		w := &recorder{h: http.Header{}}
+		once.ServeHTTP(w, must(http.NewRequest("GET", u, nil)))
+		return w.code
+	}
+	exp := e.clock.Now().Add(time.Hour)
+	u0 := once.SignAttachmentURL("", mail.ID, 0, exp)
+	u2 := once.SignAttachmentURL("", mail.ID, 2, exp)
+	if code := get(u0); code != 200 {
+		t.Fatalf("first fetch = %d", code)
+	}
+	if code := get(u0); code != http.StatusGone {
+		t.Fatalf("second fetch = %d, want 410", code)
+	}
+	if code := get(u2); code != 200 {
+		t.Fatalf("another attachment's link = %d", code)
+	}
+	// A link that failed its checks is not burnt.
+	if code := get(strings.Replace(once.SignAttachmentURL("", mail.ID, 3, exp), "sig=", "sig=x", 1)); code != 403 {
+		t.Fatalf("bad signature = %d", code)
+	}
+	if code := get(once.SignAttachmentURL("", mail.ID, 3, exp)); code != 200 {
+		t.Fatalf("fetch after a bad try = %d", code)
+	}
+	// Claims go with the purge once expired.
+	e.clock.Add(DefaultRetention + 2*time.Hour)
+	if _, err := e.act.PurgeOnce(); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.act.Claim("att:x", e.clock.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	e.act.db.View(func(tx *bolt.Tx) error { n = tx.Bucket(bClaims).Stats().KeyN; return nil })
+	if n != 1 {
+		t.Fatalf("claims after purge = %d, want 1", n)
+	}
 }

@@ -8,6 +8,7 @@ import (
 	"io"
 	"strings"
 	"sync"
+	"unicode/utf8"
 
 	"github.com/emersion/go-message"
 	"github.com/emersion/go-message/textproto"
@@ -50,7 +51,7 @@ func Parse(r io.Reader, opts Options) (msg *Message, err error) {
 		defer func() {
 			if v := recover(); v != nil {
 				p.warn(fmt.Sprintf("internal error: %v", v))
-				msg, err = p.finish()
+				msg, err = p.finishAfterPanic()
 			}
 		}()
 	}
@@ -216,7 +217,11 @@ func (p *parser) finish() (*Message, error) {
 		if len(src) > maxHTMLRender {
 			// The HTML tree takes several times the size of its source.
 			p.warnf("html larger than %d bytes: text taken from the first %d", maxHTMLRender, maxHTMLRender)
-			src = src[:maxHTMLRender]
+			n := maxHTMLRender
+			for n > 0 && !utf8.RuneStart(src[n]) {
+				n--
+			}
+			src = src[:n]
 		}
 		full, quoteless := htmlTexts(src)
 		m.Text = joinBodies([]string{full, m.Text})
@@ -225,6 +230,19 @@ func (p *parser) finish() (*Message, error) {
 		m.StrippedText = StripReply(m.Text)
 	}
 	m.AutoSubmitted = m.AutoSubmitted || isAutoSubmitted(m)
+	return m, nil
+}
+
+// finishAfterPanic completes the message after a recovered panic, without
+// the HTML rendering and reply stripping that may have caused it.
+func (p *parser) finishAfterPanic() (*Message, error) {
+	if p.src.ioErr != nil {
+		return nil, fmt.Errorf("parse: read message: %w", p.src.ioErr)
+	}
+	m := p.msg
+	m.Text = fixUTF8(joinBodies(p.texts), "")
+	m.HTML = fixUTF8(joinBodies(p.htmls), "")
+	m.StrippedText = ""
 	return m, nil
 }
 

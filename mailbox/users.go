@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -56,6 +57,11 @@ func (s *userSet) dummyHash() []byte {
 type Users struct {
 	p atomic.Pointer[userSet]
 }
+
+// hashSlots bounds the password hashes computed at once, process-wide:
+// bcrypt and argon2id are made to be expensive, and a flood of logins
+// must not take every CPU (or, with argon2id, all memory).
+var hashSlots = make(chan struct{}, max(2, runtime.GOMAXPROCS(0)))
 
 // NewUsers validates list and returns the set.
 func NewUsers(list []User) (*Users, error) {
@@ -202,6 +208,8 @@ func (u *Users) Canonical(name string) string {
 // addresses. It returns the user's login name, or an error wrapping
 // ErrAuthFailed. An unknown name costs as much as a wrong password.
 func (u *Users) Authenticate(name, password string) (string, error) {
+	hashSlots <- struct{}{}
+	defer func() { <-hashSlots }()
 	usr, ok := u.byLogin(name)
 	if !ok {
 		bcrypt.CompareHashAndPassword(u.set().dummyHash(), []byte(password))

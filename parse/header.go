@@ -92,14 +92,30 @@ func msgIDs(h mail.Header, key string) []string {
 		}
 		return ids
 	}
-	var out []string
+	// Broken: prefer what is in angle brackets, then what looks like an
+	// address ("In-Reply-To: Your message of … <id@host>").
 	v := stripComments(h.Get(key))
+	var bracketed, atSign []string
 	for _, tok := range looseIDRE.FindAllString(v, 100) {
-		if id := cleanID(tok); id != "" {
-			out = append(out, id)
+		id := cleanID(tok)
+		switch {
+		case id == "":
+		case strings.HasPrefix(tok, "<"):
+			bracketed = append(bracketed, id)
+		case strings.Contains(id, "@"):
+			atSign = append(atSign, id)
 		}
 	}
-	return out
+	if len(bracketed) > 0 {
+		return bracketed
+	}
+	if len(atSign) > 0 {
+		return atSign
+	}
+	if v = strings.TrimSpace(v); v != "" {
+		return []string{fixUTF8(truncate(v, 250), "")}
+	}
+	return nil
 }
 
 func stripComments(s string) string {

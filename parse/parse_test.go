@@ -336,6 +336,7 @@ func TestHeaders(t *testing.T) {
 func TestBrokenHeaders(t *testing.T) {
 	m := parseString(t, "Message-ID: not-bracketed@example.com\r\n"+
 		"References: <a@x> garbage <b@y>,<c@z>\r\n"+
+		"In-Reply-To: Your message of Mon, 8 Jan 2024 <id@host.example>\r\n"+
 		"From: Broken <no-at-sign>, \"Ok\" <ok@example.com>\r\n"+
 		"To: Gr\xfc\xdfe <gruesse@example.de>\r\n"+
 		"Subject: Caf\xe9 au lait\r\n"+
@@ -344,8 +345,11 @@ func TestBrokenHeaders(t *testing.T) {
 	if m.MessageID != "not-bracketed@example.com" {
 		t.Errorf("message_id = %q", m.MessageID)
 	}
-	if want := []string{"a@x", "garbage", "b@y", "c@z"}; !reflect.DeepEqual(m.References, want) {
+	if want := []string{"a@x", "b@y", "c@z"}; !reflect.DeepEqual(m.References, want) {
 		t.Errorf("references = %q, want %q", m.References, want)
+	}
+	if m.InReplyTo != "id@host.example" {
+		t.Errorf("in_reply_to = %q", m.InReplyTo)
 	}
 	if m.From == nil || m.From.Address != "Broken <no-at-sign>" || m.From.Name != "" {
 		t.Errorf("from = %+v, want the broken address kept as text", m.From)

@@ -831,6 +831,22 @@ func (s *Server) attachment(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "the attachment could not be located in the raw message")
 		return
 	}
+	h := w.Header()
+	ct := att.ContentType
+	if ct == "" {
+		ct = "application/octet-stream"
+	}
+	if strings.HasPrefix(ct, "text/") {
+		ct += "; charset=utf-8" // decoded to UTF-8, as parse hashed it
+	}
+	h.Set("Content-Type", ct)
+	h.Set("Content-Disposition", attachmentDisposition(att.Filename))
+	h.Set("Content-Length", strconv.FormatInt(att.Size, 10))
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Content-Security-Policy", "sandbox")
+	if r.Method == http.MethodHead {
+		return // a HEAD neither downloads nor uses up a one-time link
+	}
 	if s.opts.AttachmentOnce {
 		if s.opts.Activity == nil {
 			writeError(w, http.StatusServiceUnavailable, "one-time attachment links need the activity store")
@@ -847,19 +863,6 @@ func (s *Server) attachment(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	// Pass 3: stream it out.
-	h := w.Header()
-	ct := att.ContentType
-	if ct == "" {
-		ct = "application/octet-stream"
-	}
-	if strings.HasPrefix(ct, "text/") {
-		ct += "; charset=utf-8" // decoded to UTF-8, as parse hashed it
-	}
-	h.Set("Content-Type", ct)
-	h.Set("Content-Disposition", attachmentDisposition(att.Filename))
-	h.Set("Content-Length", strconv.FormatInt(att.Size, 10))
-	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set("Content-Security-Policy", "sandbox")
 	c := &partCopier{target: f.found, w: markedWriter{w}}
 	if err := s.walkRaw(open, c); err != nil {
 		s.log.Debug("attachment copy ended", "msg_id", msgID, "index", index, "err", err)

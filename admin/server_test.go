@@ -820,6 +820,11 @@ func TestAttachmentOnce(t *testing.T) {
 	exp := e.clock.Now().Add(time.Hour)
 	u0 := once.SignAttachmentURL("", mail.ID, 0, exp)
 	u2 := once.SignAttachmentURL("", mail.ID, 2, exp)
+	head := &recorder{h: http.Header{}}
+	once.ServeHTTP(head, must(http.NewRequest("HEAD", u0, nil)))
+	if head.code != 200 || head.h.Get("Content-Length") != strconv.Itoa(len(f.big)) {
+		t.Fatalf("HEAD = %d, length %q", head.code, head.h.Get("Content-Length"))
+	}
 	if code := get(u0); code != 200 {
 		t.Fatalf("first fetch = %d", code)
 	}

@@ -114,6 +114,37 @@ func TestCharsets(t *testing.T) {
 	}
 }
 
+func TestSplitEncodedWords(t *testing.T) {
+	// A Shift_JIS character split across two B words, and a GBK one
+	// across two Q words: not allowed (RFC 2047 §5), but sent.
+	sjis := mustEncode(japanese.ShiftJIS, "日本語の件名")
+	gbk := mustEncode(simplifiedchinese.GBK, "你好")
+	b64 := func(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
+	subject := "=?shift_jis?B?" + b64(sjis[:5]) + "?= =?shift_jis?B?" + b64(sjis[5:]) + "?="
+	from := "=?gbk?Q?" + qEncode(gbk[:1]) + "?=\r\n =?gbk?Q?" + qEncode(gbk[1:]) + "?= <li@example.cn>"
+	m := parseString(t, "Subject: "+subject+"\r\nFrom: "+from+"\r\n\r\nx")
+	if m.Subject != "日本語の件名" {
+		t.Errorf("subject = %q", m.Subject)
+	}
+	if m.From == nil || m.From.Name != "你好" {
+		t.Errorf("from = %+v", m.From)
+	}
+	if got := m.Header("Subject"); got != "日本語の件名" {
+		t.Errorf("headers subject = %q", got)
+	}
+	// Words in different charsets, or separated by text, stay apart.
+	for in, want := range map[string]string{
+		"=?utf-8?Q?a?= =?utf-8?Q?b?=":       "=?utf-8?Q?a?= =?utf-8?Q?b?=",
+		"=?gbk?Q?a?= x =?gbk?Q?b?=":         "=?gbk?Q?a?= x =?gbk?Q?b?=",
+		"=?gbk?Q?a?= =?big5?Q?b?=":          "=?gbk?Q?a?= =?big5?Q?b?=",
+		"pre =?gbk?Q?a?=  =?GBK?q?b?= post": "pre =?gbk?Q?ab?= post",
+	} {
+		if got, _ := mergeWords(in); got != want {
+			t.Errorf("mergeWords(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
 func TestWrongCharsets(t *testing.T) {
 	latin1, _ := charmap.ISO8859_1.NewEncoder().String("Grüße aus Köln")
 	for _, tc := range []struct {

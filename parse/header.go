@@ -30,6 +30,9 @@ func (p *parser) topHeader(h message.Header) {
 			}
 		}
 		v, _ := fs.Text() // on an unknown charset the raw value is returned
+		if d, ok := decodeWords(fs.Value()); ok {
+			v = d
+		}
 		m.Headers = append(m.Headers, [2]string{fixUTF8(name, ""), p.fixHeader(v)})
 	}
 
@@ -50,6 +53,9 @@ func (p *parser) topHeader(h message.Header) {
 		p.warnf("unparseable Date %q", truncate(h.Get("Date"), 80))
 	}
 	if s, err := mh.Subject(); err == nil || s != "" {
+		if d, ok := decodeWords(h.Get("Subject")); ok {
+			s = d
+		}
 		m.Subject = p.fixHeader(s)
 	}
 	if from := p.addresses(h, "From"); len(from) > 0 {
@@ -143,6 +149,7 @@ func (p *parser) addresses(h message.Header, key string) []Address {
 	out := []Address{}
 	for _, v := range h.Values(key) {
 		v = p.fixHeader(v)
+		v, _ = mergeWords(v)
 		if strings.TrimSpace(v) == "" {
 			continue
 		}

@@ -845,7 +845,8 @@ func (s *Server) attachment(w http.ResponseWriter, r *http.Request) {
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("Content-Security-Policy", "sandbox")
 	if r.Method == http.MethodHead {
-		return // a HEAD neither downloads nor uses up a one-time link
+		w.WriteHeader(http.StatusOK) // a HEAD neither downloads nor uses up a one-time link
+		return
 	}
 	if s.opts.AttachmentOnce {
 		if s.opts.Activity == nil {

@@ -44,7 +44,7 @@ type Attachment struct {
 	// Charset is the charset a text/* part declared. Its content has been
 	// converted to UTF-8 like the bodies (size and sha256 are of the
 	// converted bytes), unless the charset is unknown.
-	Charset string `json:"charset,omitempty"`
+	Charset     string `json:"charset,omitempty"`
 	Size        int64  `json:"size"`
 	Disposition string `json:"disposition"`
 	ContentID   string `json:"content_id"`

@@ -68,6 +68,11 @@ var sentFromRE = regexp.MustCompile(`(?i)^\s*(?:` +
 
 var underscoreRE = regexp.MustCompile(`^\s*_{10,}\s*$`)
 
+// unicodeSpaces maps the no-break and thin spaces clients put in
+// attributions (French before a colon, Gmail before AM/PM) to a space, so
+// the expressions' \s matches them.
+var unicodeSpaces = strings.NewReplacer("\u00a0", " ", "\u202f", " ", "\u2009", " ", "\u2007", " ", "\u3000", " ")
+
 // maxStripScan is how much text StripReply searches for the start of the
 // quoted part.
 const maxStripScan = 64 << 10
@@ -140,7 +145,7 @@ func isQuoted(l string) bool {
 // the line to cut at (which may be an earlier separator line).
 func cutAt(lines []string, i int) (int, bool) {
 	raw := lines[i]
-	t := strings.TrimSpace(raw)
+	t := strings.TrimSpace(unicodeSpaces.Replace(raw))
 	if t == "" {
 		return 0, false
 	}
@@ -181,7 +186,7 @@ func cutAt(lines []string, i int) (int, bool) {
 	joined := strings.TrimLeft(t, "*_ ")
 	for k := 0; k < 3 && i+k < len(lines); k++ {
 		if k > 0 {
-			next := strings.TrimSpace(lines[i+k])
+			next := strings.TrimSpace(unicodeSpaces.Replace(lines[i+k]))
 			if next == "" || isQuoted(lines[i+k]) {
 				break
 			}

@@ -132,8 +132,19 @@ func (r *htmlRenderer) render(n *html.Node, depth int) {
 	if n.DataAtom == atom.Td || n.DataAtom == atom.Th {
 		r.space = r.b.Len() > 0
 	}
+	start := r.b.Len()
 	for c := n.FirstChild; c != nil; c = c.NextSibling {
 		r.render(c, depth+1)
+	}
+	if n.DataAtom == atom.A && !r.stopped {
+		// A link's target follows its text, as plain-text mail shows
+		// it, unless the text is the target already.
+		href := strings.TrimSpace(attr(n, "href"))
+		if (strings.HasPrefix(href, "http://") || strings.HasPrefix(href, "https://")) && len(href) < 2048 &&
+			!strings.Contains(r.b.String()[start:], href) && r.b.Len() > start {
+			r.word("<" + href + ">")
+			r.space = false
+		}
 	}
 	if n.DataAtom == atom.Pre {
 		r.pre--
@@ -184,7 +195,7 @@ func (r *htmlRenderer) text(s string) {
 }
 
 func (r *htmlRenderer) word(w string) {
-	if r.space && !endsWithNewline(&r.b) {
+	if (r.space || strings.HasPrefix(w, "<http")) && !endsWithNewline(&r.b) {
 		r.b.WriteByte(' ')
 	}
 	r.space = false

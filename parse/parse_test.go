@@ -486,13 +486,13 @@ func TestHTMLOnly(t *testing.T) {
 	m := parseString(t, "From: x@example.com\r\nContent-Type: text/html; charset=utf-8\r\n\r\n"+
 		"<html><head><style>p{color:red}</style><title>T</title></head><body>"+
 		"<div dir=\"ltr\">Thanks&nbsp;a lot,<br>Anna</div>"+
-		"<ul><li>one</li><li>two</li></ul><script>alert(1)</script>"+
+		"<ul><li>one</li><li><a href=\"https://example.com/t/1\">two</a></li><li><a href=\"https://example.com/\">https://example.com/</a></li></ul><script>alert(1)</script>"+
 		"<div class=\"gmail_quote\"><div class=\"gmail_attr\">On Mon, Jan 8, 2024 at 10:15 AM Bob &lt;bob@example.com&gt; wrote:<br></div>"+
 		"<blockquote class=\"gmail_quote\">Old text</blockquote></div></body></html>\r\n")
-	if want := "Thanks a lot,\nAnna\n- one\n- two\nOn Mon, Jan 8, 2024 at 10:15 AM Bob <bob@example.com> wrote:\nOld text"; m.Text != want {
+	if want := "Thanks a lot,\nAnna\n- one\n- two <https://example.com/t/1>\n- https://example.com/\nOn Mon, Jan 8, 2024 at 10:15 AM Bob <bob@example.com> wrote:\nOld text"; m.Text != want {
 		t.Errorf("text = %q, want %q", m.Text, want)
 	}
-	if want := "Thanks a lot,\nAnna\n- one\n- two"; m.StrippedText != want {
+	if want := "Thanks a lot,\nAnna\n- one\n- two <https://example.com/t/1>\n- https://example.com/"; m.StrippedText != want {
 		t.Errorf("stripped_text = %q, want %q", m.StrippedText, want)
 	}
 	for _, tc := range []struct{ html, want string }{

@@ -27,6 +27,10 @@ type Config struct {
 	Mailbox  Mailbox            `mapstructure:"mailbox"`
 	Admin    Admin              `mapstructure:"admin"`
 	Routes   []route.RuleConfig `mapstructure:"routes"`
+	// Retention is how long accepted messages (raw source, route
+	// decisions, every delivery attempt) stay inspectable and replayable in
+	// the admin API and dashboard; mailbox mail is not touched by it.
+	Retention time.Duration `mapstructure:"retention"`
 }
 
 // Log configures log/slog output.
@@ -197,4 +201,10 @@ type User struct {
 type Admin struct {
 	Listen string `mapstructure:"listen"`
 	Token  string `mapstructure:"token"`
+	// PublicURL is the base of the attachment URLs put in webhooks for
+	// attachments over parse.inline_limit (like https://mx.example.test:8025);
+	// empty leaves such attachments without a URL.
+	PublicURL string `mapstructure:"public_url"`
+	// Pprof serves /debug/pprof/ behind the token, for profiling.
+	Pprof bool `mapstructure:"pprof"`
 }

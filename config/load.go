@@ -73,7 +73,8 @@ func Default() Config {
 			IMAPListen: ":1143",
 			POP3Listen: ":1110",
 		},
-		Admin: Admin{Listen: "127.0.0.1:8025"},
+		Admin:     Admin{Listen: "127.0.0.1:8025"},
+		Retention: 7 * 24 * time.Hour,
 	}
 }
 

@@ -234,6 +234,12 @@ func (c *Config) Validate() ValidationErrors {
 
 	// admin
 	checkListen(add, "admin.listen", c.Admin.Listen, false)
+	if u := c.Admin.PublicURL; u != "" {
+		if pu, err := url.Parse(u); err != nil || (pu.Scheme != "http" && pu.Scheme != "https") || pu.Host == "" {
+			add("admin.public_url", "%q is not an http or https URL", u)
+		}
+	}
+	positive(add, "retention", int64(c.Retention))
 
 	// routes
 	if len(c.Routes) == 0 {

@@ -79,10 +79,8 @@ func (a *app) handlers(resolver *auth.Resolver) (map[deliver.Kind]deliver.Handle
 
 	if a.store != nil {
 		h[deliver.KindMailbox] = &deliver.MailboxHandler{
-			Store: a.store,
-			Permanent: func(err error) bool {
-				return errors.Is(err, mailbox.ErrOverQuota) || errors.Is(err, mailbox.ErrTooLarge) || errors.Is(err, mailbox.ErrInvalidName)
-			},
+			Store:     a.store,
+			Permanent: mailbox.IsPermanent,
 		}
 	}
 	return h, nil
@@ -246,7 +244,7 @@ func (a *app) extraServers() error {
 	}
 	a.servers = append(a.servers, server{name: "mailbox", serve: func() error { return nil }, shutdown: func(ctx context.Context) error {
 		perr := popSrv.Shutdown(ctx)
-		ierr := imapSrv.Close()
+		ierr := imapSrv.Shutdown(ctx)
 		return errors.Join(perr, ierr)
 	}})
 	return nil

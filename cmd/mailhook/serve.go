@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"syscall"
 
+	"github.com/mailhook/mailhook/admin"
 	"github.com/mailhook/mailhook/config"
 	"github.com/mailhook/mailhook/deliver"
 	"github.com/mailhook/mailhook/deliver/boltq"
@@ -94,8 +95,15 @@ type app struct {
 	users   *mailbox.Users
 	limiter *mailbox.Limiter
 	srs     *relay.SRS
-	smtp    *ingest.Server
-	closers []func()
+	// activity and metrics are fed by the listener and the workers
+	activity  *admin.Activity
+	metrics   *admin.Metrics
+	attachKey []byte
+	// activityCh feeds the one goroutine that writes the activity log
+	activityCh   chan func()
+	activityDone chan struct{}
+	smtp         *ingest.Server
+	closers      []func()
 	// servers run beside the SMTP listener (IMAP, POP3, admin): each
 	// serve blocks until shutdown is called.
 	servers []server
@@ -146,6 +154,9 @@ func newApp(cfg *config.Config, path string, log *slog.Logger) (a *app, err erro
 	if err := a.openQueue(); err != nil {
 		return nil, err
 	}
+	if err := a.openAdmin(); err != nil {
+		return nil, err
+	}
 	handlers, err := a.handlers(verifier.Resolver())
 	if err != nil {
 		return nil, err
@@ -158,10 +169,11 @@ func newApp(cfg *config.Config, path string, log *slog.Logger) (a *app, err erro
 			deliver.KindRelay:   cfg.Queue.Concurrency.Relay,
 			deliver.KindMailbox: cfg.Queue.Concurrency.Mailbox,
 		},
-		Lease:    cfg.Queue.Lease,
-		Schedule: cfg.Queue.Retry.Schedule,
-		MaxAge:   cfg.Queue.Retry.MaxAge,
-		Logger:   log,
+		Lease:     cfg.Queue.Lease,
+		Schedule:  cfg.Queue.Retry.Schedule,
+		MaxAge:    cfg.Queue.Retry.MaxAge,
+		Logger:    log,
+		OnAttempt: a.onAttempt,
 	})
 	if err != nil {
 		return nil, err
@@ -199,13 +211,17 @@ func newApp(cfg *config.Config, path string, log *slog.Logger) (a *app, err erro
 		EnforceDMARC:     cfg.Verify.EnforceDMARC,
 		DeferOnTempError: cfg.Verify.OnTempError == "defer",
 		Bounce:           bounceHook(a.srs),
-		BeforeCommit:     a.quotaCheck,
+		BeforeCommit:     a.beforeCommit,
+		Observer:         observer{a},
 		Logger:           log,
 	})
 	if err != nil {
 		return nil, err
 	}
 	if err := a.extraServers(); err != nil {
+		return nil, err
+	}
+	if err := a.adminServer(); err != nil {
 		return nil, err
 	}
 	return a, nil
@@ -303,6 +319,7 @@ func (a *app) run(ctx context.Context) error {
 		}
 	}()
 	go func() { errc <- a.smtp.Serve(l) }()
+	a.background(runCtx)
 	for _, s := range a.servers {
 		go func() {
 			if err := s.serve(); err != nil {

@@ -1,0 +1,279 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/emersion/go-smtp"
+
+	"github.com/mailhook/mailhook/admin"
+	"github.com/mailhook/mailhook/deliver"
+	"github.com/mailhook/mailhook/deliver/webhook"
+	"github.com/mailhook/mailhook/route"
+)
+
+// openAdmin opens the activity log and the metrics, which the SMTP
+// listener and the workers feed whether or not the admin listener runs.
+func (a *app) openAdmin() error {
+	act, err := admin.OpenActivity(filepath.Join(a.cfg.DataDir, "activity"), admin.ActivityOptions{Retention: a.cfg.Retention, Logger: a.log})
+	if err != nil {
+		return fmt.Errorf("activity: %w", err)
+	}
+	a.activity = act
+	a.activityCh = make(chan func(), 10000)
+	a.activityDone = make(chan struct{})
+	go a.activityWriter()
+	a.closers = append(a.closers, func() {
+		close(a.activityCh)
+		<-a.activityDone
+		act.Close()
+	})
+	a.metrics = admin.NewMetrics(admin.MetricsOptions{Backend: a.cfg.Queue.Backend, Stats: func() (deliver.Stats, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		return a.queue.Stats(ctx)
+	}})
+	key, err := attachmentKey(a.cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	a.attachKey = key
+	return nil
+}
+
+// attachmentKey is the key that signs attachment URLs, kept in data_dir.
+func attachmentKey(dataDir string) ([]byte, error) {
+	path := filepath.Join(dataDir, "attachment.key")
+	b, err := os.ReadFile(path)
+	if err == nil && len(b) >= 32 {
+		return b, nil
+	}
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("attachment key: %w", err)
+	}
+	b = make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		return nil, fmt.Errorf("attachment key: %w", err)
+	}
+	return b, nil
+}
+
+// adminServer adds the admin listener when admin.listen is set.
+func (a *app) adminServer() error {
+	if a.cfg.Admin.Listen == "" {
+		return nil
+	}
+	srv := admin.NewServer(admin.ServerOptions{
+		Token:         a.cfg.Admin.Token,
+		Queue:         a.queue,
+		Activity:      a.activity,
+		Metrics:       a.metrics,
+		Ready:         a.ready,
+		AttachmentKey: a.attachKey,
+		Logger:        a.log,
+		EnablePprof:   a.cfg.Admin.Pprof,
+	})
+	l, err := net.Listen("tcp", a.cfg.Admin.Listen)
+	if err != nil {
+		return fmt.Errorf("admin.listen: %w", err)
+	}
+	a.log.Info("listening", "service", "admin", "addr", l.Addr().String(), "api", a.cfg.Admin.Token != "")
+	a.servers = append(a.servers, server{name: "admin", serve: func() error {
+		err := srv.Serve(l)
+		if errors.Is(err, http.ErrServerClosed) {
+			return nil
+		}
+		return err
+	}, shutdown: srv.Shutdown})
+	return nil
+}
+
+// ready is /readyz: the queue answers, the activity store and the mailbox
+// store are writable.
+func (a *app) ready(ctx context.Context) error {
+	if _, err := a.queue.Stats(ctx); err != nil {
+		return fmt.Errorf("queue: %w", err)
+	}
+	if err := a.activity.Writable(ctx); err != nil {
+		return fmt.Errorf("activity store: %w", err)
+	}
+	if a.store != nil {
+		if _, err := os.Stat(a.store.Dir()); err != nil {
+			return fmt.Errorf("mailbox store: %w", err)
+		}
+	}
+	return nil
+}
+
+// beforeCommit runs at end of data, before the queue commit: the quota
+// check, the attachment URLs (they go into the queued payload), and a link
+// to the raw message kept for the retention period (before the queue
+// takes the file).
+func (a *app) beforeCommit(ctx context.Context, m *route.Mail, d []route.Decision) error {
+	if err := a.quotaCheck(ctx, m, d); err != nil {
+		return err
+	}
+	if a.activity == nil {
+		return nil
+	}
+	if base := a.cfg.Admin.PublicURL; base != "" && m.Message != nil {
+		admin.AttachmentKey(a.attachKey).FillAttachmentURLs(m.Message, strings.TrimSuffix(base, "/"), m.ID, time.Now().Add(a.cfg.Retention))
+	}
+	if err := a.activity.KeepRaw(m.ID, m.RawPath); err != nil {
+		a.log.Warn("activity: keeping the raw message", "msg_id", m.ID, "error", err)
+	}
+	return nil
+}
+
+// observer feeds the metrics and the activity log from the SMTP listener.
+type observer struct{ a *app }
+
+func (o observer) Connection(ip string) { o.a.metrics.SMTPConnection() }
+
+func (o observer) Accepted(m *route.Mail, ds []route.Decision) {
+	a := o.a
+	var routes []string
+	for _, d := range ds {
+		routes = append(routes, d.Rules...)
+		for _, r := range d.Rules {
+			a.metrics.RouteMatch(r)
+		}
+	}
+	a.metrics.MessageAccepted(routes)
+	if m.Auth != nil {
+		for k, v := range m.Auth.Summary() {
+			if k != "dmarc_policy" {
+				a.metrics.VerifyResult(k, v)
+			}
+		}
+	}
+	if m.Message != nil {
+		a.metrics.ParseWarnings(len(m.Message.Warnings))
+	}
+	// Off the SMTP reply's path: the activity log's fsync must not delay
+	// the 250. The same plan the committer made: job ids are derived, so
+	// they match.
+	a.record(func() {
+		jobs := deliver.Plan(m, ds, m.ReceivedAt)
+		if err := a.activity.RecordAccepted(m, ds, jobs); err != nil {
+			a.log.Warn("activity: recording an accepted message", "msg_id", m.ID, "error", err)
+		}
+		for _, j := range jobs {
+			if j.Kind != deliver.KindWebhook {
+				continue
+			}
+			if body, err := webhook.BuildEvent(j, m, nil); err == nil {
+				a.activity.RecordSent(j.ID, body)
+			}
+		}
+	})
+}
+
+// record runs fn on the activity writer; when the writer is behind by
+// more than the buffer, the record is dropped (the mail is not: the queue
+// has it) and a warning says so.
+func (a *app) record(fn func()) {
+	defer func() { recover() }() // a session outliving shutdown: the log is closed
+	select {
+	case a.activityCh <- fn:
+	default:
+		a.log.Warn("activity log behind; a record was dropped")
+	}
+}
+
+// activityWriter applies records in order until the channel is closed.
+func (a *app) activityWriter() {
+	defer close(a.activityDone)
+	for fn := range a.activityCh {
+		func() {
+			defer func() {
+				if p := recover(); p != nil {
+					a.log.Error("activity record panicked", "panic", p)
+				}
+			}()
+			fn()
+		}()
+	}
+}
+
+func (o observer) Refused(ip, from string, rcpts []string, e *smtp.SMTPError, stage string) {
+	o.a.metrics.MessageRefused(refusalReason(e))
+	ev := admin.Refused{At: time.Now(), RemoteIP: ip, MailFrom: from, Rcpts: slices.Clone(rcpts), Code: e.Code,
+		Enhanced: fmt.Sprintf("%d.%d.%d", e.EnhancedCode[0], e.EnhancedCode[1], e.EnhancedCode[2]), Reason: e.Message, Stage: stage}
+	o.a.record(func() {
+		if err := o.a.activity.RecordRefused(ev); err != nil {
+			o.a.log.Warn("activity: recording a refusal", "error", err)
+		}
+	})
+}
+
+// refusalReason names a refusal for the metrics' reason label.
+func refusalReason(e *smtp.SMTPError) string {
+	switch {
+	case e.Code == 554 && e.EnhancedCode == smtp.EnhancedCode{5, 7, 1}:
+		return "relay_denied"
+	case e.EnhancedCode == smtp.EnhancedCode{5, 1, 1}:
+		return "unknown_user"
+	case e.Message == "Rejected by the sender domain's DMARC policy":
+		return "dmarc_reject"
+	case e.EnhancedCode == smtp.EnhancedCode{5, 3, 4}:
+		return "size"
+	case e.EnhancedCode == smtp.EnhancedCode{5, 5, 2}:
+		return "bare_line_ending"
+	case strings.HasPrefix(e.Message, "No route"):
+		return "no_route"
+	case e.EnhancedCode == smtp.EnhancedCode{4, 2, 2}:
+		return "mailbox_full"
+	case e.Code == 451:
+		return "temp_failure"
+	case e.Code == 421:
+		return "limit"
+	case e.Code >= 500:
+		return "rejected_by_rule"
+	}
+	return "other"
+}
+
+// onAttempt feeds the metrics and the activity log from the workers.
+func (a *app) onAttempt(job *deliver.Job, mail *route.Mail, at deliver.Attempt, outcome string) {
+	a.metrics.Attempt(string(job.Kind), job.Target, at.Status, at.Latency, outcome)
+	if outcome == "delivered" && mail != nil {
+		a.metrics.Delivered(string(job.Kind), time.Since(mail.ReceivedAt))
+	}
+	j := *job
+	j.History = nil
+	a.record(func() {
+		if err := a.activity.RecordAttempt(&j, at, outcome); err != nil {
+			a.log.Warn("activity: recording an attempt", "job_id", j.ID, "error", err)
+		}
+	})
+}
+
+// background runs the activity log's purge and queue sampling until ctx
+// ends.
+func (a *app) background(ctx context.Context) {
+	go func() {
+		defer func() { recover() }()
+		if err := a.activity.Purge(ctx); err != nil && !errors.Is(err, context.Canceled) {
+			a.log.Warn("activity purge stopped", "error", err)
+		}
+	}()
+	go func() {
+		defer func() { recover() }()
+		if err := a.activity.SampleQueueEvery(ctx, time.Minute, a.queue.Stats); err != nil && !errors.Is(err, context.Canceled) {
+			a.log.Warn("queue sampling stopped", "error", err)
+		}
+	}()
+}

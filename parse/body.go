@@ -138,7 +138,9 @@ func (p *parser) walk(h message.Header, body io.Reader, f frame) {
 	default:
 		a.Disposition = "attachment"
 	}
-	isDSN := mt == "message/delivery-status" || mt == "message/global-delivery-status"
+	// A report the message itself carries, not one inside a message it
+	// forwards (a person forwarding a bounce is not a robot).
+	isDSN := (mt == "message/delivery-status" || mt == "message/global-delivery-status") && p.nesting == 0
 	var dsnBuf *bytes.Buffer
 	var w io.Writer
 	sink := newAttachmentSink(p.opts.InlineLimit)

@@ -574,6 +574,17 @@ func TestDSN(t *testing.T) {
 	}
 }
 
+func TestForwardedDSN(t *testing.T) {
+	m := parseString(t, "From: person@example.com\r\nSubject: Fwd: bounce\r\nContent-Type: multipart/mixed; boundary=f\r\n\r\n"+
+		"--f\r\nContent-Type: text/plain\r\n\r\nWhy did this bounce?\r\n--f\r\nContent-Type: message/rfc822\r\n\r\n"+dsnMessage+"--f--\r\n")
+	if m.AutoSubmitted || m.DSN != nil {
+		t.Errorf("auto_submitted %v dsn %+v for a person forwarding a bounce", m.AutoSubmitted, m.DSN)
+	}
+	if m.StrippedText != "Why did this bounce?" {
+		t.Errorf("stripped_text = %q", m.StrippedText)
+	}
+}
+
 func TestForwardedMessage(t *testing.T) {
 	m := parseString(t, "Subject: Fwd: hi\r\nContent-Type: multipart/mixed; boundary=o\r\n\r\n--o\r\nContent-Type: text/plain\r\n\r\nSee below.\r\n"+
 		"--o\r\nContent-Type: message/rfc822\r\n\r\nFrom: Carol <carol@example.com>\r\nSubject: =?UTF-8?Q?Gr=C3=BC=C3=9Fe?=\r\n"+

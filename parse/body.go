@@ -699,7 +699,7 @@ func decodeCharset(b []byte, cs string) string {
 // fixUTF8 and a warning is added.
 func (p *parser) toUTF8(b []byte, declared string, converted bool, mt string) string {
 	if converted || utf8.Valid(b) {
-		return string(b)
+		return fixC1(string(b))
 	}
 	if mt == "text/html" && declared == "" {
 		if enc, name, _ := htmlcharset.DetermineEncoding(b, "text/html"); enc != nil {
@@ -751,6 +751,39 @@ func fixUTF8(s, fallback string) string {
 		return strings.ToValidUTF8(s, "\uFFFD")
 	}
 	return out
+}
+
+// fixC1 maps C1 control characters (U+0080–U+009F) to what Windows-1252
+// has at those bytes. Mail labelled ISO-8859-1 is very often Windows-1252
+// (curly quotes, dashes, €), which the WHATWG encoding standard also
+// prescribes for that label; the controls themselves never belong in text.
+func fixC1(s string) string {
+	if !hasC1(s) {
+		return s
+	}
+	return strings.Map(func(r rune) rune {
+		if r >= 0x80 && r <= 0x9f {
+			if d := charmap.Windows1252.DecodeByte(byte(r)); d != utf8.RuneError {
+				return d
+			}
+		}
+		return r
+	}, s)
+}
+
+func hasC1(s string) bool {
+	// U+0080–U+009F are encoded as C2 80 – C2 9F.
+	for i := strings.IndexByte(s, 0xc2); i >= 0 && i+1 < len(s); {
+		if c := s[i+1]; c >= 0x80 && c <= 0x9f {
+			return true
+		}
+		j := strings.IndexByte(s[i+1:], 0xc2)
+		if j < 0 {
+			break
+		}
+		i += 1 + j
+	}
+	return false
 }
 
 func normalizeNewlines(s string) string {

@@ -157,6 +157,7 @@ func TestWrongCharsets(t *testing.T) {
 		{"unknown charset", "Content-Type: text/plain; charset=x-unknown-42\r\n\r\nplain ascii", "plain ascii", "unknown charset"},
 		{"charset=charset=", "Content-Type: text/plain; charset=\"charset=iso-8859-1\"\r\n\r\n" + latin1, "Grüße aus Köln", ""},
 		{"html meta charset", "Content-Type: text/html\r\n\r\n<meta charset=\"iso-8859-2\"><p>" + mustEncode(charmap.ISO8859_2, "Zażółć") + "</p>", "Zażółć", ""},
+		{"windows-1252 labelled iso-8859-1", "Content-Type: text/plain; charset=iso-8859-1\r\n\r\n\x93quoted\x94 \x96 10 \x80", "“quoted” – 10 €", ""},
 		{"8-bit header in body charset", "Subject: " + latin1 + "\r\nContent-Type: text/plain; charset=iso-8859-1\r\n\r\nx", "", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -69,7 +69,7 @@ func (p *parser) topHeader(h message.Header) {
 // fixHeader repairs a header value that is not valid UTF-8 (raw 8-bit
 // header bytes, which RFC 6532 allows only as UTF-8).
 func (p *parser) fixHeader(v string) string {
-	return fixUTF8(v, p.topCharset)
+	return fixC1(fixUTF8(v, p.topCharset))
 }
 
 // msgID returns the msg-id (RFC 5322 §3.6.4) in the named field without
@@ -187,10 +187,10 @@ func (p *parser) addresses(h message.Header, key string) []Address {
 func decodeName(s string) string {
 	if strings.Contains(s, "=?") {
 		if d, err := wordDecoder.DecodeHeader(s); err == nil {
-			return d
+			s = d
 		}
 	}
-	return s
+	return fixC1(s)
 }
 
 // splitAddressList splits at commas outside quotes, comments and angle

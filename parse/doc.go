@@ -34,7 +34,9 @@
 // bad base64 or quoted-printable (decoded up to the error), unknown transfer
 // encodings and charsets, bytes that do not fit the declared charset, raw
 // 8-bit header values (read as UTF-8, else as the message's charset or
-// Windows-1252), broken addresses (kept as text), broken dates (a list of
+// Windows-1252), Windows-1252 labelled ISO-8859-1 (C1 controls are read as
+// Windows-1252), RFC 2047 words that split a multibyte character, quoted
+// encoded words in display names, broken addresses (kept as text), broken dates (a list of
 // common shapes after RFC 5322 §3.3), and headers that start with white
 // space, lack the blank line, or begin with an mbox "From " line.
 //

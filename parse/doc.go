@@ -27,16 +27,16 @@
 // # Real-world mail
 //
 // Malformed mail never makes Parse fail; it returns what could be parsed and
-// a Warnings entry per problem. It copes with: a missing or junk
-// Content-Type, duplicate or unquoted parameters, a multipart without
-// boundary or without closing boundary, a boundary that never appears (the
-// body is shown as text), malformed part headers (the part is skipped),
-// bad base64 or quoted-printable (decoded up to the error), unknown transfer
-// encodings and charsets, bytes that do not fit the declared charset, raw
-// 8-bit header values (read as UTF-8, else as the message's charset or
-// Windows-1252), Windows-1252 labelled ISO-8859-1 (C1 controls are read as
-// Windows-1252), RFC 2047 words that split a multibyte character, quoted
-// encoded words in display names, broken addresses (kept as text), broken dates (a list of
+// a Warnings entry per problem. It copes with: a missing or junk Content-
+// Type, duplicate or unquoted parameters, a multipart without boundary or
+// without closing boundary, a boundary that never appears (the body is shown
+// as text), malformed part headers (the part is skipped), bad base64 or
+// quoted-printable (decoded up to the error), unknown transfer encodings and
+// charsets, bytes that do not fit the declared charset, raw 8-bit header
+// values (read as UTF-8, else as the message's charset or Windows-1252),
+// Windows-1252 labelled ISO-8859-1 (C1 controls are read as Windows-1252),
+// RFC 2047 words that split a multibyte character, quoted encoded words in
+// display names, broken addresses (kept as text), broken dates (a list of
 // common shapes after RFC 5322 §3.3), and headers that start with white
 // space, lack the blank line, or begin with an mbox "From " line.
 //

@@ -27,8 +27,8 @@
 // # Real-world mail
 //
 // Malformed mail never makes Parse fail; it returns what could be parsed and
-// a Warnings entry per problem. It copes with: a missing or junk Content-
-// Type, duplicate or unquoted parameters, a multipart without boundary or
+// a Warnings entry per problem. It copes with: a missing or junk
+// Content-Type, duplicate or unquoted parameters, a multipart without boundary or
 // without closing boundary, a boundary that never appears (the body is shown
 // as text), malformed part headers (the part is skipped), bad base64 or
 // quoted-printable (decoded up to the error), unknown transfer encodings and

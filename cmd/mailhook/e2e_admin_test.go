@@ -123,3 +123,31 @@ func wrap76(s string) string {
 	}
 	return b.String() + s + "\r\n"
 }
+
+// TestReloadOnFileChange: editing the config file (no signal) swaps the
+// webhook endpoint and the routes; mail goes to the new endpoint.
+func TestReloadOnFileChange(t *testing.T) {
+	dns := dnstest.Start(t, "")
+	first, second := newReceiver(t, testSecret), newReceiver(t, testSecret)
+	dir := t.TempDir()
+	addr := freePort(t)
+	cfg := writeConfig(t, dir, addr, dns.Addr(), first.srv.URL+"/hook", "")
+	p := startServe(t, cfg, addr)
+	if err := sendMail(addr, nil, "a@sender.test", []string{"support@example.test"}, []byte("Subject: one\r\n\r\nx\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	first.wait(t, 1, 20*time.Second)
+	// New endpoint, and a new route for sales@.
+	body := strings.Replace(mustRead(t, cfg), first.srv.URL, second.srv.URL, 1) +
+		"  - name: sales\n    match: {rcpt: \"sales@example.test\"}\n    actions: [{webhook: tickets}]\n"
+	os.WriteFile(cfg, []byte(body), 0o600)
+	waitFor(t, 10*time.Second, func() bool { return strings.Contains(p.out.String(), "config reloaded") })
+	if err := sendMail(addr, nil, "a@sender.test", []string{"sales@example.test"}, []byte("Subject: two\r\n\r\nx\r\n")); err != nil {
+		t.Fatalf("the new route: %v", err)
+	}
+	second.wait(t, 1, 20*time.Second)
+	if got := second.events[0]["route"]; got != "sales" {
+		t.Errorf("route = %v, want sales", got)
+	}
+	p.stop()
+}

@@ -7,10 +7,13 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
+	"time"
 
 	"github.com/emersion/go-smtp"
 
@@ -29,26 +32,14 @@ import (
 // store is open.
 func (a *app) handlers(resolver *auth.Resolver) (map[deliver.Kind]deliver.Handler, error) {
 	h := map[deliver.Kind]deliver.Handler{}
-	eps := map[string]webhook.Endpoint{}
-	for name, w := range a.cfg.Webhooks {
-		ep := webhook.Endpoint{
-			Name:         name,
-			URL:          w.URL,
-			Secrets:      w.AllSecrets(),
-			Timeout:      w.Timeout,
-			Concurrency:  w.Concurrency,
-			Headers:      w.Headers,
-			Raw:          w.Raw,
-			AllowPrivate: w.AllowPrivate,
-		}
-		if err := ep.Validate(); err != nil {
-			return nil, err
-		}
-		eps[name] = ep
+	sender, err := newSender(a.cfg, a.log)
+	if err != nil {
+		return nil, err
 	}
-	sender := webhook.NewSender(webhook.Options{Endpoints: eps, Version: version, Logger: a.log})
-	a.closers = append(a.closers, sender.Close)
-	h[deliver.KindWebhook] = sender
+	a.webhooks = &swapSender{}
+	a.webhooks.p.Store(sender)
+	a.closers = append(a.closers, func() { a.webhooks.p.Load().Close() })
+	h[deliver.KindWebhook] = a.webhooks
 
 	rc := a.cfg.Relay
 	ropts := relay.Options{
@@ -248,4 +239,45 @@ func (a *app) extraServers() error {
 		return errors.Join(perr, ierr)
 	}})
 	return nil
+}
+
+// newSender makes the webhook sender for the configured endpoints.
+func newSender(cfg *config.Config, log *slog.Logger) (*webhook.Sender, error) {
+	eps := map[string]webhook.Endpoint{}
+	for name, w := range cfg.Webhooks {
+		ep := webhook.Endpoint{
+			Name:         name,
+			URL:          w.URL,
+			Secrets:      w.AllSecrets(),
+			Timeout:      w.Timeout,
+			Concurrency:  w.Concurrency,
+			Headers:      w.Headers,
+			Raw:          w.Raw,
+			AllowPrivate: w.AllowPrivate,
+		}
+		if err := ep.Validate(); err != nil {
+			return nil, err
+		}
+		eps[name] = ep
+	}
+	return webhook.NewSender(webhook.Options{Endpoints: eps, Version: version, Logger: log}), nil
+}
+
+// swapSender is the webhook handler whose endpoints a reload replaces at
+// once: attempts in flight finish on the sender they started with.
+type swapSender struct {
+	p atomic.Pointer[webhook.Sender]
+}
+
+func (s *swapSender) Handle(ctx context.Context, job *deliver.Job, mail *route.Mail, raw deliver.RawOpener) deliver.Outcome {
+	return s.p.Load().Handle(ctx, job, mail, raw)
+}
+
+// swap installs a new sender and closes the old one's idle connections
+// after the attempts that hold it are done.
+func (s *swapSender) swap(n *webhook.Sender, grace time.Duration) {
+	old := s.p.Swap(n)
+	if old != nil {
+		time.AfterFunc(grace, old.Close)
+	}
 }

@@ -95,6 +95,8 @@ type app struct {
 	users   *mailbox.Users
 	limiter *mailbox.Limiter
 	srs     *relay.SRS
+	// webhooks is the webhook handler; reload swaps its endpoints
+	webhooks *swapSender
 	// activity and metrics are fed by the listener and the workers
 	activity  *admin.Activity
 	metrics   *admin.Metrics
@@ -330,6 +332,7 @@ func (a *app) run(ctx context.Context) error {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
+	changed := a.watchConfig(runCtx)
 
 	var runErr error
 loop:
@@ -338,6 +341,9 @@ loop:
 		case <-ctx.Done():
 			break loop
 		case <-hup:
+			a.reload()
+		case <-changed:
+			a.log.Info("config file changed; reloading")
 			a.reload()
 		case err := <-errc:
 			if err != nil {
@@ -366,9 +372,11 @@ loop:
 	return runErr
 }
 
-// reload re-reads the config on SIGHUP and swaps what can change while
-// running: domains and routes. A config that fails validation is refused
-// and the running one stays.
+// reload re-reads the config (SIGHUP, or the file changed) and swaps what
+// can change while running: domains, routes, webhook endpoints and users,
+// all or nothing. A config that fails validation is refused with the key
+// and the reason, and the running one stays. Listeners, the queue backend
+// and data_dir need a restart.
 func (a *app) reload() {
 	cfg, err := config.Load(a.path)
 	if err != nil {
@@ -380,6 +388,11 @@ func (a *app) reload() {
 		a.log.Error("reload refused: the running config stays", "error", err)
 		return
 	}
+	sender, err := newSender(cfg, a.log)
+	if err != nil {
+		a.log.Error("reload refused: the running config stays", "error", err)
+		return
+	}
 	if a.users != nil {
 		if err := a.users.Replace(mailboxUsers(cfg.Mailbox.Users)); err != nil {
 			a.log.Error("reload refused: the running config stays", "error", err)
@@ -387,5 +400,6 @@ func (a *app) reload() {
 		}
 	}
 	a.policy.Store(pol)
+	a.webhooks.swap(sender, cfg.Queue.Lease)
 	a.log.Info("config reloaded", "routes", len(cfg.Routes), "domains", len(cfg.Domains))
 }

@@ -207,4 +207,7 @@ type Admin struct {
 	PublicURL string `mapstructure:"public_url"`
 	// Pprof serves /debug/pprof/ behind the token, for profiling.
 	Pprof bool `mapstructure:"pprof"`
+	// AttachmentOnce makes each attachment URL work for one download;
+	// by default a URL works until it expires (retention).
+	AttachmentOnce bool `mapstructure:"attachment_once"`
 }

@@ -623,6 +623,14 @@ func TestDMARCEnforcement(t *testing.T) {
 	if h.rec.count() != 0 {
 		t.Fatal("a DMARC-rejected message was committed")
 	}
+	// Not enforced: accepted, flagged for rules (auth quarantine).
+	h2 := start(t, func(o *Options) { o.Verifier = v; o.EnforceDMARC = false })
+	if err := smtp.SendMail(h2.addr, nil, "a@bank.test", []string{"support@example.test"}, []byte(simpleMsg)); err != nil {
+		t.Fatalf("p=reject without enforcement must be accepted: %v", err)
+	}
+	if !h2.rec.mails[0].Auth.Quarantine {
+		t.Error("p=reject failure without enforcement not flagged as quarantine")
+	}
 	v.res.DMARC.Policy = "quarantine"
 	if err := smtp.SendMail(h.addr, nil, "a@bank.test", []string{"support@example.test"}, []byte(simpleMsg)); err != nil {
 		t.Fatalf("quarantine policy must be accepted: %v", err)

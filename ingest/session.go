@@ -264,8 +264,12 @@ func (ss *session) data(r io.Reader) (err error) {
 		return fmt.Errorf("verify: %w", verr)
 	}
 	if a := mail.Auth; a != nil {
-		if o.EnforceDMARC && a.DMARC.Result == "fail" && a.DMARC.Policy == "reject" {
-			return ErrDMARCReject
+		if a.DMARC.Result == "fail" && a.DMARC.Policy == "reject" {
+			if o.EnforceDMARC {
+				return ErrDMARCReject
+			}
+			// Not enforced: passed on flagged, as p=quarantine is.
+			a.Quarantine = true
 		}
 		if o.DeferOnTempError && (a.SPF.Result == "temperror" || a.DMARC.Result == "temperror") {
 			return ErrDNSTempFailure

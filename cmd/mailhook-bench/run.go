@@ -228,6 +228,7 @@ func (e *env) run(ctx context.Context, s runSpec) (res *result) {
 				res.Error = err.Error()
 				return res
 			}
+			so.AdminToken = newRunID() + newRunID() + newRunID() + newRunID()
 		}
 		if proc, err = startMailhook(ctx, so); err != nil {
 			res.Error = err.Error()
@@ -249,7 +250,7 @@ func (e *env) run(ctx context.Context, s runSpec) (res *result) {
 						res.ProfileNote = fmt.Sprint("panic: ", r)
 					}
 				}()
-				res.Profile, res.ProfileNote = fetchProfile(ctx, so.AdminAddr, s.Profile)
+				res.Profile, res.ProfileNote = fetchProfile(ctx, so.AdminAddr, so.AdminToken, s.Profile)
 			}()
 		}
 	}
@@ -337,7 +338,7 @@ func (e *env) run(ctx context.Context, s runSpec) (res *result) {
 
 // fetchProfile takes a 10 s CPU profile from the admin listener's
 // /debug/pprof, one second into the load.
-func fetchProfile(ctx context.Context, admin, path string) (string, string) {
+func fetchProfile(ctx context.Context, admin, token, path string) (string, string) {
 	select {
 	case <-ctx.Done():
 		return "", "cancelled"
@@ -346,6 +347,7 @@ func fetchProfile(ctx context.Context, admin, path string) (string, string) {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+admin+"/debug/pprof/profile?seconds=10", nil)
+	req.Header.Set("Authorization", "Bearer "+token)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return "", fmt.Sprintf("not available: %v", err)

@@ -27,7 +27,10 @@ type serveOptions struct {
 	RedisAddr string
 	Prefix    string // Redis key prefix, fresh per run
 	AdminAddr string // "" = no admin listener
-	LogLevel  string
+	// AdminToken is the admin API's bearer token; with an admin listener
+	// the config also enables /debug/pprof (admin.pprof) behind it.
+	AdminToken string
+	LogLevel   string
 }
 
 // mailhookProc is a running `mailhook serve`.
@@ -52,9 +55,9 @@ func writeServeConfig(o serveOptions) (path, smtpAddr string, err error) {
 	if err != nil {
 		return "", "", err
 	}
-	admin := ""
+	admin := `{listen: ""}`
 	if o.AdminAddr != "" {
-		admin = o.AdminAddr
+		admin = fmt.Sprintf("{listen: %q, token: %q, pprof: true}", o.AdminAddr, o.AdminToken)
 	}
 	redis := ""
 	if o.Backend == "redis" {
@@ -76,7 +79,7 @@ queue: {backend: %s%s}
 webhooks:
   bench: {url: %q, secret: %q, allow_private: true, timeout: 10s}
 mailbox: {imap_listen: "", pop3_listen: ""}
-admin: {listen: %q}
+admin: %s
 routes:
   - name: bench
     match: {rcpt: "*@%s"}

@@ -76,14 +76,15 @@ func (a *app) adminServer() error {
 		return nil
 	}
 	srv := admin.NewServer(admin.ServerOptions{
-		Token:         a.cfg.Admin.Token,
-		Queue:         a.queue,
-		Activity:      a.activity,
-		Metrics:       a.metrics,
-		Ready:         a.ready,
-		AttachmentKey: a.attachKey,
-		Logger:        a.log,
-		EnablePprof:   a.cfg.Admin.Pprof,
+		Token:          a.cfg.Admin.Token,
+		Queue:          a.queue,
+		Activity:       a.activity,
+		Metrics:        a.metrics,
+		Ready:          a.ready,
+		AttachmentKey:  a.attachKey,
+		AttachmentOnce: a.cfg.Admin.AttachmentOnce,
+		Logger:         a.log,
+		EnablePprof:    a.cfg.Admin.Pprof,
 	})
 	l, err := net.Listen("tcp", a.cfg.Admin.Listen)
 	if err != nil {

@@ -36,6 +36,10 @@ type IMAPOptions struct {
 	AllowPlaintextAuth bool
 	// Logger receives the server's log (default: discard).
 	Logger *slog.Logger
+	// OnSession and OnFailedLogin, when set, are told of each session
+	// opened and each failed login (metrics). They must not block.
+	OnSession     func()
+	OnFailedLogin func()
 }
 
 // IMAPServer serves the Store over IMAP4rev1 and IMAP4rev2.
@@ -308,6 +312,9 @@ func (p slogPrintf) Printf(format string, args ...any) {
 }
 
 func (s *IMAPServer) newSession(c *imapserver.Conn) (imapserver.Session, *imapserver.GreetingData, error) {
+	if s.opts.OnSession != nil {
+		s.opts.OnSession()
+	}
 	remote := c.NetConn().RemoteAddr()
 	ctx, cancel := context.WithCancel(context.Background())
 	sess := &imapSession{

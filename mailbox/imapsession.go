@@ -87,6 +87,9 @@ func (s *imapSession) Login(username, password string) error {
 	name, err := s.srv.opts.Users.Authenticate(username, password)
 	if err != nil {
 		d := lim.Failed(s.ip, key)
+		if f := s.srv.opts.OnFailedLogin; f != nil {
+			f()
+		}
 		s.log.Info("imap: login failed", "user", username, "delay", d)
 		if d > 0 {
 			t := time.NewTimer(d)

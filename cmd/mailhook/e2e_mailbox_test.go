@@ -113,7 +113,9 @@ mailbox:
   users:
     - {name: carol, password_hash: %q, addresses: ["carol@example.test"]}
 `, sinkAddr, keyFile, imapAddr, popAddr, hash)
+	adminAddr := freePort(t)
 	cfg := writeConfig(t, dir, smtpAddr, dns.Addr(), rcv.srv.URL, extra)
+	os.WriteFile(cfg, []byte(strings.Replace(mustRead(t, cfg), "admin: {listen: \"\"}", fmt.Sprintf("admin: {listen: %q}", adminAddr), 1)), 0o600)
 	p := startServe(t, cfg, smtpAddr)
 
 	// To carol's address (an implicit route) and to a plus-address of it.
@@ -202,6 +204,13 @@ mailbox:
 		t.Errorf("POP3 RETR body:\n%s", body.String())
 	}
 	popCmd("QUIT")
+
+	// The mailbox servers feed the metrics.
+	waitFor(t, 10*time.Second, func() bool {
+		_, m := httpGet(t, "http://"+adminAddr+"/metrics", "")
+		return strings.Contains(m, `mailhook_failed_logins_total{proto="imap"} 1`) &&
+			!strings.Contains(m, "mailhook_imap_sessions_total 0") && strings.Contains(m, "mailhook_pop3_sessions_total 1")
+	})
 
 	// The forward: through the smarthost, SRS sender, our DKIM signature.
 	select {

@@ -194,12 +194,14 @@ func (a *app) extraServers() error {
 		tlsConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	}
 	imapSrv, err := mailbox.NewIMAPServer(mailbox.IMAPOptions{Store: a.store, Users: a.users, Limiter: a.limiter,
-		TLSConfig: tlsConfig, AllowPlaintextAuth: mc.AllowPlaintextAuth, Logger: a.log})
+		TLSConfig: tlsConfig, AllowPlaintextAuth: mc.AllowPlaintextAuth, Logger: a.log,
+		OnSession: a.metrics.IMAPSession, OnFailedLogin: func() { a.metrics.FailedLogin("imap") }})
 	if err != nil {
 		return fmt.Errorf("imap: %w", err)
 	}
 	popSrv := pop3.New(pop3.Options{Backend: pop3.StoreBackend(a.store, a.users, a.limiter), Hostname: a.cfg.Hostname,
-		TLSConfig: tlsConfig, AllowPlaintextAuth: mc.AllowPlaintextAuth, Logger: a.log})
+		TLSConfig: tlsConfig, AllowPlaintextAuth: mc.AllowPlaintextAuth, Logger: a.log,
+		OnSession: a.metrics.POP3Session, OnFailedLogin: func() { a.metrics.FailedLogin("pop3") }})
 	listen := func(name, addr string, implicitTLS bool, serve func(net.Listener) error) error {
 		if addr == "" {
 			return nil

@@ -72,6 +72,10 @@ type Options struct {
 	// MaxConnections bounds concurrent sessions (default
 	// DefaultMaxConnections); further clients get -ERR [SYS/TEMP].
 	MaxConnections int
+	// OnSession and OnFailedLogin, when set, are told of each session
+	// opened and each failed login (metrics). They must not block.
+	OnSession     func()
+	OnFailedLogin func()
 }
 
 // Server is a POP3 server. Create it with New.

@@ -103,6 +103,9 @@ type session struct {
 }
 
 func newSession(srv *Server, c net.Conn) *session {
+	if srv.opts.OnSession != nil {
+		srv.opts.OnSession()
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &session{
 		srv:    srv,
@@ -580,6 +583,9 @@ func (s *session) login(user, pass string) bool {
 		return false
 	case errors.Is(err, ErrAuthFailed), errors.Is(err, ErrThrottled):
 		d := lim.Failed(s.ip, user)
+		if f := s.srv.opts.OnFailedLogin; f != nil {
+			f()
+		}
 		s.log.Info("pop3 login", "user", user, "result", "failed", "err", err, "delay", d)
 		s.srv.afterFailure(s.ctx, d)
 		if errors.Is(err, ErrThrottled) {

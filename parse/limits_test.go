@@ -165,28 +165,28 @@ func attachmentMessage(size int) ([]byte, []byte) {
 }
 
 // TestAttachmentStreaming checks that an attachment over the inline limit
-// is hashed as it streams and never held: a 10 MiB attachment is parsed
-// with far less than 10 MiB allocated.
+// is hashed as it streams and never held: a 4 MiB attachment is parsed
+// with far less than 4 MiB allocated.
 func TestAttachmentStreaming(t *testing.T) {
-	raw, payload := attachmentMessage(10 << 20)
+	raw, payload := attachmentMessage(4 << 20)
 	sum := sha256.Sum256(payload)
 	var before, after runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&before)
-	m, err := Parse(bytes.NewReader(raw), Options{InlineLimit: 1 << 20})
+	m, err := Parse(bytes.NewReader(raw), Options{InlineLimit: 512 << 10})
 	runtime.ReadMemStats(&after)
 	if err != nil {
 		t.Fatal(err)
 	}
 	a := m.Attachments[0]
-	if a.Size != 10<<20 || a.SHA256 != hex.EncodeToString(sum[:]) || a.Content != "" {
+	if a.Size != 4<<20 || a.SHA256 != hex.EncodeToString(sum[:]) || a.Content != "" {
 		t.Errorf("attachment = size %d sha %s content %d bytes", a.Size, a.SHA256, len(a.Content))
 	}
-	// The base64 text is kept only up to the 1 MiB inline limit (1.33 MiB
-	// of base64), then dropped; holding the 10 MiB attachment would take
-	// far more.
-	if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 2<<20 {
-		t.Errorf("parsing a 10 MiB attachment allocated %d bytes, want < 2 MiB", alloc)
+	// The base64 text is kept only up to the 512 KiB inline limit (683 KiB
+	// of base64), then dropped; holding the 4 MiB attachment would take far
+	// more.
+	if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 1536<<10 {
+		t.Errorf("parsing a 4 MiB attachment allocated %d bytes, want < 1.5 MiB", alloc)
 	}
 	runtime.GC()
 	runtime.ReadMemStats(&before)
@@ -195,7 +195,7 @@ func TestAttachmentStreaming(t *testing.T) {
 	}
 	runtime.ReadMemStats(&after)
 	if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 1<<20 {
-		t.Errorf("parsing a 10 MiB attachment never inlined allocated %d bytes, want < 1 MiB", alloc)
+		t.Errorf("parsing a 4 MiB attachment never inlined allocated %d bytes, want < 1 MiB", alloc)
 	}
 
 	// Within the limit the content is held once, as base64.

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -639,5 +640,27 @@ func TestReadError(t *testing.T) {
 	m, err := Parse(strings.NewReader(""), Options{})
 	if err != nil || m == nil {
 		t.Errorf("Parse(empty) = %v, %v", m, err)
+	}
+}
+
+// TestConcurrentParse runs parses side by side (the buffers are pooled), so
+// that -race sees them; each result must equal a lone parse.
+func TestConcurrentParse(t *testing.T) {
+	files := corpusFiles(t)
+	want := map[string]*Message{}
+	for _, f := range files {
+		b, _ := os.ReadFile(f)
+		want[f] = parseString(t, string(b))
+	}
+	for i := range 2 {
+		t.Run(fmt.Sprint(i), func(t *testing.T) {
+			t.Parallel()
+			for _, f := range files {
+				b, _ := os.ReadFile(f)
+				if m := parseString(t, string(b)); !reflect.DeepEqual(m, want[f]) {
+					t.Errorf("%s: concurrent parse differs", f)
+				}
+			}
+		})
 	}
 }

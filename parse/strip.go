@@ -10,27 +10,52 @@ import (
 // The markers below are the ones the common clients write, in the languages
 // they are most used in.
 
-// attributionRE matches an attribution line ("On … wrote:") as Gmail,
+// attributionRules match an attribution line ("On … wrote:") as Gmail,
 // Apple Mail, Thunderbird, Yahoo and Outlook write it; long ones are matched
-// after joining up to three wrapped lines.
-var attributionRE = regexp.MustCompile(`(?i)^(?:-+\s*)?(?:` +
-	// English, and the verb-last languages whose sentence starts with
-	// the date: German, Dutch, Swedish ("Am … schrieb X:").
-	`on\s.+\s(?:wrote|writes|said)|` +
-	`am\s.+\sschrieb(?:\s.*)?|` +
-	`op\s.+\s(?:schreef|geschreven)(?:\s.*)?|` +
-	`(?:den|på)\s.+\sskrev(?:\s.*)?|` +
-	`le\s.+\sa\s+écrit|` +
-	`el\s.+\sescribió|` +
-	`(?:il|in data)\s.+\sha\s+scritto|` +
-	`(?:em|no dia|a)\s.+\sescreveu|` +
-	`(?:w dniu|dnia)\s.+\snapisał(?:a|\(a\))?|` +
-	`.+\s(?:написал|написала|написал\(а\)|пишет)|` +
-	`.+(?:さんは書きました|さんが書きました|は書きました|が書きました|書きました)|` +
-	`.*(?:写道|寫道|來信|来信)|` +
-	// Verb last, any language, when the opening word differs.
-	`.+\s(?:wrote|schrieb|a\s+écrit|escribió|ha\s+scritto|escreveu|schreef|geschreven|skrev|napisał|napisała|napisał\(a\))` +
-	`)\s*[:：]\s*$`)
+// after joining up to three wrapped lines. Each expression is tried only on
+// lines holding one of its words, which keeps the cost low on long text.
+var attributionRules = []struct {
+	words []string
+	re    *regexp.Regexp
+}{
+	{[]string{"wrote"}, attribution(`.+\swrote`)},
+	{[]string{"writes", "said"}, attribution(`on\s.+\s(?:writes|said)`)},
+	// German, Dutch and Swedish put the verb before the name.
+	{[]string{"schrieb"}, attribution(`(?:am\s.+\sschrieb(?:\s.*)?|.+\sschrieb)`)},
+	{[]string{"schreef", "geschreven"}, attribution(`(?:op\s.+\s(?:schreef|geschreven)(?:\s.*)?|.+\s(?:schreef|geschreven))`)},
+	{[]string{"skrev"}, attribution(`(?:(?:den|på)\s.+\sskrev(?:\s.*)?|.+\sskrev)`)},
+	{[]string{"écrit"}, attribution(`.+\sa\s+écrit`)},
+	{[]string{"escribió"}, attribution(`.+\sescribió`)},
+	{[]string{"scritto"}, attribution(`.+\sha\s+scritto`)},
+	{[]string{"escreveu"}, attribution(`.+\sescreveu`)},
+	{[]string{"napisa"}, attribution(`.+\snapisał(?:a|\(a\))?`)},
+	{[]string{"написал", "пишет"}, attribution(`.+\s(?:написала|написал\(а\)|написал|пишет)`)},
+	{[]string{"書きました"}, attribution(`.+書きました`)},
+	{[]string{"写道", "寫道", "来信", "來信"}, attribution(`.*(?:写道|寫道|來信|来信)`)},
+}
+
+// attribution compiles an attribution expression: optional leading dashes
+// (Yahoo's "--- On …"), the body, and a final colon (ASCII or full width).
+func attribution(body string) *regexp.Regexp {
+	return regexp.MustCompile(`(?i)^(?:-+\s*)?(?:` + body + `)\s*[:：]\s*$`)
+}
+
+// isAttribution reports whether s (trimmed, ending in a colon) is an
+// attribution line.
+func isAttribution(s string) bool {
+	lower := strings.ToLower(s)
+	for _, rule := range attributionRules {
+		for _, w := range rule.words {
+			if strings.Contains(lower, w) {
+				if rule.re.MatchString(s) {
+					return true
+				}
+				break
+			}
+		}
+	}
+	return false
+}
 
 // separatorRE matches the lines that introduce a quoted or forwarded
 // message in Outlook, Thunderbird, Yahoo and Apple Mail.
@@ -76,21 +101,6 @@ var unicodeSpaces = strings.NewReplacer("\u00a0", " ", "\u202f", " ", "\u2009", 
 // maxStripScan is how much text StripReply searches for the start of the
 // quoted part.
 const maxStripScan = 64 << 10
-
-// attributionWords are the verbs attributionRE needs; a line without any
-// is not matched against it.
-var attributionWords = []string{"wrote", "writes", "said", "schrieb", "écrit", "escribió", "scritto", "escreveu",
-	"schreef", "geschreven", "skrev", "napisa", "написал", "пишет", "書きました", "写道", "寫道", "来信", "來信"}
-
-func hasAttributionWord(s string) bool {
-	s = strings.ToLower(s)
-	for _, w := range attributionWords {
-		if strings.Contains(s, w) {
-			return true
-		}
-	}
-	return false
-}
 
 // StripReply returns the new part of a reply: text cut at the first
 // attribution line ("On … wrote:" and its translations), Outlook header
@@ -195,7 +205,7 @@ func cutAt(lines []string, i int) (int, bool) {
 		if len(joined) > 600 {
 			break
 		}
-		if j := strings.TrimRight(joined, "*_ "); (strings.HasSuffix(j, ":") || strings.HasSuffix(j, "：")) && hasAttributionWord(j) && attributionRE.MatchString(j) {
+		if j := strings.TrimRight(joined, "*_ "); (strings.HasSuffix(j, ":") || strings.HasSuffix(j, "：")) && isAttribution(j) {
 			return i, true
 		}
 	}

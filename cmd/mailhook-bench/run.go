@@ -213,7 +213,14 @@ func (e *env) run(ctx context.Context, s runSpec) (res *result) {
 		if e.keep {
 			e.log.Info("keeping the run's directory", "dir", dir)
 		} else {
-			defer os.RemoveAll(dir)
+			// Kept when mailhook failed, for its log.
+			defer func() {
+				if res.Error == "" {
+					os.RemoveAll(dir)
+				} else {
+					e.log.Info("kept the failed run's directory", "dir", dir)
+				}
+			}()
 		}
 		so := serveOptions{Binary: e.mailhook, Dir: dir, DNS: dns.Addr(), HookURL: rcv.URL(), Secret: benchSecret,
 			Backend: s.Backend, Prefix: "mhb-" + runID, LogLevel: e.logLevel}

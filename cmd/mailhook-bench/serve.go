@@ -73,7 +73,7 @@ smtp:
   max_connections: 5000
   max_connections_per_ip: 5000
   max_commands: 1000000
-  shutdown_timeout: 20s
+  shutdown_timeout: 10s
 verify: {dns_resolver: %q, enforce_dmarc: true}
 queue: {backend: %s%s}
 webhooks:
@@ -187,8 +187,12 @@ type stopResult struct {
 	ExitErr    error
 }
 
-// stop sends SIGTERM, waits for the exit (SIGKILL after 40 s) and returns
-// the peak RSS and the CPU time used.
+// stopWait is how long a SIGTERM'd mailhook may take to exit: the
+// config's smtp.shutdown_timeout (10 s) and a margin for the workers.
+const stopWait = 25 * time.Second
+
+// stop sends SIGTERM, waits for the exit (SIGQUIT, then SIGKILL, after
+// stopWait) and returns the peak RSS and the CPU time used.
 func (p *mailhookProc) stop() stopResult {
 	close(p.stopHW)
 	<-p.hwDone
@@ -196,9 +200,17 @@ func (p *mailhookProc) stop() stopResult {
 	var err error
 	select {
 	case err = <-p.done:
-	case <-time.After(40 * time.Second):
-		_ = p.cmd.Process.Kill()
-		err = errors.Join(errors.New("no exit within 40s of SIGTERM; killed"), <-p.done)
+	case <-time.After(stopWait):
+		// SIGQUIT makes the Go runtime write every goroutine's stack to
+		// the log before it exits: the record of what hung.
+		_ = p.cmd.Process.Signal(syscall.SIGQUIT)
+		select {
+		case err = <-p.done:
+		case <-time.After(5 * time.Second):
+			_ = p.cmd.Process.Kill()
+			err = <-p.done
+		}
+		err = fmt.Errorf("no exit within %v of SIGTERM; goroutine dump (SIGQUIT) in %s: %w", stopWait, p.logPath, err)
 	}
 	p.logFile.Close()
 	r := stopResult{PeakRSSKB: p.peakKB, ExitErr: err}

@@ -41,13 +41,15 @@ func benchHTML() []byte {
 	return []byte(b.String())
 }
 
-func benchParse(b *testing.B, raw []byte) {
+func benchParse(b *testing.B, raw []byte) { benchParseOpts(b, raw, Options{}) }
+
+func benchParseOpts(b *testing.B, raw []byte, opts Options) {
 	b.SetBytes(int64(len(raw)))
 	b.ReportAllocs()
 	r := bytes.NewReader(raw)
 	for b.Loop() {
 		r.Reset(raw)
-		if _, err := Parse(r, Options{}); err != nil {
+		if _, err := Parse(r, opts); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -58,6 +60,13 @@ func BenchmarkParse100KHTML(b *testing.B) { benchParse(b, benchHTML()) }
 func BenchmarkParse10MBAttachment(b *testing.B) {
 	raw, _ := attachmentMessage(10 << 20)
 	benchParse(b, raw)
+}
+
+// BenchmarkParse10MBAttachmentNoInline is the same message with inlining
+// off: the attachment only streams through SHA-256.
+func BenchmarkParse10MBAttachmentNoInline(b *testing.B) {
+	raw, _ := attachmentMessage(10 << 20)
+	benchParseOpts(b, raw, Options{InlineLimit: -1})
 }
 
 // BenchmarkReadRaw reads the 10 MB attachment message once, for the ratio:

@@ -77,10 +77,10 @@ var oneLineHeaderRE = regexp.MustCompile(`(?i)^\s*\*?from\s*:.+\s(?:sent|date)\s
 
 // sentFromRE matches the "Sent from my …" lines mobile clients append.
 var sentFromRE = regexp.MustCompile(`(?i)^\s*(?:` +
-	`sent from (?:my|mail for|outlook|yahoo mail|samsung|proton mail|the)\b.*|get outlook for \S+.*|sent with .+|sent via .+|` +
-	`von meinem .+ gesendet|gesendet von (?:meinem|mobil).*|gesendet mit .+|` +
+	`sent from (?:my|mail for|outlook|yahoo mail|samsung|proton mail|the)\b.*|get outlook for \S+.*|sent with (?:proton ?mail|spark|airmail|blue ?mail|superhuman|newton)\b.*|` +
+	`von meinem .+ gesendet|gesendet von (?:meinem|mobil).*|gesendet mit (?:der|dem|meinem) .+ app|` +
 	`envoyé de mon .+|envoyé depuis (?:mon|l'application).*|` +
-	`enviado desde mi .+|enviado desde .+|` +
+	`enviado desde mi .+|enviado desde (?:outlook|yahoo|correo|gmail)\b.*|` +
 	`inviato da .+|` +
 	`enviado do meu .+|enviado a partir do .+|` +
 	`verzonden (?:vanaf|met) mijn .+|verstuurd vanaf mijn .+|` +
@@ -167,7 +167,7 @@ func cutAt(lines []string, i int) (int, bool) {
 	// plain text.
 	short := len(t) < 120
 	colon := strings.ContainsAny(t, ":：")
-	if short && (separatorRE.MatchString(t) || sentFromRE.MatchString(t)) {
+	if short && separatorRE.MatchString(t) || len(t) < 60 && sentFromRE.MatchString(t) {
 		return i, true
 	}
 	if colon && len(t) < 1000 && (t[0] == 'F' || t[0] == 'f' || t[0] == '*') && oneLineHeaderRE.MatchString(t) {

@@ -306,6 +306,8 @@ Date: Monday, 8 January 2024 at 10:15
 To: Anna <anna@example.org>
 Subject: Re: Ticket`, "Works now."},
 	{"gmail fr no-break spaces", "Merci.\n\nLe lun. 8 janv. 2024 à 10:15, Support <support@example.com> a\u00a0écrit\u00a0:\n> Bonjour", "Merci."},
+	{"sent via in a sentence", "Sent via courier, it should arrive Monday.\nThanks", "Sent via courier, it should arrive Monday.\nThanks"},
+	{"sent with proton", "Ok\n\nSent with Proton Mail secure email.", "Ok"},
 	{"no quote at all", "Just a new message.\nWith two lines.", "Just a new message.\nWith two lines."},
 	{"from in body is not a header block", "From: the team, with thanks.\nSee you.", "From: the team, with thanks.\nSee you."},
 	{"crlf", "Yes.\r\n\r\nOn Mon, Jan 8, 2024 at 10:15 AM X <x@example.com> wrote:\r\n> q\r\n", "Yes."},

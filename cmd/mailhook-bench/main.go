@@ -71,6 +71,7 @@ func mainErr(args []string, stdout, stderr io.Writer) int {
 		drain    = fs.Duration("drain", 30*time.Second, "after the load, wait this long at most for the webhooks of accepted messages")
 		timeout  = fs.Duration("timeout", time.Minute, "client timeout per SMTP reply")
 		profile  = fs.String("profile", "", "take a 10 s CPU profile from mailhook's admin /debug/pprof into this file (single run; in --matrix, during the 2 KB/20 session embedded run)")
+		heapProf = fs.String("heap-profile", "", "keep mailhook's heap profile (debug=1 text, sampled each second) from the moment its heap in use was largest; in --memory, --matrix etc. it applies to the memory run, else to the single run")
 		logLevel = fs.String("log-level", "info", "mailhook's log level during runs (its log goes to a file in the run's temp dir)")
 		keep     = fs.Bool("keep", false, "keep each run's temp dir (config, data, mailhook.log)")
 		matrix   = fs.Bool("matrix", false, "run the matrix: 2 KB and 100 KB × 1 and 20 sessions × embedded and redis, each against the sink")
@@ -167,6 +168,7 @@ func mainErr(args []string, stdout, stderr io.Writer) int {
 		r := base
 		r.Target, r.Size, r.Sessions, r.PerConn, r.Count, r.Duration, r.Rate = "serve", "10m", 50, 1, 50, 0, 0
 		r.Name = fmt.Sprintf("memory %s 10MB×50", r.Backend)
+		r.HeapProfile = *heapProf
 		plan = append(plan, group{runs: []runSpec{r}})
 	}
 	if single {
@@ -175,6 +177,7 @@ func mainErr(args []string, stdout, stderr io.Writer) int {
 		if *target == "serve" {
 			r.Name = fmt.Sprintf("serve %s %s×%d", *backend, *size, *sessions)
 			r.Profile = *profile
+			r.HeapProfile = *heapProf
 		}
 		g := group{runs: []runSpec{r}}
 		if *target != "sink" && !*noSink {
@@ -297,6 +300,9 @@ func printTable(w io.Writer, rep *report) {
 	for _, r := range rep.Runs {
 		if r.ProfileNote != "" {
 			fmt.Fprintf(w, "profile (%s): %s\n", r.Name, r.ProfileNote)
+		}
+		if r.HeapProfile != "" {
+			fmt.Fprintf(w, "heap profile (%s): largest heap in use %.1f MB; go tool pprof -sample_index=inuse_space -top %s\n", r.Name, r.HeapInuseMB, r.HeapProfile)
 		}
 		if len(r.QueueDepth) > 0 {
 			fmt.Fprintf(w, "queue depth (%s), every 5 s:", r.Name)

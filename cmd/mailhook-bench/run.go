@@ -11,7 +11,9 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
+	"strconv"
 	"sync"
 	"syscall"
 	"time"
@@ -35,6 +37,10 @@ type runSpec struct {
 	// Profile, when set, is the file for a 10 s CPU profile taken from the
 	// admin listener's /debug/pprof one second into the load.
 	Profile string
+	// HeapProfile, when set, is the file for the heap profile (legacy text
+	// form, which go tool pprof reads) sampled each second during the load
+	// at the moment the heap in use was largest.
+	HeapProfile string
 	// Series keeps the queue depth samples in the result (the soak).
 	Series      bool
 	SampleEvery time.Duration
@@ -103,6 +109,8 @@ type result struct {
 	BenchCPU    float64 `json:"bench_cpu_s"`
 	Profile     string  `json:"profile,omitempty"`
 	ProfileNote string  `json:"profile_note,omitempty"`
+	HeapProfile string  `json:"heap_profile,omitempty"`
+	HeapInuseMB float64 `json:"heap_inuse_mb,omitempty"`
 	Error       string  `json:"error,omitempty"`
 }
 
@@ -184,6 +192,8 @@ func (e *env) run(ctx context.Context, s runSpec) (res *result) {
 		dns  *dnsServer
 		proc *mailhookProc
 		dir  string
+		// heapStop ends the heap sampling when the load ends.
+		heapStop = func() {}
 	)
 	switch s.Target {
 	case "sink":
@@ -230,7 +240,7 @@ func (e *env) run(ctx context.Context, s runSpec) (res *result) {
 				return res
 			}
 		}
-		if s.Profile != "" {
+		if s.Profile != "" || s.HeapProfile != "" {
 			if so.AdminAddr, err = freeAddr(); err != nil {
 				res.Error = err.Error()
 				return res
@@ -258,6 +268,23 @@ func (e *env) run(ctx context.Context, s runSpec) (res *result) {
 					}
 				}()
 				res.Profile, res.ProfileNote = fetchProfile(ctx, so.AdminAddr, so.AdminToken, s.Profile)
+			}()
+		}
+		if s.HeapProfile != "" {
+			hctx, hcancel := context.WithCancel(ctx)
+			heapStop = hcancel
+			done := make(chan struct{})
+			defer func() { hcancel(); <-done }()
+			go func() {
+				defer close(done)
+				defer func() { _ = recover() }()
+				inuse, note := sampleHeap(hctx, so.AdminAddr, so.AdminToken, s.HeapProfile)
+				res.HeapInuseMB = math.Round(float64(inuse)/1e5) / 10
+				if inuse > 0 {
+					res.HeapProfile = s.HeapProfile
+				} else {
+					res.ProfileNote = note
+				}
 			}()
 		}
 	}
@@ -299,6 +326,7 @@ func (e *env) run(ctx context.Context, s runSpec) (res *result) {
 	}()
 	cpu0 := cpuSelf()
 	st := runClient(ctx, co)
+	heapStop()
 	res.BenchCPU = cpuSelf() - cpu0
 	close(sampleStop)
 	<-sampleDone
@@ -372,6 +400,53 @@ func fetchProfile(ctx context.Context, admin, token, path string) (string, strin
 		return "", err.Error()
 	}
 	return path, "10 s CPU profile; go tool pprof -top " + path
+}
+
+var heapInuseRE = regexp.MustCompile(`(?m)^# HeapInuse = (\d+)$`)
+
+// sampleHeap fetches /debug/pprof/heap?debug=1 each second until ctx ends
+// and writes to path the sample taken when HeapInuse was largest. It
+// returns that HeapInuse, or 0 and why there is none.
+func sampleHeap(ctx context.Context, admin, token, path string) (int64, string) {
+	var best []byte
+	var bestInuse int64
+	note := "heap profile: no sample"
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			if best == nil {
+				return 0, note
+			}
+			if err := os.WriteFile(path, best, 0o644); err != nil {
+				return 0, err.Error()
+			}
+			return bestInuse, ""
+		case <-t.C:
+		}
+		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		req, _ := http.NewRequestWithContext(rctx, http.MethodGet, "http://"+admin+"/debug/pprof/heap?debug=1", nil)
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			cancel()
+			note = fmt.Sprintf("heap profile not available: %v", err)
+			continue
+		}
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+		resp.Body.Close()
+		cancel()
+		if resp.StatusCode != http.StatusOK {
+			note = "heap profile not available: " + resp.Status
+			continue
+		}
+		if m := heapInuseRE.FindSubmatch(body); m != nil {
+			if n, _ := strconv.ParseInt(string(m[1]), 10, 64); n > bestInuse {
+				best, bestInuse = body, n
+			}
+		}
+	}
 }
 
 func sortDurations(d []time.Duration) { slices.Sort(d) }

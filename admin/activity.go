@@ -147,9 +147,22 @@ func OpenActivity(dir string, opts ActivityOptions) (*Activity, error) {
 		return nil, fmt.Errorf("admin: activity: %w", err)
 	}
 	path := filepath.Join(dir, "activity.db")
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
+	// The activity log is history for operators, not the queue: nothing
+	// acknowledged depends on it. So it is written without an fsync per
+	// transaction (a process crash loses nothing, the page cache has it;
+	// an OS crash may lose recent records or, rarely, the file, which is
+	// then set aside and started afresh rather than stopping mailhook).
+	bopts := &bolt.Options{Timeout: time.Second, NoSync: true, NoFreelistSync: true}
+	db, err := bolt.Open(path, 0o600, bopts)
 	if errors.Is(err, bolterrors.ErrTimeout) {
 		return nil, fmt.Errorf("admin: activity: %s is in use by another process", path)
+	}
+	if err != nil {
+		aside := path + ".broken-" + time.Now().UTC().Format("20060102T150405")
+		if rerr := os.Rename(path, aside); rerr == nil {
+			a.log.Warn("admin: activity store unreadable; set aside, starting afresh", "error", err, "aside", aside)
+			db, err = bolt.Open(path, 0o600, bopts)
+		}
 	}
 	if err != nil {
 		return nil, fmt.Errorf("admin: activity: open %s: %w", path, err)

@@ -717,3 +717,24 @@ func TestBounceAddressesAndBeforeCommit(t *testing.T) {
 func sendMail(addr, from, to, msg string) error {
 	return smtp.SendMail(addr, nil, from, []string{to}, []byte(msg))
 }
+
+// TestStuckParserDefers: a parser that never returns costs a 451 within
+// the verification bound, and the session goes on.
+func TestStuckParserDefers(t *testing.T) {
+	block := make(chan struct{})
+	t.Cleanup(func() { close(block) })
+	h := start(t, func(o *Options) {
+		o.Limits.VerifyTimeout = 300 * time.Millisecond
+		o.Parse = func(r io.Reader) (*parse.Message, error) { <-block; return nil, errors.New("unblocked") }
+	})
+	c := dial(t, h.addr)
+	c.expect("EHLO client.test", "250 ")
+	c.expect("MAIL FROM:<a@sender.test>", "250 ")
+	c.expect("RCPT TO:<support@example.test>", "250 ")
+	c.expect("DATA", "354 ")
+	c.expect("Subject: x\r\n\r\nbody\r\n.", "451 4.3.0")
+	c.expect("NOOP", "250 ")
+	if h.rec.count() != 0 {
+		t.Fatal("committed a message that was never parsed")
+	}
+}

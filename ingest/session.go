@@ -11,12 +11,12 @@ import (
 	"os"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/emersion/go-smtp"
 
 	"github.com/mailhook/mailhook/ingest/auth"
+	"github.com/mailhook/mailhook/parse"
 	"github.com/mailhook/mailhook/route"
 )
 
@@ -243,22 +243,34 @@ func (ss *session) data(r io.Reader) (err error) {
 	// side, each through its own reader.
 	ctx, cancel := context.WithTimeout(ss.ctx, o.Limits.VerifyTimeout)
 	defer cancel()
-	var wg sync.WaitGroup
-	var perr, verr error
-	wg.Add(1)
+	type parsed struct {
+		m   *parse.Message
+		err error
+	}
+	pc := make(chan parsed, 1)
 	go func() {
-		defer wg.Done()
+		var res parsed
 		defer func() {
 			if p := recover(); p != nil {
-				perr = fmt.Errorf("parse panicked: %v", p)
+				res.err = fmt.Errorf("parse panicked: %v", p)
 			}
+			pc <- res
 		}()
-		mail.Message, perr = o.Parse(io.NewSectionReader(sp.f, 0, sp.size))
+		res.m, res.err = o.Parse(io.NewSectionReader(sp.f, 0, sp.size))
 	}()
+	var verr error
 	mail.Auth, verr = ss.verify(ctx, io.NewSectionReader(sp.f, 0, sp.size))
-	wg.Wait()
-	if perr != nil {
-		return fmt.Errorf("parse: %w", perr)
+	// Parsing is bounded like verification: a parser that does not finish
+	// (a bug on some input) costs the sender a retry (451), never a
+	// session stuck for good.
+	select {
+	case res := <-pc:
+		if res.err != nil {
+			return fmt.Errorf("parse: %w", res.err)
+		}
+		mail.Message = res.m
+	case <-ctx.Done():
+		return fmt.Errorf("parse: not done within %s", o.Limits.VerifyTimeout)
 	}
 	if verr != nil {
 		return fmt.Errorf("verify: %w", verr)

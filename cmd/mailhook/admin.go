@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/emersion/go-smtp"
@@ -31,10 +32,21 @@ func (a *app) openAdmin() error {
 	a.activity = act
 	a.activityCh = make(chan func(), 10000)
 	a.activityDone = make(chan struct{})
-	go a.activityWriter()
+	// Several writers, so that the store's batches gather their records.
+	const writers = 8
+	var wg sync.WaitGroup
+	for range writers {
+		wg.Add(1)
+		go func() { defer wg.Done(); a.activityWriter() }()
+	}
+	go func() { wg.Wait(); close(a.activityDone) }()
 	a.closers = append(a.closers, func() {
 		close(a.activityCh)
-		<-a.activityDone
+		select {
+		case <-a.activityDone:
+		case <-time.After(5 * time.Second):
+			a.log.Warn("activity log: records still pending at exit were dropped", "pending", len(a.activityCh))
+		}
 		act.Close()
 	})
 	a.metrics = admin.NewMetrics(admin.MetricsOptions{Backend: a.cfg.Queue.Backend, Stats: func() (deliver.Stats, error) {
@@ -196,7 +208,6 @@ func (a *app) record(fn func()) {
 
 // activityWriter applies records in order until the channel is closed.
 func (a *app) activityWriter() {
-	defer close(a.activityDone)
 	for fn := range a.activityCh {
 		func() {
 			defer func() {

@@ -301,6 +301,9 @@ func printTable(w io.Writer, rep *report) {
 		if r.ProfileNote != "" {
 			fmt.Fprintf(w, "profile (%s): %s\n", r.Name, r.ProfileNote)
 		}
+		if r.HeapNote != "" {
+			fmt.Fprintf(w, "heap profile (%s): %s\n", r.Name, r.HeapNote)
+		}
 		if r.HeapProfile != "" {
 			fmt.Fprintf(w, "heap profile (%s): largest heap in use %.1f MB; go tool pprof -sample_index=inuse_space -top %s\n", r.Name, r.HeapInuseMB, r.HeapProfile)
 		}

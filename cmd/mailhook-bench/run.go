@@ -111,6 +111,7 @@ type result struct {
 	ProfileNote string  `json:"profile_note,omitempty"`
 	HeapProfile string  `json:"heap_profile,omitempty"`
 	HeapInuseMB float64 `json:"heap_inuse_mb,omitempty"`
+	HeapNote    string  `json:"heap_note,omitempty"`
 	Error       string  `json:"error,omitempty"`
 }
 
@@ -283,7 +284,7 @@ func (e *env) run(ctx context.Context, s runSpec) (res *result) {
 				if inuse > 0 {
 					res.HeapProfile = s.HeapProfile
 				} else {
-					res.ProfileNote = note
+					res.HeapNote = note
 				}
 			}()
 		}

@@ -54,16 +54,20 @@ type Options struct {
 	// BatchDelay is how long a Commit waits for others to share its fsync
 	// (bbolt's MaxBatchDelay); 0 means 2ms.
 	BatchDelay time.Duration
+	// InlineMax is the largest raw message stored inside the database
+	// (DefaultInlineMax when 0; negative stores every message as a file).
+	InlineMax int64
 	// Now returns the current time; nil means time.Now.
 	Now func() time.Time
 }
 
 // Queue is the embedded deliver.Queue.
 type Queue struct {
-	db     *bolt.DB
-	msgDir string
-	log    *slog.Logger
-	now    func() time.Time
+	db        *bolt.DB
+	msgDir    string
+	inlineMax int64
+	log       *slog.Logger
+	now       func() time.Time
 
 	closeOnce sync.Once
 	closeErr  error
@@ -77,13 +81,23 @@ var (
 	bLeased = []byte("leased") // timeKey(LeaseUntil, id) -> nil
 	bDead   = []byte("dead")   // timeKey(DeadAt, id) -> nil
 	bMsgs   = []byte("msgs")   // msg id -> msgRecord JSON
+	bRaw    = []byte("raw")    // msg id -> raw message, for messages stored inline
 )
+
+// DefaultInlineMax is the size up to which a raw message is stored inside
+// the commit's transaction rather than as a file of its own.
+const DefaultInlineMax = 64 << 10
 
 // msgRecord is a committed message.
 type msgRecord struct {
 	Mail *route.Mail `json:"mail"`
-	File string      `json:"file"` // name under msg/
-	Jobs int         `json:"jobs"` // jobs left; the record goes with the last
+	File string      `json:"file"` // name under msg/; "" when Inline
+	// Inline means the raw message is in the raw bucket, written in the
+	// same transaction as the jobs: one fsync of the batch makes many
+	// small messages durable at once, where a file each costs its own
+	// fsync and a directory fsync.
+	Inline bool `json:"inline,omitempty"`
+	Jobs   int  `json:"jobs"` // jobs left; the record goes with the last
 }
 
 // Open opens (creating if needed) the queue under dataDir/queue, recovers
@@ -119,8 +133,12 @@ func Open(dataDir string, opts Options) (*Queue, error) {
 		db.MaxBatchDelay = 2 * time.Millisecond
 	}
 	q.db = db
+	q.inlineMax = opts.InlineMax
+	if q.inlineMax == 0 {
+		q.inlineMax = DefaultInlineMax
+	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bJobs, bReady, bLeased, bDead, bMsgs} {
+		for _, b := range [][]byte{bJobs, bReady, bLeased, bDead, bMsgs, bRaw} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -187,10 +205,18 @@ func (q *Queue) recover() error {
 				if err := msgs.Delete([]byte(id)); err != nil {
 					return err
 				}
+				if err := tx.Bucket(bRaw).Delete([]byte(id)); err != nil {
+					return err
+				}
 				continue
 			}
-			_, statErr := os.Stat(filepath.Join(q.msgDir, rec.File))
-			fileMissing := statErr != nil
+			var fileMissing bool
+			if rec.Inline {
+				fileMissing = tx.Bucket(bRaw).Get([]byte(id)) == nil
+			} else {
+				_, statErr := os.Stat(filepath.Join(q.msgDir, rec.File))
+				fileMissing = statErr != nil
+			}
 			if fileMissing {
 				missing++
 			} else {
@@ -309,12 +335,21 @@ func (q *Queue) Commit(ctx context.Context, mail *route.Mail, jobs []*deliver.Jo
 		os.Remove(rawPath)
 		return nil
 	}
-	name := fileName(mail.ID)
-	stored = filepath.Join(q.msgDir, name)
-	if err := moveDurably(rawPath, stored, q.msgDir); err != nil {
-		return fmt.Errorf("boltq: commit %s: %w", mail.ID, err)
+	var name string
+	var inline []byte
+	if st, err := os.Stat(rawPath); err == nil && q.inlineMax > 0 && st.Size() <= q.inlineMax {
+		// Small: into the transaction; the spool file needs no fsync.
+		if inline, err = os.ReadFile(rawPath); err != nil {
+			return fmt.Errorf("boltq: commit %s: %w", mail.ID, err)
+		}
+	} else {
+		name = fileName(mail.ID)
+		stored = filepath.Join(q.msgDir, name)
+		if err := moveDurably(rawPath, stored, q.msgDir); err != nil {
+			return fmt.Errorf("boltq: commit %s: %w", mail.ID, err)
+		}
+		rawPath = ""
 	}
-	rawPath = ""
 	mailJSON, err := json.Marshal(mail)
 	if err != nil {
 		return fmt.Errorf("boltq: commit %s: %w", mail.ID, err)
@@ -333,15 +368,21 @@ func (q *Queue) Commit(ctx context.Context, mail *route.Mail, jobs []*deliver.Jo
 			}
 		}
 		rec, err := json.Marshal(struct {
-			Mail json.RawMessage `json:"mail"`
-			File string          `json:"file"`
-			Jobs int             `json:"jobs"`
-		}{mailJSON, name, len(jobs)})
+			Mail   json.RawMessage `json:"mail"`
+			File   string          `json:"file"`
+			Jobs   int             `json:"jobs"`
+			Inline bool            `json:"inline,omitempty"`
+		}{mailJSON, name, len(jobs), inline != nil})
 		if err != nil {
 			return err
 		}
 		if err := tx.Bucket(bMsgs).Put([]byte(mail.ID), rec); err != nil {
 			return err
+		}
+		if inline != nil {
+			if err := tx.Bucket(bRaw).Put([]byte(mail.ID), inline); err != nil {
+				return err
+			}
 		}
 		for _, j := range jobs {
 			if err := replaceJob(tx, nil, j); err != nil {
@@ -353,8 +394,11 @@ func (q *Queue) Commit(ctx context.Context, mail *route.Mail, jobs []*deliver.Jo
 	if err != nil {
 		return fmt.Errorf("boltq: commit %s: %w", mail.ID, err)
 	}
-	if dup {
+	if dup && stored != "" {
 		os.Remove(stored)
+	}
+	if rawPath != "" {
+		os.Remove(rawPath) // stored inline
 	}
 	return nil
 }
@@ -580,6 +624,21 @@ func (q *Queue) OpenRaw(ctx context.Context, msgID string) (io.ReadCloser, error
 	})
 	if err != nil {
 		return nil, fmt.Errorf("boltq: raw %s: %w", msgID, err)
+	}
+	if rec.Inline {
+		var b []byte
+		err := q.db.View(func(tx *bolt.Tx) error {
+			v := tx.Bucket(bRaw).Get([]byte(msgID))
+			if v == nil {
+				return deliver.ErrNotFound
+			}
+			b = bytes.Clone(v) // valid only inside the transaction
+			return nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("boltq: raw %s: %w", msgID, err)
+		}
+		return io.NopCloser(bytes.NewReader(b)), nil
 	}
 	f, err := os.Open(filepath.Join(q.msgDir, rec.File))
 	if errors.Is(err, os.ErrNotExist) {
@@ -872,6 +931,9 @@ func deleteJob(tx *bolt.Tx, j *deliver.Job) (string, error) {
 	rec.Jobs--
 	if rec.Jobs > 0 {
 		return "", putMsg(tx, j.MsgID, rec)
+	}
+	if err := tx.Bucket(bRaw).Delete([]byte(j.MsgID)); err != nil {
+		return "", err
 	}
 	return rec.File, tx.Bucket(bMsgs).Delete([]byte(j.MsgID))
 }

@@ -15,18 +15,27 @@ import (
 )
 
 func TestSuite(t *testing.T) {
-	queuetest.Run(t, func(t *testing.T) deliver.Queue {
-		q, err := boltq.Open(t.TempDir(), boltq.Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return q
-	})
+	for _, tc := range []struct {
+		name   string
+		inline int64
+	}{{"inline", 0}, {"files", -1}} {
+		t.Run(tc.name, func(t *testing.T) {
+			queuetest.Run(t, func(t *testing.T) deliver.Queue {
+				q, err := boltq.Open(t.TempDir(), boltq.Options{InlineMax: tc.inline})
+				if err != nil {
+					t.Fatal(err)
+				}
+				return q
+			})
+		})
+	}
 }
 
+// open opens a store that keeps every raw message as a file, as the
+// recovery tests below plant and remove files.
 func open(t *testing.T, dir string) *boltq.Queue {
 	t.Helper()
-	q, err := boltq.Open(dir, boltq.Options{})
+	q, err := boltq.Open(dir, boltq.Options{InlineMax: -1})
 	if err != nil {
 		t.Fatalf("Open = %v", err)
 	}

@@ -28,7 +28,11 @@ func TestCrashHelper(t *testing.T) {
 		t.Skip("helper process for TestKill9")
 	}
 	round := os.Getenv("BOLTQ_CRASH_ROUND")
-	q, err := boltq.Open(dir, boltq.Options{})
+	inline := int64(-1)
+	if os.Getenv("BOLTQ_CRASH_INLINE") != "" {
+		inline = 0
+	}
+	q, err := boltq.Open(dir, boltq.Options{InlineMax: inline})
 	if err != nil {
 		fmt.Println("E", err)
 		os.Exit(1)
@@ -89,12 +93,20 @@ func TestKill9(t *testing.T) {
 	if testing.Short() {
 		t.Skip("short")
 	}
+	t.Run("files", func(t *testing.T) { kill9(t, false) })
+	t.Run("inline", func(t *testing.T) { kill9(t, true) })
+}
+
+func kill9(t *testing.T, inline bool) {
 	dir := t.TempDir()
 	committed := map[string]bool{}
 	taken := map[string]bool{}
 	for round := range 4 {
 		cmd := exec.Command(os.Args[0], "-test.run=^TestCrashHelper$", "-test.count=1")
 		cmd.Env = append(os.Environ(), "BOLTQ_CRASH_DIR="+dir, fmt.Sprint("BOLTQ_CRASH_ROUND=", round))
+		if inline {
+			cmd.Env = append(cmd.Env, "BOLTQ_CRASH_INLINE=1")
+		}
 		out, err := cmd.StdoutPipe()
 		if err != nil {
 			t.Fatal(err)
@@ -129,7 +141,7 @@ func TestKill9(t *testing.T) {
 		}
 		cmd.Wait()
 
-		q, err := boltq.Open(dir, boltq.Options{})
+		q, err := boltq.Open(dir, boltq.Options{InlineMax: map[bool]int64{true: 0, false: -1}[inline]})
 		if err != nil {
 			t.Fatalf("round %d: Open after kill -9 = %v", round, err)
 		}
@@ -172,7 +184,10 @@ func TestKill9(t *testing.T) {
 		for _, j := range jobs {
 			msgs[j.MsgID] = true
 		}
-		if len(ents) != len(msgs) {
+		if inline && len(ents) != 0 {
+			t.Errorf("round %d: %d raw files in a store that keeps messages inline", round, len(ents))
+		}
+		if !inline && len(ents) != len(msgs) {
 			t.Errorf("round %d: %d raw files for %d messages with jobs", round, len(ents), len(msgs))
 		}
 		q.Close()

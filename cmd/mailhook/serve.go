@@ -14,7 +14,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
-	"time"
 
 	"github.com/mailhook/mailhook/admin"
 	"github.com/mailhook/mailhook/config"
@@ -272,7 +271,7 @@ func buildPolicy(cfg *config.Config) (*ingest.Policy, error) {
 func (a *app) openQueue() error {
 	switch a.cfg.Queue.Backend {
 	case "embedded":
-		q, err := boltq.Open(a.cfg.DataDir, boltq.Options{Logger: a.log, BatchDelay: 6*time.Millisecond})
+		q, err := boltq.Open(a.cfg.DataDir, boltq.Options{Logger: a.log})
 		if err != nil {
 			return fmt.Errorf("queue: %w", err)
 		}

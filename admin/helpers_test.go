@@ -203,9 +203,11 @@ func accept(t testing.TB, q deliver.Queue, a *Activity, o mailOpts) (*route.Mail
 	return mail, jobs
 }
 
+// openQueue opens an embedded queue that keeps raw messages as files, so
+// that tests can check the activity store's hard links to them.
 func openQueue(t testing.TB, now func() time.Time) *boltq.Queue {
 	t.Helper()
-	q, err := boltq.Open(t.TempDir(), boltq.Options{Now: now})
+	q, err := boltq.Open(t.TempDir(), boltq.Options{Now: now, InlineMax: -1})
 	if err != nil {
 		t.Fatalf("boltq.Open = %v", err)
 	}

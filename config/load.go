@@ -50,7 +50,10 @@ func Default() Config {
 			OnTempError:    "accept",
 		},
 		Parse: Parse{
-			InlineLimit:     5 << 20,
+			// Attachments up to this size travel base64 in the webhook JSON;
+			// larger ones get a signed URL (admin.public_url). It also
+			// bounds what parsing holds per attachment in flight.
+			InlineLimit:     1 << 20,
 			MaxDepth:        20,
 			MaxParts:        500,
 			MaxHeaderBytes:  1 << 20,

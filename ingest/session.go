@@ -248,6 +248,7 @@ func (ss *session) data(r io.Reader) (err error) {
 		err error
 	}
 	pc := make(chan parsed, 1)
+	pr := sp.reader() // made here: the goroutine may outlive the spool
 	go func() {
 		var res parsed
 		defer func() {
@@ -256,10 +257,10 @@ func (ss *session) data(r io.Reader) (err error) {
 			}
 			pc <- res
 		}()
-		res.m, res.err = o.Parse(io.NewSectionReader(sp.f, 0, sp.size))
+		res.m, res.err = o.Parse(pr)
 	}()
 	var verr error
-	mail.Auth, verr = ss.verify(ctx, io.NewSectionReader(sp.f, 0, sp.size))
+	mail.Auth, verr = ss.verify(ctx, sp.reader())
 	// Parsing is bounded like verification: a parser that does not finish
 	// (a bug on some input) costs the sender a retry (451), never a
 	// session stuck for good.
@@ -270,6 +271,7 @@ func (ss *session) data(r io.Reader) (err error) {
 		}
 		mail.Message = res.m
 	case <-ctx.Done():
+		sp.abandon() // the parser may still read the buffer
 		return fmt.Errorf("parse: not done within %s", o.Limits.VerifyTimeout)
 	}
 	if verr != nil {

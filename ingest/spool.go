@@ -2,6 +2,7 @@ package ingest
 
 import (
 	"bufio"
+	"bytes"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base32"
@@ -27,12 +28,22 @@ const spoolBufSize = 64 << 10
 
 var bufPool = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, spoolBufSize) }}
 
-// spool receives the data of one message into a file in dir, in one pass:
-// it checks line endings (a bare CR or LF fails the message: SMTP smuggling)
-// and hashes the bytes for the stable id. Nothing is held in memory but the
-// buffer.
+// memMax is the largest message kept in memory while it is received;
+// a larger one goes to a spool file from the byte that passes it, so
+// memory per session stays bounded whatever the message size.
+const memMax = 64 << 10
+
+var memPool = sync.Pool{New: func() any { return bytes.NewBuffer(make([]byte, 0, memMax)) }}
+
+// spool receives the data of one message in one pass: it checks line
+// endings (a bare CR or LF fails the message: SMTP smuggling) and hashes
+// the bytes for the stable id. A small message stays in a pooled buffer and
+// reaches the disk once, as the final file; a large one streams to a
+// temporary file in dir and is never held in memory.
 type spool struct {
-	f    *os.File
+	dir  string
+	mem  *bytes.Buffer // the message while it is small
+	f    *os.File      // the spool file once it is not
 	size int64
 	sum  hash.Hash
 	// prevCR is true when the last byte seen was CR.
@@ -41,19 +52,47 @@ type spool struct {
 }
 
 func newSpool(dir string) (*spool, error) {
-	f, err := os.CreateTemp(dir, "incoming-*.tmp")
-	if err != nil {
-		return nil, fmt.Errorf("ingest: spool: %w", err)
+	mem := memPool.Get().(*bytes.Buffer)
+	mem.Reset()
+	return &spool{dir: dir, mem: mem, sum: sha256.New()}, nil
+}
+
+// write appends chunk, moving to a spool file when the message outgrows
+// memMax.
+func (s *spool) write(chunk []byte) error {
+	if s.f == nil && s.mem.Len()+len(chunk) <= memMax {
+		s.mem.Write(chunk)
+		return nil
 	}
-	return &spool{f: f, sum: sha256.New()}, nil
+	if s.f == nil {
+		f, err := os.CreateTemp(s.dir, "incoming-*.tmp")
+		if err != nil {
+			return fmt.Errorf("ingest: spool: %w", err)
+		}
+		s.f = f
+		if _, err := f.Write(s.mem.Bytes()); err != nil {
+			return fmt.Errorf("ingest: spool write: %w", err)
+		}
+	}
+	if _, err := s.f.Write(chunk); err != nil {
+		return fmt.Errorf("ingest: spool write: %w", err)
+	}
+	return nil
+}
+
+// reader returns a new reader over the whole message received.
+func (s *spool) reader() io.ReadSeeker {
+	if s.f != nil {
+		return io.NewSectionReader(s.f, 0, s.size)
+	}
+	return bytes.NewReader(s.mem.Bytes())
 }
 
 // receive copies r to the spool file. It returns a bare *smtp.SMTPError for
 // the client's faults and a wrapped error for ours.
 func (s *spool) receive(r io.Reader) error {
 	w := bufPool.Get().(*bufio.Writer)
-	w.Reset(s.f)
-	defer func() { w.Reset(nil); bufPool.Put(w) }()
+	defer bufPool.Put(w)
 	buf := w.AvailableBuffer()[:0]
 	buf = buf[:cap(buf)]
 	for {
@@ -66,8 +105,8 @@ func (s *spool) receive(r io.Reader) error {
 			}
 			s.sum.Write(chunk)
 			s.size += int64(n)
-			if _, err := s.f.Write(chunk); err != nil {
-				return fmt.Errorf("ingest: spool write: %w", err)
+			if err := s.write(chunk); err != nil {
+				return err
 			}
 		}
 		if rerr == io.EOF {
@@ -123,13 +162,23 @@ func (s *spool) checkEndings(b []byte) {
 	s.prevCR = prevCR
 }
 
-// discard removes the spool file.
+// abandon keeps the buffer from the pool: a reader of it (a parser that
+// did not finish) may still be running.
+func (s *spool) abandon() { s.mem = nil }
+
+// discard removes the spool file and returns the buffer.
 func (s *spool) discard() {
 	if s.f != nil {
 		name := s.f.Name()
 		s.f.Close()
 		os.Remove(name)
 		s.f = nil
+	}
+	if s.mem != nil {
+		if s.mem.Cap() <= 2*memMax {
+			memPool.Put(s.mem)
+		}
+		s.mem = nil
 	}
 }
 
@@ -141,9 +190,7 @@ func (s *spool) discard() {
 // size. The spool file is removed.
 func (s *spool) finalize(dir, id string, prepend []Field, forged func(value string) bool) (string, int64, error) {
 	defer s.discard()
-	if _, err := s.f.Seek(0, io.SeekStart); err != nil {
-		return "", 0, fmt.Errorf("ingest: spool: %w", err)
-	}
+	src := s.reader()
 	out, err := os.Create(filepath.Join(dir, "msg-"+id+".eml"))
 	if err != nil {
 		return "", 0, fmt.Errorf("ingest: spool: %w", err)
@@ -155,7 +202,7 @@ func (s *spool) finalize(dir, id string, prepend []Field, forged func(value stri
 			os.Remove(out.Name())
 		}
 	}()
-	br := bufio.NewReaderSize(s.f, 32<<10)
+	br := bufio.NewReaderSize(src, 32<<10)
 	hdr, herr := textproto.ReadHeader(br)
 	w := bufio.NewWriterSize(out, 32<<10)
 	for _, f := range prepend {
@@ -166,10 +213,10 @@ func (s *spool) finalize(dir, id string, prepend []Field, forged func(value stri
 	if herr != nil {
 		// A header go-message cannot read (too many or too long lines):
 		// keep the message exactly as received after our fields.
-		if _, err := s.f.Seek(0, io.SeekStart); err != nil {
+		if _, err := src.Seek(0, io.SeekStart); err != nil {
 			return "", 0, fmt.Errorf("ingest: spool: %w", err)
 		}
-		br.Reset(s.f)
+		br.Reset(src)
 	} else {
 		fields := hdr.Fields()
 		for fields.Next() {
@@ -184,8 +231,8 @@ func (s *spool) finalize(dir, id string, prepend []Field, forged func(value stri
 	if err := w.Flush(); err != nil {
 		return "", 0, fmt.Errorf("ingest: spool: %w", err)
 	}
-	// bufio.Reader.WriteTo hands the rest of the file to out.ReadFrom,
-	// which uses copy_file_range on Linux.
+	// bufio.Reader.WriteTo hands the rest to out.ReadFrom, which for a
+	// spool file uses copy_file_range on Linux.
 	if _, err := br.WriteTo(out); err != nil {
 		return "", 0, fmt.Errorf("ingest: spool: %w", err)
 	}

@@ -584,3 +584,17 @@ func TestGracefulStopWithIdleSession(t *testing.T) {
 	<-stopped
 	_ = context.Background
 }
+
+// TestServeStartupErrorIsReported: a failure while starting (here the
+// queue backend cannot be reached) is a clear error and exit 1, not a
+// panic.
+func TestServeStartupErrorIsReported(t *testing.T) {
+	dir := t.TempDir()
+	cfg := writeConfig(t, dir, freePort(t), "127.0.0.1:1", "http://127.0.0.1:1/", "")
+	os.WriteFile(cfg, []byte(strings.Replace(mustRead(t, cfg), "queue: {", `queue: {backend: redis, redis: {addr: "127.0.0.1:1"}, `, 1)), 0o600)
+	out, err := exec.Command(binary(t), "serve", "--config", cfg).CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 1 || strings.Contains(string(out), "panic") || !strings.Contains(string(out), "cannot reach Redis") {
+		t.Fatalf("serve with Redis unreachable: %v\n%s", err, out)
+	}
+}

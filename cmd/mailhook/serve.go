@@ -117,8 +117,9 @@ type server struct {
 	shutdown func(ctx context.Context) error
 }
 
-func newApp(cfg *config.Config, path string, log *slog.Logger) (a *app, err error) {
-	a = &app{cfg: cfg, path: path, log: log}
+func newApp(cfg *config.Config, path string, log *slog.Logger) (_ *app, err error) {
+	a := &app{cfg: cfg, path: path, log: log}
+	// On failure, close what was opened (a, not the nil returned).
 	defer func() {
 		if err != nil {
 			a.close()

@@ -90,7 +90,9 @@ const DefaultInlineMax = 64 << 10
 
 // msgRecord is a committed message.
 type msgRecord struct {
-	Mail *route.Mail `json:"mail"`
+	// Mail is kept as JSON and decoded only by Mail: settling a job
+	// touches the record to count jobs and must not parse the message.
+	Mail json.RawMessage `json:"mail"`
 	File string      `json:"file"` // name under msg/; "" when Inline
 	// Inline means the raw message is in the raw bucket, written in the
 	// same transaction as the jobs: one fsync of the batch makes many
@@ -611,7 +613,11 @@ func (q *Queue) Mail(ctx context.Context, msgID string) (*route.Mail, error) {
 	if err != nil {
 		return nil, fmt.Errorf("boltq: mail %s: %w", msgID, err)
 	}
-	return rec.Mail, nil
+	m := new(route.Mail)
+	if err := json.Unmarshal(rec.Mail, m); err != nil {
+		return nil, fmt.Errorf("boltq: mail %s: %w", msgID, err)
+	}
+	return m, nil
 }
 
 // OpenRaw implements deliver.Queue.

@@ -93,7 +93,7 @@ type msgRecord struct {
 	// Mail is kept as JSON and decoded only by Mail: settling a job
 	// touches the record to count jobs and must not parse the message.
 	Mail json.RawMessage `json:"mail"`
-	File string      `json:"file"` // name under msg/; "" when Inline
+	File string          `json:"file"` // name under msg/; "" when Inline
 	// Inline means the raw message is in the raw bucket, written in the
 	// same transaction as the jobs: one fsync of the batch makes many
 	// small messages durable at once, where a file each costs its own

@@ -161,3 +161,14 @@ func TestTypoSuggestions(t *testing.T) {
 		t.Errorf("errs = %v", errs)
 	}
 }
+
+func TestEnvironmentLists(t *testing.T) {
+	t.Setenv("MAILHOOK_DOMAINS", "a.test, B.test")
+	cfg, errs := load(t, good+"  - name: b\n    match: {rcpt: \"*@b.test\"}\n    actions: [{webhook: tickets}]\n")
+	if errs != nil {
+		t.Fatal(errs)
+	}
+	if len(cfg.Domains) != 2 || cfg.Domains[0] != "a.test" || cfg.Domains[1] != "b.test" {
+		t.Errorf("domains from MAILHOOK_DOMAINS = %q", cfg.Domains)
+	}
+}

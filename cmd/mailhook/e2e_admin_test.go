@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
 	"regexp"
 	"strings"
 	"syscall"
@@ -102,6 +103,15 @@ func TestAdminEndToEnd(t *testing.T) {
 	code, detail := httpGet(t, "http://"+adminAddr+"/api/messages/"+id, "t0ken")
 	if code != 200 || !strings.Contains(detail, `"tickets"`) || !regexp.MustCompile(`"status":\s*200`).MatchString(detail) {
 		t.Errorf("message detail = %d %s", code, detail[:min(500, len(detail))])
+	}
+
+	// `mailhook queue` while the server holds the embedded store: through
+	// the admin API.
+	if out := run1(t, "queue", "stats", "--config", cfg); !strings.Contains(out, "ready 0") || !strings.Contains(out, "dead 0") {
+		t.Errorf("queue stats through the API:\n%s", out)
+	}
+	if out, err := exec.Command(binary(t), "queue", "list", "--config", cfg).CombinedOutput(); err == nil || !strings.Contains(string(out), "dashboard") {
+		t.Errorf("queue list through the API: %v\n%s", err, out)
 	}
 
 	// A bad config on SIGHUP is refused; the old one keeps serving.

@@ -33,10 +33,18 @@ func openQueueForCLI(cfg *config.Config) (deliver.Queue, func(), error) {
 		return openRedisQueue(cfg, log)
 	default:
 		q, err := boltq.Open(cfg.DataDir, boltq.Options{Logger: log})
-		if err != nil {
-			return nil, nil, fmt.Errorf("%w (the embedded queue can be opened by one process at a time: stop `mailhook serve`, or use the admin API)", err)
+		if err == nil {
+			return q, func() {}, nil
 		}
-		return q, func() {}, nil
+		if !strings.Contains(err.Error(), "in use by another process") {
+			return nil, nil, err
+		}
+		// A running server holds the store: ask it, through its API.
+		aq, aerr := newAdminQueue(cfg)
+		if aerr != nil {
+			return nil, nil, fmt.Errorf("%w; %v", err, aerr)
+		}
+		return aq, func() {}, nil
 	}
 }
 

@@ -135,8 +135,11 @@ type Concurrency struct {
 type Webhook struct {
 	URL string `mapstructure:"url"`
 	// Secret is one "whsec_..." secret; Secrets several during a rotation.
-	Secret       string            `mapstructure:"secret"`
-	Secrets      []string          `mapstructure:"secrets"`
+	Secret  string   `mapstructure:"secret"`
+	Secrets []string `mapstructure:"secrets"`
+	// SigningKeys are optional ed25519 "whsk_" keys: each adds an
+	// asymmetric "v1a" signature, verified with the "whpk_" public key.
+	SigningKeys  []string          `mapstructure:"signing_keys"`
 	Timeout      time.Duration     `mapstructure:"timeout"`
 	Concurrency  int               `mapstructure:"concurrency"`
 	Headers      map[string]string `mapstructure:"headers"`

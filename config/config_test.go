@@ -172,3 +172,10 @@ func TestEnvironmentLists(t *testing.T) {
 		t.Errorf("domains from MAILHOOK_DOMAINS = %q", cfg.Domains)
 	}
 }
+
+func TestSigningKeysValidated(t *testing.T) {
+	_, errs := load(t, strings.Replace(good, `secret: "`+secret+`"}`, `secret: "`+secret+`", signing_keys: ["nope"]}`, 1))
+	if !hasKey(errs, "webhooks.tickets.signing_keys[0]", "whsk_") {
+		t.Errorf("errs = %v", errs)
+	}
+}

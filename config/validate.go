@@ -148,6 +148,11 @@ func (c *Config) Validate() ValidationErrors {
 				add(k, "%v", err)
 			}
 		}
+		for i, k := range w.SigningKeys {
+			if !strings.HasPrefix(k, "whsk_") {
+				add(fmt.Sprintf("%s.signing_keys[%d]", key, i), "must start with whsk_ (make one with `mailhook webhook signing-key`)")
+			}
+		}
 		if w.Timeout < 0 {
 			add(key+".timeout", "must not be negative")
 		}

@@ -30,6 +30,7 @@ import (
 	"github.com/emersion/go-msgauth/dkim"
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 
+	"github.com/mailhook/mailhook/deliver/webhook"
 	"github.com/mailhook/mailhook/ingest/auth/dnstest"
 )
 
@@ -316,7 +317,10 @@ func TestServeEndToEnd(t *testing.T) {
 	rcv := newReceiver(t, testSecret)
 	dir := t.TempDir()
 	addr := freePort(t)
-	p := startServe(t, writeConfig(t, dir, addr, dns.Addr(), rcv.srv.URL+"/hook", ""), addr)
+	cfg := writeConfig(t, dir, addr, dns.Addr(), rcv.srv.URL+"/hook", "")
+	signingKey, _ := webhook.NewSigningKey()
+	os.WriteFile(cfg, []byte(strings.Replace(mustRead(t, cfg), "allow_private: true,", fmt.Sprintf("allow_private: true, signing_keys: [%q],", signingKey), 1)), 0o600)
+	p := startServe(t, cfg, addr)
 
 	msg := "From: Alice <alice@sender.test>\r\nTo: support@example.test\r\nSubject: Printer on fire\r\n" +
 		"Message-ID: <e2e-1@sender.test>\r\nDate: Sun, 29 Nov 2026 04:00:00 +0000\r\n\r\nIt is burning.\r\n"
@@ -349,6 +353,9 @@ func TestServeEndToEnd(t *testing.T) {
 	}
 	if ev["type"] != "message.received" || ev["route"] != "tickets" || ev["id"] == "" {
 		t.Errorf("event head = type %v route %v id %v", ev["type"], ev["route"], ev["id"])
+	}
+	if sig := hdr.Get("webhook-signature"); !strings.Contains(sig, "v1,") || !strings.Contains(sig, "v1a,") {
+		t.Errorf("webhook-signature %q: want a v1 and a v1a signature", sig)
 	}
 	if !strings.HasPrefix(hdr.Get("User-Agent"), "mailhook/") || hdr.Get("webhook-id") == "" {
 		t.Errorf("headers = %v", hdr)

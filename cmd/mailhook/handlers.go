@@ -251,6 +251,7 @@ func newSender(cfg *config.Config, log *slog.Logger) (*webhook.Sender, error) {
 			Name:         name,
 			URL:          w.URL,
 			Secrets:      w.AllSecrets(),
+			SigningKeys:  w.SigningKeys,
 			Timeout:      w.Timeout,
 			Concurrency:  w.Concurrency,
 			Headers:      w.Headers,

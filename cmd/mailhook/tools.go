@@ -28,6 +28,7 @@ func init() {
 	register(command{name: "tls selfsigned", summary: "write a self-signed certificate and key for development", run: tlsSelfSigned})
 	register(command{name: "user add", summary: "hash a password from stdin and print the user's YAML entry", run: userAdd})
 	register(command{name: "webhook secret", summary: "print a new whsec_ webhook signing secret", run: webhookSecret})
+	register(command{name: "webhook signing-key", summary: "print a new ed25519 whsk_ signing key and its whpk_ public key", run: webhookSigningKey})
 }
 
 func sortStrings(s []string) { sort.Strings(s) }
@@ -126,6 +127,12 @@ func userAdd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 
 func webhookSecret(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 	fmt.Fprintln(stdout, webhook.NewSecret())
+	return 0
+}
+
+func webhookSigningKey(args []string, _ io.Reader, stdout, stderr io.Writer) int {
+	secret, public := webhook.NewSigningKey()
+	fmt.Fprintf(stdout, "signing key (webhooks.NAME.signing_keys): %s\npublic key (give it to the receiver):    %s\n", secret, public)
 	return 0
 }
 

@@ -1,5 +1,7 @@
 package parse
 
+import "strings"
+
 // Message is a parsed mail message. Its JSON form is the "message" object of
 // the webhook contract in DESIGN.md; field names are a contract and are only
 // ever added to, never renamed. Queues store it, so it must round-trip through
@@ -75,28 +77,9 @@ type DSNRecipient struct {
 // (case-insensitive), or "".
 func (m *Message) Header(name string) string {
 	for _, h := range m.Headers {
-		if equalFold(h[0], name) {
+		if strings.EqualFold(h[0], name) {
 			return h[1]
 		}
 	}
 	return ""
-}
-
-func equalFold(a, b string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := 0; i < len(a); i++ {
-		ca, cb := a[i], b[i]
-		if 'A' <= ca && ca <= 'Z' {
-			ca += 'a' - 'A'
-		}
-		if 'A' <= cb && cb <= 'Z' {
-			cb += 'a' - 'A'
-		}
-		if ca != cb {
-			return false
-		}
-	}
-	return true
 }

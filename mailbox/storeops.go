@@ -660,6 +660,17 @@ func (u *userTx) removeMsg(f *folderMeta, m *Message) error {
 	return u.addUsed(-m.Size)
 }
 
+// messages returns every message of the folder in UID order.
+func (u *userTx) messages(f *folderMeta) ([]Message, error) {
+	msgs := make([]Message, 0, f.Messages)
+	err := u.msgBucket(f.ID).ForEach(func(k, v []byte) error {
+		m, err := decodeMsg(binary.BigEndian.Uint32(k), v)
+		msgs = append(msgs, m)
+		return err
+	})
+	return msgs, err
+}
+
 func (u *userTx) get(f *folderMeta, uid uint32) (Message, bool, error) {
 	v := u.msgBucket(f.ID).Get(u32(uid))
 	if v == nil {
@@ -927,12 +938,7 @@ func (s *Store) DeleteFolder(ctx context.Context, user, name string) error {
 		if k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix) {
 			return fmt.Errorf("mailbox: %q has children: %w", n, ErrInvalidName)
 		}
-		var msgs []Message
-		err = u.msgBucket(f.ID).ForEach(func(k, v []byte) error {
-			m, err := decodeMsg(binary.BigEndian.Uint32(k), v)
-			msgs = append(msgs, m)
-			return err
-		})
+		msgs, err := u.messages(f)
 		if err != nil {
 			return err
 		}
@@ -973,12 +979,7 @@ func (s *Store) RenameFolder(ctx context.Context, user, from, to string) error {
 			if err != nil {
 				return err
 			}
-			var msgs []Message
-			err = u.msgBucket(f.ID).ForEach(func(k, v []byte) error {
-				m, err := decodeMsg(binary.BigEndian.Uint32(k), v)
-				msgs = append(msgs, m)
-				return err
-			})
+			msgs, err := u.messages(f)
 			if err != nil {
 				return err
 			}
@@ -1060,12 +1061,8 @@ func (s *Store) Messages(ctx context.Context, user, folder string) (Folder, []Me
 			return err
 		}
 		out = f.export(n)
-		msgs = make([]Message, 0, f.Messages)
-		return u.msgBucket(f.ID).ForEach(func(k, v []byte) error {
-			m, err := decodeMsg(binary.BigEndian.Uint32(k), v)
-			msgs = append(msgs, m)
-			return err
-		})
+		msgs, err = u.messages(f)
+		return err
 	})
 	if err != nil {
 		return Folder{}, nil, err
@@ -1296,12 +1293,7 @@ func (s *Store) remove(ctx context.Context, user, folder string, uids []uint32, 
 		}
 		var msgs []Message
 		if uids == nil {
-			err = u.msgBucket(f.ID).ForEach(func(k, v []byte) error {
-				m, err := decodeMsg(binary.BigEndian.Uint32(k), v)
-				msgs = append(msgs, m)
-				return err
-			})
-			if err != nil {
+			if msgs, err = u.messages(f); err != nil {
 				return err
 			}
 		} else {

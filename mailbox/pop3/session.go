@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -59,6 +60,9 @@ var commandStates = map[string][]state{
 	"NOOP": {stateTransaction},
 }
 
+// errPlaintext refuses a password sent in the clear (RFC 2595 §2.3).
+const errPlaintext = codeAuth + "plaintext authentication disallowed without TLS, use STLS"
+
 // Response codes of RFC 2449 §8 and RFC 3206.
 const (
 	codeAuth    = "[AUTH] "
@@ -96,8 +100,7 @@ type session struct {
 	errors   int
 	drop     Maildrop
 	msgs     []Msg
-	deleted  []bool
-	nDeleted int
+	deleted  []bool // marked by DELE; len(msgs)
 	retrieve int
 	reason   string // why the session ended, for the log
 }
@@ -182,8 +185,9 @@ func (s *session) serve() {
 		}
 		_ = s.w.Flush()
 		s.abort()
+		n, _ := s.count()
 		s.log.Info("pop3 session", "user", s.user, "state", s.state.String(),
-			"retrieved", s.retrieve, "deleted", s.nDeleted,
+			"retrieved", s.retrieve, "deleted", len(s.msgs)-n,
 			"reason", s.reason, "duration", time.Since(start).Round(time.Millisecond))
 	}()
 
@@ -328,11 +332,7 @@ func (s *session) dispatch(line string) (quit bool) {
 		s.fail("unknown command")
 		return false
 	}
-	ok := false
-	for _, st := range states {
-		ok = ok || st == s.state
-	}
-	if !ok {
+	if !slices.Contains(states, s.state) {
 		s.fail(cmd + " not valid in the " + s.state.String() + " state")
 		return false
 	}
@@ -431,7 +431,7 @@ func (s *session) quit() bool {
 		if err != nil {
 			s.log.Error("pop3 update", "user", s.user, "err", err)
 			s.reply("-ERR " + codeSysTemp + "some deleted messages not removed")
-			s.nDeleted = 0
+			clear(s.deleted) // for the session log: none were removed
 			return true
 		}
 	}
@@ -441,7 +441,7 @@ func (s *session) quit() bool {
 
 func (s *session) userCmd(args []string) {
 	if !s.plaintextAllowed() {
-		s.fail(codeAuth + "plaintext authentication disallowed without TLS, use STLS")
+		s.fail(errPlaintext)
 		return
 	}
 	if len(args) != 1 {
@@ -456,7 +456,7 @@ func (s *session) pass(pass string) bool {
 	user := s.userArg
 	s.userArg = ""
 	if !s.plaintextAllowed() {
-		s.fail(codeAuth + "plaintext authentication disallowed without TLS, use STLS")
+		s.fail(errPlaintext)
 		return false
 	}
 	if user == "" {
@@ -493,7 +493,7 @@ func (s *session) auth(args []string) bool {
 		return false
 	}
 	if !s.plaintextAllowed() {
-		s.fail(codeAuth + "plaintext authentication disallowed without TLS, use STLS")
+		s.fail(errPlaintext)
 		return false
 	}
 	s.userArg = ""
@@ -761,7 +761,6 @@ func (s *session) dele(args []string) {
 	}
 	if i := s.msgArg(args[0]); i >= 0 {
 		s.deleted[i] = true
-		s.nDeleted++
 		s.reply(fmt.Sprintf("+OK message %d deleted", i+1))
 	}
 }
@@ -773,7 +772,6 @@ func (s *session) rset(args []string) {
 		return
 	}
 	clear(s.deleted)
-	s.nDeleted = 0
 	n, size := s.count()
 	s.reply(fmt.Sprintf("+OK maildrop has %d messages (%d octets)", n, size))
 }

@@ -21,6 +21,7 @@ func (p *parser) topHeader(h message.Header) {
 
 	// All fields in order, RFC 2047 words decoded (RFC 2047 §6), 8-bit
 	// values repaired to UTF-8. The name keeps its original spelling.
+	haveSubject := false
 	fs := h.Fields()
 	for fs.Next() {
 		name := fs.Key()
@@ -29,11 +30,16 @@ func (p *parser) topHeader(h message.Header) {
 				name = string(bytes.TrimSpace(raw[:i]))
 			}
 		}
-		v, _ := fs.Text() // on an unknown charset the raw value is returned
-		if d, ok := decodeWords(fs.Value()); ok {
-			v = d
+		v, ok := decodeWords(fs.Value())
+		if !ok {
+			v, _ = fs.Text() // on an unknown charset the raw value is returned
 		}
-		m.Headers = append(m.Headers, [2]string{fixUTF8(name, ""), p.fixHeader(v)})
+		v = p.fixHeader(v)
+		m.Headers = append(m.Headers, [2]string{fixUTF8(name, ""), v})
+		if !haveSubject && fs.Key() == "Subject" {
+			// The first Subject field, as h.Get("Subject") would pick.
+			m.Subject, haveSubject = v, true
+		}
 	}
 
 	mh := mail.Header{Header: h}
@@ -44,19 +50,9 @@ func (p *parser) topHeader(h message.Header) {
 	if ids := msgIDs(mh, "References"); ids != nil {
 		m.References = ids
 	}
-	if t, err := mh.Date(); err == nil && !t.IsZero() {
-		m.Date = formatDate(t) // go-message: RFC 5322 §3.3 and §4.3
-	} else {
-		m.Date = parseDate(h.Get("Date"))
-	}
+	m.Date = parseDate(h.Get("Date")) // net/mail first, as go-message's Date
 	if h.Has("Date") && m.Date == "" {
 		p.warnf("unparseable Date %q", truncate(h.Get("Date"), 80))
-	}
-	if s, err := mh.Subject(); err == nil || s != "" {
-		if d, ok := decodeWords(h.Get("Subject")); ok {
-			s = d
-		}
-		m.Subject = p.fixHeader(s)
 	}
 	if from := p.addresses(h, "From"); len(from) > 0 {
 		m.From = &from[0]

@@ -3,6 +3,8 @@ package pop3
 import (
 	"context"
 	"crypto/tls"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -103,11 +105,11 @@ func TestFlowRead(t *testing.T) {
 			t.Fatalf("LIST = %q", lines)
 		}
 		for i, l := range lines {
-			if w := strings.Join([]string{itoa(i + 1), itoa(len(want[i]))}, " "); l != w {
+			if w := strings.Join([]string{strconv.Itoa(i + 1), strconv.Itoa(len(want[i]))}, " "); l != w {
 				t.Errorf("LIST line %d = %q, want %q", i+1, l, w)
 			}
 		}
-		if got, w := c.cmd("LIST 2"), "+OK 2 "+itoa(len(want[1])); got != w {
+		if got, w := c.cmd("LIST 2"), "+OK 2 "+strconv.Itoa(len(want[1])); got != w {
 			t.Errorf("LIST 2 = %q, want %q", got, w)
 		}
 		if got := c.cmd("LIST 4"); !strings.HasPrefix(got, "-ERR no such message") {
@@ -121,7 +123,7 @@ func TestFlowRead(t *testing.T) {
 			if len(u) > 70 || strings.ContainsFunc(u, func(r rune) bool { return r < 0x21 || r > 0x7e }) {
 				t.Errorf("UIDL %d = %q: not a valid unique-id (RFC 1939 §7)", n, u)
 			}
-			if got, w := c.cmd("UIDL "+itoa(n)), "+OK "+itoa(n)+" "+u; got != w {
+			if got, w := c.cmd("UIDL "+strconv.Itoa(n)), "+OK "+strconv.Itoa(n)+" "+u; got != w {
 				t.Errorf("UIDL %d = %q, want %q", n, got, w)
 			}
 		}
@@ -156,8 +158,6 @@ func TestFlowRead(t *testing.T) {
 		c.expectClosed()
 	})
 }
-
-func itoa(n int) string { return strconvItoa(n) }
 
 func TestFlowDeleRset(t *testing.T) {
 	eachFixture(t, func(t *testing.T, e env) {
@@ -417,7 +417,7 @@ func TestFlowSTLS(t *testing.T) {
 
 		c.ok("CAPA")
 		before := c.multi()
-		if !contains(before, "STLS") || contains(before, "USER") || contains(before, "SASL PLAIN") {
+		if !slices.Contains(before, "STLS") || slices.Contains(before, "USER") || slices.Contains(before, "SASL PLAIN") {
 			t.Errorf("CAPA before TLS = %q, want STLS and neither USER nor SASL PLAIN", before)
 		}
 		// Plaintext passwords are refused on a "remote" cleartext link.
@@ -428,14 +428,10 @@ func TestFlowSTLS(t *testing.T) {
 			t.Errorf("AUTH PLAIN without TLS = %q", got)
 		}
 		c.ok("STLS")
-		tc := tls.Client(c.conn, &tls.Config{InsecureSkipVerify: true})
-		if err := tc.Handshake(); err != nil {
-			t.Fatalf("handshake: %v", err)
-		}
-		c = newClient(t, tc)
+		c = c.startTLS()
 		c.ok("CAPA")
 		after := c.multi()
-		if contains(after, "STLS") || !contains(after, "USER") || !contains(after, "SASL PLAIN") {
+		if slices.Contains(after, "STLS") || !slices.Contains(after, "USER") || !slices.Contains(after, "SASL PLAIN") {
 			t.Errorf("CAPA after TLS = %q", after)
 		}
 		if got := c.cmd("STLS"); !strings.HasPrefix(got, "-ERR") {
@@ -447,13 +443,4 @@ func TestFlowSTLS(t *testing.T) {
 		}
 		c.ok("QUIT")
 	})
-}
-
-func contains(list []string, s string) bool {
-	for _, l := range list {
-		if l == s {
-			return true
-		}
-	}
-	return false
 }

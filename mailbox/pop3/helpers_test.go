@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -203,6 +204,17 @@ func dial(t testing.TB, addr string) *client {
 func newClient(t testing.TB, c net.Conn) *client {
 	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
 	return &client{t: t, conn: c, r: bufio.NewReader(c)}
+}
+
+// startTLS runs the client side of the TLS handshake after STLS was
+// accepted and returns a client on the TLS connection.
+func (c *client) startTLS() *client {
+	c.t.Helper()
+	tc := tls.Client(c.conn, &tls.Config{InsecureSkipVerify: true})
+	if err := tc.Handshake(); err != nil {
+		c.t.Fatalf("handshake: %v", err)
+	}
+	return newClient(c.t, tc)
 }
 
 func (c *client) line() string {

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -185,7 +186,7 @@ func TestImplicitTLS(t *testing.T) {
 		}
 		c.ok("CAPA")
 		capa := c.multi()
-		if contains(capa, "STLS") || !contains(capa, "USER") {
+		if slices.Contains(capa, "STLS") || !slices.Contains(capa, "USER") {
 			t.Errorf("CAPA over implicit TLS = %q", capa)
 		}
 		if got := c.cmd("STLS"); !strings.HasPrefix(got, "-ERR") {
@@ -211,11 +212,7 @@ func TestSTLSDiscardsPipelinedCleartext(t *testing.T) {
 	if got := c.line(); got != "+OK begin TLS negotiation" {
 		t.Fatalf("STLS = %q", got)
 	}
-	tc := tls.Client(c.conn, &tls.Config{InsecureSkipVerify: true})
-	if err := tc.Handshake(); err != nil {
-		t.Fatal(err)
-	}
-	c = newClient(t, tc)
+	c = c.startTLS()
 	if got := c.cmd("PASS " + alicePass); got != "-ERR USER first" {
 		t.Errorf("PASS after STLS = %q, want -ERR USER first", got)
 	}

@@ -10,12 +10,9 @@ import (
 	"encoding/base64"
 	"math/big"
 	"net"
-	"strconv"
 	"testing"
 	"time"
 )
-
-func strconvItoa(n int) string { return strconv.Itoa(n) }
 
 func b64(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
 

@@ -97,12 +97,7 @@ func LoadBytes(yaml []byte) (*Config, error) {
 	v := viper.New()
 	v.SetConfigType("yaml")
 	def := Default()
-	for key, val := range leaves(reflect.ValueOf(def), "") {
-		v.SetDefault(key, val)
-	}
-	for _, key := range leafKeys(reflect.TypeOf(def), "") {
-		_ = v.BindEnv(key, EnvPrefix+"_"+strings.ToUpper(strings.ReplaceAll(key, ".", "_")))
-	}
+	applyDefaults(v, def)
 	if err := v.ReadConfig(strings.NewReader(string(yaml))); err != nil {
 		return nil, ValidationErrors{{Key: "(file)", Reason: "not valid YAML: " + err.Error()}}
 	}
@@ -182,10 +177,10 @@ func sortErrors(es ValidationErrors) {
 
 var durationType = reflect.TypeOf(time.Duration(0))
 
-// leaves lists the dotted keys and values of every non-zero leaf of v, for
-// viper defaults.
-func leaves(v reflect.Value, prefix string) map[string]any {
-	out := map[string]any{}
+// eachLeaf calls fn with the dotted key and value of every leaf of the
+// struct v: its fields that are not structs themselves (a duration is a
+// leaf), following the mapstructure tags.
+func eachLeaf(v reflect.Value, prefix string, fn func(key string, f reflect.StructField, fv reflect.Value)) {
 	t := v.Type()
 	for i := 0; i < t.NumField(); i++ {
 		f := t.Field(i)
@@ -194,50 +189,37 @@ func leaves(v reflect.Value, prefix string) map[string]any {
 			continue
 		}
 		key := join(prefix, tag)
-		fv := v.Field(i)
 		if f.Type.Kind() == reflect.Struct && f.Type != durationType {
-			for k, val := range leaves(fv, key) {
-				out[k] = val
-			}
+			eachLeaf(v.Field(i), key, fn)
 			continue
 		}
-		if fv.IsZero() || f.Type.Kind() == reflect.Map {
-			continue
+		fn(key, f, v.Field(i))
+	}
+}
+
+// applyDefaults gives viper a default for every set leaf of def, and binds
+// every scalar or list leaf to its MAILHOOK_* environment variable (maps and
+// lists of structs, like webhooks and routes, have no single variable).
+func applyDefaults(v *viper.Viper, def Config) {
+	eachLeaf(reflect.ValueOf(def), "", func(key string, f reflect.StructField, fv reflect.Value) {
+		k := f.Type.Kind()
+		if k == reflect.Map || (k == reflect.Slice && f.Type.Elem().Kind() == reflect.Struct) {
+			return
+		}
+		_ = v.BindEnv(key, EnvPrefix+"_"+strings.ToUpper(strings.ReplaceAll(key, ".", "_")))
+		if fv.IsZero() {
+			return
 		}
 		if d, ok := fv.Interface().([]time.Duration); ok {
 			s := make([]string, len(d))
 			for i, x := range d {
 				s[i] = x.String()
 			}
-			out[key] = s
-			continue
+			v.SetDefault(key, s)
+			return
 		}
-		out[key] = fv.Interface()
-	}
-	return out
-}
-
-// leafKeys lists the dotted keys of every leaf of a struct type, for
-// environment bindings.
-func leafKeys(t reflect.Type, prefix string) []string {
-	var out []string
-	for i := 0; i < t.NumField(); i++ {
-		f := t.Field(i)
-		tag := f.Tag.Get("mapstructure")
-		if tag == "" || tag == "-" {
-			continue
-		}
-		key := join(prefix, tag)
-		if f.Type.Kind() == reflect.Struct && f.Type != durationType {
-			out = append(out, leafKeys(f.Type, key)...)
-			continue
-		}
-		if f.Type.Kind() == reflect.Map || (f.Type.Kind() == reflect.Slice && f.Type.Elem().Kind() == reflect.Struct) {
-			continue
-		}
-		out = append(out, key)
-	}
-	return out
+		v.SetDefault(key, fv.Interface())
+	})
 }
 
 func join(prefix, key string) string {
@@ -405,5 +387,3 @@ func distance(a, b string) int {
 	}
 	return prev[len(b)]
 }
-
-func sortStrings(s []string) { sort.Strings(s) }

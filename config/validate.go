@@ -5,11 +5,13 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/mail"
 	"net/url"
 	"os"
 	"regexp"
+	"slices"
 	"strings"
 
 	"github.com/mailhook/mailhook/route"
@@ -118,7 +120,7 @@ func (c *Config) Validate() ValidationErrors {
 	positive(add, "queue.concurrency.mailbox", int64(c.Queue.Concurrency.Mailbox))
 
 	// webhooks
-	for _, name := range sortedKeys(c.Webhooks) {
+	for _, name := range slices.Sorted(maps.Keys(c.Webhooks)) {
 		w := c.Webhooks[name]
 		key := "webhooks." + name
 		if !nameRE.MatchString(name) {
@@ -366,13 +368,4 @@ func validDomain(d string) bool {
 		}
 	}
 	return true
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sortStrings(keys)
-	return keys
 }

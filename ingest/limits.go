@@ -26,6 +26,9 @@ func (l *limitListener) Accept() (net.Conn, error) {
 			return nil, err
 		}
 		ip := remoteIP(c.RemoteAddr())
+		if obs := l.s.o.Observer; obs != nil {
+			obs.Connection(ip)
+		}
 		l.mu.Lock()
 		over := l.total >= l.s.o.Limits.MaxConnections || l.perIP[ip] >= l.s.o.Limits.MaxConnectionsPerIP
 		if !over {

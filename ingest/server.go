@@ -215,9 +215,6 @@ func (s *Server) NewSession(c *smtp.Conn) (smtp.Session, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	_, isTLS := c.TLSConnectionState()
 	ip := remoteIP(c.Conn().RemoteAddr())
-	if s.o.Observer != nil {
-		s.o.Observer.Connection(ip)
-	}
 	return &session{
 		s: s, c: c, ctx: ctx, cancel: cancel,
 		ip: ip, helo: c.Hostname(), tls: isTLS,

@@ -212,6 +212,16 @@ func (c *client) cmd(line string) string {
 	return c.reply()
 }
 
+// startData runs a transaction from a@sender.test to support@example.test
+// up to the 354 that invites the data.
+func (c *client) startData() {
+	c.t.Helper()
+	c.expect("EHLO client.test", "250 ")
+	c.expect("MAIL FROM:<a@sender.test>", "250 ")
+	c.expect("RCPT TO:<support@example.test>", "250 ")
+	c.expect("DATA", "354 ")
+}
+
 func (c *client) expect(line, prefix string) {
 	c.t.Helper()
 	if got := c.cmd(line); !strings.HasPrefix(got, prefix) {
@@ -320,10 +330,7 @@ func TestMaxRecipients(t *testing.T) {
 func TestLineTooLong(t *testing.T) {
 	h := start(t, func(o *Options) { o.Limits.MaxLineLength = 1000 })
 	c := dial(t, h.addr)
-	c.expect("EHLO client.test", "250 ")
-	c.expect("MAIL FROM:<a@sender.test>", "250 ")
-	c.expect("RCPT TO:<support@example.test>", "250 ")
-	c.expect("DATA", "354 ")
+	c.startData()
 	// The server stops reading at the limit, so the write may fail.
 	go io.WriteString(c.c, "Subject: x\r\n\r\n"+strings.Repeat("y", 5000)+"\r\n.\r\n")
 	if got := c.reply(); !strings.HasPrefix(got, "500 5.5.6") {
@@ -360,10 +367,7 @@ func TestSmuggling(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			h := start(t, nil)
 			c := dial(t, h.addr)
-			c.expect("EHLO client.test", "250 ")
-			c.expect("MAIL FROM:<a@sender.test>", "250 ")
-			c.expect("RCPT TO:<support@example.test>", "250 ")
-			c.expect("DATA", "354 ")
+			c.startData()
 			c.send("Subject: first\r\n\r\nhello" + tc.end +
 				"MAIL FROM:<admin@example.test>\r\nRCPT TO:<support@example.test>\r\nDATA\r\nSubject: smuggled\r\n\r\nevil\r\n.\r\n")
 			got := c.reply()
@@ -728,10 +732,7 @@ func TestStuckParserDefers(t *testing.T) {
 		o.Parse = func(r io.Reader) (*parse.Message, error) { <-block; return nil, errors.New("unblocked") }
 	})
 	c := dial(t, h.addr)
-	c.expect("EHLO client.test", "250 ")
-	c.expect("MAIL FROM:<a@sender.test>", "250 ")
-	c.expect("RCPT TO:<support@example.test>", "250 ")
-	c.expect("DATA", "354 ")
+	c.startData()
 	c.expect("Subject: x\r\n\r\nbody\r\n.", "451 4.3.0")
 	c.expect("NOOP", "250 ")
 	if h.rec.count() != 0 {

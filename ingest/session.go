@@ -319,13 +319,14 @@ func (ss *session) data(r io.Reader) (err error) {
 	if mail.Auth != nil && mail.Auth.AuthenticationResults != "" {
 		prepend = append([]Field{{"Authentication-Results", mail.Auth.AuthenticationResults}}, prepend...)
 	}
-	path, size, err := sp.finalize(o.SpoolDir, id, prepend, func(v string) bool { return o.IsForgedAR(v, o.Hostname) })
+	forged := func(v string) bool { return o.IsForgedAR(v, o.Hostname) }
+	path, size, err := sp.finalize(o.SpoolDir, id, prepend, removalNeeded(mail.Message, forged))
 	if err != nil {
 		return err
 	}
 	mail.RawPath, mail.RawSize = path, size
 	if mail.Message != nil {
-		mail.Message.Headers = deliveredHeaders(prepend, mail.Message.Headers, func(v string) bool { return o.IsForgedAR(v, o.Hostname) })
+		mail.Message.Headers = deliveredHeaders(prepend, mail.Message.Headers, forged)
 	}
 	if o.BeforeCommit != nil {
 		if err := o.BeforeCommit(ss.ctx, mail, decisions); err != nil {
@@ -435,4 +436,20 @@ func deliveredHeaders(prepend []Field, orig [][2]string, forged func(string) boo
 // unfold undoes header folding (RFC 5322 §2.2.3).
 func unfold(v string) string {
 	return strings.NewReplacer("\r\n\t", " ", "\r\n ", " ").Replace(v)
+}
+
+// removalNeeded returns forged when the message has an Authentication-
+// Results field to remove, or may have one parse did not list (parse
+// stopped at a limit), and nil when parse saw every field and none is
+// forged: then the header need not be read again.
+func removalNeeded(m *parse.Message, forged func(string) bool) func(string) bool {
+	if m == nil || len(m.Warnings) > 0 {
+		return forged
+	}
+	for _, h := range m.Headers {
+		if strings.EqualFold(h[0], "Authentication-Results") && forged(h[1]) {
+			return forged
+		}
+	}
+	return nil
 }

@@ -22,11 +22,11 @@ import (
 	"github.com/emersion/go-smtp"
 )
 
-// spoolBufSize is the write buffer of a spool file; pooled, so a session
+// readBufSize is the buffer DATA is read through; pooled, so a session
 // costs no allocation per message for it.
-const spoolBufSize = 64 << 10
+const readBufSize = 64 << 10
 
-var bufPool = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, spoolBufSize) }}
+var readBufPool = sync.Pool{New: func() any { b := make([]byte, readBufSize); return &b }}
 
 // memMax is the largest message kept in memory while it is received;
 // a larger one goes to a spool file from the byte that passes it, so
@@ -91,10 +91,9 @@ func (s *spool) reader() io.ReadSeeker {
 // receive copies r to the spool file. It returns a bare *smtp.SMTPError for
 // the client's faults and a wrapped error for ours.
 func (s *spool) receive(r io.Reader) error {
-	w := bufPool.Get().(*bufio.Writer)
-	defer bufPool.Put(w)
-	buf := w.AvailableBuffer()[:0]
-	buf = buf[:cap(buf)]
+	bp := readBufPool.Get().(*[]byte)
+	defer readBufPool.Put(bp)
+	buf := *bp
 	for {
 		n, rerr := r.Read(buf)
 		if n > 0 {
@@ -187,7 +186,8 @@ func (s *spool) discard() {
 // then the original header without any Authentication-Results that claims
 // to come from us (RFC 8601 §5: a forgery), then the body, copied in the
 // kernel where the file system allows. It returns the new file's path and
-// size. The spool file is removed.
+// size. forged nil means no field needs removing. The spool file is
+// removed.
 func (s *spool) finalize(dir, id string, prepend []Field, forged func(value string) bool) (string, int64, error) {
 	defer s.discard()
 	src := s.reader()
@@ -203,16 +203,22 @@ func (s *spool) finalize(dir, id string, prepend []Field, forged func(value stri
 		}
 	}()
 	br := bufio.NewReaderSize(src, 32<<10)
-	hdr, herr := textproto.ReadHeader(br)
 	w := bufio.NewWriterSize(out, 32<<10)
 	for _, f := range prepend {
 		if _, err := fmt.Fprintf(w, "%s: %s\r\n", f.Name, f.Value); err != nil {
 			return "", 0, fmt.Errorf("ingest: spool: %w", err)
 		}
 	}
+	// The header is read and written again only when there is something
+	// to remove; otherwise the message follows our fields as received.
+	var hdr textproto.Header
+	herr := errNothingToRemove
+	if forged != nil {
+		hdr, herr = textproto.ReadHeader(br)
+	}
 	if herr != nil {
-		// A header go-message cannot read (too many or too long lines):
-		// keep the message exactly as received after our fields.
+		// Nothing to remove, or a header go-message cannot read (too many
+		// or too long lines): keep the message exactly as received.
 		if _, err := src.Seek(0, io.SeekStart); err != nil {
 			return "", 0, fmt.Errorf("ingest: spool: %w", err)
 		}
@@ -246,6 +252,8 @@ func (s *spool) finalize(dir, id string, prepend []Field, forged func(value stri
 	ok = true
 	return out.Name(), st.Size(), nil
 }
+
+var errNothingToRemove = errors.New("nothing to remove")
 
 // Field is a header field to prepend.
 type Field struct{ Name, Value string }

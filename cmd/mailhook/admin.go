@@ -19,6 +19,7 @@ import (
 	"github.com/mailhook/mailhook/admin"
 	"github.com/mailhook/mailhook/deliver"
 	"github.com/mailhook/mailhook/deliver/webhook"
+	"github.com/mailhook/mailhook/ingest"
 	"github.com/mailhook/mailhook/route"
 )
 
@@ -231,20 +232,21 @@ func (o observer) Refused(ip, from string, rcpts []string, e *smtp.SMTPError, st
 	})
 }
 
-// refusalReason names a refusal for the metrics' reason label.
+// refusalReason names a refusal for the metrics' reason label, by the
+// replies ingest gives (the rules' own reject replies are "rejected_by_rule").
 func refusalReason(e *smtp.SMTPError) string {
 	switch {
-	case e.Code == 554 && e.EnhancedCode == smtp.EnhancedCode{5, 7, 1}:
+	case e == ingest.ErrRelayDenied:
 		return "relay_denied"
-	case e.EnhancedCode == smtp.EnhancedCode{5, 1, 1}:
+	case e == ingest.ErrUnknownUser || e.EnhancedCode == smtp.EnhancedCode{5, 1, 1}:
 		return "unknown_user"
-	case e.Message == "Rejected by the sender domain's DMARC policy":
+	case e == ingest.ErrDMARCReject:
 		return "dmarc_reject"
-	case e.EnhancedCode == smtp.EnhancedCode{5, 3, 4}:
+	case e == smtp.ErrDataTooLarge || e.EnhancedCode == smtp.EnhancedCode{5, 3, 4}:
 		return "size"
-	case e.EnhancedCode == smtp.EnhancedCode{5, 5, 2}:
+	case e == ingest.ErrBareLineEnding:
 		return "bare_line_ending"
-	case strings.HasPrefix(e.Message, "No route"):
+	case strings.HasPrefix(e.Message, ingest.ErrNoRoute.Message):
 		return "no_route"
 	case e.EnhancedCode == smtp.EnhancedCode{4, 2, 2}:
 		return "mailbox_full"

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"strings"
 
 	"github.com/mailhook/mailhook/config"
@@ -68,7 +70,7 @@ func describe(w io.Writer, path string, c *config.Config) {
 	if c.Admin.Listen != "" {
 		fmt.Fprintf(w, "admin      %s\n", c.Admin.Listen)
 	}
-	for _, name := range sortedKeys(c.Webhooks) {
+	for _, name := range slices.Sorted(maps.Keys(c.Webhooks)) {
 		fmt.Fprintf(w, "webhook    %s -> %s\n", name, c.Webhooks[name].URL)
 	}
 	for i, r := range c.Routes {
@@ -93,13 +95,4 @@ func describe(w io.Writer, path string, c *config.Config) {
 		}
 		fmt.Fprintf(w, "route %d    %s: %s%s\n", i+1, r.Name, strings.Join(acts, ", "), cont)
 	}
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sortStrings(keys)
-	return keys
 }

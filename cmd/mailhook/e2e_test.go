@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"crypto"
 	"crypto/ed25519"
 	"crypto/rand"
@@ -589,7 +588,6 @@ func TestGracefulStopWithIdleSession(t *testing.T) {
 	}
 	c.Quit()
 	<-stopped
-	_ = context.Background
 }
 
 // TestServeStartupErrorIsReported: a failure while starting (here the

@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -324,5 +323,4 @@ func TestRedisRestartDuringDelivery(t *testing.T) {
 	rcv.mu.Unlock()
 	t.Logf("%d acknowledged, %d deferred with 451 while Redis was down; all acknowledged delivered (%d extra deliveries: acks lost while Redis was down)", len(acked), refused, dups)
 	p.stop()
-	_ = filepath.Join
 }

@@ -235,7 +235,7 @@ func (a *app) extraServers() error {
 	if err := listen("pop3s_listen", mc.POP3SListen, true, popSrv.Serve); err != nil {
 		return err
 	}
-	a.servers = append(a.servers, server{name: "mailbox", serve: func() error { return nil }, shutdown: func(ctx context.Context) error {
+	a.servers = append(a.servers, server{name: "mailbox", shutdown: func(ctx context.Context) error {
 		perr := popSrv.Shutdown(ctx)
 		ierr := imapSrv.Shutdown(ctx)
 		return errors.Join(perr, ierr)

@@ -113,8 +113,8 @@ type app struct {
 
 type server struct {
 	name     string
-	serve    func() error
-	shutdown func(ctx context.Context) error
+	serve    func() error                    // nil: nothing to run, only to stop
+	shutdown func(ctx context.Context) error // nil: stops with its listener
 }
 
 func newApp(cfg *config.Config, path string, log *slog.Logger) (_ *app, err error) {
@@ -324,6 +324,9 @@ func (a *app) run(ctx context.Context) error {
 	go func() { errc <- a.smtp.Serve(l) }()
 	a.background(runCtx)
 	for _, s := range a.servers {
+		if s.serve == nil {
+			continue
+		}
 		go func() {
 			if err := s.serve(); err != nil {
 				errc <- fmt.Errorf("%s: %w", s.name, err)

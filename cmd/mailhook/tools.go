@@ -14,7 +14,6 @@ import (
 	"math/big"
 	"net"
 	"os"
-	"sort"
 	"strings"
 	"time"
 
@@ -30,8 +29,6 @@ func init() {
 	register(command{name: "webhook secret", summary: "print a new whsec_ webhook signing secret", run: webhookSecret})
 	register(command{name: "webhook signing-key", summary: "print a new ed25519 whsk_ signing key and its whpk_ public key", run: webhookSigningKey})
 }
-
-func sortStrings(s []string) { sort.Strings(s) }
 
 func tlsSelfSigned(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 	fs, _ := newFlags("tls selfsigned", stderr)

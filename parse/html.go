@@ -8,23 +8,14 @@ import (
 	"golang.org/x/net/html/atom"
 )
 
-// htmlToText renders HTML as plain text: block elements become line
-// breaks, list items get "- ", scripts and styles are dropped and white
-// space is collapsed as a browser would. With stripQuotes, the quoted parts
-// that mail clients mark in HTML are left out: Gmail's gmail_quote, Yahoo's
-// yahoo_quoted, Thunderbird's moz-cite-prefix and signature, Apple Mail's and
-// Thunderbird's <blockquote type="cite">, and everything after Outlook's
-// divRplyFwdMsg / appendonsend markers.
-func htmlToText(src string, stripQuotes bool) string {
-	doc, err := html.Parse(strings.NewReader(src))
-	if err != nil {
-		return ""
-	}
-	return renderText(doc, stripQuotes)
-}
-
-// htmlTexts renders src both ways from one parse: in full, and without the
-// quoted parts.
+// htmlTexts renders HTML as plain text from one parse of src, in full and
+// without the quoted parts. Block elements become line breaks, list items
+// get "- ", scripts and styles are dropped and white space is collapsed as a
+// browser would. quoteless leaves out what mail clients mark as quoted in
+// HTML: Gmail's gmail_quote, Yahoo's yahoo_quoted, Thunderbird's
+// moz-cite-prefix and signature, Apple Mail's and Thunderbird's
+// <blockquote type="cite">, and everything after Outlook's divRplyFwdMsg /
+// appendonsend markers.
 func htmlTexts(src string) (full, quoteless string) {
 	doc, err := html.Parse(strings.NewReader(src))
 	if err != nil {

@@ -664,3 +664,12 @@ func TestConcurrentParse(t *testing.T) {
 		})
 	}
 }
+
+// htmlToText renders src as htmlTexts does, one way.
+func htmlToText(src string, stripQuotes bool) string {
+	full, quoteless := htmlTexts(src)
+	if stripQuotes {
+		return quoteless
+	}
+	return full
+}

@@ -331,20 +331,20 @@ func (q *Queue) Commit(ctx context.Context, mail *route.Mail, jobs []*deliver.Jo
 		os.Remove(rawPath)
 		return nil
 	}
-	if dup, err := q.hasMsg(mail.ID); err != nil {
-		return err
-	} else if dup {
-		os.Remove(rawPath)
-		return nil
-	}
 	var name string
-	var inline []byte
-	if st, err := os.Stat(rawPath); err == nil && q.inlineMax > 0 && st.Size() <= q.inlineMax {
-		// Small: into the transaction; the spool file needs no fsync.
-		if inline, err = os.ReadFile(rawPath); err != nil {
-			return fmt.Errorf("boltq: commit %s: %w", mail.ID, err)
+	inline, err := q.readInline(rawPath)
+	if err != nil {
+		return fmt.Errorf("boltq: commit %s: %w", mail.ID, err)
+	}
+	if inline == nil {
+		// A duplicate is found again inside the transaction; looking first
+		// only spares a large retried message its fsync'd move.
+		if dup, err := q.hasMsg(mail.ID); err != nil {
+			return err
+		} else if dup {
+			os.Remove(rawPath)
+			return nil
 		}
-	} else {
 		name = fileName(mail.ID)
 		stored = filepath.Join(q.msgDir, name)
 		if err := moveDurably(rawPath, stored, q.msgDir); err != nil {
@@ -369,16 +369,8 @@ func (q *Queue) Commit(ctx context.Context, mail *route.Mail, jobs []*deliver.Jo
 				return fmt.Errorf("%w: %q", deliver.ErrDuplicateJob, j.ID)
 			}
 		}
-		rec, err := json.Marshal(struct {
-			Mail   json.RawMessage `json:"mail"`
-			File   string          `json:"file"`
-			Jobs   int             `json:"jobs"`
-			Inline bool            `json:"inline,omitempty"`
-		}{mailJSON, name, len(jobs), inline != nil})
-		if err != nil {
-			return err
-		}
-		if err := tx.Bucket(bMsgs).Put([]byte(mail.ID), rec); err != nil {
+		rec := &msgRecord{Mail: mailJSON, File: name, Jobs: len(jobs), Inline: inline != nil}
+		if err := putMsg(tx, mail.ID, rec); err != nil {
 			return err
 		}
 		if inline != nil {
@@ -403,6 +395,32 @@ func (q *Queue) Commit(ctx context.Context, mail *route.Mail, jobs []*deliver.Jo
 		os.Remove(rawPath) // stored inline
 	}
 	return nil
+}
+
+// readInline returns the raw message at path when it is small enough to be
+// stored inline (the spool file then needs no fsync), nil when it is not.
+// The file is opened once and sized from its descriptor.
+func (q *Queue) readInline(path string) ([]byte, error) {
+	if q.inlineMax <= 0 {
+		return nil, nil
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if st.Size() > q.inlineMax {
+		return nil, nil
+	}
+	b := make([]byte, st.Size())
+	if _, err := io.ReadFull(f, b); err != nil {
+		return nil, err
+	}
+	return b, nil
 }
 
 func (q *Queue) hasMsg(id string) (bool, error) {
@@ -622,31 +640,31 @@ func (q *Queue) Mail(ctx context.Context, msgID string) (*route.Mail, error) {
 
 // OpenRaw implements deliver.Queue.
 func (q *Queue) OpenRaw(ctx context.Context, msgID string) (io.ReadCloser, error) {
-	var rec *msgRecord
+	var file string
+	var inline []byte
 	err := q.db.View(func(tx *bolt.Tx) error {
-		var err error
-		rec, err = getMsg(tx, msgID)
-		return err
+		rec, err := getMsg(tx, msgID)
+		if err != nil {
+			return err
+		}
+		if !rec.Inline {
+			file = rec.File
+			return nil
+		}
+		v := tx.Bucket(bRaw).Get([]byte(msgID))
+		if v == nil {
+			return deliver.ErrNotFound
+		}
+		inline = bytes.Clone(v) // valid only inside the transaction
+		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("boltq: raw %s: %w", msgID, err)
 	}
-	if rec.Inline {
-		var b []byte
-		err := q.db.View(func(tx *bolt.Tx) error {
-			v := tx.Bucket(bRaw).Get([]byte(msgID))
-			if v == nil {
-				return deliver.ErrNotFound
-			}
-			b = bytes.Clone(v) // valid only inside the transaction
-			return nil
-		})
-		if err != nil {
-			return nil, fmt.Errorf("boltq: raw %s: %w", msgID, err)
-		}
-		return io.NopCloser(bytes.NewReader(b)), nil
+	if file == "" {
+		return io.NopCloser(bytes.NewReader(inline)), nil
 	}
-	f, err := os.Open(filepath.Join(q.msgDir, rec.File))
+	f, err := os.Open(filepath.Join(q.msgDir, file))
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("boltq: raw %s: %w", msgID, deliver.ErrNotFound)
 	}
@@ -738,14 +756,13 @@ func (q *Queue) ListDead(ctx context.Context, opts deliver.ListOptions) ([]*deli
 				k, _ = c.Prev()
 			}
 		}
+		opts.State = "" // every job listed here is dead
 		for ; k != nil && len(out) < opts.Lim(); k, _ = c.Prev() {
 			j, err := getJob(tx, string(k[8:]))
 			if err != nil {
 				return err
 			}
-			o := opts
-			o.State = ""
-			if o.Matches(j, now) {
+			if opts.Matches(j, now) {
 				out = append(out, j)
 			}
 		}

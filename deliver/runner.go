@@ -284,10 +284,10 @@ func (r *Runner) attempt(workCtx context.Context, job *Job, h Handler) {
 	defer cancel()
 	log := r.log.With("msg_id", job.MsgID, "route", job.Route, "attempt", job.Attempts,
 		"status", out.Attempt.Status, "job_id", job.ID, "kind", job.Kind, "target", job.Target)
-	var what string
+	var what, outcome string // the operation, and its name for OnAttempt
 	switch {
 	case out.Done:
-		what, err = "ack", r.opt.Queue.Ack(opCtx, job)
+		what, outcome, err = "ack", "delivered", r.opt.Queue.Ack(opCtx, job)
 		if err == nil {
 			log.Info("delivered", "latency", out.Attempt.Latency)
 		}
@@ -296,26 +296,25 @@ func (r *Runner) attempt(workCtx context.Context, job *Job, h Handler) {
 		if out.Attempt.Error == "" {
 			out.Attempt.Error = "abandoned: mailhook is stopping"
 		}
-		what, err = "release", r.opt.Queue.Retry(opCtx, job, end, out.Attempt)
+		what, outcome, err = "release", "released", r.opt.Queue.Retry(opCtx, job, end, out.Attempt)
 		if err == nil {
 			log.Info("released on stop")
 		}
 	default:
 		next, reason := r.next(job, out, end)
 		if reason != "" {
-			what, err = "dead-letter", r.opt.Queue.Dead(opCtx, job, out.Attempt)
+			what, outcome, err = "dead-letter", "dead", r.opt.Queue.Dead(opCtx, job, out.Attempt)
 			if err == nil {
 				log.Warn("dead-lettered", "reason", reason, "err", out.Attempt.Error)
 			}
 		} else {
-			what, err = "retry", r.opt.Queue.Retry(opCtx, job, next, out.Attempt)
+			what, outcome, err = "retry", "retry", r.opt.Queue.Retry(opCtx, job, next, out.Attempt)
 			if err == nil {
 				log.Info("attempt failed; will retry", "err", out.Attempt.Error, "next_at", next)
 			}
 		}
 	}
 	if err == nil && r.opt.OnAttempt != nil {
-		outcome := map[string]string{"ack": "delivered", "release": "released", "dead-letter": "dead", "retry": "retry"}[what]
 		r.opt.OnAttempt(job, mail, out.Attempt, outcome)
 	}
 	if errors.Is(err, ErrLeaseLost) {

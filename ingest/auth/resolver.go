@@ -425,8 +425,3 @@ func isNotFound(err error) bool {
 	var de *net.DNSError
 	return errors.As(err, &de) && de.IsNotFound
 }
-
-func isTemporary(err error) bool {
-	var de *net.DNSError
-	return errors.As(err, &de) && (de.IsTemporary || de.IsTimeout)
-}

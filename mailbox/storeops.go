@@ -671,6 +671,38 @@ func (u *userTx) messages(f *folderMeta) ([]Message, error) {
 	return msgs, err
 }
 
+// getUIDs returns the messages of the folder with the given UIDs, in that
+// order; UIDs that do not exist are skipped.
+func (u *userTx) getUIDs(f *folderMeta, uids []uint32) ([]Message, error) {
+	var msgs []Message
+	for _, uid := range uids {
+		m, ok, err := u.get(f, uid)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			msgs = append(msgs, m)
+		}
+	}
+	return msgs, nil
+}
+
+// copyMsg appends a copy of m to dst, sharing its body (one more blob
+// reference) and counting its size against the user's usage. It returns
+// the copy's UID. Quota checks are the caller's.
+func (u *userTx) copyMsg(dstN string, dst *folderMeta, m Message) (uint32, error) {
+	if _, err := blobRef(u.tx, m.blob, +1); err != nil {
+		return 0, err
+	}
+	if err := u.addUsed(m.Size); err != nil {
+		return 0, err
+	}
+	if err := u.appendMsg(dstN, dst, &m); err != nil {
+		return 0, err
+	}
+	return m.UID, nil
+}
+
 func (u *userTx) get(f *folderMeta, uid uint32) (Message, bool, error) {
 	v := u.msgBucket(f.ID).Get(u32(uid))
 	if v == nil {
@@ -984,17 +1016,10 @@ func (s *Store) RenameFolder(ctx context.Context, user, from, to string) error {
 				return err
 			}
 			for i := range msgs {
-				m := msgs[i]
-				if _, err := blobRef(u.tx, m.blob, +1); err != nil {
-					return err
-				}
-				if err := u.addUsed(m.Size); err != nil {
+				if _, err := u.copyMsg(toN, nf, msgs[i]); err != nil {
 					return err
 				}
 				if err := u.removeMsg(f, &msgs[i]); err != nil {
-					return err
-				}
-				if err := u.appendMsg(toN, nf, &m); err != nil {
 					return err
 				}
 			}
@@ -1079,16 +1104,8 @@ func (s *Store) Get(ctx context.Context, user, folder string, uids []uint32) ([]
 		if err != nil {
 			return err
 		}
-		for _, uid := range uids {
-			m, ok, err := u.get(f, uid)
-			if err != nil {
-				return err
-			}
-			if ok {
-				msgs = append(msgs, m)
-			}
-		}
-		return nil
+		msgs, err = u.getUIDs(f, uids)
+		return err
 	})
 	return msgs, err
 }
@@ -1219,37 +1236,27 @@ func (s *Store) copyMove(ctx context.Context, user, folder string, uids []uint32
 			// does not forbid it; dovecot allows it): one meta to update.
 			dst = src
 		}
-		var msgs []Message
-		var total int64
-		for _, uid := range uids {
-			m, ok, err := u.get(src, uid)
-			if err != nil {
-				return err
-			}
-			if ok {
-				msgs = append(msgs, m)
-				total += m.Size
-			}
+		msgs, err := u.getUIDs(src, uids)
+		if err != nil {
+			return err
 		}
 		if !move {
+			var total int64
+			for _, m := range msgs {
+				total += m.Size
+			}
 			if err := u.quotaCheck(total); err != nil {
 				return err
 			}
 		}
 		res.UIDValidity = dst.UIDValidity
 		for _, m := range msgs {
-			nm := m
-			if _, err := blobRef(u.tx, m.blob, +1); err != nil {
-				return err
-			}
-			if err := u.addUsed(m.Size); err != nil {
-				return err
-			}
-			if err := u.appendMsg(dstN, dst, &nm); err != nil {
+			uid, err := u.copyMsg(dstN, dst, m)
+			if err != nil {
 				return err
 			}
 			res.Source = append(res.Source, m.UID)
-			res.Dest = append(res.Dest, nm.UID)
+			res.Dest = append(res.Dest, uid)
 			if move {
 				if err := u.removeMsg(src, &m); err != nil {
 					return err
@@ -1293,19 +1300,12 @@ func (s *Store) remove(ctx context.Context, user, folder string, uids []uint32, 
 		}
 		var msgs []Message
 		if uids == nil {
-			if msgs, err = u.messages(f); err != nil {
-				return err
-			}
+			msgs, err = u.messages(f)
 		} else {
-			for _, uid := range uids {
-				m, ok, err := u.get(f, uid)
-				if err != nil {
-					return err
-				}
-				if ok {
-					msgs = append(msgs, m)
-				}
-			}
+			msgs, err = u.getUIDs(f, uids)
+		}
+		if err != nil {
+			return err
 		}
 		for i := range msgs {
 			if onlyDeleted && !msgs[i].HasFlag(FlagDeleted) {

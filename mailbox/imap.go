@@ -190,7 +190,7 @@ func (s *IMAPServer) Serve(l net.Listener) error {
 		}
 		delay = 0
 		target := s.secureL
-		if s.opts.AllowPlaintextAuth || (s.loopbackTrusted.Load() && isLoopback(c.RemoteAddr())) {
+		if s.opts.AllowPlaintextAuth || (s.loopbackTrusted.Load() && remoteIP(c.RemoteAddr()).IsLoopback()) {
 			target = s.insecL
 		}
 		if !target.deliver(c) {
@@ -247,11 +247,6 @@ func (s *IMAPServer) Close() error {
 	s.secure.Close()
 	s.insecure.Close()
 	return nil
-}
-
-func isLoopback(a net.Addr) bool {
-	ap, err := netip.ParseAddrPort(a.String())
-	return err == nil && ap.Addr().IsLoopback()
 }
 
 func remoteIP(a net.Addr) netip.Addr {
@@ -315,15 +310,15 @@ func (s *IMAPServer) newSession(c *imapserver.Conn) (imapserver.Session, *imapse
 	if s.opts.OnSession != nil {
 		s.opts.OnSession()
 	}
-	remote := c.NetConn().RemoteAddr()
+	ip := remoteIP(c.NetConn().RemoteAddr())
 	ctx, cancel := context.WithCancel(context.Background())
 	sess := &imapSession{
 		srv:    s,
 		conn:   c,
 		ctx:    ctx,
 		cancel: cancel,
-		ip:     remoteIP(remote),
-		log:    s.log.With("remote_ip", remoteIP(remote).String(), "proto", "imap"),
+		ip:     ip,
+		log:    s.log.With("remote_ip", ip.String(), "proto", "imap"),
 	}
 	s.mu.Lock()
 	closed := s.closed

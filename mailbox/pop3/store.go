@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"strconv"
+	"time"
 
 	"github.com/mailhook/mailhook/mailbox"
 )
@@ -46,7 +48,27 @@ type limiterProvider interface {
 	Limiter() Limiter
 }
 
-func (b *storeBackend) Limiter() Limiter { return b.limiter }
+// Limiter keys the shared limiter on the account rather than its spelling
+// (Users.Canonical), as the IMAP server does: "alice", "alice@example.test"
+// and "ALICE@example.test" are one user for throttling.
+func (b *storeBackend) Limiter() Limiter { return canonLimiter{b.limiter, b.users} }
+
+type canonLimiter struct {
+	l     *mailbox.Limiter
+	users *mailbox.Users
+}
+
+func (c canonLimiter) Check(ip netip.Addr, user string) error {
+	return c.l.Check(ip, c.users.Canonical(user))
+}
+
+func (c canonLimiter) Failed(ip netip.Addr, user string) time.Duration {
+	return c.l.Failed(ip, c.users.Canonical(user))
+}
+
+func (c canonLimiter) Succeeded(ip netip.Addr, user string) {
+	c.l.Succeeded(ip, c.users.Canonical(user))
+}
 
 func (b *storeBackend) Login(ctx context.Context, user, pass string, remote net.Addr) (Maildrop, error) {
 	name, err := b.users.Authenticate(user, pass)

@@ -2,6 +2,8 @@ package pop3
 
 import (
 	"context"
+	"errors"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -126,5 +128,26 @@ func TestStoreConcurrentIMAPChanges(t *testing.T) {
 	}
 	if len(msgs) != 2 {
 		t.Errorf("INBOX has %d messages after QUIT, want 2 (the third and the new one)", len(msgs))
+	}
+}
+
+// TestStoreLimiterKeysOnTheAccount: failed logins count against the
+// account however its name is spelled (login name or address, any case),
+// as on the IMAP server, so that varying the spelling cannot dodge the
+// per-user lock.
+func TestStoreLimiterKeysOnTheAccount(t *testing.T) {
+	users, err := mailbox.NewUsers([]mailbox.User{
+		{Name: alice, PasswordHash: hash(t, alicePass), Addresses: []string{"alice@example.test"}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lim := mailbox.NewLimiter(mailbox.LimiterOptions{LockAfter: 3})
+	l := StoreBackend(nil, users, lim).(limiterProvider).Limiter()
+	for i, name := range []string{alice, "alice@example.test", "ALICE@Example.Test"} {
+		l.Failed(netip.AddrFrom4([4]byte{192, 0, 2, byte(i + 1)}), name)
+	}
+	if err := l.Check(netip.MustParseAddr("192.0.2.9"), alice); !errors.Is(err, mailbox.ErrThrottled) {
+		t.Errorf("Check after 3 failures under 3 spellings = %v, want ErrThrottled", err)
 	}
 }

@@ -152,12 +152,11 @@ func writeSignedPrefix(w io.Writer, id string, ts time.Time) {
 // pieces, so a large body (the raw message) can stream through it.
 type signer struct {
 	macs []hash.Hash
-	keys []ed25519.PrivateKey
 }
 
 // newSigner starts the signatures of one delivery. The symmetric ones
 // stream; the asymmetric ones need the whole body (ed25519 is not a
-// streaming signature), which SignatureHeader is given.
+// streaming signature), which header is given.
 func newSigner(secrets [][]byte, id string, ts time.Time) *signer {
 	s := &signer{macs: make([]hash.Hash, len(secrets))}
 	for i, k := range secrets {

@@ -221,23 +221,37 @@ type field struct {
 
 // splitFields splits a header block into fields, unfolding continuation
 // lines (RFC 5322 §2.2.3). Lines that are neither fields nor
-// continuations are skipped.
+// continuations are skipped. Each value is built in one buffer, so a
+// field folded over many lines costs linear time.
 func splitFields(hdr []byte) []field {
 	var out []field
+	var name string
+	var val strings.Builder
+	open := false
+	flush := func() {
+		if open {
+			out = append(out, field{name: name, value: val.String()})
+		}
+	}
 	for _, line := range strings.SplitAfter(string(hdr), "\n") {
 		l := strings.TrimRight(line, "\r\n")
 		if l == "" {
 			continue
 		}
-		if (l[0] == ' ' || l[0] == '\t') && len(out) > 0 {
-			out[len(out)-1].value += " " + strings.TrimSpace(l)
+		if (l[0] == ' ' || l[0] == '\t') && open {
+			val.WriteByte(' ')
+			val.WriteString(strings.TrimSpace(l))
 			continue
 		}
-		name, value, ok := strings.Cut(l, ":")
+		n, v, ok := strings.Cut(l, ":")
 		if !ok {
 			continue
 		}
-		out = append(out, field{name: strings.TrimSpace(name), value: strings.TrimSpace(value)})
+		flush()
+		name, open = strings.TrimSpace(n), true
+		val.Reset()
+		val.WriteString(strings.TrimSpace(v))
 	}
+	flush()
 	return out
 }

@@ -340,3 +340,27 @@ func TestIsForgedAR(t *testing.T) {
 		t.Error("IsForgedAR with an empty authserv-id = true")
 	}
 }
+
+// TestSplitFieldsLongFold: a field folded over many lines (a hostile header
+// within maxHeaderBytes) is unfolded in one buffer, not by repeated string
+// concatenation, whose cost grows with the square of the line count.
+func TestSplitFieldsLongFold(t *testing.T) {
+	const lines = 20000
+	hdr := []byte("From: a@example.test\r\nX: a\r\n" + strings.Repeat(" a\r\n", lines) +
+		"no colon here\r\n continued\r\nSubject: s\r\n\r\n")
+	var got []field
+	allocs := testing.AllocsPerRun(3, func() { got = splitFields(hdr) })
+	want := []field{
+		{"From", "a@example.test"},
+		{"X", "a" + strings.Repeat(" a", lines) + " continued"},
+		{"Subject", "s"},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("splitFields: got %d fields %.80q…, want %.80q…", len(got), got, want)
+	}
+	// Linear unfolding allocates O(log n) times for the value; one
+	// allocation per continuation line would be over 20000.
+	if allocs > 100 {
+		t.Errorf("splitFields allocated %.0f times for %d continuation lines", allocs, lines)
+	}
+}

@@ -15,23 +15,23 @@ import (
 // could accept. A rule whose only action is reject still accepts here: the
 // reject is given at end of data, when Decide runs, because the rule's other
 // matchers (headers, auth) may not match and a later rule may take the mail.
-// ingest refuses a recipient for which Accepts is false with 550 5.1.1.
 func (t *Table) Accepts(rcpt string) bool {
-	a := splitAddr(rcpt)
-	for _, r := range t.rules {
-		if matchGlobs(r.rcpt, a) >= 0 {
-			return true
-		}
-	}
-	return false
+	return t.accepts(splitAddr(rcpt), nil)
 }
 
 // AcceptsEnvelope is Accepts that also uses the mail_from matchers, for when
-// the reverse-path is known (it always is at RCPT in SMTP).
+// the reverse-path is known (it always is at RCPT in SMTP). ingest refuses a
+// recipient for which it is false with 550 5.1.1.
 func (t *Table) AcceptsEnvelope(rcpt, mailFrom string) bool {
-	a, f := splitAddr(rcpt), splitAddr(mailFrom)
+	f := splitAddr(mailFrom)
+	return t.accepts(splitAddr(rcpt), &f)
+}
+
+// accepts reports whether a rule's rcpt matchers, and its mail_from
+// matchers unless mailFrom is nil, match.
+func (t *Table) accepts(rcpt addr, mailFrom *addr) bool {
 	for _, r := range t.rules {
-		if matchGlobs(r.rcpt, a) >= 0 && matchGlobs(r.mailFrom, f) >= 0 {
+		if matchGlobs(r.rcpt, rcpt) >= 0 && (mailFrom == nil || matchGlobs(r.mailFrom, *mailFrom) >= 0) {
 			return true
 		}
 	}

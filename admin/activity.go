@@ -77,6 +77,7 @@ var maxScan = 20000
 
 var (
 	bMsgs    = []byte("msgs")    // msg id -> msgRecord JSON
+	bParsed  = []byte("parsed")  // msg id -> parse.Message JSON (trimmed)
 	bIndex   = []byte("index")   // timeKey(ReceivedAt, id) -> MessageSummary JSON
 	bJobs    = []byte("jobs")    // job id -> msg id
 	bSent    = []byte("sent")    // job id -> 8-byte unix nanos + body
@@ -168,7 +169,7 @@ func OpenActivity(dir string, opts ActivityOptions) (*Activity, error) {
 		return nil, fmt.Errorf("admin: activity: open %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bMsgs, bIndex, bJobs, bSent, bRefused, bSeries, bMeta, bClaims} {
+		for _, b := range [][]byte{bMsgs, bParsed, bIndex, bJobs, bSent, bRefused, bSeries, bMeta, bClaims} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -286,7 +287,10 @@ type Event struct {
 	Error     string  `json:"error,omitempty"`
 }
 
-// msgRecord is what bMsgs holds.
+// msgRecord is what bMsgs holds. Its Message is nil: the parsed message is
+// kept apart in bParsed, written once by RecordAccepted, so that the record
+// each attempt reads and rewrites stays small (records written before that
+// hold it inline, and keep it).
 type msgRecord struct {
 	MessageDetail
 	// Stub is true for a record made by RecordAttempt for a message that
@@ -336,7 +340,18 @@ func (a *Activity) RecordAccepted(mail *route.Mail, decisions []route.Decision, 
 	if d.Decisions == nil {
 		d.Decisions = []route.Decision{}
 	}
-	err := a.db.Batch(func(tx *bolt.Tx) error {
+	if m := d.Message; m != nil {
+		d.Subject = truncUTF8(m.Subject, maxSummaryText)
+		if m.From != nil {
+			d.From = truncUTF8(m.From.Address, maxSummaryText)
+		}
+	}
+	parsed, err := json.Marshal(d.Message)
+	if err != nil {
+		return fmt.Errorf("admin: activity: record accepted %s: %w", mail.ID, err)
+	}
+	d.Message = nil
+	err = a.db.Batch(func(tx *bolt.Tx) error {
 		old, err := getRecord(tx, mail.ID)
 		if err != nil && !errors.Is(err, ErrNotFound) {
 			return err
@@ -359,6 +374,9 @@ func (a *Activity) RecordAccepted(mail *route.Mail, decisions []route.Decision, 
 			if err := tx.Bucket(bJobs).Put([]byte(j.ID), []byte(rec.ID)); err != nil {
 				return err
 			}
+		}
+		if err := tx.Bucket(bParsed).Put([]byte(rec.ID), parsed); err != nil {
+			return err
 		}
 		if err := putRecord(tx, rec, now); err != nil {
 			return err
@@ -704,7 +722,8 @@ func getRecord(tx *bolt.Tx, id string) (*msgRecord, error) {
 	return rec, nil
 }
 
-// putRecord recomputes the summary of rec and writes the record and its
+// putRecord recomputes the summary of rec (but From and Subject, which
+// RecordAccepted set) and writes the record and its
 // index entry (the caller removed any old index entry).
 func putRecord(tx *bolt.Tx, rec *msgRecord, now time.Time) error {
 	rec.UpdatedAt = now
@@ -712,13 +731,6 @@ func putRecord(tx *bolt.Tx, rec *msgRecord, now time.Time) error {
 	rec.RcptTo = rec.Envelope.RcptTo
 	if rec.RcptTo == nil {
 		rec.RcptTo = []string{}
-	}
-	rec.From, rec.Subject = "", ""
-	if m := rec.Message; m != nil {
-		rec.Subject = truncUTF8(m.Subject, maxSummaryText)
-		if m.From != nil {
-			rec.From = truncUTF8(m.From.Address, maxSummaryText)
-		}
 	}
 	rec.Routes = []string{}
 	for _, d := range rec.Decisions {
@@ -927,6 +939,11 @@ func (a *Activity) Message(id string) (*MessageDetail, error) {
 		var err error
 		if rec, err = getRecord(tx, id); err != nil {
 			return err
+		}
+		if v := tx.Bucket(bParsed).Get([]byte(id)); v != nil && rec.Message == nil {
+			if err := json.Unmarshal(v, &rec.Message); err != nil {
+				return fmt.Errorf("decode message %s: %w", id, err)
+			}
 		}
 		for i := range rec.Jobs {
 			j := &rec.Jobs[i]
@@ -1208,6 +1225,9 @@ func (a *Activity) PurgeOnce() (int, error) {
 					}
 				}
 				if err := tx.Bucket(bMsgs).Delete([]byte(id)); err != nil {
+					return err
+				}
+				if err := tx.Bucket(bParsed).Delete([]byte(id)); err != nil {
 					return err
 				}
 				if err := tx.Bucket(bIndex).Delete(k); err != nil {

@@ -524,3 +524,55 @@ func TestActivityLoops(t *testing.T) {
 		t.Fatalf("SampleQueueEvery(panic) = %v", err)
 	}
 }
+
+// TestActivityParsedApart checks that the parsed message is kept apart from
+// the record attempts rewrite, that records written with it inline (before
+// bParsed) still show it and keep it through an attempt, and that a purge
+// removes it.
+func TestActivityParsedApart(t *testing.T) {
+	clk := newClock()
+	a := openActivity(t, clk.Now)
+	mail, jobs := accept(t, nil, a, mailOpts{id: "m1", received: clk.Now()})
+	var inline bool
+	a.db.View(func(tx *bolt.Tx) error {
+		inline = !strings.Contains(string(tx.Bucket(bMsgs).Get([]byte("m1"))), `"message":null`)
+		return nil
+	})
+	if inline {
+		t.Fatal("record holds the parsed message inline")
+	}
+	// An older record: the message inline, nothing in bParsed.
+	err := a.db.Update(func(tx *bolt.Tx) error {
+		rec, err := getRecord(tx, "m1")
+		if err != nil {
+			return err
+		}
+		rec.Message = mail.Message
+		b, _ := json.Marshal(rec)
+		if err := tx.Bucket(bParsed).Delete([]byte("m1")); err != nil {
+			return err
+		}
+		return tx.Bucket(bMsgs).Put([]byte("m1"), b)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.RecordAttempt(jobs[0], deliver.Attempt{Status: 200}, OutcomeDelivered); err != nil {
+		t.Fatal(err)
+	}
+	d, err := a.Message("m1")
+	if err != nil || d.Message == nil || d.Message.Subject != "hello m1" || d.Subject != "hello m1" || d.Status != StatusDelivered {
+		t.Fatalf("Message = %+v, %v", d, err)
+	}
+	accept(t, nil, a, mailOpts{id: "m2", received: clk.Now()})
+	clk.Add(a.Retention() + time.Minute)
+	if n, err := a.PurgeOnce(); n != 2 || err != nil {
+		t.Fatalf("PurgeOnce = %d, %v", n, err)
+	}
+	a.db.View(func(tx *bolt.Tx) error {
+		if k, _ := tx.Bucket(bParsed).Cursor().First(); k != nil {
+			t.Errorf("bParsed still holds %q after the purge", k)
+		}
+		return nil
+	})
+}

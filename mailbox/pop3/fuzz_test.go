@@ -101,9 +101,28 @@ func FuzzWriteMessage(f *testing.F) {
 			}
 			content.WriteString(l)
 		}
+		if w := crlfLines(string(in)); content.String() != w {
+			t.Fatalf("content %q, want %q", content.String(), w)
+		}
 		n, err := WireSize(bytes.NewReader(in))
 		if err != nil || n != int64(content.Len()) {
 			t.Fatalf("WireSize = %d, %v; want %d", n, err, content.Len())
 		}
 	})
+}
+
+// crlfLines is the reference for what RETR must carry: every line of in
+// (LF or CRLF ended, or unterminated at the end) ending in CRLF, bare CRs
+// inside lines kept. It is written independently of copyLines.
+func crlfLines(in string) string {
+	var b strings.Builder
+	lines := strings.Split(in, "\n")
+	for i, l := range lines {
+		if i == len(lines)-1 && l == "" {
+			break
+		}
+		b.WriteString(strings.TrimSuffix(l, "\r"))
+		b.WriteString("\r\n")
+	}
+	return b.String()
 }

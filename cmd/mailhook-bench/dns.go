@@ -46,17 +46,32 @@ func startDNS(txt map[string][]string) (*dnsServer, error) {
 		h := dns.HandlerFunc(s.serve)
 		s.udp = &dns.Server{PacketConn: pc, Handler: h}
 		s.tcp = &dns.Server{Listener: ln, Handler: h}
-		started := make(chan struct{}, 2)
-		s.udp.NotifyStartedFunc = func() { started <- struct{}{} }
-		s.tcp.NotifyStartedFunc = func() { started <- struct{}{} }
+		// Each server reports once: started, or why it could not (a
+		// server that fails before starting never calls NotifyStartedFunc).
+		started := make(chan error, 4)
+		s.udp.NotifyStartedFunc = func() { started <- nil }
+		s.tcp.NotifyStartedFunc = func() { started <- nil }
 		for _, srv := range []*dns.Server{s.udp, s.tcp} {
 			go func() {
-				defer func() { _ = recover() }()
-				_ = srv.ActivateAndServe()
+				defer func() {
+					if v := recover(); v != nil {
+						started <- fmt.Errorf("dns: server panicked: %v", v)
+					}
+				}()
+				if err := srv.ActivateAndServe(); err != nil {
+					select {
+					case started <- fmt.Errorf("dns: serve: %w", err):
+					default:
+					}
+				}
 			}()
 		}
-		<-started
-		<-started
+		for range 2 {
+			if err := <-started; err != nil {
+				s.Close()
+				return nil, err
+			}
+		}
 		return s, nil
 	}
 	return nil, fmt.Errorf("dns: listen tcp on the udp port: %w", lastErr)

@@ -586,6 +586,21 @@ func (u *userTx) create(name, specialUse string, subscribed bool) (*folderMeta, 
 	return m, u.putFolder(name, m)
 }
 
+// createParents creates the missing parent levels of name as selectable
+// folders (RFC 3501 §6.3.3 lets the server create them).
+func (u *userTx) createParents(name string, subscribed bool) error {
+	parts := strings.Split(name, string(Delimiter))
+	for i := 1; i < len(parts); i++ {
+		p := strings.Join(parts[:i], string(Delimiter))
+		if u.folders.Get([]byte(p)) == nil {
+			if _, err := u.create(p, "", subscribed); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
 func (u *userTx) used() int64 {
 	if v := u.b.Get(kUsed); len(v) == 8 {
 		return int64(binary.BigEndian.Uint64(v))
@@ -854,12 +869,7 @@ func (s *Store) appendBody(ctx context.Context, user, folder string, r io.Reader
 			// creates the folder a route names, like Sieve's
 			// fileinto :create (RFC 5228, RFC 5490 §3.2).
 			if f, err = u.create(name, "", true); err == nil {
-				parts := strings.Split(name, string(Delimiter))
-				for i := 1; i < len(parts) && err == nil; i++ {
-					if p := strings.Join(parts[:i], string(Delimiter)); u.folders.Get([]byte(p)) == nil {
-						_, err = u.create(p, "", true)
-					}
-				}
+				err = u.createParents(name, true)
 			}
 		}
 		if err != nil {
@@ -940,14 +950,8 @@ func (s *Store) CreateFolder(ctx context.Context, user, name string) error {
 		if err != nil {
 			return err
 		}
-		parts := strings.Split(n, string(Delimiter))
-		for i := 1; i < len(parts); i++ {
-			p := strings.Join(parts[:i], string(Delimiter))
-			if u.folders.Get([]byte(p)) == nil {
-				if _, err := u.create(p, "", false); err != nil {
-					return err
-				}
-			}
+		if err := u.createParents(n, false); err != nil {
+			return err
 		}
 		_, err = u.create(n, "", false)
 		return err

@@ -71,6 +71,13 @@ func FuzzScanHeader(f *testing.F) {
 	f.Add("\n")
 	f.Add(" folded first\r\n")
 	f.Fuzz(func(t *testing.T, msg string) {
-		_, _ = ScanHeader(strings.NewReader(msg))
+		hf, err := ScanHeader(strings.NewReader(msg))
+		// An in-memory reader never fails, and each field takes a line.
+		if err != nil {
+			t.Fatalf("ScanHeader(%q) = %v", msg, err)
+		}
+		if lines := strings.Count(msg, "\n") + 1; hf.Received > lines || len(hf.Loops) > lines {
+			t.Errorf("ScanHeader(%q) counted %d Received and %d X-Loop fields in %d lines", msg, hf.Received, len(hf.Loops), lines)
+		}
 	})
 }

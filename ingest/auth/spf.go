@@ -3,6 +3,7 @@ package auth
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net"
 	"strings"
 
@@ -55,8 +56,10 @@ func (v *Verifier) CheckSPF(ctx context.Context, ip net.IP, helo, mailFrom strin
 		}),
 	)
 	res.Result = string(r)
-	v.log.Debug("spf checked", "remote_ip", ip.String(), "mail_from", mailFrom, "helo", helo,
-		"result", res.Result, "reason", errString(err))
+	if v.log.Enabled(ctx, slog.LevelDebug) {
+		v.log.Debug("spf checked", "remote_ip", ip.String(), "mail_from", mailFrom, "helo", helo,
+			"result", res.Result, "reason", errString(err))
+	}
 	return res
 }
 

@@ -156,8 +156,10 @@ func (v *Verifier) Verify(ctx context.Context, spf SPFResult, msg io.Reader) (*R
 	}
 	res.Quarantine = res.DMARC.Result == "fail" && res.DMARC.Policy == "quarantine"
 	res.AuthenticationResults = v.formatAR(res)
-	v.log.Debug("message verified", "spf", spf.Result, "dkim", res.Summary()["dkim"],
-		"dmarc", res.DMARC.Result, "dmarc_policy", res.DMARC.Policy, "from_domain", res.DMARC.Domain)
+	if v.log.Enabled(ctx, slog.LevelDebug) { // Summary builds a map: only when logged
+		v.log.Debug("message verified", "spf", spf.Result, "dkim", res.Summary()["dkim"],
+			"dmarc", res.DMARC.Result, "dmarc_policy", res.DMARC.Policy, "from_domain", res.DMARC.Domain)
+	}
 	return res, nil
 }
 

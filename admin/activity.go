@@ -586,8 +586,6 @@ func (a *Activity) RecordAttempt(job *deliver.Job, at deliver.Attempt, outcome s
 			rec.Decisions = []route.Decision{}
 		} else if err != nil {
 			return err
-		} else if err := tx.Bucket(bIndex).Delete(timeKey(rec.ReceivedAt, rec.ID)); err != nil {
-			return err
 		}
 		i := slices.IndexFunc(rec.Jobs, func(j JobRecord) bool { return j.ID == job.ID })
 		if i < 0 {
@@ -661,9 +659,6 @@ func (a *Activity) setJobStatus(jobID, status, event string) error {
 		}
 		rec.Jobs[i].Status = status
 		rec.addEvent(Event{At: now, Type: event, JobID: jobID, Kind: string(rec.Jobs[i].Kind), Target: rec.Jobs[i].Target})
-		if err := tx.Bucket(bIndex).Delete(timeKey(rec.ReceivedAt, rec.ID)); err != nil {
-			return err
-		}
 		return putRecord(tx, rec, now)
 	})
 	if err != nil {
@@ -724,7 +719,8 @@ func getRecord(tx *bolt.Tx, id string) (*msgRecord, error) {
 
 // putRecord recomputes the summary of rec (but From and Subject, which
 // RecordAccepted set) and writes the record and its
-// index entry (the caller removed any old index entry).
+// index entry, replacing the entry of the same ReceivedAt (a caller that
+// changes ReceivedAt removes the old entry).
 func putRecord(tx *bolt.Tx, rec *msgRecord, now time.Time) error {
 	rec.UpdatedAt = now
 	rec.MailFrom = rec.Envelope.MailFrom

@@ -2,6 +2,7 @@ package mailbox
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -759,37 +760,22 @@ func (s *imapSession) fetchOne(w *imapserver.FetchResponseWriter, m *Message, o 
 				off = min(bs.Partial.Offset, m.Size)
 				n = min(bs.Partial.Size, m.Size-off)
 			}
-			wc := w.WriteBodySection(bs, n)
-			_, werr := io.Copy(wc, io.NewSectionReader(body, off, n))
-			if cerr := wc.Close(); werr == nil {
-				werr = cerr
-			}
-			if werr != nil {
-				return werr
+			if err := writeSection(w.WriteBodySection(bs, n), io.NewSectionReader(body, off, n)); err != nil {
+				return err
 			}
 			continue
 		}
 		rewind()
 		buf := imapserver.ExtractBodySection(bufio.NewReader(body), bs)
-		wc := w.WriteBodySection(bs, int64(len(buf)))
-		_, werr := wc.Write(buf)
-		if cerr := wc.Close(); werr == nil {
-			werr = cerr
-		}
-		if werr != nil {
-			return werr
+		if err := writeSection(w.WriteBodySection(bs, int64(len(buf))), bytes.NewReader(buf)); err != nil {
+			return err
 		}
 	}
 	for _, bs := range o.BinarySection {
 		rewind()
 		buf := imapserver.ExtractBinarySection(bufio.NewReader(body), bs)
-		wc := w.WriteBinarySection(bs, int64(len(buf)))
-		_, werr := wc.Write(buf)
-		if cerr := wc.Close(); werr == nil {
-			werr = cerr
-		}
-		if werr != nil {
-			return werr
+		if err := writeSection(w.WriteBinarySection(bs, int64(len(buf))), bytes.NewReader(buf)); err != nil {
+			return err
 		}
 	}
 	for _, bss := range o.BinarySectionSize {
@@ -797,6 +783,15 @@ func (s *imapSession) fetchOne(w *imapserver.FetchResponseWriter, m *Message, o 
 		w.WriteBinarySectionSize(bss, imapserver.ExtractBinarySectionSize(bufio.NewReader(body), bss))
 	}
 	return w.Close()
+}
+
+// writeSection copies r into a FETCH section literal and closes it.
+func writeSection(wc io.WriteCloser, r io.Reader) error {
+	_, err := io.Copy(wc, r)
+	if cerr := wc.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 // defaultCharset adds charset=us-ascii to text/plain parts that name no

@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -302,13 +301,6 @@ func (e *env) get(path string) []byte {
 		e.t.Fatalf("GET %s = %d %s, want 200", path, code, body)
 	}
 	return body
-}
-
-func mustExist(t testing.TB, path string) {
-	t.Helper()
-	if _, err := os.Stat(path); err != nil {
-		t.Fatalf("stat %s: %v", path, err)
-	}
 }
 
 func bytesHas(b []byte, s string) bool { return bytes.Contains(b, []byte(s)) }

@@ -1,7 +1,6 @@
 package mailbox
 
 import (
-	"context"
 	"errors"
 	"io"
 	"log/slog"
@@ -227,11 +226,3 @@ func (s *Store) Close() error {
 
 // Dir returns the store's directory.
 func (s *Store) Dir() string { return s.dir }
-
-// ctxErr returns ctx's error, for the checks at the start of each method.
-func ctxErr(ctx context.Context) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	return nil
-}

@@ -168,7 +168,7 @@ func (s *Store) cleanup() error {
 // a long-running process may call it now and then. It returns the number
 // of keys removed.
 func (s *Store) PruneDedup(ctx context.Context) (int, error) {
-	if err := ctxErr(ctx); err != nil {
+	if err := ctx.Err(); err != nil {
 		return 0, err
 	}
 	s.lastPrune.Store(s.opts.Now().UnixNano())
@@ -459,7 +459,7 @@ func (s *Store) user(tx *bolt.Tx, name string) (*userTx, error) {
 // writeUser runs fn on the user in a write transaction, then signals the
 // watchers of changed folders and removes the bodies freed by the commit.
 func (s *Store) writeUser(ctx context.Context, name string, fn func(u *userTx) error) error {
-	if err := ctxErr(ctx); err != nil {
+	if err := ctx.Err(); err != nil {
 		return err
 	}
 	var u *userTx
@@ -495,7 +495,7 @@ func (s *Store) afterCommit(u *userTx) {
 // readUser runs fn on the user in a read transaction. A user never seen is
 // created first (with its default folders).
 func (s *Store) readUser(ctx context.Context, name string, fn func(u *userTx) error) error {
-	if err := ctxErr(ctx); err != nil {
+	if err := ctx.Err(); err != nil {
 		return err
 	}
 	var missing bool
@@ -821,7 +821,7 @@ func getDedup(tx *bolt.Tx, key string) (dedupRecord, bool, error) {
 }
 
 func (s *Store) appendBody(ctx context.Context, user, folder string, r io.Reader, date time.Time, flags []string, dedupKey string, create bool) (uid, uidv uint32, err error) {
-	if err := ctxErr(ctx); err != nil {
+	if err := ctx.Err(); err != nil {
 		return 0, 0, err
 	}
 	if err := checkUser(user); err != nil {
@@ -1413,7 +1413,7 @@ func (s *Store) TryLock(ctx context.Context, user, folder string) (unlock func()
 // usage match the messages, no unreferenced body file remains. Run it on
 // a quiescent store: a delivery in flight has a body not yet indexed.
 func (s *Store) Verify(ctx context.Context) error {
-	if err := ctxErr(ctx); err != nil {
+	if err := ctx.Err(); err != nil {
 		return err
 	}
 	var problems []string

@@ -11,6 +11,7 @@ import (
 	"log"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -268,7 +269,7 @@ func TestParseSizeAndSummarize(t *testing.T) {
 	for i := 100; i >= 1; i-- {
 		d = append(d, time.Duration(i)*time.Millisecond)
 	}
-	sortDurations(d)
+	slices.Sort(d)
 	if l := summarize(d); l.N != 100 || l.P50 != 50 || l.P95 != 95 || l.P99 != 99 || l.Max != 100 {
 		t.Errorf("summarize(1..100 ms) = %+v", l)
 	}

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -279,6 +280,6 @@ func (r *receiver) latencies(end time.Time) ([]time.Duration, int) {
 			inWindow++
 		}
 	}
-	sortDurations(out)
+	slices.Sort(out)
 	return out, inWindow
 }

@@ -12,7 +12,6 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
-	"slices"
 	"strconv"
 	"sync"
 	"syscall"
@@ -449,8 +448,6 @@ func sampleHeap(ctx context.Context, admin, token, path string) (int64, string) 
 		}
 	}
 }
-
-func sortDurations(d []time.Duration) { slices.Sort(d) }
 
 // summarize gives nearest-rank percentiles of sorted latencies.
 func summarize(d []time.Duration) *latency {

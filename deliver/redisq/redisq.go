@@ -208,14 +208,24 @@ func (q *Queue) readRaw(path string) ([]byte, error) {
 		return nil, err
 	}
 	defer f.Close()
-	var r io.Reader = f
-	if q.opt.MaxRawBytes > 0 {
-		r = io.LimitReader(f, q.opt.MaxRawBytes+1)
-	}
-	b, err := io.ReadAll(r)
+	st, err := f.Stat()
 	if err != nil {
 		return nil, err
 	}
+	var r io.Reader = f
+	if q.opt.MaxRawBytes > 0 {
+		if st.Size() > q.opt.MaxRawBytes {
+			return nil, fmt.Errorf("raw message over %d bytes", q.opt.MaxRawBytes)
+		}
+		r = io.LimitReader(f, q.opt.MaxRawBytes+1)
+	}
+	// Sized from the file, as os.ReadFile does: one allocation, not
+	// io.ReadAll's doubling from 512 bytes.
+	buf := bytes.NewBuffer(make([]byte, 0, st.Size()+bytes.MinRead))
+	if _, err := buf.ReadFrom(r); err != nil {
+		return nil, err
+	}
+	b := buf.Bytes()
 	if q.opt.MaxRawBytes > 0 && int64(len(b)) > q.opt.MaxRawBytes {
 		return nil, fmt.Errorf("raw message over %d bytes", q.opt.MaxRawBytes)
 	}

@@ -100,7 +100,6 @@ func (p *parser) walk(h message.Header, body io.Reader, f frame) {
 		var buf bytes.Buffer
 		p.copyDecoded(&buf, e.Body, raw, mt)
 		s := p.toUTF8(buf.Bytes(), declared, converted, mt)
-		s = normalizeNewlines(s)
 		if strings.TrimSpace(s) == "" {
 			return
 		}
@@ -289,7 +288,7 @@ func (p *parser) multipart(mt string, params map[string]string, body io.Reader, 
 	if !found && g.capture != nil && !p.stop {
 		p.warnf("%s: boundary not found: body kept as text", mt)
 		s := p.toUTF8(g.capture.Bytes(), "", false, "text/plain")
-		if s = strings.TrimSpace(normalizeNewlines(s)); s != "" {
+		if s = strings.TrimSpace(s); s != "" {
 			p.decoded += int64(len(s))
 			p.texts = append(p.texts, s)
 			if p.nesting == 0 {
@@ -696,11 +695,18 @@ func decodeCharset(b []byte, cs string) string {
 // it when its declared charset is known (converted). Otherwise: valid UTF-8
 // is kept; HTML without a declared charset is sniffed (BOM, <meta>) per the
 // HTML standard; anything else that is not valid UTF-8 is repaired by
-// fixUTF8 and a warning is added.
+// fixUTF8 and a warning is added. Line ends become "\n" (CRLF and lone
+// CR); UTF-8 input has them rewritten in b itself, saving a copy of the body.
 func (p *parser) toUTF8(b []byte, declared string, converted bool, mt string) string {
 	if converted || utf8.Valid(b) {
-		return fixC1(string(b))
+		return fixC1(string(normalizeNewlinesBytes(b)))
 	}
+	return normalizeNewlines(p.toUTF8Other(b, declared, mt))
+}
+
+// toUTF8Other is toUTF8 for bytes that are not UTF-8 yet. It converts
+// before line ends are touched: in UTF-16 a CR is not the byte 0x0D alone.
+func (p *parser) toUTF8Other(b []byte, declared, mt string) string {
 	if mt == "text/html" && declared == "" {
 		if enc, name, _ := htmlcharset.DetermineEncoding(b, "text/html"); enc != nil {
 			if out, err := enc.NewDecoder().Bytes(b); err == nil {
@@ -784,6 +790,28 @@ func hasC1(s string) bool {
 		i += 1 + j
 	}
 	return false
+}
+
+// normalizeNewlinesBytes rewrites CRLF and lone CR as LF in place and
+// returns the shortened b.
+func normalizeNewlinesBytes(b []byte) []byte {
+	i := bytes.IndexByte(b, '\r')
+	if i < 0 {
+		return b
+	}
+	w := i
+	for ; i < len(b); i++ {
+		switch {
+		case b[i] != '\r':
+			b[w] = b[i]
+		case i+1 < len(b) && b[i+1] == '\n':
+			continue // the LF that follows is copied next
+		default:
+			b[w] = '\n'
+		}
+		w++
+	}
+	return b[:w]
 }
 
 func normalizeNewlines(s string) string {

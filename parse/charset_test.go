@@ -200,3 +200,35 @@ func mustEncode(e encoding.Encoding, s string) string {
 	}
 	return out
 }
+
+// TestNormalizeNewlinesBytes: the in-place rewrite agrees with the string
+// one.
+func TestNormalizeNewlinesBytes(t *testing.T) {
+	for _, s := range []string{"", "a", "\r", "\n", "\r\n", "\r\r\n", "\n\r", "a\r\nb\rc\n", "\r\n\r\n\r", "é\r\nü\r"} {
+		if got, want := string(normalizeNewlinesBytes([]byte(s))), normalizeNewlines(s); got != want {
+			t.Errorf("normalizeNewlinesBytes(%q) = %q, want %q", s, got, want)
+		}
+	}
+}
+
+// TestHTMLUTF16LineEnds: line ends of an undeclared UTF-16 HTML body are
+// read after decoding (its CR is two bytes), and become "\n".
+func TestHTMLUTF16LineEnds(t *testing.T) {
+	src := "<html><body><pre>one\r\ntwo\rthree</pre></body></html>"
+	var u16 bytes.Buffer
+	u16.WriteString("\xff\xfe") // UTF-16LE BOM
+	for _, r := range src {
+		u16.WriteByte(byte(r))
+		u16.WriteByte(0)
+	}
+	raw := "Content-Type: text/html\r\nContent-Transfer-Encoding: base64\r\n\r\n" +
+		base64.StdEncoding.EncodeToString(u16.Bytes()) + "\r\n"
+	m := parseString(t, raw)
+	// (The decoder keeps the BOM as U+FEFF; only the line ends are checked.)
+	if want := "<pre>one\ntwo\nthree</pre>"; !strings.Contains(m.HTML, want) || strings.Contains(m.HTML, "\r") {
+		t.Errorf("HTML = %q, want it to hold %q and no CR", m.HTML, want)
+	}
+	if want := "one\ntwo\nthree"; !strings.HasSuffix(m.Text, want) || strings.Contains(m.Text, "\r") {
+		t.Errorf("Text = %q, want it to end in %q and hold no CR", m.Text, want)
+	}
+}

@@ -161,26 +161,14 @@ func (s *imapSession) List(w *imapserver.ListWriter, ref string, patterns []stri
 	if err != nil {
 		return imapError(err)
 	}
-	names := map[string]bool{}
-	for _, f := range folders {
-		names[f.Name] = true
-	}
 	hasChildren := func(n string) bool {
-		for _, f := range folders {
-			if len(f.Name) > len(n) && f.Name[:len(n)] == n && f.Name[len(n)] == Delimiter {
-				return true
-			}
-		}
-		return false
+		prefix := n + string(Delimiter)
+		return slices.ContainsFunc(folders, func(f Folder) bool { return strings.HasPrefix(f.Name, prefix) })
 	}
 	for _, f := range folders {
-		match := false
-		for _, p := range patterns {
-			if imapserver.MatchList(f.Name, Delimiter, ref, p) {
-				match = true
-				break
-			}
-		}
+		match := slices.ContainsFunc(patterns, func(p string) bool {
+			return imapserver.MatchList(f.Name, Delimiter, ref, p)
+		})
 		if !match || (options.SelectSubscribed && !f.Subscribed) || (options.SelectSpecialUse && f.SpecialUse == "") {
 			continue
 		}

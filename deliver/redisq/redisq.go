@@ -438,7 +438,8 @@ func (q *Queue) OpenRaw(ctx context.Context, msgID string) (io.ReadCloser, error
 // Stats implements deliver.Queue. Expired leases count as leased until a
 // Take or Reap returns them.
 func (q *Queue) Stats(ctx context.Context) (deliver.Stats, error) {
-	now := strconv.FormatInt(ms(q.now()), 10)
+	nowMs := ms(q.now())
+	now := strconv.FormatInt(nowMs, 10)
 	var ready, sched []*redis.IntCmd
 	var first []*redis.ZSliceCmd
 	var leased, dead *redis.IntCmd
@@ -456,7 +457,6 @@ func (q *Queue) Stats(ctx context.Context) (deliver.Stats, error) {
 		return deliver.Stats{}, fmt.Errorf("redisq: stats: %w", err)
 	}
 	st := deliver.Stats{Leased: int(leased.Val()), Dead: int(dead.Val())}
-	nowMs, _ := strconv.ParseInt(now, 10, 64)
 	var min float64 = -1
 	for i := range q.kReady {
 		st.Ready += int(ready[i].Val())

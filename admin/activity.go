@@ -569,12 +569,8 @@ func (a *Activity) RecordAttempt(job *deliver.Job, at deliver.Attempt, outcome s
 	if at.At.IsZero() {
 		at.At = now
 	}
-	ar := AttemptRecord{
-		At: at.At, Status: at.Status, StatusClass: statusClass(at.Status),
-		LatencyMS: float64(at.Latency) / float64(time.Millisecond),
-		Error:     truncUTF8(at.Error, maxErrorText), Response: truncUTF8(at.Response, maxResponse),
-		Outcome: outcome,
-	}
+	ar := newAttemptRecord(at, outcome)
+	ar.Error, ar.Response = truncUTF8(ar.Error, maxErrorText), truncUTF8(ar.Response, maxResponse)
 	err := a.db.Batch(func(tx *bolt.Tx) error {
 		rec, err := getRecord(tx, job.MsgID)
 		if errors.Is(err, ErrNotFound) {
@@ -686,6 +682,15 @@ func (a *Activity) RecordSent(jobID string, body []byte) error {
 		return fmt.Errorf("admin: activity: record sent %s: %w", jobID, err)
 	}
 	return nil
+}
+
+// newAttemptRecord is at as the activity store and the API show it.
+func newAttemptRecord(at deliver.Attempt, outcome string) AttemptRecord {
+	return AttemptRecord{
+		At: at.At, Status: at.Status, StatusClass: statusClass(at.Status),
+		LatencyMS: float64(at.Latency) / float64(time.Millisecond),
+		Error:     at.Error, Response: at.Response, Outcome: outcome,
+	}
 }
 
 // statusClass names the class of an HTTP status or SMTP reply code for

@@ -481,10 +481,7 @@ func (s *Server) detailFromQueue(ctx context.Context, id string) (*MessageDetail
 	for _, j := range jobs {
 		jr := newJobRecord(j)
 		for _, a := range j.History {
-			jr.Attempts = append(jr.Attempts, AttemptRecord{
-				At: a.At, Status: a.Status, StatusClass: statusClass(a.Status),
-				LatencyMS: float64(a.Latency) / float64(time.Millisecond), Error: a.Error, Response: a.Response,
-			})
+			jr.Attempts = append(jr.Attempts, newAttemptRecord(a, ""))
 		}
 		switch j.StateAt(s.now()) {
 		case deliver.StateDead:

@@ -3,6 +3,7 @@ package pop3
 import (
 	"context"
 	"crypto/tls"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -270,6 +271,9 @@ func TestFlowUIDLStableAcrossRestart(t *testing.T) {
 		c := dial(t, addr)
 		c.login(alice, alicePass)
 		first := c.uidl()
+		if len(first) != 3 {
+			t.Fatalf("UIDL = %v, want 3 messages", first)
+		}
 		c.ok("QUIT")
 		c.expectClosed()
 		if err := srv.Shutdown(context.Background()); err != nil {
@@ -281,23 +285,11 @@ func TestFlowUIDLStableAcrossRestart(t *testing.T) {
 		_, addr, _ = startServer(t, opts(e2))
 		c = dial(t, addr)
 		c.login(alice, alicePass)
-		if got := c.uidl(); !equalMaps(got, first) {
+		if got := c.uidl(); !maps.Equal(got, first) {
 			t.Errorf("UIDL after restart = %v, want %v", got, first)
 		}
 		c.ok("QUIT")
 	})
-}
-
-func equalMaps(a, b map[int]string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if b[k] != v {
-			return false
-		}
-	}
-	return true
 }
 
 func TestFlowInUse(t *testing.T) {

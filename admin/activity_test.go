@@ -467,7 +467,10 @@ func TestActivityConcurrent(t *testing.T) {
 		}
 	}()
 	wg.Wait()
-	d, _ := a.Message("m")
+	d, err := a.Message("m")
+	if err != nil || len(d.Jobs) != len(jobs) {
+		t.Fatalf("Message(m) = %+v, %v; want %d jobs", d, err, len(jobs))
+	}
 	for _, j := range d.Jobs {
 		if len(j.Attempts) != per {
 			t.Fatalf("job %s has %d attempts, want %d", j.ID, len(j.Attempts), per)

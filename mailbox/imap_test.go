@@ -404,12 +404,8 @@ func TestIMAPMessages(t *testing.T) {
 	if _, err := c.Store(imap.SeqSetNum(1), &imap.StoreFlags{Op: imap.StoreFlagsAdd, Flags: []imap.Flag{imap.FlagSeen}}, nil).Collect(); err == nil {
 		t.Error("STORE in EXAMINE succeeded")
 	}
-	if err := verifyErr(e.store); err != nil {
-		t.Fatal(err)
-	}
+	verify(t, e.store)
 }
-
-func verifyErr(s *Store) error { return s.Verify(context.Background()) }
 
 func TestIMAPTwoSessionsSeeFlags(t *testing.T) {
 	e := newIMAPEnv(t, nil)

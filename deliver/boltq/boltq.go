@@ -22,6 +22,7 @@ package boltq
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -484,13 +485,7 @@ func (q *Queue) Take(ctx context.Context, kinds []deliver.Kind, n int, lease tim
 			}
 		}
 		slices.SortFunc(cands, func(a, b cand) int {
-			if a.t != b.t {
-				if a.t < b.t {
-					return -1
-				}
-				return 1
-			}
-			return strings.Compare(a.id, b.id)
+			return cmp.Or(cmp.Compare(a.t, b.t), strings.Compare(a.id, b.id))
 		})
 		if len(cands) > n {
 			cands = cands[:n]

@@ -5,6 +5,7 @@
 // Layout under <data_dir>/queue:
 //
 //	queue.db    bbolt: jobs, indexes by due time, lease expiry and death, messages
+//	            (a small record each, the mail JSON beside it)
 //	msg/*.eml   the raw messages, one file each, named in their message record
 //
 // Durability: Commit fsyncs the raw file, renames it into msg/, fsyncs msg/,
@@ -83,6 +84,7 @@ var (
 	bDead   = []byte("dead")   // timeKey(DeadAt, id) -> nil
 	bMsgs   = []byte("msgs")   // msg id -> msgRecord JSON
 	bRaw    = []byte("raw")    // msg id -> raw message, for messages stored inline
+	bMail   = []byte("mail")   // msg id -> route.Mail JSON
 )
 
 // DefaultInlineMax is the size up to which a raw message is stored inside
@@ -91,9 +93,11 @@ const DefaultInlineMax = 64 << 10
 
 // msgRecord is a committed message.
 type msgRecord struct {
-	// Mail is kept as JSON and decoded only by Mail: settling a job
-	// touches the record to count jobs and must not parse the message.
-	Mail json.RawMessage `json:"mail"`
+	// Mail is the mail JSON of records written before it moved to the
+	// mail bucket; new records leave it empty. Settling a job rewrites
+	// the record to count jobs, which must not copy, scan and rewrite the
+	// message (up to megabytes with inlined attachments) on every ack.
+	Mail json.RawMessage `json:"mail,omitempty"`
 	File string          `json:"file"` // name under msg/; "" when Inline
 	// Inline means the raw message is in the raw bucket, written in the
 	// same transaction as the jobs: one fsync of the batch makes many
@@ -141,7 +145,7 @@ func Open(dataDir string, opts Options) (*Queue, error) {
 		q.inlineMax = DefaultInlineMax
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bJobs, bReady, bLeased, bDead, bMsgs, bRaw} {
+		for _, b := range [][]byte{bJobs, bReady, bLeased, bDead, bMsgs, bRaw, bMail} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -205,10 +209,7 @@ func (q *Queue) recover() error {
 			delete(byMsg, id)
 			if len(jobs) == 0 {
 				emptied++
-				if err := msgs.Delete([]byte(id)); err != nil {
-					return err
-				}
-				if err := tx.Bucket(bRaw).Delete([]byte(id)); err != nil {
+				if err := deleteMsgData(tx, id); err != nil {
 					return err
 				}
 				continue
@@ -370,8 +371,11 @@ func (q *Queue) Commit(ctx context.Context, mail *route.Mail, jobs []*deliver.Jo
 				return fmt.Errorf("%w: %q", deliver.ErrDuplicateJob, j.ID)
 			}
 		}
-		rec := &msgRecord{Mail: mailJSON, File: name, Jobs: len(jobs), Inline: inline != nil}
+		rec := &msgRecord{File: name, Jobs: len(jobs), Inline: inline != nil}
 		if err := putMsg(tx, mail.ID, rec); err != nil {
+			return err
+		}
+		if err := tx.Bucket(bMail).Put([]byte(mail.ID), mailJSON); err != nil {
 			return err
 		}
 		if inline != nil {
@@ -617,17 +621,21 @@ func (q *Queue) Dead(ctx context.Context, job *deliver.Job, a deliver.Attempt) e
 
 // Mail implements deliver.Queue.
 func (q *Queue) Mail(ctx context.Context, msgID string) (*route.Mail, error) {
-	var rec *msgRecord
+	m := new(route.Mail)
 	err := q.db.View(func(tx *bolt.Tx) error {
-		var err error
-		rec, err = getMsg(tx, msgID)
-		return err
+		v := tx.Bucket(bMail).Get([]byte(msgID))
+		if v == nil {
+			rec, err := getMsg(tx, msgID) // a record of the older layout
+			if err != nil {
+				return err
+			}
+			v = rec.Mail
+		}
+		// Decoded inside the transaction: v is valid only there, and
+		// Unmarshal copies what it keeps.
+		return json.Unmarshal(v, m)
 	})
 	if err != nil {
-		return nil, fmt.Errorf("boltq: mail %s: %w", msgID, err)
-	}
-	m := new(route.Mail)
-	if err := json.Unmarshal(rec.Mail, m); err != nil {
 		return nil, fmt.Errorf("boltq: mail %s: %w", msgID, err)
 	}
 	return m, nil
@@ -950,10 +958,17 @@ func deleteJob(tx *bolt.Tx, j *deliver.Job) (string, error) {
 	if rec.Jobs > 0 {
 		return "", putMsg(tx, j.MsgID, rec)
 	}
-	if err := tx.Bucket(bRaw).Delete([]byte(j.MsgID)); err != nil {
-		return "", err
+	return rec.File, deleteMsgData(tx, j.MsgID)
+}
+
+// deleteMsgData deletes a message's record, mail and inline raw message.
+func deleteMsgData(tx *bolt.Tx, id string) error {
+	for _, b := range [][]byte{bMsgs, bMail, bRaw} {
+		if err := tx.Bucket(b).Delete([]byte(id)); err != nil {
+			return err
+		}
 	}
-	return rec.File, tx.Bucket(bMsgs).Delete([]byte(j.MsgID))
+	return nil
 }
 
 func newToken() string {

@@ -59,14 +59,22 @@ func startRedis(extra ...string) (string, func(), error) {
 	if err != nil {
 		return "", nil, err
 	}
-	args := append([]string{"--port", fmt.Sprint(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"}, extra...)
+	// A working directory of its own: a replica writes the RDB of its
+	// full sync there, which would otherwise land in the source tree.
+	dir, err := os.MkdirTemp("", "redisq-test-")
+	if err != nil {
+		return "", nil, err
+	}
+	args := append([]string{"--port", fmt.Sprint(port), "--bind", "127.0.0.1", "--dir", dir, "--save", "", "--appendonly", "no"}, extra...)
 	cmd := exec.Command(bin, args...)
 	if err := cmd.Start(); err != nil {
+		os.RemoveAll(dir)
 		return "", nil, err
 	}
 	stop := func() {
 		cmd.Process.Kill()
 		cmd.Wait()
+		os.RemoveAll(dir)
 	}
 	a := fmt.Sprintf("127.0.0.1:%d", port)
 	c := redis.NewClient(&redis.Options{Addr: a})

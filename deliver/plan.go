@@ -117,6 +117,9 @@ type Committer struct {
 	// Notify, when set, is called after each successful commit (give it
 	// Runner.Notify so new jobs are taken at once).
 	Notify func()
+	// Committed, when set, is told of each message committed and the jobs
+	// made for it (the activity log records them); it must not block.
+	Committed func(m *route.Mail, d []route.Decision, jobs []*Job)
 	// Now returns the current time; nil means time.Now.
 	Now func() time.Time
 }
@@ -141,6 +144,9 @@ func (c *Committer) Commit(ctx context.Context, m *route.Mail, d []route.Decisio
 	}
 	if c.Notify != nil {
 		c.Notify()
+	}
+	if c.Committed != nil {
+		c.Committed(m, d, jobs)
 	}
 	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/mailhook/mailhook/deliver"
+	"github.com/mailhook/mailhook/deliver/queuetest"
 	"github.com/mailhook/mailhook/route"
 )
 
@@ -126,5 +127,23 @@ func TestPlanNamesTheRuleOfEachAction(t *testing.T) {
 		if !got[want] {
 			t.Errorf("Plan made %v, missing %s", got, want)
 		}
+	}
+}
+
+// TestCommitterReportsItsJobs: Committed sees exactly the jobs committed.
+func TestCommitterReportsItsJobs(t *testing.T) {
+	q := newQueue(t)
+	var got []*deliver.Job
+	c := &deliver.Committer{Queue: q, Committed: func(m *route.Mail, d []route.Decision, jobs []*deliver.Job) { got = jobs }}
+	m := queuetest.NewMail(t, "m1", "raw")
+	d := []route.Decision{{Rcpt: "a@example.test", Rules: []string{"r"}, Actions: []route.Action{{Kind: route.ActWebhook, Webhook: "h", Rule: "r"}}}}
+	if err := c.Commit(t.Context(), m, d); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 {
+		t.Fatalf("Committed got %d jobs, want 1", len(got))
+	}
+	if j, err := q.Get(t.Context(), got[0].ID); err != nil || j.Target != "h" {
+		t.Errorf("the reported job is not the queued one: %+v, %v", j, err)
 	}
 }

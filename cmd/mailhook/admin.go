@@ -176,11 +176,13 @@ func (o observer) Accepted(m *route.Mail, ds []route.Decision) {
 	if m.Message != nil {
 		a.metrics.ParseWarnings(len(m.Message.Warnings))
 	}
-	// Off the SMTP reply's path: the activity log's fsync must not delay
-	// the 250. The same plan the committer made: job ids are derived, so
-	// they match.
+}
+
+// committed records a committed message with the jobs the committer made
+// for it, off the SMTP reply's path (the activity writers), with the
+// webhook JSON each webhook job carries.
+func (a *app) committed(m *route.Mail, ds []route.Decision, jobs []*deliver.Job) {
 	a.record(func() {
-		jobs := deliver.Plan(m, ds, m.ReceivedAt)
 		if err := a.activity.RecordAccepted(m, ds, jobs); err != nil {
 			a.log.Warn("activity: recording an accepted message", "msg_id", m.ID, "error", err)
 		}

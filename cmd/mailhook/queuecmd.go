@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -36,7 +37,7 @@ func openQueueForCLI(cfg *config.Config) (deliver.Queue, func(), error) {
 		if err == nil {
 			return q, func() {}, nil
 		}
-		if !strings.Contains(err.Error(), "in use by another process") {
+		if !errors.Is(err, boltq.ErrLocked) {
 			return nil, nil, err
 		}
 		// A running server holds the store: ask it, through its API.

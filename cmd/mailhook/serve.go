@@ -196,7 +196,7 @@ func newApp(cfg *config.Config, path string, log *slog.Logger) (_ *app, err erro
 		Policy:    a.policy.Load,
 		Verifier:  verifier,
 		Parse:     func(r io.Reader) (*parse.Message, error) { return parse.Parse(r, popts) },
-		Committer: &deliver.Committer{Queue: a.queue, Notify: a.runner.Notify},
+		Committer: &deliver.Committer{Queue: a.queue, Notify: a.runner.Notify, Committed: a.committed},
 		SpoolDir:  filepath.Join(cfg.DataDir, "spool"),
 		Limits: ingest.Limits{
 			MaxMessageBytes:     cfg.SMTP.MaxMessageBytes,

@@ -49,6 +49,10 @@ import (
 	"github.com/mailhook/mailhook/route"
 )
 
+// ErrLocked means another process (a running `mailhook serve`) has the
+// queue open.
+var ErrLocked = errors.New("in use by another process")
+
 // Options configures Open.
 type Options struct {
 	// Logger receives recovery reports; nil discards.
@@ -130,7 +134,7 @@ func Open(dataDir string, opts Options) (*Queue, error) {
 	// unchanged.
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second, NoFreelistSync: true, FreelistType: bolt.FreelistMapType})
 	if errors.Is(err, bolterrors.ErrTimeout) {
-		return nil, fmt.Errorf("boltq: %s is in use by another process", path)
+		return nil, fmt.Errorf("boltq: %s: %w", path, ErrLocked)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("boltq: open %s: %w", path, err)

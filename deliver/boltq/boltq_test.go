@@ -45,9 +45,12 @@ func open(t *testing.T, dir string) *boltq.Queue {
 func TestLock(t *testing.T) {
 	dir := t.TempDir()
 	q := open(t, dir)
-	if q2, err := boltq.Open(dir, boltq.Options{}); err == nil {
+	q2, err := boltq.Open(dir, boltq.Options{})
+	if err == nil {
 		q2.Close()
-		t.Fatal("second Open of one data dir = nil error, want in use")
+	}
+	if !errors.Is(err, boltq.ErrLocked) {
+		t.Fatalf("second Open of one data dir = %v, want ErrLocked", err)
 	}
 	if err := q.Close(); err != nil {
 		t.Fatal(err)

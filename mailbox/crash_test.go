@@ -16,14 +16,21 @@ import (
 
 const crashEnv = "MAILHOOK_MAILBOX_CRASH_DIR"
 
-// TestCrashChild is the process TestCrashSafety kills: it delivers jobs
-// in a loop (with a move and an expunge now and then, to exercise the
-// body-removal path) and prints "ack KEY UID" after each Deliver returns.
-func TestCrashChild(t *testing.T) {
-	dir := os.Getenv(crashEnv)
-	if dir == "" {
-		t.Skip("helper process for TestCrashSafety")
+// TestMain runs the test binary as the child process of TestCrashSafety
+// when crashEnv is set, and as the tests otherwise.
+func TestMain(m *testing.M) {
+	if dir := os.Getenv(crashEnv); dir != "" {
+		crashChild(dir)
+		return
 	}
+	os.Exit(m.Run())
+}
+
+// crashChild is the process TestCrashSafety kills: it delivers jobs in a
+// loop (with a move and an expunge now and then, to exercise the
+// body-removal path) and prints "ack KEY UID" after each Deliver returns.
+// TestMain runs it when crashEnv is set.
+func crashChild(dir string) {
 	start, _ := strconv.Atoi(os.Getenv(crashEnv + "_START"))
 	s, err := Open(dir, Options{})
 	if err != nil {
@@ -61,14 +68,11 @@ func jobMsg(key string) string {
 // acknowledged job is still known by its dedup key, and that redelivering
 // keeps each job appended at most once.
 func TestCrashSafety(t *testing.T) {
-	if os.Getenv(crashEnv) != "" {
-		t.Skip("in helper")
-	}
 	dir := t.TempDir()
 	acked := map[string]uint32{}
 	next := 0
 	for round := 0; round < 4; round++ {
-		cmd := exec.Command(os.Args[0], "-test.run=^TestCrashChild$", "-test.count=1")
+		cmd := exec.Command(os.Args[0])
 		cmd.Env = append(os.Environ(), crashEnv+"="+dir, crashEnv+"_START="+strconv.Itoa(next))
 		out, err := cmd.StdoutPipe()
 		if err != nil {

@@ -19,14 +19,20 @@ import (
 
 func rawOf(id string) string { return "Subject: " + id + "\r\n\r\n" + strings.Repeat(id, 50) + "\r\n" }
 
-// TestCrashHelper is the child of TestKill9: it commits messages and takes
-// and acks jobs until killed, printing "C msgid" after each commit and
-// "T jobid" before each ack.
-func TestCrashHelper(t *testing.T) {
-	dir := os.Getenv("BOLTQ_CRASH_DIR")
-	if dir == "" {
-		t.Skip("helper process for TestKill9")
+// TestMain runs the test binary as the child process of TestKill9 when
+// BOLTQ_CRASH_DIR is set, and as the tests otherwise.
+func TestMain(m *testing.M) {
+	if dir := os.Getenv("BOLTQ_CRASH_DIR"); dir != "" {
+		crashChild(dir)
+		return
 	}
+	os.Exit(m.Run())
+}
+
+// crashChild is the child of TestKill9: it commits messages and takes and
+// acks jobs until killed, printing "C msgid" after each commit and "T
+// jobid" before each ack.
+func crashChild(dir string) {
 	round := os.Getenv("BOLTQ_CRASH_ROUND")
 	inline := int64(-1)
 	if os.Getenv("BOLTQ_CRASH_INLINE") != "" {
@@ -102,7 +108,7 @@ func kill9(t *testing.T, inline bool) {
 	committed := map[string]bool{}
 	taken := map[string]bool{}
 	for round := range 4 {
-		cmd := exec.Command(os.Args[0], "-test.run=^TestCrashHelper$", "-test.count=1")
+		cmd := exec.Command(os.Args[0])
 		cmd.Env = append(os.Environ(), "BOLTQ_CRASH_DIR="+dir, fmt.Sprint("BOLTQ_CRASH_ROUND=", round))
 		if inline {
 			cmd.Env = append(cmd.Env, "BOLTQ_CRASH_INLINE=1")

@@ -16,17 +16,8 @@ import (
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
+	"github.com/mailhook/mailhook/internal/testenv"
 )
-
-// requireTool skips when a tool is missing, unless MAILHOOK_REQUIRE_ALL is
-// set (CI), where it fails.
-func requireTool(t *testing.T, why string) {
-	t.Helper()
-	if os.Getenv("MAILHOOK_REQUIRE_ALL") != "" {
-		t.Fatal(why)
-	}
-	t.Skip(why)
-}
 
 // startDovecot runs Debian's dovecot-imapd as a pre-authenticated IMAP
 // session on a pipe (doveadm exec imap), with the same folder layout as
@@ -47,7 +38,7 @@ func dovecotDialer(t *testing.T) func() net.Conn {
 	t.Helper()
 	doveadm, err := exec.LookPath("doveadm")
 	if err != nil {
-		requireTool(t, "doveadm not installed (apt-get install dovecot-imapd)")
+		testenv.Missing(t, "doveadm not installed (apt-get install dovecot-imapd)")
 	}
 	// Not t.TempDir: its parent is 0700, and dovecot may run as nobody.
 	dir, err := os.MkdirTemp("", "mailhook-dovecot-")
@@ -61,7 +52,7 @@ func dovecotDialer(t *testing.T) func() net.Conn {
 		// Dovecot refuses mail access as root: run it as nobody.
 		setpriv, err := exec.LookPath("setpriv")
 		if err != nil {
-			requireTool(t, "running as root and setpriv is missing")
+			testenv.Missing(t, "running as root and setpriv is missing")
 		}
 		uid, gid = 65534, 65534
 		wrap = []string{setpriv, "--reuid=65534", "--regid=65534", "--clear-groups"}

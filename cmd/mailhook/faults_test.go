@@ -16,21 +16,8 @@ import (
 
 	"github.com/mailhook/mailhook/deliver"
 	"github.com/mailhook/mailhook/ingest/auth/dnstest"
+	"github.com/mailhook/mailhook/internal/testenv"
 )
-
-// requireTool skips when a tool is missing, or fails when the run demands
-// every test (MAILHOOK_REQUIRE_ALL=1, as CI sets).
-func requireTool(t testing.TB, name string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		if os.Getenv("MAILHOOK_REQUIRE_ALL") != "" {
-			t.Fatalf("%s is required (MAILHOOK_REQUIRE_ALL is set) but not installed: %v", name, err)
-		}
-		t.Skipf("%s not installed", name)
-	}
-	return p
-}
 
 // redisServer is a redis-server the test owns, with AOF so that a restart
 // keeps what was acknowledged.
@@ -43,7 +30,7 @@ type redisServer struct {
 
 func startRedis(t testing.TB) *redisServer {
 	t.Helper()
-	bin := requireTool(t, "redis-server")
+	bin := testenv.Tool(t, "apt-get install redis-server", "redis-server")
 	r := &redisServer{t: t, addr: freePort(t), dir: t.TempDir()}
 	r.start(bin)
 	t.Cleanup(func() { r.stop() })

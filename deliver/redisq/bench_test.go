@@ -1,21 +1,18 @@
 package redisq_test
 
 import (
-	"os"
 	"testing"
 
 	"github.com/redis/go-redis/v9"
 
 	"github.com/mailhook/mailhook/deliver/queuetest"
 	"github.com/mailhook/mailhook/deliver/redisq"
+	"github.com/mailhook/mailhook/internal/testenv"
 )
 
 func benchQueue(b *testing.B) *redisq.Queue {
 	if startErr != nil {
-		if os.Getenv("MAILHOOK_REQUIRE_ALL") == "1" {
-			b.Fatalf("redis needed: %v", startErr)
-		}
-		b.Skipf("no redis: %v", startErr)
+		testenv.Missing(b, "no redis (set REDIS_ADDR or install redis-server): %v", startErr)
 	}
 	c := redis.NewClient(&redis.Options{Addr: addr})
 	b.Cleanup(func() { c.Close() })

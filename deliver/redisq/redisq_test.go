@@ -17,6 +17,7 @@ import (
 	"github.com/mailhook/mailhook/deliver"
 	"github.com/mailhook/mailhook/deliver/queuetest"
 	"github.com/mailhook/mailhook/deliver/redisq"
+	"github.com/mailhook/mailhook/internal/testenv"
 	"github.com/mailhook/mailhook/route"
 )
 
@@ -90,16 +91,13 @@ func startRedis(extra ...string) (string, func(), error) {
 	return a, stop, nil
 }
 
-// need skips (or, under MAILHOOK_REQUIRE_ALL=1, fails) without Redis.
+// need skips (or, under MAILHOOK_REQUIRE_ALL, fails) without Redis.
 func need(t *testing.T) {
 	t.Helper()
 	if startErr == nil {
 		return
 	}
-	if os.Getenv("MAILHOOK_REQUIRE_ALL") == "1" {
-		t.Fatalf("redis needed: %v", startErr)
-	}
-	t.Skipf("no redis (set REDIS_ADDR or install redis-server): %v", startErr)
+	testenv.Missing(t, "no redis (set REDIS_ADDR or install redis-server): %v", startErr)
 }
 
 var seq atomic.Int64

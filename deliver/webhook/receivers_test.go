@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/mailhook/mailhook/internal/testenv"
 )
 
 // TestReceiverSnippets runs the README's Python and Node receivers
@@ -58,10 +60,7 @@ func TestReceiverSnippets(t *testing.T) {
 	} {
 		t.Run(tc.tool, func(t *testing.T) {
 			if _, err := exec.LookPath(tc.tool); err != nil {
-				if os.Getenv("MAILHOOK_REQUIRE_ALL") != "" {
-					t.Fatalf("%s not installed", tc.tool)
-				}
-				t.Skipf("%s not installed", tc.tool)
+				testenv.Missing(t, "%s not installed", tc.tool)
 			}
 			script, _ := filepath.Abs(filepath.Join("testdata", "receivers", tc.script))
 			run := func(secret, body string, hdr ...string) error {

@@ -10,7 +10,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -316,12 +315,4 @@ func (c *client) expectClosed() {
 		rest, _ := c.r.ReadString('\n')
 		c.t.Fatalf("connection open, got %q", string(b)+rest)
 	}
-}
-
-func requireAll(t testing.TB, why string) {
-	t.Helper()
-	if os.Getenv("MAILHOOK_REQUIRE_ALL") != "" {
-		t.Fatal(why)
-	}
-	t.Skip(why)
 }

@@ -8,6 +8,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/mailhook/mailhook/internal/testenv"
 )
 
 // poplibScript drives the server with Python's poplib, a real client that
@@ -83,7 +85,7 @@ type poplibResult struct {
 func TestPythonPoplib(t *testing.T) {
 	py, err := exec.LookPath("python3")
 	if err != nil {
-		requireAll(t, "python3 not installed: the poplib client test needs it")
+		testenv.Missing(t, "python3 not installed: the poplib client test needs it")
 	}
 	eachFixture(t, func(t *testing.T, e env) {
 		withMessages(t, e)

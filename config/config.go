@@ -27,6 +27,8 @@ type Config struct {
 	Mailbox  Mailbox            `mapstructure:"mailbox"`
 	Admin    Admin              `mapstructure:"admin"`
 	Routes   []route.RuleConfig `mapstructure:"routes"`
+	// Reply configures signed reply addresses (package replyaddr).
+	Reply Reply `mapstructure:"reply"`
 	// Retention is how long accepted messages (raw source, route
 	// decisions, every delivery attempt) stay inspectable and replayable in
 	// the admin API and dashboard; mailbox mail is not touched by it.
@@ -145,6 +147,35 @@ type Webhook struct {
 	Headers      map[string]string `mapstructure:"headers"`
 	Raw          bool              `mapstructure:"raw"`
 	AllowPrivate bool              `mapstructure:"allow_private"`
+	// Mode is "async" (default: queued after the 250) or "sync" (POSTed
+	// during DATA; the answer becomes the SMTP reply).
+	Mode string `mapstructure:"mode"`
+	// SyncTimeout bounds a sync POST (default DefaultSyncTimeout).
+	SyncTimeout time.Duration `mapstructure:"sync_timeout"`
+	// OnFailure is what a sync endpoint's failure (5xx, timeout, no
+	// connection) does: "defer" (451, the sender retries; default) or
+	// "queue" (accepted and delivered through the queue).
+	OnFailure string `mapstructure:"on_failure"`
+}
+
+// Sync webhook limits. The client waits for the reply to the final dot
+// through verification and the sync POST; RFC 5321 §4.5.3.2.6 gives it 10
+// minutes, but some clients give up much sooner.
+const (
+	DefaultSyncTimeout = 10 * time.Second
+	MaxSyncTimeout     = 60 * time.Second
+)
+
+// Reply configures signed reply addresses reply+<thread>.<mac>@domain.
+type Reply struct {
+	// Secrets verify reply addresses; the first signs new ones (rotate by
+	// putting a new one first). Empty: reply addresses are off.
+	Secrets []string `mapstructure:"secrets"`
+	// Domain of minted addresses; default: the first of domains.
+	Domain string `mapstructure:"domain"`
+	// TTL is how long a minted address stays valid when the minter gives
+	// none; zero: no expiry.
+	TTL time.Duration `mapstructure:"ttl"`
 }
 
 // AllSecrets returns Secret and Secrets together.

@@ -161,7 +161,9 @@ func (c *Config) Validate() ValidationErrors {
 		if w.Concurrency < 0 {
 			add(key+".concurrency", "must not be negative")
 		}
+		validateSync(add, key, w, c.Verify.MessageTimeout)
 	}
+	validateReply(add, c)
 
 	// relay
 	switch c.Relay.TLS {

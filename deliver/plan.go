@@ -118,10 +118,16 @@ type Committer struct {
 	// Runner.Notify so new jobs are taken at once).
 	Notify func()
 	// Committed, when set, is told of each message committed and the jobs
-	// made for it (the activity log records them); it must not block.
+	// made for it, those Sync delivered included (the activity log records
+	// them); it must not block.
 	Committed func(m *route.Mail, d []route.Decision, jobs []*Job)
 	// Now returns the current time; nil means time.Now.
 	Now func() time.Time
+	// Sync, when set, is given the planned jobs before the commit: it
+	// delivers those that must be delivered while the sender waits
+	// (synchronous webhooks, webhook.SyncStep.Run) and returns the jobs
+	// left to commit. Its error refuses the message: nothing is committed.
+	Sync func(ctx context.Context, m *route.Mail, jobs []*Job) ([]*Job, error)
 }
 
 // Commit plans and commits m. A message whose every action is a drop is
@@ -133,13 +139,24 @@ func (c *Committer) Commit(ctx context.Context, m *route.Mail, d []route.Decisio
 		now = c.Now
 	}
 	jobs := Plan(m, d, now())
-	if len(jobs) == 0 {
+	queued := jobs
+	if c.Sync != nil && len(jobs) > 0 {
+		var err error
+		if queued, err = c.Sync(ctx, m, jobs); err != nil {
+			os.Remove(m.RawPath)
+			return err
+		}
+	}
+	if len(queued) == 0 {
 		if m.RawPath != "" {
 			os.Remove(m.RawPath)
 		}
+		if len(jobs) > 0 && c.Committed != nil {
+			c.Committed(m, d, jobs) // every job was delivered synchronously
+		}
 		return nil
 	}
-	if err := c.Queue.Commit(ctx, m, jobs); err != nil {
+	if err := c.Queue.Commit(ctx, m, queued); err != nil {
 		return err
 	}
 	if c.Notify != nil {

@@ -128,6 +128,10 @@ func (ss *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 			return nil
 		}
 	}
+	if e := rejectAtRcpt(p.Router, addr, ss.mailFrom); e != nil {
+		ss.refused(addr, e)
+		return e
+	}
 	if !p.Router.AcceptsEnvelope(addr, ss.mailFrom) {
 		ss.refused(addr, ErrUnknownUser)
 		return ErrUnknownUser
@@ -312,6 +316,7 @@ func (ss *session) data(r io.Reader) (err error) {
 		}
 		decisions = append(decisions, d)
 	}
+	mail.Reply = route.ReplyOf(decisions)
 
 	prepend := []Field{
 		{"Received", ss.received(id, now)},

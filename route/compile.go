@@ -35,7 +35,8 @@ func (es ValidationErrors) Error() string {
 // Table is a compiled, immutable set of ordered rules. It is safe for
 // concurrent use.
 type Table struct {
-	rules []*rule
+	rules  []*rule
+	replyV ReplyVerifier // nil: no reply addresses (see WithReply)
 }
 
 // rule is a compiled RuleConfig.
@@ -49,6 +50,7 @@ type rule struct {
 	auth     []authMatcher // sorted by key
 	autoSub  *bool
 	quar     *bool
+	reply    []string // reply states, any may match (reply.go)
 	actions  []Action
 	cont     bool
 }
@@ -145,6 +147,7 @@ func Compile(rules []RuleConfig, known Known) (*Table, error) {
 			r.auth = append(r.auth, am)
 		}
 		r.autoSub, r.quar = m.AutoSubmitted, m.Quarantine
+		r.reply = compileReply(add, mk+"reply", m.Reply)
 
 		if len(rc.Actions) == 0 {
 			add(key+".actions", "at least one action is required (webhook, mailbox, forward, reject or drop)")

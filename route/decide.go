@@ -7,6 +7,8 @@ import (
 	"strings"
 
 	"github.com/go-viper/mapstructure/v2"
+
+	"github.com/mailhook/mailhook/replyaddr"
 )
 
 // Accepts reports whether any rule could accept mail for rcpt, looking only
@@ -16,7 +18,7 @@ import (
 // reject is given at end of data, when Decide runs, because the rule's other
 // matchers (headers, auth) may not match and a later rule may take the mail.
 func (t *Table) Accepts(rcpt string) bool {
-	return t.accepts(splitAddr(rcpt), nil)
+	return t.accepts(splitAddr(rcpt), nil, replyStateOf(t.replyOf(rcpt)))
 }
 
 // AcceptsEnvelope is Accepts that also uses the mail_from matchers, for when
@@ -24,14 +26,15 @@ func (t *Table) Accepts(rcpt string) bool {
 // recipient for which it is false with 550 5.1.1.
 func (t *Table) AcceptsEnvelope(rcpt, mailFrom string) bool {
 	f := splitAddr(mailFrom)
-	return t.accepts(splitAddr(rcpt), &f)
+	return t.accepts(splitAddr(rcpt), &f, replyStateOf(t.replyOf(rcpt)))
 }
 
 // accepts reports whether a rule's rcpt matchers, and its mail_from
-// matchers unless mailFrom is nil, match.
-func (t *Table) accepts(rcpt addr, mailFrom *addr) bool {
+// matchers unless mailFrom is nil, match, and its reply matcher matches
+// the recipient's reply state.
+func (t *Table) accepts(rcpt addr, mailFrom *addr, reply string) bool {
 	for _, r := range t.rules {
-		if matchGlobs(r.rcpt, rcpt) >= 0 && (mailFrom == nil || matchGlobs(r.mailFrom, *mailFrom) >= 0) {
+		if matchGlobs(r.rcpt, rcpt) >= 0 && (mailFrom == nil || matchGlobs(r.mailFrom, *mailFrom) >= 0) && r.matchReply(reply) {
 			return true
 		}
 	}
@@ -50,13 +53,13 @@ func (t *Table) Decide(m *Mail, rcpt string) Decision {
 	if m == nil {
 		m = &Mail{}
 	}
-	in := input{m: m, rcpt: splitAddr(rcpt), mailFrom: splitAddr(m.Envelope.MailFrom)}
+	in := input{m: m, rcpt: splitAddr(rcpt), mailFrom: splitAddr(m.Envelope.MailFrom), reply: t.replyOf(rcpt)}
 	if m.Message != nil && m.Message.From != nil {
 		in.from = splitAddr(m.Message.From.Address)
 	} else {
 		in.from = addr{opaque: true}
 	}
-	d := Decision{Rcpt: rcpt}
+	d := Decision{Rcpt: rcpt, Reply: in.reply}
 	for _, r := range t.rules {
 		if !r.match(&in) {
 			continue
@@ -91,6 +94,7 @@ type input struct {
 	m                    *Mail
 	rcpt, mailFrom, from addr
 	auth                 map[string]string // m.Auth.Summary(), computed on first use
+	reply                *replyaddr.Result // the recipient's reply address verdict; nil: none
 }
 
 func (in *input) authSummary() map[string]string {
@@ -116,7 +120,7 @@ func matchGlobs(gs []glob, a addr) int {
 
 // match reports whether every matcher of r matches (AND).
 func (r *rule) match(in *input) bool {
-	if matchGlobs(r.rcpt, in.rcpt) < 0 || matchGlobs(r.mailFrom, in.mailFrom) < 0 {
+	if matchGlobs(r.rcpt, in.rcpt) < 0 || matchGlobs(r.mailFrom, in.mailFrom) < 0 || !r.matchReply(replyStateOf(in.reply)) {
 		return false
 	}
 	msg := in.m.Message
@@ -210,6 +214,9 @@ func (r *rule) explain(in *input, rcpt string) string {
 	}
 	if r.quar != nil {
 		parts = append(parts, fmt.Sprintf("quarantine is %t", *r.quar))
+	}
+	if len(r.reply) > 0 {
+		parts = append(parts, r.explainReply(replyStateOf(in.reply)))
 	}
 	if len(parts) == 0 {
 		return "rule " + r.name + ": no matchers, matches everything"

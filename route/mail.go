@@ -7,6 +7,7 @@ import (
 
 	"github.com/mailhook/mailhook/ingest/auth"
 	"github.com/mailhook/mailhook/parse"
+	"github.com/mailhook/mailhook/replyaddr"
 )
 
 // Envelope is the SMTP envelope of one message. Its JSON form is the
@@ -36,6 +37,9 @@ type Mail struct {
 	Envelope   Envelope       `json:"envelope"`
 	Auth       *auth.Results  `json:"auth"`
 	Message    *parse.Message `json:"message"`
+	// Reply is the verdict on the first recipient that is a signed reply
+	// address (see ReplyOf); nil when none is. Ingest sets it after routing.
+	Reply *replyaddr.Result `json:"reply,omitempty"`
 	// RawPath is the file holding the whole message as received, with the
 	// Received and Authentication-Results fields mailhook prepended. The
 	// commit step takes ownership of it. Not part of the JSON.

@@ -2,6 +2,8 @@ package route
 
 import (
 	"errors"
+
+	"github.com/mailhook/mailhook/replyaddr"
 )
 
 // RuleConfig is one rule as written in the config file under "routes".
@@ -26,6 +28,9 @@ type MatchConfig struct {
 	AutoSubmitted *bool `mapstructure:"auto_submitted"`
 	// Quarantine, when set, matches the DMARC quarantine flag.
 	Quarantine *bool `mapstructure:"quarantine"`
+	// Reply matches the recipient's signed reply address state: valid,
+	// invalid, expired or none, comma-separated for alternatives (reply.go).
+	Reply string `mapstructure:"reply"`
 }
 
 // StringList accepts a single string or a list of strings in config.
@@ -85,6 +90,9 @@ type Decision struct {
 	// Why explains each matching rule's match, for `route test` and the
 	// dashboard.
 	Why []string `json:"why,omitempty"`
+	// Reply is the verdict on the recipient as a signed reply address; nil
+	// when it is not one.
+	Reply *replyaddr.Result `json:"reply,omitempty"`
 }
 
 // Matched reports whether any rule matched.

@@ -257,6 +257,9 @@ func newSender(cfg *config.Config, log *slog.Logger) (*webhook.Sender, error) {
 			Headers:      w.Headers,
 			Raw:          w.Raw,
 			AllowPrivate: w.AllowPrivate,
+			Mode:         w.Mode,
+			SyncTimeout:  w.SyncTimeout,
+			OnFailure:    w.OnFailure,
 		}
 		if err := ep.Validate(); err != nil {
 			return nil, err

@@ -20,6 +20,7 @@ import (
 	"github.com/mailhook/mailhook/deliver"
 	"github.com/mailhook/mailhook/deliver/boltq"
 	"github.com/mailhook/mailhook/deliver/relay"
+	"github.com/mailhook/mailhook/deliver/webhook"
 	"github.com/mailhook/mailhook/ingest"
 	"github.com/mailhook/mailhook/ingest/auth"
 	"github.com/mailhook/mailhook/mailbox"
@@ -196,7 +197,8 @@ func newApp(cfg *config.Config, path string, log *slog.Logger) (_ *app, err erro
 		Policy:    a.policy.Load,
 		Verifier:  verifier,
 		Parse:     func(r io.Reader) (*parse.Message, error) { return parse.Parse(r, popts) },
-		Committer: &deliver.Committer{Queue: a.queue, Notify: a.runner.Notify, Committed: a.committed},
+		Committer: &deliver.Committer{Queue: a.queue, Notify: a.runner.Notify, Committed: a.committed,
+			Sync: (&webhook.SyncStep{Sender: a.webhooks.p.Load, OnAttempt: a.onAttempt, Logger: log}).Run},
 		SpoolDir:  filepath.Join(cfg.DataDir, "spool"),
 		Limits: ingest.Limits{
 			MaxMessageBytes:     cfg.SMTP.MaxMessageBytes,
@@ -261,6 +263,13 @@ func buildPolicy(cfg *config.Config) (*ingest.Policy, error) {
 	table, err := route.Compile(rules, known)
 	if err != nil {
 		return nil, err
+	}
+	signer, err := replySigner(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if signer != nil {
+		table = table.WithReply(signer)
 	}
 	domains := map[string]bool{}
 	for _, d := range cfg.Domains {

@@ -2,6 +2,7 @@ package webhook
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/ed25519"
 	"crypto/tls"
@@ -63,6 +64,13 @@ type Endpoint struct {
 	// AllowPrivate lets the endpoint reach loopback, private, link-local
 	// and other internal addresses, refused by default (see CheckAddr).
 	AllowPrivate bool
+	// Mode is ModeAsync (the default) or ModeSync (see SyncStep).
+	Mode string
+	// SyncTimeout bounds a sync POST; zero means DefaultSyncTimeout.
+	SyncTimeout time.Duration
+	// OnFailure is what a failed sync POST does: OnFailureDefer (451, the
+	// default) or OnFailureQueue.
+	OnFailure string
 }
 
 // reserved are header fields the sender owns.
@@ -98,6 +106,7 @@ func (e Endpoint) compile() (*endpoint, error) {
 	if ep.Concurrency == 0 {
 		ep.Concurrency = DefaultConcurrency
 	}
+	ep.Mode, ep.SyncTimeout, ep.OnFailure = cmp.Or(ep.Mode, ModeAsync), cmp.Or(ep.SyncTimeout, DefaultSyncTimeout), cmp.Or(ep.OnFailure, OnFailureDefer)
 	var errs []error
 	bad := func(key, format string, args ...any) {
 		errs = append(errs, fmt.Errorf("%w: webhooks.%s.%s: %s", ErrBadEndpoint, e.Name, key, fmt.Sprintf(format, args...)))
@@ -155,6 +164,7 @@ func (e Endpoint) compile() (*endpoint, error) {
 			bad("headers", "value of %q has invalid characters", k)
 		}
 	}
+	checkSync(ep, bad)
 	ep.sem = make(chan struct{}, max(ep.Concurrency, 1))
 	if len(errs) > 0 {
 		ep.err = errors.Join(errs...)
@@ -333,6 +343,13 @@ func (s *Sender) Close() {
 // to the endpoint named by job.Target and classifies the result (see
 // Classify). It honours ctx and returns when the attempt is over.
 func (s *Sender) Handle(ctx context.Context, job *deliver.Job, mail *route.Mail, raw deliver.RawOpener) deliver.Outcome {
+	_, o := s.attempt(ctx, job, mail, raw, false)
+	return o
+}
+
+// attempt is one POST of job and its classified outcome, bounded by the
+// endpoint's sync_timeout when sync is set, else by its timeout.
+func (s *Sender) attempt(ctx context.Context, job *deliver.Job, mail *route.Mail, raw deliver.RawOpener, sync bool) (result, deliver.Outcome) {
 	ep := s.eps[job.Target]
 	var r result
 	switch {
@@ -346,7 +363,11 @@ func (s *Sender) Handle(ctx context.Context, job *deliver.Job, mail *route.Mail,
 		r.at = s.now()
 		r.err = fmt.Errorf("%w: id %q is empty or holds '.' or white space", ErrBadJob, job.ID)
 	default:
-		r = s.post(ctx, ep, job, mail, raw)
+		timeout := ep.Timeout
+		if sync {
+			timeout = ep.SyncTimeout
+		}
+		r = s.post(ctx, ep, timeout, job, mail, raw)
 	}
 	o := Classify(r.status, r.header, r.err, r.at)
 	o.Attempt.At = r.at
@@ -354,8 +375,8 @@ func (s *Sender) Handle(ctx context.Context, job *deliver.Job, mail *route.Mail,
 	o.Attempt.Response = r.response
 	s.log.Debug("webhook attempt", "msg_id", job.MsgID, "route", job.Route, "attempt", job.Attempts,
 		"endpoint", job.Target, "status", r.status, "latency", r.latency, "done", o.Done,
-		"permanent", o.Permanent, "error", o.Attempt.Error)
-	return o
+		"permanent", o.Permanent, "error", o.Attempt.Error, "sync", sync)
+	return r, o
 }
 
 // result is what one POST gave.
@@ -368,7 +389,7 @@ type result struct {
 	err      error
 }
 
-func (s *Sender) post(ctx context.Context, ep *endpoint, job *deliver.Job, mail *route.Mail, raw deliver.RawOpener) (r result) {
+func (s *Sender) post(ctx context.Context, ep *endpoint, timeout time.Duration, job *deliver.Job, mail *route.Mail, raw deliver.RawOpener) (r result) {
 	select {
 	case ep.sem <- struct{}{}:
 	case <-ctx.Done():
@@ -429,7 +450,7 @@ func (s *Sender) post(ctx context.Context, ep *endpoint, job *deliver.Job, mail 
 	}
 	sig := sg.header(ep.keys, job.ID, ts, body)
 
-	ctx, cancel := context.WithTimeout(ctx, ep.Timeout)
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, ep.URL, nil)
 	if err != nil {
@@ -461,7 +482,7 @@ func (s *Sender) post(ctx context.Context, ep *endpoint, job *deliver.Job, mail 
 
 	resp, err := ep.client.Do(req)
 	if err != nil {
-		r.err = describeErr(err, ep.Timeout, ep.host)
+		r.err = describeErr(err, timeout, ep.host)
 		return r
 	}
 	defer resp.Body.Close()

@@ -52,6 +52,9 @@ type ServerOptions struct {
 	Logger *slog.Logger
 	// EnablePprof serves /debug/pprof/ (behind the token).
 	EnablePprof bool
+	// MintReply serves POST /api/reply-addresses (reply.go); nil answers
+	// 404.
+	MintReply ReplyMinter
 	// SessionTTL is how long a dashboard login lasts; zero means 12 hours.
 	SessionTTL time.Duration
 	// Now returns the current time; nil means time.Now.
@@ -142,6 +145,7 @@ func (s *Server) routes() {
 	m.HandleFunc("POST /api/queue/replay", s.api(s.replayAll))
 	m.HandleFunc("DELETE /api/jobs/{id}", s.api(s.dropJob))
 	m.HandleFunc("GET /api/series", s.api(s.series))
+	m.HandleFunc("POST /api/reply-addresses", s.api(s.mintReply))
 	m.HandleFunc("/api/", s.api(func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no such API endpoint")
 	}))

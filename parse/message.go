@@ -23,6 +23,16 @@ type Message struct {
 	Text          string       `json:"text"`
 	HTML          string       `json:"html"`
 	StrippedText  string       `json:"stripped_text"`
+	// StrippedSignature is the signature cut from the reply's text (from
+	// its "-- " separator or "Sent from my …" line up to the quote);
+	// StrippedHTML is the HTML body without the quoted message and the
+	// signature blocks (signature.go).
+	StrippedSignature string `json:"stripped_signature"`
+	StrippedHTML      string `json:"stripped_html"`
+	// RcptTag is the +tag of the envelope recipient the delivery is for
+	// ("billing" for support+billing@example.test); parse leaves it empty,
+	// the webhook sender fills it per delivery.
+	RcptTag string `json:"rcpt_tag"`
 	AutoSubmitted bool         `json:"auto_submitted"`
 	Attachments   []Attachment `json:"attachments"`
 	// DSN is set for delivery status notifications (multipart/report).

@@ -226,9 +226,12 @@ func (p *parser) finish() (*Message, error) {
 		full, quoteless := htmlTexts(src)
 		m.Text = joinBodies([]string{full, m.Text})
 		m.StrippedText = StripReply(quoteless)
+		m.StrippedSignature = StripSignature(quoteless)
 	} else {
 		m.StrippedText = StripReply(m.Text)
+		m.StrippedSignature = StripSignature(m.Text)
 	}
+	m.StrippedHTML = StripHTML(joinBodies(p.rootHTMLs)) // signature.go
 	m.AutoSubmitted = m.AutoSubmitted || isAutoSubmitted(m)
 	return m, nil
 }

@@ -98,6 +98,7 @@ func (a *app) adminServer() error {
 		AttachmentOnce: a.cfg.Admin.AttachmentOnce,
 		Logger:         a.log,
 		EnablePprof:    a.cfg.Admin.Pprof,
+		MintReply:      a.mintReply,
 	})
 	l, err := net.Listen("tcp", a.cfg.Admin.Listen)
 	if err != nil {

@@ -5,6 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"time"
+
+	"github.com/mailhook/mailhook/admin"
 
 	"github.com/mailhook/mailhook/config"
 	"github.com/mailhook/mailhook/replyaddr"
@@ -69,4 +72,23 @@ func replyAddressCmd(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintln(stdout, m.Address)
 	return 0
+}
+
+// loadReply installs the config's reply signer for the admin API.
+func (a *app) loadReply(cfg *config.Config) error {
+	s, err := replySigner(cfg)
+	if err != nil {
+		return err
+	}
+	a.reply.Store(s)
+	return nil
+}
+
+// mintReply is the admin API's minter.
+func (a *app) mintReply(thread string, ttl time.Duration) (replyaddr.Minted, error) {
+	s := a.reply.Load()
+	if s == nil {
+		return replyaddr.Minted{}, admin.ErrReplyNotConfigured
+	}
+	return s.Mint(thread, ttl)
 }

@@ -25,6 +25,7 @@ import (
 	"github.com/mailhook/mailhook/ingest/auth"
 	"github.com/mailhook/mailhook/mailbox"
 	"github.com/mailhook/mailhook/parse"
+	"github.com/mailhook/mailhook/replyaddr"
 	"github.com/mailhook/mailhook/route"
 )
 
@@ -98,6 +99,9 @@ type app struct {
 	srs     *relay.SRS
 	// webhooks is the webhook handler; reload swaps its endpoints
 	webhooks *swapSender
+	// reply signs reply addresses for the admin API (nil: off); reload
+	// swaps it
+	reply atomic.Pointer[replyaddr.Signer]
 	// activity and metrics are fed by the listener and the workers
 	activity  *admin.Activity
 	metrics   *admin.Metrics
@@ -134,6 +138,9 @@ func newApp(cfg *config.Config, path string, log *slog.Logger) (_ *app, err erro
 		return nil, err
 	}
 	a.policy.Store(pol)
+	if err := a.loadReply(cfg); err != nil {
+		return nil, err
+	}
 
 	if err := a.openMailbox(); err != nil {
 		return nil, err
@@ -193,13 +200,13 @@ func newApp(cfg *config.Config, path string, log *slog.Logger) (_ *app, err erro
 	}
 	popts := parseOptions(cfg)
 	a.smtp, err = ingest.New(ingest.Options{
-		Hostname:  cfg.Hostname,
-		Policy:    a.policy.Load,
-		Verifier:  verifier,
-		Parse:     func(r io.Reader) (*parse.Message, error) { return parse.Parse(r, popts) },
+		Hostname: cfg.Hostname,
+		Policy:   a.policy.Load,
+		Verifier: verifier,
+		Parse:    func(r io.Reader) (*parse.Message, error) { return parse.Parse(r, popts) },
 		Committer: &deliver.Committer{Queue: a.queue, Notify: a.runner.Notify, Committed: a.committed,
 			Sync: (&webhook.SyncStep{Sender: a.webhooks.p.Load, OnAttempt: a.onAttempt, Logger: log}).Run},
-		SpoolDir:  filepath.Join(cfg.DataDir, "spool"),
+		SpoolDir: filepath.Join(cfg.DataDir, "spool"),
 		Limits: ingest.Limits{
 			MaxMessageBytes:     cfg.SMTP.MaxMessageBytes,
 			MaxRecipients:       cfg.SMTP.MaxRecipients,
@@ -411,6 +418,10 @@ func (a *app) reload() {
 			a.log.Error("reload refused: the running config stays", "error", err)
 			return
 		}
+	}
+	if err := a.loadReply(cfg); err != nil {
+		a.log.Error("reload refused: the running config stays", "error", err)
+		return
 	}
 	a.policy.Store(pol)
 	a.webhooks.swap(sender, cfg.Queue.Lease)

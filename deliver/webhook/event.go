@@ -13,6 +13,7 @@ import (
 	"github.com/mailhook/mailhook/deliver"
 	"github.com/mailhook/mailhook/ingest/auth"
 	"github.com/mailhook/mailhook/parse"
+	"github.com/mailhook/mailhook/replyaddr"
 	"github.com/mailhook/mailhook/route"
 )
 
@@ -28,12 +29,18 @@ type Event struct {
 	// ID is the stable message id (route.Mail.ID), the same for the same
 	// message retried by the sending MTA, so receivers can drop duplicates.
 	ID string `json:"id"`
+	// MsgID is the id of this acceptance: the one in the SMTP reply
+	// ("250 2.0.0 Ok: queued as ID"), the log, the API and the dashboard.
+	MsgID string `json:"msg_id"`
 	// ReceivedAt is when mailhook accepted the message, RFC 3339 in UTC.
 	ReceivedAt string         `json:"received_at"`
 	Route      string         `json:"route"`
 	Envelope   route.Envelope `json:"envelope"`
 	Auth       *auth.Results  `json:"auth"`
 	Message    *parse.Message `json:"message"`
+	// Reply is the verdict on a signed reply address among the
+	// recipients; absent when none is one (replyaddr).
+	Reply *replyaddr.Result `json:"reply,omitempty"`
 	// Raw is the base64 of the whole message as received, only for
 	// endpoints with raw: true.
 	Raw string `json:"raw,omitempty"`
@@ -68,6 +75,7 @@ func newEvent(job *deliver.Job, mail *route.Mail) *Event {
 	m.Headers = nonNil(m.Headers)
 	m.Attachments = nonNil(m.Attachments)
 	ev.Message = &m
+	addParity(ev, job, mail)
 	return ev
 }
 

@@ -209,7 +209,7 @@ func TestEventFields(t *testing.T) {
 	if err := json.Unmarshal(b, &ev); err != nil {
 		t.Fatalf("event is not JSON: %v\n%s", err, b)
 	}
-	wantKeys(t, "event", ev, "type", "id", "received_at", "route", "envelope", "auth", "message")
+	wantKeys(t, "event", ev, "type", "id", "msg_id", "received_at", "route", "envelope", "auth", "message")
 	if ev["type"] != "message.received" || ev["id"] != "m_7f3a9c" || ev["route"] != "tickets" {
 		t.Errorf("type, id, route = %v, %v, %v", ev["type"], ev["id"], ev["route"])
 	}
@@ -222,7 +222,8 @@ func TestEventFields(t *testing.T) {
 	wantKeys(t, "auth.dkim[0]", a["dkim"].([]any)[0], "result", "domain", "selector")
 	wantKeys(t, "auth.dmarc", a["dmarc"], "result", "policy", "domain")
 	m := wantKeys(t, "message", ev["message"], "message_id", "in_reply_to", "references", "date", "subject",
-		"from", "to", "cc", "reply_to", "headers", "text", "html", "stripped_text", "auto_submitted", "attachments")
+		"from", "to", "cc", "reply_to", "headers", "text", "html", "stripped_text", "auto_submitted", "attachments",
+		"stripped_signature", "stripped_html", "rcpt_tag")
 	wantKeys(t, "message.from", m["from"], "name", "address")
 	wantKeys(t, "message.attachments[0]", m["attachments"].([]any)[0],
 		"filename", "content_type", "size", "disposition", "content_id", "sha256", "content")

@@ -1,0 +1,35 @@
+package webhook
+
+import (
+	"strings"
+
+	"github.com/mailhook/mailhook/deliver"
+	"github.com/mailhook/mailhook/route"
+)
+
+// addParity fills the fields the hosted services send that are per
+// delivery: msg_id, message.rcpt_tag and reply. ev.Message is ev's own copy.
+func addParity(ev *Event, job *deliver.Job, mail *route.Mail) {
+	ev.MsgID = mail.ID
+	ev.Reply = mail.Reply
+	rcpts := job.Rcpts
+	if len(rcpts) == 0 {
+		rcpts = mail.Envelope.RcptTo
+	}
+	ev.Message.RcptTag = rcptTag(rcpts)
+}
+
+// rcptTag is the +tag of the first of rcpts that has one (Postmark's
+// MailboxHash): what follows the first '+' of the local part.
+func rcptTag(rcpts []string) string {
+	for _, r := range rcpts {
+		at := strings.LastIndexByte(r, '@')
+		if at < 0 {
+			continue
+		}
+		if _, tag, ok := strings.Cut(r[:at], "+"); ok && tag != "" {
+			return tag
+		}
+	}
+	return ""
+}

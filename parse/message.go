@@ -19,10 +19,10 @@ type Message struct {
 	ReplyTo []Address `json:"reply_to"`
 	// Headers are all top-level header fields in message order, decoded
 	// values, as [name, value] pairs.
-	Headers       [][2]string  `json:"headers"`
-	Text          string       `json:"text"`
-	HTML          string       `json:"html"`
-	StrippedText  string       `json:"stripped_text"`
+	Headers      [][2]string `json:"headers"`
+	Text         string      `json:"text"`
+	HTML         string      `json:"html"`
+	StrippedText string      `json:"stripped_text"`
 	// StrippedSignature is the signature cut from the reply's text (from
 	// its "-- " separator or "Sent from my …" line up to the quote);
 	// StrippedHTML is the HTML body without the quoted message and the
@@ -32,7 +32,7 @@ type Message struct {
 	// RcptTag is the +tag of the envelope recipient the delivery is for
 	// ("billing" for support+billing@example.test); parse leaves it empty,
 	// the webhook sender fills it per delivery.
-	RcptTag string `json:"rcpt_tag"`
+	RcptTag       string       `json:"rcpt_tag"`
 	AutoSubmitted bool         `json:"auto_submitted"`
 	Attachments   []Attachment `json:"attachments"`
 	// DSN is set for delivery status notifications (multipart/report).

@@ -100,7 +100,7 @@ func StripHTML(src string) string {
 	z := html.NewTokenizer(strings.NewReader(src))
 	var b strings.Builder
 	b.Grow(len(src))
-	var openNames []string // elements open in the output, closed at a cut
+	var openNames []string  // elements open in the output, closed at a cut
 	skip, skipName := 0, "" // nesting depth inside a skipped element
 	n := &html.Node{Type: html.ElementNode}
 	for {

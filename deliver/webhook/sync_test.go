@@ -7,7 +7,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"net/textproto"
 	"strings"
 	"sync"
 	"testing"
@@ -20,6 +19,7 @@ import (
 	"github.com/mailhook/mailhook/deliver/boltq"
 	"github.com/mailhook/mailhook/deliver/webhook"
 	"github.com/mailhook/mailhook/ingest"
+	"github.com/mailhook/mailhook/internal/smtptest"
 	"github.com/mailhook/mailhook/parse"
 	"github.com/mailhook/mailhook/route"
 )
@@ -61,43 +61,19 @@ func (e *endpoint) sent() []string {
 	return append([]string(nil), e.ids...)
 }
 
-// sendRaw is one SMTP transaction over loopback; it returns the reply to
-// the final dot (or to the first command refused) as "code text".
+// sendRaw sends one message to rcpt over loopback and returns the reply
+// the sender sees to the final dot (or to the refused RCPT).
 func sendRaw(t *testing.T, addr, rcpt string) string {
 	t.Helper()
-	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	msg := fmt.Sprintf("From: Alice <alice@sender.test>\r\nTo: %s\r\nSubject: Ticket 4711\r\nMessage-ID: <%d@sender.test>\r\n\r\nHello.\r\n", rcpt, time.Now().UnixNano())
+	res, err := smtptest.Send(addr, "alice@sender.test", []string{rcpt}, msg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close()
-	conn.SetDeadline(time.Now().Add(30 * time.Second))
-	c := textproto.NewConn(conn)
-	step := func(cmd string, want int) (string, bool) {
-		if cmd != "" {
-			if err := c.PrintfLine("%s", cmd); err != nil {
-				t.Fatal(err)
-			}
-		}
-		code, msg, err := c.ReadResponse(want)
-		if err != nil {
-			return fmt.Sprintf("%d %s", code, msg), false
-		}
-		return fmt.Sprintf("%d %s", code, msg), true
+	if res.Data == "" {
+		return res.Rcpt[0]
 	}
-	for _, s := range []struct {
-		cmd  string
-		want int
-	}{{"", 220}, {"EHLO client.test", 250}, {"MAIL FROM:<alice@sender.test>", 250}, {"RCPT TO:<" + rcpt + ">", 250}, {"DATA", 354}} {
-		if r, ok := step(s.cmd, s.want); !ok {
-			return r
-		}
-	}
-	w := c.DotWriter()
-	fmt.Fprintf(w, "From: Alice <alice@sender.test>\r\nTo: %s\r\nSubject: Ticket 4711\r\nMessage-ID: <%d@sender.test>\r\n\r\nHello.\r\n", rcpt, time.Now().UnixNano())
-	w.Close()
-	r, _ := step("", 250)
-	step("QUIT", 221)
-	return r
+	return res.Data
 }
 
 // TestSyncWebhooks drives the real listener with a real SMTP client while

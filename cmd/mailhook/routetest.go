@@ -12,6 +12,7 @@ import (
 
 	"github.com/mailhook/mailhook/deliver"
 	"github.com/mailhook/mailhook/deliver/webhook"
+	"github.com/mailhook/mailhook/ingest"
 	"github.com/mailhook/mailhook/ingest/auth"
 	"github.com/mailhook/mailhook/parse"
 	"github.com/mailhook/mailhook/route"
@@ -74,11 +75,18 @@ func routeTest(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprintf(w, "refused at RCPT: 554 5.7.1 relay access denied (%q is not in domains)\n", (*rcpt)[at+1:])
 		return 1
 	}
+	if rr, ok := pol.Router.(ingest.RcptRejecter); ok {
+		if a, ok := rr.RejectAtRcpt(*rcpt, mailFrom); ok {
+			fmt.Fprintf(w, "refused at RCPT by rule %s: %d %d.%d.%d %s\n", a.Rule, a.RejectCode, a.RejectEnhanced[0], a.RejectEnhanced[1], a.RejectEnhanced[2], a.RejectText)
+			return 1
+		}
+	}
 	if !pol.Router.AcceptsEnvelope(*rcpt, mailFrom) {
 		fmt.Fprintln(w, "refused at RCPT: 550 5.1.1 no rule could take this recipient")
 		return 1
 	}
 	d := pol.Router.Decide(mail, *rcpt)
+	mail.Reply = d.Reply
 	if !d.Matched() {
 		fmt.Fprintln(w, "accepted at RCPT, refused at end of data: 550 5.7.1 no rule takes this message")
 		return 1
@@ -110,7 +118,11 @@ func routeTest(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 		if err := json.Indent(&pretty, body, "", "  "); err != nil {
 			return exitErr(stderr, err)
 		}
-		fmt.Fprintf(w, "\nwebhook %s (%s) would receive:\n%s\n", job.Target, cfg.Webhooks[job.Target].URL, pretty.String())
+		mode := ""
+		if cfg.Webhooks[job.Target].Mode == "sync" {
+			mode = ", sync: during DATA, its answer is the SMTP reply"
+		}
+		fmt.Fprintf(w, "\nwebhook %s (%s%s) would receive:\n%s\n", job.Target, cfg.Webhooks[job.Target].URL, mode, pretty.String())
 	}
 	return 0
 }

@@ -445,13 +445,19 @@ func (s *Server) getMessage(w http.ResponseWriter, r *http.Request) {
 	var err error
 	if s.opts.Activity != nil {
 		d, err = s.opts.Activity.Message(id)
+		if errors.Is(err, ErrNotFound) {
+			if msgID := s.resolveMessageID(r.Context(), id); msgID != id {
+				id = msgID
+				d, err = s.opts.Activity.Message(id)
+			}
+		}
 		if err != nil && !errors.Is(err, ErrNotFound) {
 			s.internalError(w, r, err)
 			return
 		}
 	}
 	if d == nil {
-		if d, err = s.detailFromQueue(r.Context(), id); errors.Is(err, deliver.ErrNotFound) {
+		if d, err = s.detailFromQueue(r.Context(), s.resolveMessageID(r.Context(), id)); errors.Is(err, deliver.ErrNotFound) {
 			writeError(w, http.StatusNotFound, "no such message")
 			return
 		} else if err != nil {

@@ -109,7 +109,15 @@ func StripHTML(src string) string {
 		case html.ErrorToken:
 			return b.String()
 		case html.StartTagToken, html.SelfClosingTagToken:
-			raw := string(z.Raw())
+			raw := z.Raw()
+			// Most tags hold no marker: they are copied without reading
+			// their attributes.
+			marked := skip == 0 && containsAny(string(raw), htmlQuoteMarkers)
+			if skip == 0 && !marked {
+				b.Write(raw)
+			} else {
+				raw = append([]byte(nil), raw...) // TagName and TagAttr may change it
+			}
 			name, more := z.TagName()
 			if skip > 0 {
 				if tt == html.StartTagToken && string(name) == skipName {
@@ -118,12 +126,18 @@ func StripHTML(src string) string {
 				continue
 			}
 			n.Data, n.DataAtom, n.Attr = string(name), atom.Lookup(name), n.Attr[:0]
+			void := tt == html.SelfClosingTagToken || voidElements[n.DataAtom]
+			if !marked {
+				if !void {
+					openNames = append(openNames, n.Data)
+				}
+				continue
+			}
 			for more {
 				var k, v []byte
 				k, v, more = z.TagAttr()
 				n.Attr = append(n.Attr, html.Attribute{Key: string(k), Val: string(v)})
 			}
-			void := tt == html.SelfClosingTagToken || voidElements[n.DataAtom]
 			switch stripAction(n) {
 			case 1:
 				if !void {
@@ -136,7 +150,7 @@ func StripHTML(src string) string {
 				}
 				return b.String()
 			}
-			b.WriteString(raw)
+			b.Write(raw)
 			if !void {
 				openNames = append(openNames, n.Data)
 			}

@@ -108,3 +108,31 @@ func TestStripHTML(t *testing.T) {
 		}
 	}
 }
+
+func readReply(b *testing.B, name string) []byte {
+	raw, err := os.ReadFile(filepath.Join("testdata", "replies", name))
+	if err != nil {
+		b.Fatal(err)
+	}
+	return raw
+}
+
+func BenchmarkParseGmailReply(b *testing.B) { benchParse(b, readReply(b, "gmail.eml")) }
+func BenchmarkParseOutlookDesktopReply(b *testing.B) {
+	benchParse(b, readReply(b, "outlook-desktop.eml"))
+}
+
+// BenchmarkStripHTMLQuoted is the worst case of StripHTML: 100 KB of HTML
+// with the quote marker at the very end, so every token is copied.
+func BenchmarkStripHTMLQuoted(b *testing.B) {
+	var s strings.Builder
+	for s.Len() < 100<<10 {
+		s.WriteString(`<tr><td><h2>Story</h2><p>Lorem ipsum dolor sit amet, <b>consectetur</b> adipiscing &amp; more.</p><a href="https://example.com/s">Read</a></td></tr>` + "\n")
+	}
+	s.WriteString(`<div class="gmail_quote">old</div>`)
+	html := s.String()
+	b.SetBytes(int64(len(html)))
+	for b.Loop() {
+		StripHTML(html)
+	}
+}

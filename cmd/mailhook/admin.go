@@ -278,6 +278,12 @@ func (a *app) onAttempt(job *deliver.Job, mail *route.Mail, at deliver.Attempt, 
 	})
 }
 
+// onRefusedAttempt counts a sync attempt of a message that was refused
+// or deferred; the refusal itself is recorded by the observer.
+func (a *app) onRefusedAttempt(job *deliver.Job, _ *route.Mail, at deliver.Attempt, outcome string) {
+	a.metrics.Attempt(string(job.Kind), job.Target, at.Status, at.Latency, outcome)
+}
+
 // background runs the activity log's purge and queue sampling until ctx
 // ends.
 func (a *app) background(ctx context.Context) {

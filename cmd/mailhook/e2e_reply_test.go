@@ -184,6 +184,10 @@ func TestReplyAddressesAndSyncEndToEnd(t *testing.T) {
 			strings.Contains(metrics, `mailhook_delivery_attempts_total{kind="webhook",outcome="delivered",status_class="2xx",target="app"} 1`)
 	})
 	waitFor(t, 10*time.Second, func() bool {
+		code, refused := httpGet(t, "http://"+adminAddr+"/api/refused", "t0ken")
+		return code == 200 && strings.Contains(refused, `"reason": "No such ticket: 4711"`) && strings.Contains(refused, `"stage": "data"`)
+	})
+	waitFor(t, 10*time.Second, func() bool {
 		code, detail := httpGet(t, "http://"+adminAddr+"/api/messages/"+m[1], "t0ken")
 		return code == 200 && strings.Contains(detail, `"target": "app"`) && regexp.MustCompile(`"status":\s*204`).MatchString(detail) &&
 			strings.Contains(detail, `"status": "delivered"`)

@@ -205,7 +205,7 @@ func newApp(cfg *config.Config, path string, log *slog.Logger) (_ *app, err erro
 		Verifier: verifier,
 		Parse:    func(r io.Reader) (*parse.Message, error) { return parse.Parse(r, popts) },
 		Committer: &deliver.Committer{Queue: a.queue, Notify: a.runner.Notify, Committed: a.committed,
-			Sync: (&webhook.SyncStep{Sender: a.webhooks.p.Load, OnAttempt: a.onAttempt, Logger: log}).Run},
+			Sync: (&webhook.SyncStep{Sender: a.webhooks.p.Load, OnAttempt: a.onAttempt, OnRefusedAttempt: a.onRefusedAttempt, Logger: log}).Run},
 		SpoolDir: filepath.Join(cfg.DataDir, "spool"),
 		Limits: ingest.Limits{
 			MaxMessageBytes:     cfg.SMTP.MaxMessageBytes,

@@ -141,6 +141,11 @@ type SyncStep struct {
 	// OnAttempt is (activity log, metrics), with outcome "delivered",
 	// "dead" (refused) or "retry" (failed: deferred or queued).
 	OnAttempt func(job *deliver.Job, mail *route.Mail, a deliver.Attempt, outcome string)
+	// OnRefusedAttempt, when set, is told instead of OnAttempt of the
+	// attempts of a message the step refuses or defers: the message was
+	// not accepted, so ingest records it as a refusal (with the
+	// endpoint's text) rather than as a message with jobs.
+	OnRefusedAttempt func(job *deliver.Job, mail *route.Mail, a deliver.Attempt, outcome string)
 	// Logger gets one line per sync attempt (default: discard).
 	Logger *slog.Logger
 }
@@ -221,8 +226,12 @@ func (st *SyncStep) Run(ctx context.Context, m *route.Mail, jobs []*deliver.Job)
 		}
 		log.Info("sync webhook", "msg_id", m.ID, "route", r.job.Route, "endpoint", r.job.Target,
 			"status", r.out.Attempt.Status, "latency", r.out.Attempt.Latency, "outcome", outcome, "error", r.out.Attempt.Error)
-		if st.OnAttempt != nil {
-			st.OnAttempt(r.job, m, r.out.Attempt, outcome)
+		tell := st.OnAttempt
+		if (refusal != nil || deferred) && st.OnRefusedAttempt != nil {
+			tell = st.OnRefusedAttempt
+		}
+		if tell != nil {
+			tell(r.job, m, r.out.Attempt, outcome)
 		}
 	}
 	switch {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
@@ -71,7 +72,20 @@ func describe(w io.Writer, path string, c *config.Config) {
 		fmt.Fprintf(w, "admin      %s\n", c.Admin.Listen)
 	}
 	for _, name := range slices.Sorted(maps.Keys(c.Webhooks)) {
-		fmt.Fprintf(w, "webhook    %s -> %s\n", name, c.Webhooks[name].URL)
+		wh := c.Webhooks[name]
+		mode := ""
+		if wh.Mode == "sync" {
+			mode = fmt.Sprintf(" (sync: answered during DATA within %s, on failure %s)",
+				cmp.Or(wh.SyncTimeout, config.DefaultSyncTimeout), cmp.Or(wh.OnFailure, "defer"))
+		}
+		fmt.Fprintf(w, "webhook    %s -> %s%s\n", name, wh.URL, mode)
+	}
+	if r := c.Reply; len(r.Secrets) > 0 && len(c.Domains) > 0 {
+		ttl := "none"
+		if r.TTL > 0 {
+			ttl = r.TTL.String()
+		}
+		fmt.Fprintf(w, "reply      reply+<thread>.<token>@%s (%d secret(s), ttl %s)\n", cmp.Or(r.Domain, c.Domains[0]), len(r.Secrets), ttl)
 	}
 	for i, r := range c.Routes {
 		var acts []string

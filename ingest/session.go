@@ -316,7 +316,7 @@ func (ss *session) data(r io.Reader) (err error) {
 		}
 		decisions = append(decisions, d)
 	}
-	mail.Reply = route.ReplyOf(decisions)
+	mail.Reply, mail.ReplyRcpt = route.ReplyOf(decisions)
 
 	prepend := []Field{
 		{"Received", ss.received(id, now)},

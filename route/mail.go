@@ -40,6 +40,8 @@ type Mail struct {
 	// Reply is the verdict on the first recipient that is a signed reply
 	// address (see ReplyOf); nil when none is. Ingest sets it after routing.
 	Reply *replyaddr.Result `json:"reply,omitempty"`
+	// ReplyRcpt is the recipient Reply is about.
+	ReplyRcpt string `json:"reply_rcpt,omitempty"`
 	// RawPath is the file holding the whole message as received, with the
 	// Received and Authentication-Results fields mailhook prepended. The
 	// commit step takes ownership of it. Not part of the JSON.

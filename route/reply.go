@@ -133,12 +133,13 @@ func (t *Table) RejectAtRcpt(rcpt, mailFrom string) (Action, bool) {
 }
 
 // ReplyOf returns the reply address verdict of the first recipient among
-// decisions that is a reply address, or nil; ingest puts it in Mail.Reply.
-func ReplyOf(decisions []Decision) *replyaddr.Result {
+// decisions that is a reply address, and that recipient; nil when none is.
+// Ingest puts them in Mail.Reply and Mail.ReplyRcpt.
+func ReplyOf(decisions []Decision) (*replyaddr.Result, string) {
 	for i := range decisions {
 		if decisions[i].Reply != nil {
-			return decisions[i].Reply
+			return decisions[i].Reply, decisions[i].Rcpt
 		}
 	}
-	return nil
+	return nil, ""
 }

@@ -86,7 +86,7 @@ func routeTest(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 		return 1
 	}
 	d := pol.Router.Decide(mail, *rcpt)
-	mail.Reply = d.Reply
+	mail.Reply, mail.ReplyRcpt = route.ReplyOf([]route.Decision{d})
 	if !d.Matched() {
 		fmt.Fprintln(w, "accepted at RCPT, refused at end of data: 550 5.7.1 no rule takes this message")
 		return 1

@@ -1,6 +1,7 @@
 package webhook
 
 import (
+	"slices"
 	"strings"
 
 	"github.com/mailhook/mailhook/deliver"
@@ -11,10 +12,14 @@ import (
 // delivery: msg_id, message.rcpt_tag and reply. ev.Message is ev's own copy.
 func addParity(ev *Event, job *deliver.Job, mail *route.Mail) {
 	ev.MsgID = mail.ID
-	ev.Reply = mail.Reply
 	rcpts := job.Rcpts
 	if len(rcpts) == 0 {
 		rcpts = mail.Envelope.RcptTo
+	}
+	// The verdict on a reply address goes to the deliveries for it, not
+	// to those for the message's other recipients.
+	if mail.Reply != nil && (mail.ReplyRcpt == "" || slices.Contains(rcpts, mail.ReplyRcpt)) {
+		ev.Reply = mail.Reply
 	}
 	ev.Message.RcptTag = rcptTag(rcpts)
 }

@@ -20,7 +20,8 @@
 //     RFC 2231 in any charset, RFC 2047, or the Content-Type name), type,
 //     size, SHA-256, disposition, Content-ID, and the content as base64 when
 //     it is within Options.InlineLimit;
-//   - computes stripped_text (StripReply), the auto_submitted flag (RFC 3834,
+//   - computes stripped_text (StripReply), stripped_signature
+//     (StripSignature) and stripped_html (StripHTML), the auto_submitted flag (RFC 3834,
 //     Precedence, Exchange and vacation markers, reports) and the DSN
 //     summary of a delivery report (RFC 3464).
 //

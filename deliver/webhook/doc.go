@@ -26,6 +26,15 @@
 // else (other statuses, timeouts, refused and reset connections) is retried.
 // A job for an endpoint no longer configured is dead-lettered at once.
 //
+// # Synchronous endpoints
+//
+// An endpoint with Mode ModeSync is POSTed during DATA by SyncStep, which
+// the commit step runs before the queue commit (deliver.Committer.Sync):
+// its answer is the SMTP reply (SyncVerdict: 2xx accepted, 4xx refused
+// with 550 5.7.1 and the text of the response, anything else 451 or, with
+// OnFailureQueue, queued). The request is the one Handle sends, signed the
+// same way, bounded by SyncTimeout.
+//
 // # Safety
 //
 // Unless an endpoint sets allow_private, the dialer refuses loopback,

@@ -1,7 +1,9 @@
 package parse
 
 import (
+	"bytes"
 	"strings"
+	"unicode/utf8"
 
 	"golang.org/x/net/html"
 	"golang.org/x/net/html/atom"
@@ -20,8 +22,17 @@ const maxSignatureLines = 15
 // §4.3 separator "-- " (also with its space lost, or as an em dash) or a
 // "Sent from my …" line.
 func isSignatureStart(line string) bool {
-	t := strings.TrimSpace(unicodeSpaces.Replace(line))
-	return line == "-- " || t == "--" || t == "—" || t != "" && len(t) < 60 && sentFromRE.MatchString(t)
+	if line == "-- " {
+		return true
+	}
+	t := strings.TrimSpace(line)
+	if t == "" || len(t) >= 70 {
+		return false
+	}
+	if utf8.RuneCountInString(t) != len(t) { // a no-break space, maybe
+		t = strings.TrimSpace(unicodeSpaces.Replace(t))
+	}
+	return t == "--" || t == "—" || t != "" && len(t) < 60 && sentFromRE.MatchString(t)
 }
 
 // StripSignature returns the signature of a reply's text: from its
@@ -112,7 +123,7 @@ func StripHTML(src string) string {
 			raw := z.Raw()
 			// Most tags hold no marker: they are copied without reading
 			// their attributes.
-			marked := skip == 0 && containsAny(string(raw), htmlQuoteMarkers)
+			marked := skip == 0 && containsAnyBytes(raw, htmlQuoteMarkerBytes)
 			if skip == 0 && !marked {
 				b.Write(raw)
 			} else {
@@ -125,7 +136,12 @@ func StripHTML(src string) string {
 				}
 				continue
 			}
-			n.Data, n.DataAtom, n.Attr = string(name), atom.Lookup(name), n.Attr[:0]
+			n.DataAtom, n.Attr = atom.Lookup(name), n.Attr[:0]
+			if n.DataAtom != 0 {
+				n.Data = n.DataAtom.String() // no allocation
+			} else {
+				n.Data = string(name)
+			}
 			void := tt == html.SelfClosingTagToken || voidElements[n.DataAtom]
 			if !marked {
 				if !void {
@@ -136,7 +152,10 @@ func StripHTML(src string) string {
 			for more {
 				var k, v []byte
 				k, v, more = z.TagAttr()
-				n.Attr = append(n.Attr, html.Attribute{Key: string(k), Val: string(v)})
+				switch string(k) {
+				case "class", "id", "style", "type", "data-smartmail": // what stripAction reads
+					n.Attr = append(n.Attr, html.Attribute{Key: string(k), Val: string(v)})
+				}
 			}
 			switch stripAction(n) {
 			case 1:
@@ -195,6 +214,23 @@ func stripAction(n *html.Node) int {
 		}
 	}
 	return 0
+}
+
+var htmlQuoteMarkerBytes = func() [][]byte {
+	b := make([][]byte, len(htmlQuoteMarkers))
+	for i, m := range htmlQuoteMarkers {
+		b[i] = []byte(m)
+	}
+	return b
+}()
+
+func containsAnyBytes(s []byte, subs [][]byte) bool {
+	for _, x := range subs {
+		if bytes.Contains(s, x) {
+			return true
+		}
+	}
+	return false
 }
 
 func containsAny(s string, subs []string) bool {

@@ -1,7 +1,9 @@
 package webhook_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -46,6 +48,7 @@ func newEndpoint(t *testing.T, answer func(w http.ResponseWriter, r *http.Reques
 		if err := wh.Verify(body, r.Header); err != nil {
 			t.Errorf("bad signature: %v", err)
 		}
+		r.Body = io.NopCloser(bytes.NewReader(body))
 		e.mu.Lock()
 		e.ids = append(e.ids, r.Header.Get("webhook-id"))
 		e.mu.Unlock()
@@ -81,7 +84,19 @@ func sendRaw(t *testing.T, addr, rcpt string) string {
 // the sync timeout, and checks the reply the sender sees and what the
 // queue holds after.
 func TestSyncWebhooks(t *testing.T) {
-	ok := newEndpoint(t, func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(200) })
+	// ok has raw: true: the raw message is read from the spool file,
+	// before the queue takes it.
+	ok := newEndpoint(t, func(w http.ResponseWriter, r *http.Request) {
+		var ev struct {
+			MsgID string `json:"msg_id"`
+			Raw   []byte `json:"raw"`
+		}
+		if err := json.NewDecoder(r.Body).Decode(&ev); err != nil || !strings.Contains(string(ev.Raw), "Subject: Ticket 4711") ||
+			!strings.Contains(string(ev.Raw), "\r\nReceived: from client.test") || ev.MsgID == "" {
+			t.Errorf("sync event: %v, msg_id %q, raw %.80q", err, ev.MsgID, ev.Raw)
+		}
+		w.WriteHeader(200)
+	})
 	refuse := newEndpoint(t, func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.WriteHeader(422)
@@ -107,7 +122,7 @@ func TestSyncWebhooks(t *testing.T) {
 			SyncTimeout: 300 * time.Millisecond, OnFailure: onFailure}
 	}
 	eps := map[string]webhook.Endpoint{
-		"ok": ep(ok.srv.URL, ""), "refuse": ep(refuse.srv.URL, ""), "refusejson": ep(refuseJSON.srv.URL, ""),
+		"ok": withRaw(ep(ok.srv.URL, "")), "refuse": ep(refuse.srv.URL, ""), "refusejson": ep(refuseJSON.srv.URL, ""),
 		"down": ep(down.srv.URL, ""), "slow": ep(slow.srv.URL, ""), "gone": ep(gone, ""),
 		"downq": ep(down.srv.URL, webhook.OnFailureQueue), "slowq": ep(slow.srv.URL, webhook.OnFailureQueue),
 		"async": {URL: async.srv.URL, Secrets: []string{syncSecret}, AllowPrivate: true},
@@ -239,6 +254,11 @@ func TestSyncWebhooks(t *testing.T) {
 	if n := len(async.sent()); n != 0 {
 		t.Errorf("the async endpoint was POSTed %d times during DATA", n)
 	}
+}
+
+func withRaw(e webhook.Endpoint) webhook.Endpoint {
+	e.Raw = true
+	return e
 }
 
 func jobIDs(t *testing.T, q deliver.Queue) map[string]bool {

@@ -199,14 +199,15 @@ func newApp(cfg *config.Config, path string, log *slog.Logger) (_ *app, err erro
 		tlsConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	}
 	popts := parseOptions(cfg)
+	// Sync webhooks are POSTed during DATA, before the commit.
+	syncStep := &webhook.SyncStep{Sender: a.webhooks.p.Load, OnAttempt: a.onAttempt, OnRefusedAttempt: a.onRefusedAttempt, Logger: log}
 	a.smtp, err = ingest.New(ingest.Options{
-		Hostname: cfg.Hostname,
-		Policy:   a.policy.Load,
-		Verifier: verifier,
-		Parse:    func(r io.Reader) (*parse.Message, error) { return parse.Parse(r, popts) },
-		Committer: &deliver.Committer{Queue: a.queue, Notify: a.runner.Notify, Committed: a.committed,
-			Sync: (&webhook.SyncStep{Sender: a.webhooks.p.Load, OnAttempt: a.onAttempt, OnRefusedAttempt: a.onRefusedAttempt, Logger: log}).Run},
-		SpoolDir: filepath.Join(cfg.DataDir, "spool"),
+		Hostname:  cfg.Hostname,
+		Policy:    a.policy.Load,
+		Verifier:  verifier,
+		Parse:     func(r io.Reader) (*parse.Message, error) { return parse.Parse(r, popts) },
+		Committer: &deliver.Committer{Queue: a.queue, Notify: a.runner.Notify, Committed: a.committed, Sync: syncStep.Run},
+		SpoolDir:  filepath.Join(cfg.DataDir, "spool"),
 		Limits: ingest.Limits{
 			MaxMessageBytes:     cfg.SMTP.MaxMessageBytes,
 			MaxRecipients:       cfg.SMTP.MaxRecipients,

@@ -136,3 +136,34 @@ func TestParseTTL(t *testing.T) {
 		}
 	}
 }
+
+// FuzzVerify: Verify never panics, never calls a mangled address valid
+// unless it is the minted one up to case, and Mint then Verify round-trips.
+func FuzzVerify(f *testing.F) {
+	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	s, err := New(Options{Secrets: []string{newSecret, oldSecret}, Domain: "example.test", Now: func() time.Time { return now }})
+	if err != nil {
+		f.Fatal(err)
+	}
+	m, _ := s.Mint("seed", time.Hour)
+	for _, seed := range []string{m.Address, "reply+x.aaaaaaaaaaaaaaaaaaaa@example.test", "reply+@", "reply+.@", "@", "", "REPLY+a.b@c"} {
+		f.Add(seed, "t-1")
+	}
+	f.Fuzz(func(t *testing.T, addr, thread string) {
+		r, ok := s.Verify(addr)
+		if r.Valid && (!ok || r.Expired) {
+			t.Fatalf("Verify(%q) = %+v, %v", addr, r, ok)
+		}
+		if r.Valid && !strings.EqualFold(addr, m.Address) {
+			mm, err := s.Mint(r.Thread, time.Hour)
+			if err != nil || !strings.EqualFold(addr[:strings.LastIndexByte(addr, '@')], mm.Address[:strings.LastIndexByte(mm.Address, '@')]) {
+				t.Fatalf("Verify(%q) valid for thread %q, which mints %q", addr, r.Thread, mm.Address)
+			}
+		}
+		if got, err := s.Mint(thread, time.Hour); err == nil {
+			if r, ok := s.Verify(got.Address); !ok || !r.Valid || r.Thread != thread {
+				t.Fatalf("Mint(%q) = %q verifies as %+v, %v", thread, got.Address, r, ok)
+			}
+		}
+	})
+}

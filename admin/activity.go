@@ -375,6 +375,9 @@ func (a *Activity) RecordAccepted(mail *route.Mail, decisions []route.Decision, 
 				return err
 			}
 		}
+		if err := indexStableID(tx, rec); err != nil { // lookup.go
+			return err
+		}
 		if err := tx.Bucket(bParsed).Put([]byte(rec.ID), parsed); err != nil {
 			return err
 		}
@@ -1224,6 +1227,7 @@ func (a *Activity) PurgeOnce() (int, error) {
 						tx.Bucket(bJobs).Delete([]byte(j.ID))
 						tx.Bucket(bSent).Delete([]byte(j.ID))
 					}
+					unindexStableID(tx, rec) // lookup.go
 				}
 				if err := tx.Bucket(bMsgs).Delete([]byte(id)); err != nil {
 					return err

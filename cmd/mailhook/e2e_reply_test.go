@@ -137,12 +137,14 @@ func TestReplyAddressesAndSyncEndToEnd(t *testing.T) {
 	events := append([]map[string]any(nil), rcv.events...)
 	hookID := rcv.hdrs[0].Get("webhook-id")
 	rcv.mu.Unlock()
-	// The API finds a message by the webhook-id of a delivery, as by the
-	// msg_id of the SMTP reply.
-	waitFor(t, 10*time.Second, func() bool {
-		code, detail := httpGet(t, "http://"+adminAddr+"/api/messages/"+hookID, "t0ken")
-		return code == 200 && strings.Contains(detail, fmt.Sprintf(`"id": %q`, events[0]["msg_id"]))
-	})
+	// The API finds a message by the webhook-id of a delivery and by the
+	// JSON id, as by the msg_id of the SMTP reply.
+	for _, id := range []string{hookID, events[0]["id"].(string)} {
+		waitFor(t, 10*time.Second, func() bool {
+			code, detail := httpGet(t, "http://"+adminAddr+"/api/messages/"+id, "t0ken")
+			return code == 200 && strings.Contains(detail, fmt.Sprintf(`"id": %q`, events[0]["msg_id"]))
+		})
+	}
 	if len(events) != 4 {
 		t.Errorf("receiver got %d events, want 4 (3 replies, 1 plus address)", len(events))
 	}

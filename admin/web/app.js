@@ -295,7 +295,7 @@
       box.replaceChildren(
         el("div", { class: "toolbar" },
           el("h1", {}, (m && m.subject) || "(no subject)"), badge(d.status),
-          d.has_raw ? el("a", { class: "button secondary", href: "/api/messages/" + encodeURIComponent(id) + "/raw" }, "Raw source") : ""),
+          d.has_raw ? el("a", { class: "button secondary", href: "/api/messages/" + encodeURIComponent(d.id || id) + "/raw" }, "Raw source") : ""),
         section("Envelope", "msg-envelope", kv([
           ["ID", d.id],
           ["Received", fmtTime(d.received_at)],

@@ -851,6 +851,21 @@ func (s *imapSession) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, optio
 			}
 		}
 	}
+	// Another session may have set a keyword this one has not announced
+	// yet: FLAGS first (RFC 3501 §7.2.6).
+	if uw := updateWriter(s.conn); uw != nil {
+		newKW := false
+		for i := range msgs {
+			if options.Flags || seen[msgs[i].UID] {
+				newKW = addKeywords(s.sel.keywords, msgs[i].Flags) || newKW
+			}
+		}
+		if newKW {
+			if err := uw.WriteMailboxFlags(s.sel.mailboxFlags()); err != nil {
+				return err
+			}
+		}
+	}
 	seqByUID := make(map[uint32]uint32, len(uids))
 	for i, uid := range uids {
 		seqByUID[uid] = seqs[i]

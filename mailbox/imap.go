@@ -197,12 +197,14 @@ func (s *IMAPServer) Serve(l net.Listener) error {
 		}
 		delay = 0
 		target := s.secureL
-		if _, isTLS := c.(*tls.Conn); isTLS {
+		_, isTLS := c.(*tls.Conn)
+		if isTLS {
 			target = s.implicitL
 		} else if s.opts.AllowPlaintextAuth || (s.loopbackTrusted.Load() && remoteIP(c.RemoteAddr()).IsLoopback()) {
 			target = s.insecL
 		}
-		if !target.deliver(newFrontConn(c, s.opts.Store.opts.MaxMessageSize)) {
+		fc := newFrontConn(c, s.opts.Store.opts.MaxMessageSize, !isTLS && s.opts.TLSConfig != nil)
+		if !target.deliver(fc) {
 			c.Close()
 			return ErrServerClosed
 		}

@@ -83,6 +83,9 @@ type frontConn struct {
 	sess *imapSession
 	// maxAppend is the largest APPEND literal taken.
 	maxAppend int64
+	// startTLS: imapserver may upgrade this connection (STARTTLS
+	// configured, not implicit TLS).
+	startTLS bool
 
 	wmu sync.Mutex // writes: ours and imapserver's
 
@@ -98,8 +101,8 @@ type frontConn struct {
 	answered bool
 }
 
-func newFrontConn(c net.Conn, maxAppend int64) *frontConn {
-	return &frontConn{Conn: c, br: bufio.NewReaderSize(c, 4096), maxAppend: maxAppend}
+func newFrontConn(c net.Conn, maxAppend int64, startTLS bool) *frontConn {
+	return &frontConn{Conn: c, br: bufio.NewReaderSize(c, 4096), maxAppend: maxAppend, startTLS: startTLS}
 }
 
 func (f *frontConn) Write(b []byte) (int, error) {
@@ -215,7 +218,10 @@ func (f *frontConn) next() error {
 	switch {
 	case f.forward:
 		f.out = line
-		if !isLit && f.name == "STARTTLS" {
+		if !isLit && f.name == "STARTTLS" && f.startTLS && !f.authenticated() {
+			// imapserver reads the TLS handshake from us next (RFC 3501
+			// §6.2.1); if it refuses instead, the rest of the session
+			// passes untouched too.
 			f.raw = true
 		}
 		return nil

@@ -684,11 +684,18 @@ func (s *imapSession) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags
 	if err != nil {
 		return imapError(err)
 	}
-	if uw := updateWriter(s.conn); uw != nil && addKeywords(s.sel.keywords, flagStrings(flags.Flags)) {
-		// RFC 3501 §7.2.6: FLAGS before the FETCH that shows the new
-		// keyword (otherwise the Poll after the command announces it).
-		if err := uw.WriteMailboxFlags(s.sel.mailboxFlags()); err != nil {
-			return err
+	if uw := updateWriter(s.conn); uw != nil {
+		// RFC 3501 §7.2.6: FLAGS before the FETCH that shows a new
+		// keyword, ours or one another session set (otherwise the Poll
+		// after the command announces it).
+		newKW := addKeywords(s.sel.keywords, flagStrings(flags.Flags))
+		for _, m := range msgs {
+			newKW = addKeywords(s.sel.keywords, m.Flags) || newKW
+		}
+		if newKW {
+			if err := uw.WriteMailboxFlags(s.sel.mailboxFlags()); err != nil {
+				return err
+			}
 		}
 	}
 	for _, m := range msgs {

@@ -193,3 +193,41 @@ func TestEnvelopeAddresses(t *testing.T) {
 		}
 	}
 }
+
+// TestIMAPServerUpstream shows what imapserver does without the front,
+// on a connection served by it directly: each case is a workaround in
+// frontConn. When one of them fails, imapserver has changed and the
+// workaround may go.
+func TestIMAPServerUpstream(t *testing.T) {
+	e := newIMAPEnv(t, nil)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go e.srv.insecure.Serve(l) // closed with the server
+	dial := func() *rawConn {
+		c, err := net.Dial("tcp", l.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		r := &rawConn{t: t, c: c, br: bufio.NewReader(c)}
+		r.expect("* OK")
+		return r
+	}
+	// An unknown command before login (ID among them) ends the session.
+	r := dial()
+	r.send("a ID NIL\r\n")
+	r.expect("a BAD")
+	r.expect("* BYE")
+	// A mailbox name that is not modified UTF-7: a syntax error for
+	// SELECT (dovecot: NO), a server error for LIST (dovecot: OK).
+	r = dial()
+	r.send("a LOGIN alice secret\r\n")
+	r.expect("a OK")
+	r.send("b SELECT &'+,-\r\n")
+	r.expect("b BAD")
+	r.send("c LIST \"\" &'+,-%\r\n")
+	r.expect("c NO [SERVERBUG]")
+}

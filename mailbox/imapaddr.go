@@ -76,16 +76,9 @@ func lexAddresses(v string) []addrToken {
 			out = append(out, addrToken{text: strings.TrimSpace(b.String()), comment: true})
 			i = j
 		case c == '"':
-			var b strings.Builder
-			j := i + 1
-			for ; j < len(v) && v[j] != '"'; j++ {
-				if v[j] == '\\' && j+1 < len(v) {
-					j++
-				}
-				b.WriteByte(v[j])
-			}
-			out = append(out, addrToken{text: b.String(), quoted: true})
-			i = j + 1
+			var text string
+			text, i = unquote(v, i)
+			out = append(out, addrToken{text: text, quoted: true})
 		case strings.IndexByte("<>@:;,.", c) >= 0:
 			out = append(out, addrToken{text: string(c), special: c})
 			i++
@@ -106,6 +99,21 @@ func lexAddresses(v string) []addrToken {
 		}
 	}
 	return out
+}
+
+// unquote reads the quoted string that starts at s[i] (a '"'), undoing
+// quoted pairs (RFC 5322 §3.2.4, RFC 3501 §9 quoted), and returns it and
+// the index after its closing quote.
+func unquote(s string, i int) (string, int) {
+	var b strings.Builder
+	j := i + 1
+	for ; j < len(s) && s[j] != '"'; j++ {
+		if s[j] == '\\' && j+1 < len(s) {
+			j++
+		}
+		b.WriteByte(s[j])
+	}
+	return b.String(), j + 1
 }
 
 // parseAddresses parses an address-list (RFC 5322 §3.4) into ENVELOPE

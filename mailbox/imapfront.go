@@ -375,18 +375,11 @@ func hasBadMUTF7(line []byte) bool {
 		case ' ', '(', ')':
 			i++
 		case '"':
-			var b strings.Builder
-			j := i + 1
-			for ; j < len(s) && s[j] != '"'; j++ {
-				if s[j] == '\\' && j+1 < len(s) {
-					j++
-				}
-				b.WriteByte(s[j])
-			}
-			if !validMUTF7(b.String()) {
+			var q string
+			q, i = unquote(s, i)
+			if !validMUTF7(q) {
 				return true
 			}
-			i = j + 1
 		default:
 			j := i
 			for j < len(s) && s[j] != ' ' && s[j] != '(' && s[j] != ')' {

@@ -125,9 +125,7 @@ func TestIMAPFront(t *testing.T) {
 	r.expect("h OK")
 	// \Recent for an IMAP4rev1 client: this session claims both.
 	r.send("i SELECT INBOX\r\n")
-	if got := strings.Join(r.expect("i OK"), ""); !strings.Contains(got, "* 2 RECENT") {
-		t.Errorf("SELECT: no * 2 RECENT in %q", got)
-	}
+	r.expectIn("i OK", "* 2 RECENT")
 	r.send("j SEARCH RECENT\r\n")
 	r.expect("* SEARCH 1 2")
 	r.expect("j OK")
@@ -139,35 +137,36 @@ func TestIMAPFront(t *testing.T) {
 	}
 	// MOVE into the selected mailbox: new UID, EXPUNGE, EXISTS.
 	r.send("l MOVE 1 INBOX\r\n")
-	got := strings.Join(r.expect("l OK"), "")
-	for _, want := range []string{"COPYUID", "* 1 EXPUNGE", "* 2 EXISTS"} {
-		if !strings.Contains(got, want) {
-			t.Errorf("MOVE: no %q in %q", want, got)
-		}
-	}
+	r.expectIn("l OK", "COPYUID", "* 1 EXPUNGE", "* 2 EXISTS")
 
 	// A second session sees nothing recent any more.
 	r2 := e.raw(t)
 	r2.send("a LOGIN alice secret\r\nb SELECT INBOX\r\n")
-	if got := strings.Join(r2.expect("b OK"), ""); !strings.Contains(got, "* 0 RECENT") {
-		t.Errorf("second SELECT: want * 0 RECENT in %q", got)
-	}
+	r2.expectIn("b OK", "* 0 RECENT")
 	// Subscriptions outlive DELETE (RFC 3501 §6.3.4); a trailing
 	// separator in CREATE is ignored (§6.3.3).
 	r2.send("c CREATE a/\r\nd CREATE a/b\r\ne SUBSCRIBE a/b\r\nf DELETE a/b\r\n")
 	r2.expect("f OK")
 	r2.send("g LIST (SUBSCRIBED) \"\" a/*\r\n")
-	if got := strings.Join(r2.expect("g OK"), ""); !strings.Contains(got, `\NonExistent`) || !strings.Contains(got, `"a/b"`) {
-		t.Errorf("LIST (SUBSCRIBED): want a/b \\NonExistent in %q", got)
-	}
+	r2.expectIn("g OK", `\NonExistent \Subscribed) "/" "a/b"`)
 	r2.send("h LSUB \"\" %\r\n")
-	if got := strings.Join(r2.expect("h OK"), ""); !strings.Contains(got, `\Noselect) "/" "a"`) {
-		t.Errorf("LSUB: want the \\Noselect parent a in %q", got)
-	}
+	r2.expectIn("h OK", `\Noselect) "/" "a"`)
 	// Before login: a huge literal ends the connection at once.
 	r3 := e.raw(t)
 	r3.send("a LOGIN {999999999}\r\n")
 	r3.expect("* BYE")
+}
+
+// expectIn reads up to the line that starts with prefix and checks that
+// the lines read contain each of wants.
+func (r *rawConn) expectIn(prefix string, wants ...string) {
+	r.t.Helper()
+	got := strings.Join(r.expect(prefix), "")
+	for _, w := range wants {
+		if !strings.Contains(got, w) {
+			r.t.Errorf("no %q in %q", w, got)
+		}
+	}
 }
 
 // TestEnvelopeAddresses covers groups and comments (RFC 5322 §3.4),

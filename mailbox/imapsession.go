@@ -398,8 +398,8 @@ func (s *imapSession) Select(name string, options *imap.SelectOptions) (*imap.Se
 // see them as recent), EXAMINE only looks (RFC 3501 §6.3.2: EXAMINE does
 // not change the \Recent state).
 func (s *imapSession) firstRecent(sel *selected, f Folder) (uint32, error) {
-	if sel.readOnly {
-		return f.RecentUID, nil
+	if sel.readOnly || f.RecentUID >= f.UIDNext {
+		return f.RecentUID, nil // nothing to claim: no write transaction
 	}
 	return s.store().ClaimRecent(s.ctx, s.user, f.Name, f.UIDNext)
 }

@@ -204,17 +204,7 @@ func TestIMAPServerUpstream(t *testing.T) {
 		t.Fatal(err)
 	}
 	go e.srv.insecure.Serve(l) // closed with the server
-	dial := func() *rawConn {
-		c, err := net.Dial("tcp", l.Addr().String())
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { c.Close() })
-		c.SetDeadline(time.Now().Add(10 * time.Second))
-		r := &rawConn{t: t, c: c, br: bufio.NewReader(c)}
-		r.expect("* OK")
-		return r
-	}
+	dial := func() *rawConn { return dialRaw(t, l.Addr().String()) }
 	// An unknown command before login (ID among them) ends the session.
 	r := dial()
 	r.send("a ID NIL\r\n")

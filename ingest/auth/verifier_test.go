@@ -344,4 +344,3 @@ func TestIsForgedAR(t *testing.T) {
 		t.Error("IsForgedAR with an empty authserv-id = true")
 	}
 }
-

@@ -104,7 +104,10 @@ func ReadAuthor(h *Header) Author {
 			add(m.Name, m.Address)
 		}
 	}
-	a.Exact = strictOK && a.Fields == 1 && strictCount == 1 && len(a.Mailboxes) == 1 && a.Mailboxes[0].Domain != ""
+	// A quoted local part holding "@" reads strictly as one address, but
+	// shows another domain to a careless eye: not exact.
+	a.Exact = strictOK && a.Fields == 1 && strictCount == 1 && len(a.Mailboxes) == 1 &&
+		a.Mailboxes[0].Domain != "" && strings.Count(a.Mailboxes[0].Address, "@") == 1
 	if a.Exact {
 		return a
 	}
@@ -125,11 +128,11 @@ func ReadAuthor(h *Header) Author {
 				if piece == "" {
 					continue
 				}
+				found := false
 				if m, err := strictParser.Parse(piece); err == nil {
 					add(m.Name, m.Address)
-					continue
+					found = true
 				}
-				found := false
 				for _, addr := range addrLike(piece) {
 					add("", addr)
 					found = true
@@ -146,18 +149,19 @@ func ReadAuthor(h *Header) Author {
 // addrLike returns every "local@domain" in s, split at the characters
 // that cannot be part of an unquoted address.
 func addrLike(s string) []string {
-	const stop = " \t\r\n<>()[],;:\"\\'@"
+	const stop = "<>()[],;:\"\\'@"
+	isStop := func(c byte) bool { return c <= ' ' || c == 0x7f || strings.IndexByte(stop, c) >= 0 }
 	var out []string
 	for i := 0; i < len(s); i++ {
 		if s[i] != '@' {
 			continue
 		}
 		start := i
-		for start > 0 && !strings.ContainsRune(stop, rune(s[start-1])) {
+		for start > 0 && !isStop(s[start-1]) {
 			start--
 		}
 		end := i + 1
-		for end < len(s) && !strings.ContainsRune(stop, rune(s[end])) {
+		for end < len(s) && !isStop(s[end]) {
 			end++
 		}
 		if end > i+1 {

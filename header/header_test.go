@@ -127,3 +127,26 @@ func TestReadAuthor(t *testing.T) {
 		})
 	}
 }
+
+func TestReadAuthorTricks(t *testing.T) {
+	for _, tc := range []struct {
+		from    string
+		exact   bool
+		domains []string
+	}{
+		{"ceo@bank.test (x) <a@evil.test>", false, []string{"bank.test", "evil.test"}},
+		{"ceo@bank.test <a@evil.test>", false, []string{"bank.test", "evil.test"}},
+		{"<ceo@bank.test> a@evil.test", false, []string{"bank.test", "evil.test"}},
+		{"ceo@bank.test\x01", false, []string{"bank.test"}},
+		{"<<ceo@bank.test>", false, []string{"bank.test"}},
+		{"\"ceo@bank.test\"@evil.test", false, []string{"evil.test", "bank.test"}},
+		{"ceo@bank.test@evil.test", false, []string{"bank.test", "evil.test"}},
+		{"a@evil.test (ceo@bank.test)", true, []string{"evil.test"}},
+	} {
+		h := read(t, "From: "+tc.from+"\r\n\r\n")
+		a := ReadAuthor(h)
+		if a.Exact != tc.exact || !reflect.DeepEqual(a.Domains, tc.domains) {
+			t.Errorf("ReadAuthor(%q) = exact %v domains %q, want %v %q", tc.from, a.Exact, a.Domains, tc.exact, tc.domains)
+		}
+	}
+}

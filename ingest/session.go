@@ -141,7 +141,9 @@ func (ss *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 		ss.refused(addr, ErrUnknownUser)
 		return ErrUnknownUser
 	}
-	if fw, ok := p.Router.(interface{ MayForward(rcpt, mailFrom string) bool }); ok &&
+	if fw, ok := p.Router.(interface {
+		MayForward(rcpt, mailFrom string) bool
+	}); ok &&
 		addressLiteral(ss.mailFrom) && fw.MayForward(addr, ss.mailFrom) {
 		ss.refused(addr, ErrSenderNotForwardable)
 		return ErrSenderNotForwardable

@@ -258,7 +258,6 @@ func (s *spool) finalize(dir, id string, prepend []Field, hdr *header.Header, dr
 	return out.Name(), st.Size(), dropped, nil
 }
 
-
 // Field is a header field to prepend.
 type Field struct{ Name, Value string }
 

@@ -105,7 +105,7 @@ func (c *sessionConn) deadline(now time.Time) (time.Time, string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.rate > 0 && !c.dataStart.IsZero() {
-		dd := c.dataStart.Add(DataGrace + time.Duration(float64(c.dataBytes)/float64(c.rate)*float64(time.Second)))
+		dd := c.dataStart.Add(dataGrace + time.Duration(float64(c.dataBytes)/float64(c.rate)*float64(time.Second)))
 		if dd.Before(d) {
 			d, why = dd, "Data rate below the minimum"
 		}

@@ -71,7 +71,7 @@ type Limits struct {
 	MaxSessionTime time.Duration
 	// MinDataRate is the slowest DATA or BDAT transfer accepted, in bytes
 	// a second (smtp.min_data_rate, DefaultMinDataRate if zero, off if
-	// negative): past DataGrace, a client that has sent fewer than
+	// negative): past its first 30 seconds (dataGrace), a client that has sent fewer than
 	// MinDataRate bytes for each second of DATA gets 421 4.4.2 and is
 	// closed, so that slow clients cannot hold every slot.
 	MinDataRate int64
@@ -81,9 +81,11 @@ type Limits struct {
 const (
 	DefaultMaxSessionTime = 10 * time.Minute
 	DefaultMinDataRate    = 500
-	// DataGrace is the time DATA may take before MinDataRate applies.
-	DataGrace = 30 * time.Second
 )
+
+// dataGrace is the time DATA may take before MinDataRate applies (a
+// variable so that tests can shorten it).
+var dataGrace = 30 * time.Second
 
 // Values of Options.MultipleFrom (verify.multiple_from).
 const (

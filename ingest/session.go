@@ -361,7 +361,20 @@ func (ss *session) data(r io.Reader) (err error) {
 	if mail.Auth != nil && mail.Auth.AuthenticationResults != "" {
 		prepend = append([]Field{{"Authentication-Results", mail.Auth.AuthenticationResults}}, prepend...)
 	}
-	forged := func(f header.Field) bool { return f.Is("Authentication-Results") && o.IsForgedAR(f.Value, o.Hostname) }
+	// An Authentication-Results field is dropped when its value is forged
+	// as received, or as parse decoded it for the webhook's headers (an
+	// RFC 2047 word could spell our name there): parse lists the fields
+	// in the order and number package header read them.
+	var decoded [][2]string
+	if mail.Message != nil && len(mail.Message.Headers) == len(hdr.Fields) {
+		decoded = mail.Message.Headers
+	}
+	forged := func(i int, f header.Field) bool {
+		if !f.Is("Authentication-Results") {
+			return false
+		}
+		return o.IsForgedAR(f.Value, o.Hostname) || (decoded != nil && o.IsForgedAR(decoded[i][1], o.Hostname))
+	}
 	path, size, dropped, err := sp.finalize(o.SpoolDir, id, prepend, hdr, forged)
 	if err != nil {
 		return err

@@ -205,7 +205,7 @@ func (s *spool) header(limit int) (*header.Header, error) {
 // empty line header.Header.Write always puts, so that every reader of the
 // copy sees the fields we saw. It returns the new file's path and size and
 // the indexes of the dropped fields. The spool file is removed.
-func (s *spool) finalize(dir, id string, prepend []Field, hdr *header.Header, drop func(header.Field) bool) (string, int64, map[int]bool, error) {
+func (s *spool) finalize(dir, id string, prepend []Field, hdr *header.Header, drop func(int, header.Field) bool) (string, int64, map[int]bool, error) {
 	defer s.discard()
 	src := s.reader()
 	out, err := os.Create(filepath.Join(dir, "msg-"+id+".eml"))
@@ -227,7 +227,7 @@ func (s *spool) finalize(dir, id string, prepend []Field, hdr *header.Header, dr
 	}
 	dropped := map[int]bool{}
 	for i, f := range hdr.Fields {
-		if drop != nil && drop(f) {
+		if drop != nil && drop(i, f) {
 			dropped[i] = true
 		}
 	}

@@ -58,6 +58,8 @@ func (r *Results) HeaderField() string {
 //   - its authserv-id, as go-msgauth reads it, is authServID;
 //   - its first word, once control bytes are dropped, is authServID (so a
 //     NUL or other control byte in or after the id changes nothing);
+//   - the part before its first ";" (where the authserv-id goes) names
+//     authServID in any form, comments and broken syntax included;
 //   - it cannot be read as Authentication-Results at all and names
 //     authServID anywhere: no reader downstream can be trusted to read
 //     it as we would.
@@ -77,10 +79,38 @@ func IsForgedAR(fieldValue, authServID string) bool {
 	if normID(firstToken(clean)) == want {
 		return true
 	}
+	head, _, _ := strings.Cut(clean, ";")
+	if namesHost(head, want) {
+		return true
+	}
 	if err != nil || clean != fieldValue {
-		return strings.Contains(strings.ToLower(clean), want)
+		return namesHost(clean, want)
 	}
 	return false
+}
+
+// namesHost reports whether s holds the host name want as a whole name
+// (not as a part of a longer one), in any case, with or without a
+// trailing dot.
+func namesHost(s, want string) bool {
+	s = strings.ToLower(s)
+	nameChar := func(c byte) bool {
+		return c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '.' || c == '-' || c == '_' || c >= 0x80
+	}
+	for i := 0; ; {
+		k := strings.Index(s[i:], want)
+		if k < 0 {
+			return false
+		}
+		start, end := i+k, i+k+len(want)
+		if end < len(s) && s[end] == '.' {
+			end++
+		}
+		if (start == 0 || !nameChar(s[start-1])) && (end == len(s) || !nameChar(s[end])) {
+			return true
+		}
+		i = start + 1
+	}
 }
 
 func normID(s string) string {

@@ -43,9 +43,9 @@ type Author struct {
 }
 
 // Shown is the mailbox a payload shows as the author: the first mailbox
-// that has a domain (so that it is always one DMARC judged), or, when
-// none has one, the first mailbox read (a name or text without a
-// domain). ok is false when the message has no From at all.
+// that has a domain, so that an address shown is always one DMARC judged.
+// When none has one, it is only a Name: the text of the first mailbox
+// read. ok is false when the From fields give nothing at all.
 func (a *Author) Shown() (m Mailbox, ok bool) {
 	for _, mb := range a.Mailboxes {
 		if mb.Domain != "" {
@@ -53,7 +53,12 @@ func (a *Author) Shown() (m Mailbox, ok bool) {
 		}
 	}
 	if len(a.Mailboxes) > 0 {
-		return a.Mailboxes[0], true
+		first := a.Mailboxes[0]
+		name := first.Name
+		if name == "" {
+			name = first.Address
+		}
+		return Mailbox{Name: name}, true
 	}
 	return Mailbox{}, false
 }

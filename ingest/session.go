@@ -361,20 +361,7 @@ func (ss *session) data(r io.Reader) (err error) {
 	if mail.Auth != nil && mail.Auth.AuthenticationResults != "" {
 		prepend = append([]Field{{"Authentication-Results", mail.Auth.AuthenticationResults}}, prepend...)
 	}
-	// An Authentication-Results field is dropped when its value is forged
-	// as received, or as parse decoded it for the webhook's headers (an
-	// RFC 2047 word could spell our name there): parse lists the fields
-	// in the order and number package header read them.
-	var decoded [][2]string
-	if mail.Message != nil && len(mail.Message.Headers) == len(hdr.Fields) {
-		decoded = mail.Message.Headers
-	}
-	forged := func(i int, f header.Field) bool {
-		if !f.Is("Authentication-Results") {
-			return false
-		}
-		return o.IsForgedAR(f.Value, o.Hostname) || (decoded != nil && o.IsForgedAR(decoded[i][1], o.Hostname))
-	}
+	forged := o.forgedAR(hdr, mail.Message)
 	path, size, dropped, err := sp.finalize(o.SpoolDir, id, prepend, hdr, forged)
 	if err != nil {
 		return err
@@ -492,6 +479,24 @@ func deliveredHeaders(prepend []Field, orig [][2]string, dropped map[int]bool) [
 // unfold undoes header folding (RFC 5322 §2.2.3).
 func unfold(v string) string {
 	return strings.NewReplacer("\r\n\t", " ", "\r\n ", " ").Replace(v)
+}
+
+// forgedAR returns whether the i-th field of hdr is an
+// Authentication-Results to drop: forged as received, or as parse decoded
+// it for the webhook's headers (an RFC 2047 word could spell our name
+// there; parse lists the fields in the order and number package header
+// read them).
+func (o *Options) forgedAR(hdr *header.Header, m *parse.Message) func(i int, f header.Field) bool {
+	var decoded [][2]string
+	if m != nil && len(m.Headers) == len(hdr.Fields) {
+		decoded = m.Headers
+	}
+	return func(i int, f header.Field) bool {
+		if !f.Is("Authentication-Results") {
+			return false
+		}
+		return o.IsForgedAR(f.Value, o.Hostname) || (decoded != nil && o.IsForgedAR(decoded[i][1], o.Hostname))
+	}
 }
 
 // forwards reports whether a decision relays the message.

@@ -68,11 +68,8 @@ func (p *parser) topHeader(h message.Header) {
 				break
 			}
 		}
-		if a.Address == "" {
-			// Text without an address: kept as text, as broken
-			// addresses are.
-			a = Address{Address: a.Name}
-		}
+		// Text without an address stays in Name: Address only ever
+		// holds an address whose domain DMARC judged.
 		m.From = &a
 	}
 	m.To = p.addresses(h, "To")

@@ -198,8 +198,7 @@ func (s *spool) header(limit int) (*header.Header, error) {
 // finalize writes the message as it will be stored and delivered to a new
 // file in dir: our trace fields first (RFC 5321 §4.4: each server prepends),
 // then the header as hdr read it, without the fields for which drop is
-// true (forged Authentication-Results, RFC 8601 §5), then the body, copied
-// in the kernel where the file system allows. When nothing is dropped and
+// true (forged Authentication-Results, RFC 8601 §5), then the body. When nothing is dropped and
 // the header ended with an empty line, the message follows our fields
 // exactly as received; otherwise the header is written again, with the
 // empty line header.Header.Write always puts, so that every reader of the
@@ -242,8 +241,8 @@ func (s *spool) finalize(dir, id string, prepend []Field, hdr *header.Header, dr
 	if err := w.Flush(); err != nil {
 		return "", 0, nil, fmt.Errorf("ingest: spool: %w", err)
 	}
-	// io.Copy hands a spool file to out.ReadFrom, which uses
-	// copy_file_range on Linux.
+	// The body (or the whole message) streams from the buffer or the
+	// spool file, never held twice.
 	if _, err := io.Copy(out, src); err != nil {
 		return "", 0, nil, fmt.Errorf("ingest: spool: %w", err)
 	}

@@ -4,8 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"errors"
-	"fmt"
-	"net"
 	"strings"
 	"testing"
 	"time"
@@ -13,6 +11,7 @@ import (
 	"github.com/mailhook/mailhook/header"
 	"github.com/mailhook/mailhook/ingest/auth"
 	"github.com/mailhook/mailhook/ingest/auth/dnstest"
+	"github.com/mailhook/mailhook/internal/rawsmtp"
 	"github.com/mailhook/mailhook/route"
 )
 
@@ -51,53 +50,14 @@ func startAuth(t *testing.T, tweak func(*Options)) *harness {
 	})
 }
 
-// rawSend runs one transaction over a raw socket (the bytes as given, no
-// client library to fix them up) and returns the replies to MAIL, each
-// RCPT and the end of data (or the first refusal).
+// rawSend runs one transaction over a raw socket (rawsmtp: the bytes as
+// given) and returns the replies.
 func rawSend(t *testing.T, addr, from string, rcpts []string, data string) []string {
 	t.Helper()
-	c, err := net.Dial("tcp", addr)
+	out, err := rawsmtp.Transaction(addr, from, rcpts, data)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(20 * time.Second))
-	r := bufio.NewReader(c)
-	reply := func() string {
-		for {
-			line, err := r.ReadString('\n')
-			if err != nil {
-				return "EOF"
-			}
-			if len(line) < 4 || line[3] != '-' {
-				return strings.TrimRight(line, "\r\n")
-			}
-		}
-	}
-	reply()
-	fmt.Fprintf(c, "EHLO client.test\r\n")
-	reply()
-	fmt.Fprintf(c, "MAIL FROM:<%s>\r\n", from)
-	out := []string{reply()}
-	if !strings.HasPrefix(out[0], "250") {
-		return out
-	}
-	ok := false
-	for _, rc := range rcpts {
-		fmt.Fprintf(c, "RCPT TO:<%s>\r\n", rc)
-		out = append(out, reply())
-		ok = ok || strings.HasPrefix(out[len(out)-1], "250")
-	}
-	if !ok {
-		return out
-	}
-	fmt.Fprintf(c, "DATA\r\n")
-	if got := reply(); !strings.HasPrefix(got, "354") {
-		return append(out, got)
-	}
-	c.Write([]byte(data + "\r\n.\r\n"))
-	out = append(out, reply())
-	fmt.Fprintf(c, "QUIT\r\n")
 	return out
 }
 

@@ -8,6 +8,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/mailhook/mailhook/internal/rawsmtp"
 )
 
 // endOfData is the RFC 5321 reading of a DATA stream that follows the
@@ -70,17 +72,7 @@ func runEndOfData(t *testing.T, h *harness, i int, seq string, expect []string) 
 	defer c.Close()
 	c.SetDeadline(time.Now().Add(20 * time.Second))
 	r := bufio.NewReader(c)
-	reply := func() string {
-		for {
-			line, err := r.ReadString('\n')
-			if err != nil {
-				return "EOF"
-			}
-			if len(line) < 4 || line[3] != '-' {
-				return strings.TrimRight(line, "\r\n")
-			}
-		}
-	}
+	reply := func() string { return rawsmtp.Reply(r) }
 	reply() // greeting
 	fmt.Fprintf(c, "EHLO client.test\r\n")
 	reply()

@@ -13,55 +13,15 @@ import (
 
 	"github.com/mailhook/mailhook/header"
 	"github.com/mailhook/mailhook/ingest/auth/dnstest"
+	"github.com/mailhook/mailhook/internal/rawsmtp"
 )
 
-// rawTransaction runs one SMTP transaction over a raw socket, the bytes as
-// given, and returns the replies to MAIL, each RCPT and the end of data
-// (or up to the first refusal that ends it).
 func rawTransaction(t *testing.T, addr, from string, rcpts []string, data string) []string {
 	t.Helper()
-	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	out, err := rawsmtp.Transaction(addr, from, rcpts, data)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(30 * time.Second))
-	r := bufio.NewReader(c)
-	reply := func() string {
-		for {
-			line, err := r.ReadString('\n')
-			if err != nil {
-				return "EOF"
-			}
-			if len(line) < 4 || line[3] != '-' {
-				return strings.TrimRight(line, "\r\n")
-			}
-		}
-	}
-	reply()
-	fmt.Fprintf(c, "EHLO client.test\r\n")
-	reply()
-	fmt.Fprintf(c, "MAIL FROM:<%s>\r\n", from)
-	out := []string{reply()}
-	if !strings.HasPrefix(out[0], "250") {
-		return out
-	}
-	ok := false
-	for _, rc := range rcpts {
-		fmt.Fprintf(c, "RCPT TO:<%s>\r\n", rc)
-		out = append(out, reply())
-		ok = ok || strings.HasPrefix(out[len(out)-1], "250")
-	}
-	if !ok {
-		return out
-	}
-	fmt.Fprintf(c, "DATA\r\n")
-	if got := reply(); !strings.HasPrefix(got, "354") {
-		return append(out, got)
-	}
-	c.Write([]byte(data + "\r\n.\r\n"))
-	out = append(out, reply())
-	fmt.Fprintf(c, "QUIT\r\n")
 	return out
 }
 
@@ -101,19 +61,7 @@ _dmarc.none.test.  IN TXT "v=DMARC1; p=none"
 	snk, sinkAddr := startSink(t)
 	rcv := newReceiver(t, testSecret)
 	smtpAddr, imapAddr, popAddr := freePort(t), freePort(t), freePort(t)
-	extra := fmt.Sprintf(`  - name: forward
-    match: {rcpt: "fwd@example.test"}
-    actions: [{forward: ["someone@elsewhere.test"]}]
-relay:
-  smarthost: %q
-  tls: none
-  srs: {secret: "0123456789abcdef0123"}
-mailbox:
-  imap_listen: %q
-  pop3_listen: %q
-  users:
-    - {name: carol, password_hash: %q, addresses: ["carol@example.test"]}
-`, sinkAddr, imapAddr, popAddr, hash)
+	extra := forwardAndMailbox(sinkAddr, "", imapAddr, popAddr, hash)
 	cfg := writeConfig(t, dir, smtpAddr, dns.Addr(), rcv.srv.URL, extra)
 	p := startServe(t, cfg, smtpAddr)
 	all := []string{"support@example.test", "carol@example.test", "fwd@example.test"}
@@ -234,6 +182,26 @@ mailbox:
 		t.Errorf("mailbox holds %d messages, want %d", len(msgs), accepted)
 	}
 	p.stop()
+}
+
+// forwardAndMailbox is the config the end-to-end tests add to
+// writeConfig's: a forward route for fwd@example.test through the
+// smarthost at sinkAddr (with SRS, and relayExtra under relay:), and the
+// mailbox user carol (password "correct horse" as hash) over IMAP and POP3.
+func forwardAndMailbox(sinkAddr, relayExtra, imapAddr, popAddr string, hash []byte) string {
+	return fmt.Sprintf(`  - name: forward
+    match: {rcpt: "fwd@example.test"}
+    actions: [{forward: ["someone@elsewhere.test"]}]
+relay:
+  smarthost: %q
+  tls: none
+  srs: {secret: "0123456789abcdef0123"}
+%smailbox:
+  imap_listen: %q
+  pop3_listen: %q
+  users:
+    - {name: carol, password_hash: %q, addresses: ["carol@example.test"]}
+`, sinkAddr, relayExtra, imapAddr, popAddr, hash)
 }
 
 // pop3All logs in and returns every message (RETR, dot-unstuffed).

@@ -222,10 +222,10 @@ func newApp(cfg *config.Config, path string, log *slog.Logger) (_ *app, err erro
 		CheckLoop: func(h *header.Header) error {
 			return relay.CheckLoop(relay.FactsOf(h.Fields), cfg.Hostname, cfg.Relay.MaxReceived)
 		},
-		Bounce:           bounceHook(a.srs),
-		BeforeCommit:     a.beforeCommit,
-		Observer:         observer{a},
-		Logger:           log,
+		Bounce:       bounceHook(a.srs),
+		BeforeCommit: a.beforeCommit,
+		Observer:     observer{a},
+		Logger:       log,
 	})
 	if err != nil {
 		return nil, err

@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/mailhook/mailhook/ingest/auth/dnstest"
-	"github.com/mailhook/mailhook/internal/smtptest"
+	"github.com/mailhook/mailhook/internal/rawsmtp"
 	"github.com/mailhook/mailhook/replyaddr"
 )
 
@@ -96,12 +96,22 @@ func TestReplyAddressesAndSyncEndToEnd(t *testing.T) {
 	}
 	pkgAddr := mint(pkg(replyOld, time.Now()), "pkg-1", 0) // the secret being rotated out still verifies
 
-	send := func(rcpt, subject string) smtptest.Result {
+	// send returns the replies to RCPT and to the end of data ("" when
+	// the recipient was refused).
+	type result struct {
+		Rcpt []string
+		Data string
+	}
+	send := func(rcpt, subject string) result {
 		t.Helper()
-		msg := fmt.Sprintf("From: a@sender.test\r\nTo: %s\r\nSubject: %s\r\nMessage-ID: <%d@sender.test>\r\n\r\nThanks!\r\n", rcpt, subject, time.Now().UnixNano())
-		res, err := smtptest.Send(smtpAddr, "a@sender.test", []string{rcpt}, msg)
-		if err != nil {
-			t.Fatal(err)
+		msg := fmt.Sprintf("From: a@sender.test\r\nTo: %s\r\nSubject: %s\r\nMessage-ID: <%d@sender.test>\r\n\r\nThanks!", rcpt, subject, time.Now().UnixNano())
+		replies, err := rawsmtp.Transaction(smtpAddr, "a@sender.test", []string{rcpt}, msg)
+		if err != nil || len(replies) < 2 {
+			t.Fatalf("%v %q", err, replies)
+		}
+		res := result{Rcpt: replies[1:2]}
+		if len(replies) > 2 {
+			res.Data = replies[2]
 		}
 		return res
 	}

@@ -21,7 +21,7 @@ import (
 	"github.com/mailhook/mailhook/deliver/boltq"
 	"github.com/mailhook/mailhook/deliver/webhook"
 	"github.com/mailhook/mailhook/ingest"
-	"github.com/mailhook/mailhook/internal/smtptest"
+	"github.com/mailhook/mailhook/internal/rawsmtp"
 	"github.com/mailhook/mailhook/parse"
 	"github.com/mailhook/mailhook/route"
 )
@@ -68,15 +68,12 @@ func (e *endpoint) sent() []string {
 // the sender sees to the final dot (or to the refused RCPT).
 func sendRaw(t *testing.T, addr, rcpt string) string {
 	t.Helper()
-	msg := fmt.Sprintf("From: Alice <alice@sender.test>\r\nTo: %s\r\nSubject: Ticket 4711\r\nMessage-ID: <%d@sender.test>\r\n\r\nHello.\r\n", rcpt, time.Now().UnixNano())
-	res, err := smtptest.Send(addr, "alice@sender.test", []string{rcpt}, msg)
+	msg := fmt.Sprintf("From: Alice <alice@sender.test>\r\nTo: %s\r\nSubject: Ticket 4711\r\nMessage-ID: <%d@sender.test>\r\n\r\nHello.", rcpt, time.Now().UnixNano())
+	replies, err := rawsmtp.Transaction(addr, "alice@sender.test", []string{rcpt}, msg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.Data == "" {
-		return res.Rcpt[0]
-	}
-	return res.Data
+	return replies[len(replies)-1]
 }
 
 // TestSyncWebhooks drives the real listener with a real SMTP client while

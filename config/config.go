@@ -80,6 +80,8 @@ type Verify struct {
 	// OnTempError is what a DNS temperror does to the message: "accept"
 	// (accept and flag) or "defer" (451 4.4.3).
 	OnTempError string `mapstructure:"on_temperror"`
+	// Rspamd asks rspamd for a spam verdict (rspamd.go); off by default.
+	Rspamd Rspamd `mapstructure:"rspamd"`
 }
 
 // Parse configures MIME parsing limits.

@@ -48,6 +48,7 @@ func Default() Config {
 			LookupTimeout:  5 * time.Second,
 			MessageTimeout: 20 * time.Second,
 			OnTempError:    "accept",
+			Rspamd:         defaultRspamd(),
 		},
 		Parse: Parse{
 			// Attachments up to this size travel base64 in the webhook JSON;

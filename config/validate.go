@@ -81,6 +81,7 @@ func (c *Config) Validate() ValidationErrors {
 	default:
 		add("verify.on_temperror", "%q is not one of accept, defer", c.Verify.OnTempError)
 	}
+	c.Verify.Rspamd.validate(add)
 
 	// parse
 	positive(add, "parse.inline_limit", c.Parse.InlineLimit)

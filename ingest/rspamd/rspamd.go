@@ -127,7 +127,7 @@ func CheckURL(raw string) (string, error) {
 	u, err := url.Parse(raw)
 	switch {
 	case err != nil:
-		return "", fmt.Errorf("%q is not a URL: %v", raw, err)
+		return "", fmt.Errorf("%q is not a URL (like http://127.0.0.1:11333): %v", raw, err)
 	case u.Scheme != "http" && u.Scheme != "https":
 		return "", fmt.Errorf("%q must be an http or https URL (like http://127.0.0.1:11333)", raw)
 	case u.Host == "":

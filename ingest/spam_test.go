@@ -178,8 +178,12 @@ func TestSpamActions(t *testing.T) {
 // so what the process allocates grows by less than the message's size.
 func TestSpamBigMessageStreams(t *testing.T) {
 	rs := rspamdtest.Start(t)
-	with := start(t, withRspamd(t, rs.URL, true, false))
-	without := start(t, nil)
+	// Parsing 10 MB under the race detector on a loaded machine can take
+	// longer than the default bound; this test is about memory.
+	slow := func(o *Options) { o.Limits.VerifyTimeout = 10 * time.Minute }
+	spam := withRspamd(t, rs.URL, true, false)
+	with := start(t, func(o *Options) { slow(o); spam(o) })
+	without := start(t, slow)
 	var b strings.Builder
 	b.WriteString("From: a@sender.test\r\nTo: support@example.test\r\nSubject: big\r\n\r\n")
 	line := strings.Repeat("abcdefghij", 7) + "\r\n"

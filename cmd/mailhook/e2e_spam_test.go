@@ -108,14 +108,21 @@ func TestCheckConfigNamesBadRspamdURL(t *testing.T) {
 verify: {rspamd: {url: "localhost:11333", on_error: drop}}
 routes: [{name: r, match: {spam_score: "about 6"}, actions: [{drop: true}]}]
 `), 0o600)
+	checkConfigFails(t, path, "verify.rspamd.url:", "localhost:11333", "verify.rspamd.on_error:", "routes[0].match.spam_score:")
+}
+
+// checkConfigFails runs check-config on path and wants exit 1 and every
+// one of want in its output.
+func checkConfigFails(t *testing.T, path string, want ...string) {
+	t.Helper()
 	out, err := exec.Command(binary(t), "check-config", "--config", path).CombinedOutput()
 	var ee *exec.ExitError
 	if !errors.As(err, &ee) || ee.ExitCode() != 1 {
-		t.Fatalf("check-config: %v, want exit 1\n%s", err, out)
+		t.Fatalf("check-config on a bad file: %v, want exit 1\n%s", err, out)
 	}
-	for _, want := range []string{"verify.rspamd.url:", "localhost:11333", "verify.rspamd.on_error:", "routes[0].match.spam_score:"} {
-		if !strings.Contains(string(out), want) {
-			t.Errorf("check-config output lacks %q:\n%s", want, out)
+	for _, w := range want {
+		if !strings.Contains(string(out), w) {
+			t.Errorf("check-config output lacks %q:\n%s", w, out)
 		}
 	}
 }

@@ -269,14 +269,8 @@ func spfWord(r string) string {
 	switch r {
 	case "pass", "fail", "softfail", "neutral":
 		return r
-	case "none":
-		return "na"
-	case "temperror":
-		return "tempfail"
-	case "permerror":
-		return "permfail"
 	}
-	return ""
+	return errWord(r)
 }
 
 // dkimWord is rspamd's word for a DKIM result (RFC 6376 §6.1, RFC 8601
@@ -285,10 +279,8 @@ func dkimWord(r string) string {
 	switch r {
 	case "pass", "fail":
 		return r
-	case "temperror":
-		return "tempfail"
-	case "permerror":
-		return "permfail"
+	case "temperror", "permerror":
+		return errWord(r)
 	}
 	return ""
 }
@@ -307,6 +299,14 @@ func dmarcWord(d auth.DMARCResult) string {
 			return "quarantine"
 		}
 		return "softfail"
+	}
+	return errWord(d.Result)
+}
+
+// errWord is rspamd's word for the results the methods share: none,
+// temperror and permerror (RFC 8601 §2.7).
+func errWord(r string) string {
+	switch r {
 	case "none":
 		return "na"
 	case "temperror":

@@ -34,8 +34,11 @@ func TestServeRspamd(t *testing.T) {
     match: {rcpt: "sales@example.test"}
     actions: [{webhook: tickets}]
 `)
-	os.WriteFile(cfg, []byte(strings.Replace(mustRead(t, cfg), "lookup_timeout: 2s}",
-		`lookup_timeout: 2s, rspamd: {url: "`+rs.URL+`", timeout: 30s}}`, 1)), 0o600)
+	adminAddr := freePort(t)
+	body := strings.Replace(mustRead(t, cfg), "lookup_timeout: 2s}",
+		`lookup_timeout: 2s, rspamd: {url: "`+rs.URL+`", timeout: 30s}}`, 1)
+	body = strings.Replace(body, `admin: {listen: ""}`, `admin: {listen: "`+adminAddr+`"}`, 1)
+	os.WriteFile(cfg, []byte(body), 0o600)
 	p := startServe(t, cfg, addr)
 
 	msg := func(id, body string) string {
@@ -85,6 +88,19 @@ func TestServeRspamd(t *testing.T) {
 	}
 	if routes["score6@sender.test"] != "spammy" || routes["score-low@sender.test"] != "sales" {
 		t.Errorf("routes by message = %v, want score6 → spammy, score-low → sales", routes)
+	}
+
+	// The metrics count rspamd's actions and the refusal.
+	_, metrics := httpGet(t, "http://"+adminAddr+"/metrics", "")
+	for _, want := range []string{
+		`mailhook_spam_checks_total{action="no action",result="ok"} 2`,
+		`mailhook_spam_checks_total{action="reject",result="ok"} 1`,
+		`mailhook_spam_checks_total{action="add header",result="ok"} 1`,
+		`mailhook_messages_refused_total{reason="spam_reject"} 1`,
+	} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
 	}
 
 	// rspamd stops: mail still flows, flagged spam.result error.

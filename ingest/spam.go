@@ -89,7 +89,9 @@ func (ss *session) checkSpam(ctx context.Context, sp *spool, m *route.Mail) erro
 		}
 	}
 	switch res.Action {
-	case rspamd.ActionReject:
+	// discard would drop the message silently; we refuse it in the
+	// dialogue instead, as every rejection (DESIGN.md).
+	case rspamd.ActionReject, rspamd.ActionDiscard:
 		if so.Enforce {
 			return ErrSpamReject
 		}
@@ -98,8 +100,9 @@ func (ss *session) checkSpam(ctx context.Context, sp *spool, m *route.Mail) erro
 		if so.Enforce {
 			return ErrSpamDefer
 		}
-	case rspamd.ActionAddHeader, rspamd.ActionRewriteSubject:
+	case rspamd.ActionAddHeader, rspamd.ActionRewriteSubject, rspamd.ActionQuarantine:
 		quarantine()
 	}
+	// Any other (custom) action is recorded for the rules, nothing more.
 	return nil
 }

@@ -132,6 +132,9 @@ func TestSpamActions(t *testing.T) {
 		quarantined bool
 	}{
 		{rspamd.ActionReject, true, 550, "5.7.1", false},
+		{rspamd.ActionDiscard, true, 550, "5.7.1", false},
+		{rspamd.ActionQuarantine, true, 250, "", true},
+		{"custom action", true, 250, "", false},
 		{rspamd.ActionSoftReject, true, 451, "4.7.1", false},
 		{rspamd.ActionGreylist, true, 451, "4.7.1", false},
 		{rspamd.ActionAddHeader, true, 250, "", true},

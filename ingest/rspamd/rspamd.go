@@ -35,10 +35,16 @@ const (
 	ActionRewriteSubject = "rewrite subject"
 	ActionSoftReject     = "soft reject"
 	ActionReject         = "reject"
+	// ActionQuarantine and ActionDiscard are rspamd's optional actions
+	// (force_actions rules may answer them).
+	ActionQuarantine = "quarantine"
+	ActionDiscard    = "discard"
 )
 
-// Actions lists every action rspamd can answer, mildest first.
-var Actions = []string{ActionNone, ActionGreylist, ActionAddHeader, ActionRewriteSubject, ActionSoftReject, ActionReject}
+// Actions lists the actions rspamd answers, mildest first. A reply with
+// another one (a custom action) is still a verdict, recorded as it is.
+var Actions = []string{ActionNone, ActionGreylist, ActionAddHeader, ActionRewriteSubject, ActionQuarantine,
+	ActionSoftReject, ActionReject, ActionDiscard}
 
 // The values of Result.Result.
 const (
@@ -338,8 +344,8 @@ func parseReply(data []byte) (*Result, error) {
 	if rp.Error != "" {
 		return nil, fmt.Errorf("rspamd: %s", rp.Error)
 	}
-	if rp.Score == nil || !slices.Contains(Actions, rp.Action) {
-		return nil, fmt.Errorf("rspamd: reply without a score and a known action: %s", firstLine(data))
+	if rp.Score == nil || !validAction(rp.Action) {
+		return nil, fmt.Errorf("rspamd: reply without a score and an action: %s", firstLine(data))
 	}
 	r := &Result{Result: ResultOK, Score: *rp.Score, RequiredScore: rp.RequiredScore, Action: rp.Action,
 		Symbols: make([]Symbol, 0, len(rp.Symbols))}
@@ -353,6 +359,24 @@ func parseReply(data []byte) (*Result, error) {
 		return strings.Compare(a.Name, b.Name)
 	})
 	return r, nil
+}
+
+// validAction reports whether a is an action name: one of Actions, or a
+// custom one made of lower-case letters, digits, spaces, '_' and '-'
+// (it goes into logs, metrics labels and the payload).
+func validAction(a string) bool {
+	if slices.Contains(Actions, a) {
+		return true
+	}
+	if a == "" || len(a) > 32 {
+		return false
+	}
+	for _, c := range a {
+		if (c < 'a' || c > 'z') && (c < '0' || c > '9') && c != ' ' && c != '_' && c != '-' {
+			return false
+		}
+	}
+	return true
 }
 
 // Failed returns the Result recorded when rspamd could not be asked.

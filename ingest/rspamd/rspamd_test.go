@@ -223,7 +223,7 @@ func TestCheckErrors(t *testing.T) {
 		"not json":   reply(200, "<html>"),
 		"error":      reply(200, `{"error":"bad request"}`),
 		"no action":  reply(200, `{"score":1}`),
-		"odd action": reply(200, `{"score":1,"action":"discard"}`),
+		"odd action": reply(200, `{"score":1,"action":"<b>drop</b>"}`),
 		"silent":     "http://" + l.Addr().String(),
 		"refused":    closedURL,
 	} {

@@ -56,7 +56,7 @@ func TestCompileSpamErrors(t *testing.T) {
 		match MatchConfig
 		key   string
 	}{
-		{MatchConfig{Spam: &SpamMatchConfig{Action: StringList{"discard"}}}, "routes[0].match.spam.action[0]"},
+		{MatchConfig{Spam: &SpamMatchConfig{Action: StringList{"drop"}}}, "routes[0].match.spam.action[0]"},
 		{MatchConfig{Spam: &SpamMatchConfig{Result: StringList{"maybe"}}}, "routes[0].match.spam.result[0]"},
 		{MatchConfig{Spam: &SpamMatchConfig{}}, "routes[0].match.spam"},
 		{MatchConfig{SpamScore: "about 6"}, "routes[0].match.spam_score"},

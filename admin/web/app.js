@@ -186,7 +186,7 @@
   function spamRow(s) {
     if (!s) return "";
     if (s.result !== "ok") return el("tr", { id: "msg-spam" }, el("th", {}, "Spam"), el("td", {}, badge("rspamd error", "warn"), s.error ? el("span", { class: "muted" }, " — " + s.error) : ""));
-    const cls = s.action === "no action" ? "good" : (s.action === "reject" || s.action === "soft reject") ? "bad" : "warn";
+    const cls = s.action === "no action" ? "good" : ["reject", "soft reject", "discard"].includes(s.action) ? "bad" : "warn";
     return el("tr", { id: "msg-spam" }, el("th", {}, "Spam"), el("td", {}, badge(s.action, cls), " ", el("span", { class: "spam-score" }, s.score.toFixed(2) + " / " + s.required_score.toFixed(2))));
   }
 

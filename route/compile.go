@@ -50,7 +50,8 @@ type rule struct {
 	auth     []authMatcher // sorted by key
 	autoSub  *bool
 	quar     *bool
-	reply    []string // reply states, any may match (reply.go)
+	reply    []string     // reply states, any may match (reply.go)
+	spam     *spamMatcher // nil: no spam or spam_score matcher
 	actions  []Action
 	cont     bool
 }
@@ -148,6 +149,7 @@ func Compile(rules []RuleConfig, known Known) (*Table, error) {
 		}
 		r.autoSub, r.quar = m.AutoSubmitted, m.Quarantine
 		r.reply = compileReply(add, mk+"reply", m.Reply)
+		r.spam = compileSpam(add, mk, m)
 
 		if len(rc.Actions) == 0 {
 			add(key+".actions", "at least one action is required (webhook, mailbox, forward, reject or drop)")

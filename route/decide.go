@@ -171,6 +171,9 @@ func (r *rule) match(in *input) bool {
 	if r.quar != nil && in.m.Auth.Quarantine != *r.quar {
 		return false
 	}
+	if r.spam != nil && !r.spam.match(in.m.Spam) {
+		return false
+	}
 	return true
 }
 
@@ -235,6 +238,9 @@ func (r *rule) explain(in *input, rcpt string) string {
 	}
 	if len(r.reply) > 0 {
 		parts = append(parts, r.explainReply(replyStateOf(in.reply)))
+	}
+	if r.spam != nil {
+		parts = append(parts, r.spam.explain(in.m.Spam)...)
 	}
 	if len(parts) == 0 {
 		return "rule " + r.name + ": no matchers, matches everything"

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/mailhook/mailhook/ingest/auth"
+	"github.com/mailhook/mailhook/ingest/rspamd"
 	"github.com/mailhook/mailhook/parse"
 	"github.com/mailhook/mailhook/replyaddr"
 )
@@ -42,6 +43,9 @@ type Mail struct {
 	Reply *replyaddr.Result `json:"reply,omitempty"`
 	// ReplyRcpt is the recipient Reply is about.
 	ReplyRcpt string `json:"reply_rcpt,omitempty"`
+	// Spam is rspamd's verdict (ingest/rspamd), nil when rspamd is not
+	// configured.
+	Spam *rspamd.Result `json:"spam,omitempty"`
 	// RawPath is the file holding the whole message as received, with the
 	// Received and Authentication-Results fields mailhook prepended. The
 	// commit step takes ownership of it. Not part of the JSON.

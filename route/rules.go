@@ -31,6 +31,10 @@ type MatchConfig struct {
 	// Reply matches the recipient's signed reply address state: valid,
 	// invalid, expired or none, comma-separated for alternatives (reply.go).
 	Reply string `mapstructure:"reply"`
+	// Spam matches rspamd's verdict and SpamScore its score, like ">= 6"
+	// (spam.go).
+	Spam      *SpamMatchConfig `mapstructure:"spam"`
+	SpamScore string           `mapstructure:"spam_score"`
 }
 
 // StringList accepts a single string or a list of strings in config.

@@ -203,6 +203,10 @@ func newApp(cfg *config.Config, path string, log *slog.Logger) (_ *app, err erro
 	popts := parseOptions(cfg)
 	// Sync webhooks are POSTed during DATA, before the commit.
 	syncStep := &webhook.SyncStep{Sender: a.webhooks.p.Load, OnAttempt: a.onAttempt, OnRefusedAttempt: a.onRefusedAttempt, Logger: log}
+	spam, err := spamOptions(cfg)
+	if err != nil {
+		return nil, err
+	}
 	a.smtp, err = ingest.New(ingest.Options{
 		Hostname:  cfg.Hostname,
 		Policy:    a.policy.Load,
@@ -235,6 +239,7 @@ func newApp(cfg *config.Config, path string, log *slog.Logger) (_ *app, err erro
 		Bounce:       bounceHook(a.srs),
 		BeforeCommit: a.beforeCommit,
 		Observer:     observer{a},
+		Spam:         spam,
 		Logger:       log,
 	})
 	if err != nil {

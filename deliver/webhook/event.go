@@ -12,6 +12,7 @@ import (
 
 	"github.com/mailhook/mailhook/deliver"
 	"github.com/mailhook/mailhook/ingest/auth"
+	"github.com/mailhook/mailhook/ingest/rspamd"
 	"github.com/mailhook/mailhook/parse"
 	"github.com/mailhook/mailhook/replyaddr"
 	"github.com/mailhook/mailhook/route"
@@ -41,6 +42,8 @@ type Event struct {
 	// Reply is the verdict on a signed reply address among the
 	// recipients; absent when none is one (replyaddr).
 	Reply *replyaddr.Result `json:"reply,omitempty"`
+	// Spam is rspamd's verdict, absent when rspamd is not configured.
+	Spam *rspamd.Result `json:"spam,omitempty"`
 	// Raw is the base64 of the whole message as received, only for
 	// endpoints with raw: true.
 	Raw string `json:"raw,omitempty"`
@@ -76,6 +79,11 @@ func newEvent(job *deliver.Job, mail *route.Mail) *Event {
 	m.Attachments = nonNil(m.Attachments)
 	ev.Message = &m
 	addParity(ev, job, mail)
+	if mail.Spam != nil {
+		sp := *mail.Spam
+		sp.Symbols = nonNil(sp.Symbols)
+		ev.Spam = &sp
+	}
 	return ev
 }
 

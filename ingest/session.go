@@ -368,7 +368,16 @@ func (ss *session) data(r io.Reader) (err error) {
 	}
 	mail.RawPath, mail.RawSize = path, size
 	if mail.Message != nil {
-		mail.Message.Headers = deliveredHeaders(prepend, mail.Message.Headers, dropped)
+		orig := mail.Message.Headers
+		if len(orig) != len(hdr.Fields) {
+			// parse did not list the fields one for one (it should):
+			// list them as read, so that the indexes dropped hold.
+			orig = make([][2]string, len(hdr.Fields))
+			for i, f := range hdr.Fields {
+				orig[i] = [2]string{f.Name, f.Value}
+			}
+		}
+		mail.Message.Headers = deliveredHeaders(prepend, orig, dropped)
 	}
 	if o.BeforeCommit != nil {
 		if err := o.BeforeCommit(ss.ctx, mail, decisions); err != nil {

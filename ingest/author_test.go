@@ -218,6 +218,7 @@ func TestRefusedInTheDialogue(t *testing.T) {
 	}{
 		{"control byte in MAIL", "a\x01b@none.test", []string{"support@example.test"}, msg, "553 5.1.7"},
 		{"DEL in MAIL", "ab\x7f@none.test", []string{"support@example.test"}, msg, "553 5.1.7"},
+		{"NUL in MAIL", "a\x00b@none.test", []string{"support@example.test"}, msg, "553 5.1.7"},
 		{"address literal sender, forwarding route", "a@[127.0.0.1]", []string{"fwd@example.test"}, msg, "553 5.1.7"},
 		{"address literal sender, webhook route", "a@[127.0.0.1]", []string{"support@example.test"}, msg, "250 "},
 		{"NUL in DATA", "a@none.test", []string{"support@example.test"}, "From: a@none.test\r\n\r\nnul\x00here\r\n", "550 5.6.0"},

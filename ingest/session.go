@@ -144,7 +144,7 @@ func (ss *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 	if fw, ok := p.Router.(interface {
 		MayForward(rcpt, mailFrom string) bool
 	}); ok &&
-		addressLiteral(ss.mailFrom) && fw.MayForward(addr, ss.mailFrom) {
+		unforwardable(ss.mailFrom) && fw.MayForward(addr, ss.mailFrom) {
 		ss.refused(addr, ErrSenderNotForwardable)
 		return ErrSenderNotForwardable
 	}
@@ -530,9 +530,26 @@ func hasControl(s string) bool {
 	return false
 }
 
-// addressLiteral reports whether addr's domain is an address literal
-// ("[192.0.2.1]", RFC 5321 §4.1.3), which SRS cannot put in a local part.
-func addressLiteral(addr string) bool {
+// unforwardable reports whether SRS cannot rewrite addr: its domain is an
+// address literal ("[192.0.2.1]", RFC 5321 §4.1.3) or its local part is
+// not a dot-atom (go-smtp hands a quoted one over unquoted); neither can
+// go inside the local part of an SRS address.
+func unforwardable(addr string) bool {
 	i := strings.LastIndexByte(addr, '@')
-	return i >= 0 && strings.HasPrefix(addr[i+1:], "[")
+	if i < 0 {
+		return false
+	}
+	local := addr[:i]
+	if strings.HasPrefix(addr[i+1:], "[") || local == "" || local[0] == '.' || local[len(local)-1] == '.' || strings.Contains(local, "..") {
+		return true
+	}
+	for j := 0; j < len(local); j++ {
+		c := local[j]
+		atext := c >= 0x80 || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' ||
+			strings.IndexByte("!#$%&'*+-/=?^_`{|}~.", c) >= 0
+		if !atext {
+			return true
+		}
+	}
+	return false
 }

@@ -108,7 +108,15 @@ const maxStripScan = 64 << 10
 // ("-- ", RFC 3676 §4.3) or "Sent from my …" line, with ">" quoted lines
 // removed and surrounding blank lines trimmed.
 func StripReply(text string) string {
-	lines := strings.Split(normalizeNewlines(text), "\n")
+	return stripReply(text, nil)
+}
+
+// stripReply is StripReply; when work is not nil it adds to it the bytes of
+// text looked at, which the tests compare across input sizes to show that
+// the work grows linearly with the text.
+func stripReply(text string, work *int) string {
+	ls := replyLines{l: strings.Split(normalizeNewlines(text), "\n"), work: work}
+	lines := ls.l
 	cut := len(lines)
 	scanned := 0
 	for i := range lines {
@@ -117,17 +125,24 @@ func StripReply(text string) string {
 		if scanned += len(lines[i]) + 1; scanned > maxStripScan {
 			break
 		}
-		if isQuoted(lines[i]) {
+		if isQuoted(ls.at(i)) {
 			continue
 		}
-		if c, ok := cutAt(lines, i); ok {
+		if c, ok := ls.cutAt(i); ok {
 			cut = c
 			break
 		}
 	}
-	var b strings.Builder
-	blank := 0
+	// What is kept is at most the lines before the cut: one allocation.
+	size := 0
 	for _, l := range lines[:cut] {
+		size += len(l) + 1
+	}
+	var b strings.Builder
+	b.Grow(size)
+	blank := 0
+	for i := range lines[:cut] {
+		l := ls.at(i)
 		if isQuoted(l) {
 			continue
 		}
@@ -151,10 +166,29 @@ func isQuoted(l string) bool {
 	return strings.HasPrefix(strings.TrimLeft(l, " \t"), ">")
 }
 
+// replyLines are the lines of a reply, read through at so that the work
+// of looking at them can be counted.
+type replyLines struct {
+	l    []string
+	work *int
+}
+
+func (r replyLines) at(j int) string {
+	if r.work != nil {
+		*r.work += len(r.l[j]) + 1
+	}
+	return r.l[j]
+}
+
 // cutAt reports whether the quoted part or signature starts at line i, and
 // the line to cut at (which may be an earlier separator line).
 func cutAt(lines []string, i int) (int, bool) {
-	raw := lines[i]
+	return replyLines{l: lines}.cutAt(i)
+}
+
+func (r replyLines) cutAt(i int) (int, bool) {
+	lines := r.l
+	raw := r.at(i)
 	t := strings.TrimSpace(unicodeSpaces.Replace(raw))
 	if t == "" {
 		return 0, false
@@ -173,13 +207,14 @@ func cutAt(lines []string, i int) (int, bool) {
 	if colon && len(t) < 1000 && (t[0] == 'F' || t[0] == 'f' || t[0] == '*') && oneLineHeaderRE.MatchString(t) {
 		return i, true
 	}
-	if colon && len(t) < 500 && fromLabelRE.MatchString(t) && headerBlockFollows(lines, i) {
+	if colon && len(t) < 500 && fromLabelRE.MatchString(t) && r.headerBlockFollows(i) {
 		// Outlook puts a rule of underscores above the block.
 		for j := i - 1; j >= 0 && j >= i-3; j-- {
-			if underscoreRE.MatchString(lines[j]) {
+			l := r.at(j)
+			if underscoreRE.MatchString(l) {
 				return j, true
 			}
-			if strings.TrimSpace(lines[j]) != "" {
+			if strings.TrimSpace(l) != "" {
 				break
 			}
 		}
@@ -187,7 +222,7 @@ func cutAt(lines []string, i int) (int, bool) {
 	}
 	if underscoreRE.MatchString(t) {
 		for j := i + 1; j < len(lines) && j <= i+3; j++ {
-			if fromLabelRE.MatchString(lines[j]) {
+			if fromLabelRE.MatchString(r.at(j)) {
 				return i, true
 			}
 		}
@@ -196,8 +231,9 @@ func cutAt(lines []string, i int) (int, bool) {
 	joined := strings.TrimLeft(t, "*_ ")
 	for k := 0; k < 3 && i+k < len(lines); k++ {
 		if k > 0 {
-			next := strings.TrimSpace(unicodeSpaces.Replace(lines[i+k]))
-			if next == "" || isQuoted(lines[i+k]) {
+			l := r.at(i + k)
+			next := strings.TrimSpace(unicodeSpaces.Replace(l))
+			if next == "" || isQuoted(l) {
 				break
 			}
 			joined += " " + next
@@ -215,8 +251,9 @@ func cutAt(lines []string, i int) (int, bool) {
 	cand := t
 	for k := 0; k < 2 && i+k < len(lines); k++ {
 		if k > 0 {
-			next := strings.TrimSpace(lines[i+k])
-			if next == "" || isQuoted(lines[i+k]) {
+			l := r.at(i + k)
+			next := strings.TrimSpace(l)
+			if next == "" || isQuoted(l) {
 				break
 			}
 			cand += " " + next
@@ -226,10 +263,11 @@ func cutAt(lines []string, i int) (int, bool) {
 			continue
 		}
 		for j := i + k + 1; j < len(lines) && j <= i+k+2; j++ {
-			if isQuoted(lines[j]) {
+			l := r.at(j)
+			if isQuoted(l) {
 				return i, true
 			}
-			if strings.TrimSpace(lines[j]) != "" {
+			if strings.TrimSpace(l) != "" {
 				break
 			}
 		}
@@ -239,10 +277,11 @@ func cutAt(lines []string, i int) (int, bool) {
 
 // headerBlockFollows reports whether at least two header labels follow
 // line i within the next six lines.
-func headerBlockFollows(lines []string, i int) bool {
+func (r replyLines) headerBlockFollows(i int) bool {
+	lines := r.l
 	n := 0
 	for j := i + 1; j < len(lines) && j <= i+6; j++ {
-		if len(lines[j]) < 500 && strings.ContainsAny(lines[j], ":：") && headerLabelRE.MatchString(lines[j]) {
+		if l := r.at(j); len(l) < 500 && strings.ContainsAny(l, ":：") && headerLabelRE.MatchString(l) {
 			n++
 			if n >= 2 {
 				return true

@@ -120,3 +120,19 @@ func bench4MHTML() []byte {
 
 func BenchmarkParse4MText(b *testing.B) { benchParse(b, bench4MText()) }
 func BenchmarkParse4MHTML(b *testing.B) { benchParse(b, bench4MHTML()) }
+
+// BenchmarkStripReply100K strips a 100 KB body of plain lines with nothing
+// to cut (the body Postfix's smtp-source sends): every line of the scanned
+// prefix is looked at.
+func BenchmarkStripReply100K(b *testing.B) {
+	var sb strings.Builder
+	for i := 0; sb.Len() < 100<<10; i++ {
+		fmt.Fprintf(&sb, "%d%s\n", i%10, strings.Repeat("X", 78))
+	}
+	text := sb.String()
+	b.SetBytes(int64(len(text)))
+	b.ReportAllocs()
+	for b.Loop() {
+		StripReply(text)
+	}
+}

@@ -3,6 +3,7 @@ package parse
 import (
 	"regexp"
 	"strings"
+	"unicode/utf8"
 )
 
 // Reply stripping. A reply is cut at the first line that starts the quoted
@@ -98,6 +99,17 @@ var underscoreRE = regexp.MustCompile(`^\s*_{10,}\s*$`)
 // the expressions' \s matches them.
 var unicodeSpaces = strings.NewReplacer("\u00a0", " ", "\u202f", " ", "\u2009", " ", "\u2007", " ", "\u3000", " ")
 
+// plainSpaces is unicodeSpaces.Replace(s), skipped for ASCII lines (most
+// lines): the replacer costs more than the check.
+func plainSpaces(s string) string {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= utf8.RuneSelf {
+			return unicodeSpaces.Replace(s)
+		}
+	}
+	return s
+}
+
 // maxStripScan is how much text StripReply searches for the start of the
 // quoted part.
 const maxStripScan = 64 << 10
@@ -189,7 +201,7 @@ func cutAt(lines []string, i int) (int, bool) {
 func (r replyLines) cutAt(i int) (int, bool) {
 	lines := r.l
 	raw := r.at(i)
-	t := strings.TrimSpace(unicodeSpaces.Replace(raw))
+	t := strings.TrimSpace(plainSpaces(raw))
 	if t == "" {
 		return 0, false
 	}
@@ -201,7 +213,9 @@ func (r replyLines) cutAt(i int) (int, bool) {
 	// plain text.
 	short := len(t) < 120
 	colon := strings.ContainsAny(t, ":：")
-	if short && separatorRE.MatchString(t) || len(t) < 60 && sentFromRE.MatchString(t) {
+	// Every separator has a colon or dashes, but one Chinese form.
+	separator := colon || strings.Contains(t, "--") || strings.Contains(t, "转发的邮件")
+	if short && separator && separatorRE.MatchString(t) || len(t) < 60 && sentFromRE.MatchString(t) {
 		return i, true
 	}
 	if colon && len(t) < 1000 && (t[0] == 'F' || t[0] == 'f' || t[0] == '*') && oneLineHeaderRE.MatchString(t) {
@@ -227,28 +241,36 @@ func (r replyLines) cutAt(i int) (int, bool) {
 			}
 		}
 	}
-	// Attribution lines, possibly wrapped over up to three lines.
-	joined := strings.TrimLeft(t, "*_ ")
+	// Attribution lines, possibly wrapped over up to three lines. Lines
+	// are joined only when the last one ends in a colon: most do not.
+	parts := [3]string{strings.TrimLeft(t, "*_ ")}
+	n := len(parts[0])
 	for k := 0; k < 3 && i+k < len(lines); k++ {
 		if k > 0 {
 			l := r.at(i + k)
-			next := strings.TrimSpace(unicodeSpaces.Replace(l))
+			next := strings.TrimSpace(plainSpaces(l))
 			if next == "" || isQuoted(l) {
 				break
 			}
-			joined += " " + next
+			parts[k] = next
+			n += 1 + len(next)
 		}
-		if len(joined) > 600 {
+		if n > 600 {
 			break
 		}
-		if j := strings.TrimRight(joined, "*_ "); (strings.HasSuffix(j, ":") || strings.HasSuffix(j, "：")) && isAttribution(j) {
+		last := k
+		for last > 0 && strings.TrimRight(parts[last], "*_ ") == "" {
+			last--
+		}
+		if endsInColon(strings.TrimRight(parts[last], "*_ ")) && isAttribution(strings.TrimRight(strings.Join(parts[:k+1], " "), "*_ ")) {
 			return i, true
 		}
 	}
 	// A line ending in a colon that names a date or an address, right
 	// before a quoted block, is an attribution in any language (Gmail in
 	// Russian or Japanese writes only the date and the sender).
-	cand := t
+	cand := [2]string{t}
+	n = len(t)
 	for k := 0; k < 2 && i+k < len(lines); k++ {
 		if k > 0 {
 			l := r.at(i + k)
@@ -256,10 +278,10 @@ func (r replyLines) cutAt(i int) (int, bool) {
 			if next == "" || isQuoted(l) {
 				break
 			}
-			cand += " " + next
+			cand[k] = next
+			n += 1 + len(next)
 		}
-		if !(strings.HasSuffix(cand, ":") || strings.HasSuffix(cand, "：")) || len(cand) > 400 ||
-			!(strings.Contains(cand, "@") || strings.ContainsAny(cand, "0123456789")) {
+		if !endsInColon(cand[k]) || n > 400 || !(namesDateOrAddress(cand[0]) || namesDateOrAddress(cand[1])) {
 			continue
 		}
 		for j := i + k + 1; j < len(lines) && j <= i+k+2; j++ {
@@ -273,6 +295,14 @@ func (r replyLines) cutAt(i int) (int, bool) {
 		}
 	}
 	return 0, false
+}
+
+func endsInColon(s string) bool {
+	return strings.HasSuffix(s, ":") || strings.HasSuffix(s, "：")
+}
+
+func namesDateOrAddress(s string) bool {
+	return strings.Contains(s, "@") || strings.ContainsAny(s, "0123456789")
 }
 
 // headerBlockFollows reports whether at least two header labels follow

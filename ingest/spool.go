@@ -181,19 +181,28 @@ func (s *spool) discard() {
 	}
 }
 
-// finalize writes the message as it will be stored and delivered to a new
-// file in dir: our trace fields first (RFC 5321 §4.4: each server prepends),
-// then the original header without any Authentication-Results that claims
-// to come from us (RFC 8601 §5: a forgery), then the body, copied in the
-// kernel where the file system allows. It returns the new file's path and
-// size. forged nil means no field needs removing. The spool file is
-// removed.
-func (s *spool) finalize(dir, id string, prepend []Field, forged func(value string) bool) (string, int64, error) {
+// finalize writes the message as it will be stored and delivered: our
+// trace fields first (RFC 5321 §4.4: each server prepends), then the
+// original header without any Authentication-Results that claims to come
+// from us (RFC 8601 §5: a forgery), then the body. A message that stayed in
+// memory is returned as bytes (raw): it reaches the disk once, in the
+// queue's commit, with no file of its own. A larger one is written to a new
+// file in dir, the body copied in the kernel where the file system allows;
+// its path is returned. forged nil means no field needs removing. The spool
+// file is removed.
+func (s *spool) finalize(dir, id string, prepend []Field, forged func(value string) bool) (path string, raw []byte, size int64, err error) {
 	defer s.discard()
-	src := s.reader()
+	if s.f == nil {
+		var b bytes.Buffer
+		b.Grow(int(s.size) + 1024)
+		if err := s.writeFinal(&b, prepend, forged); err != nil {
+			return "", nil, 0, err
+		}
+		return "", b.Bytes(), int64(b.Len()), nil
+	}
 	out, err := os.Create(filepath.Join(dir, "msg-"+id+".eml"))
 	if err != nil {
-		return "", 0, fmt.Errorf("ingest: spool: %w", err)
+		return "", nil, 0, fmt.Errorf("ingest: spool: %w", err)
 	}
 	ok := false
 	defer func() {
@@ -202,11 +211,28 @@ func (s *spool) finalize(dir, id string, prepend []Field, forged func(value stri
 			os.Remove(out.Name())
 		}
 	}()
+	if err := s.writeFinal(out, prepend, forged); err != nil {
+		return "", nil, 0, err
+	}
+	st, err := out.Stat()
+	if err != nil {
+		return "", nil, 0, fmt.Errorf("ingest: spool: %w", err)
+	}
+	if err := out.Close(); err != nil {
+		return "", nil, 0, fmt.Errorf("ingest: spool: %w", err)
+	}
+	ok = true
+	return out.Name(), nil, st.Size(), nil
+}
+
+// writeFinal writes the message as finalize describes to out.
+func (s *spool) writeFinal(out io.Writer, prepend []Field, forged func(value string) bool) error {
+	src := s.reader()
 	br := bufio.NewReaderSize(src, 32<<10)
 	w := bufio.NewWriterSize(out, 32<<10)
 	for _, f := range prepend {
 		if _, err := fmt.Fprintf(w, "%s: %s\r\n", f.Name, f.Value); err != nil {
-			return "", 0, fmt.Errorf("ingest: spool: %w", err)
+			return fmt.Errorf("ingest: spool: %w", err)
 		}
 	}
 	// The header is read and written again only when there is something
@@ -220,7 +246,7 @@ func (s *spool) finalize(dir, id string, prepend []Field, forged func(value stri
 		// Nothing to remove, or a header go-message cannot read (too many
 		// or too long lines): keep the message exactly as received.
 		if _, err := src.Seek(0, io.SeekStart); err != nil {
-			return "", 0, fmt.Errorf("ingest: spool: %w", err)
+			return fmt.Errorf("ingest: spool: %w", err)
 		}
 		br.Reset(src)
 	} else {
@@ -231,26 +257,18 @@ func (s *spool) finalize(dir, id string, prepend []Field, forged func(value stri
 			}
 		}
 		if err := textproto.WriteHeader(w, hdr); err != nil {
-			return "", 0, fmt.Errorf("ingest: spool: %w", err)
+			return fmt.Errorf("ingest: spool: %w", err)
 		}
 	}
 	if err := w.Flush(); err != nil {
-		return "", 0, fmt.Errorf("ingest: spool: %w", err)
+		return fmt.Errorf("ingest: spool: %w", err)
 	}
 	// bufio.Reader.WriteTo hands the rest to out.ReadFrom, which for a
 	// spool file uses copy_file_range on Linux.
 	if _, err := br.WriteTo(out); err != nil {
-		return "", 0, fmt.Errorf("ingest: spool: %w", err)
+		return fmt.Errorf("ingest: spool: %w", err)
 	}
-	st, err := out.Stat()
-	if err != nil {
-		return "", 0, fmt.Errorf("ingest: spool: %w", err)
-	}
-	if err := out.Close(); err != nil {
-		return "", 0, fmt.Errorf("ingest: spool: %w", err)
-	}
-	ok = true
-	return out.Name(), st.Size(), nil
+	return nil
 }
 
 var errNothingToRemove = errors.New("nothing to remove")

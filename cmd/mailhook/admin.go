@@ -145,6 +145,9 @@ func (a *app) beforeCommit(ctx context.Context, m *route.Mail, d []route.Decisio
 	if base := a.cfg.Admin.PublicURL; base != "" && m.Message != nil {
 		admin.AttachmentKey(a.attachKey).FillAttachmentURLs(m.Message, strings.TrimSuffix(base, "/"), m.ID, time.Now().Add(a.cfg.Retention))
 	}
+	if m.RawPath == "" {
+		return nil // held in memory: RecordAccepted keeps m.Raw
+	}
 	if err := a.activity.KeepRaw(m.ID, m.RawPath); err != nil {
 		a.log.Warn("activity: keeping the raw message", "msg_id", m.ID, "error", err)
 	}

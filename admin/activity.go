@@ -182,9 +182,9 @@ func OpenActivity(dir string, opts ActivityOptions) (*Activity, error) {
 		db.Close()
 		return nil, fmt.Errorf("admin: activity: open %s: %w", path, err)
 	}
-	// Concurrent Record calls share one fsync; a lone caller waits at most
-	// this long for company.
-	db.MaxBatchDelay = 2 * time.Millisecond
+	// Concurrent Record calls share one transaction; a lone caller waits
+	// at most this long for company (history may lag by as much).
+	db.MaxBatchDelay = 10 * time.Millisecond
 	a.db = db
 	return a, nil
 }

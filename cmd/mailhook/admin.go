@@ -33,8 +33,10 @@ func (a *app) openAdmin() error {
 	a.activity = act
 	a.activityCh = make(chan func(), 10000)
 	a.activityDone = make(chan struct{})
-	// Several writers, so that the store's batches gather their records.
-	const writers = 8
+	// Many writers, so that the store's batches gather many records into
+	// one transaction (one commit's page writes for dozens of records, not
+	// one each); they only wait on the batch.
+	const writers = 64
 	var wg sync.WaitGroup
 	for range writers {
 		wg.Add(1)

@@ -1052,19 +1052,7 @@ func moveDurably(src, dst, dir string) error {
 
 // writeDurably writes b to a new file at dst, fsyncs it and its directory.
 func writeDurably(dst string, b []byte, dir string) error {
-	f, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return err
-	}
-	_, err = f.Write(b)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		os.Remove(dst)
+	if err := createSynced(dst, bytes.NewReader(b)); err != nil {
 		return fmt.Errorf("write raw file: %w", err)
 	}
 	return syncDir(dir)
@@ -1076,11 +1064,17 @@ func copyFile(src, dst string) error {
 		return err
 	}
 	defer in.Close()
+	return createSynced(dst, in)
+}
+
+// createSynced creates dst (which must not exist) with the bytes of r and
+// fsyncs it; on failure dst is removed.
+func createSynced(dst string, r io.Reader) error {
 	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return err
 	}
-	_, err = io.Copy(out, in)
+	_, err = io.Copy(out, r)
 	if err == nil {
 		err = out.Sync()
 	}

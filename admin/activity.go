@@ -26,6 +26,7 @@ import (
 
 	"github.com/mailhook/mailhook/deliver"
 	"github.com/mailhook/mailhook/ingest/auth"
+	"github.com/mailhook/mailhook/ingest/rspamd"
 	"github.com/mailhook/mailhook/parse"
 	"github.com/mailhook/mailhook/route"
 )
@@ -232,6 +233,7 @@ type MessageDetail struct {
 	RawSize   int64            `json:"raw_size"`
 	Envelope  route.Envelope   `json:"envelope"`
 	Auth      *auth.Results    `json:"auth"`
+	Spam      *rspamd.Result   `json:"spam,omitempty"`
 	Message   *parse.Message   `json:"message"`
 	Decisions []route.Decision `json:"decisions"`
 	Jobs      []JobRecord      `json:"jobs"`
@@ -327,6 +329,7 @@ func (a *Activity) RecordAccepted(mail *route.Mail, decisions []route.Decision, 
 		RawSize:   mail.RawSize,
 		Envelope:  mail.Envelope,
 		Auth:      mail.Auth,
+		Spam:      mail.Spam,
 		Decisions: decisions,
 	}
 	d.ID = mail.ID

@@ -326,6 +326,9 @@ func (ss *session) data(r io.Reader) (err error) {
 			return ErrDNSTempFailure
 		}
 	}
+	if err := ss.checkSpam(ss.ctx, sp, mail); err != nil {
+		return err
+	}
 
 	decisions := make([]route.Decision, 0, len(ss.rcpts))
 	for _, rcpt := range ss.rcpts {

@@ -193,6 +193,10 @@ func newApp(cfg *config.Config, path string, log *slog.Logger) (_ *app, err erro
 		tlsConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	}
 	popts := parseOptions(cfg)
+	spam, err := spamOptions(cfg)
+	if err != nil {
+		return nil, err
+	}
 	a.smtp, err = ingest.New(ingest.Options{
 		Hostname:  cfg.Hostname,
 		Policy:    a.policy.Load,
@@ -225,6 +229,7 @@ func newApp(cfg *config.Config, path string, log *slog.Logger) (_ *app, err erro
 		Bounce:       bounceHook(a.srs),
 		BeforeCommit: a.beforeCommit,
 		Observer:     observer{a},
+		Spam:         spam,
 		Logger:       log,
 	})
 	if err != nil {

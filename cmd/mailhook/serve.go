@@ -234,7 +234,11 @@ func newApp(cfg *config.Config, path string, log *slog.Logger) (_ *app, err erro
 		DeferOnTempError: cfg.Verify.OnTempError == "defer",
 		MultipleFrom:     cfg.Verify.MultipleFrom,
 		CheckLoop: func(h *header.Header) error {
-			return relay.CheckLoop(relay.FactsOf(h.Fields), cfg.Hostname, cfg.Relay.MaxReceived)
+			hf := relay.FactsOf(h.Fields)
+			// The stored copy the relay checks again also carries the
+			// Received field ingest prepends.
+			hf.Received++
+			return relay.CheckLoop(hf, cfg.Hostname, cfg.Relay.MaxReceived)
 		},
 		Bounce:       bounceHook(a.srs),
 		BeforeCommit: a.beforeCommit,

@@ -143,7 +143,9 @@ func (c *Committer) Commit(ctx context.Context, m *route.Mail, d []route.Decisio
 	if c.Sync != nil && len(jobs) > 0 {
 		var err error
 		if queued, err = c.Sync(ctx, m, jobs); err != nil {
-			os.Remove(m.RawPath)
+			if m.RawPath != "" {
+				os.Remove(m.RawPath)
+			}
 			return err
 		}
 	}

@@ -1,6 +1,7 @@
 package webhook
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -175,7 +176,14 @@ func (st *SyncStep) Run(ctx context.Context, m *route.Mail, jobs []*deliver.Job)
 	if len(syncJobs) == 0 {
 		return jobs, nil
 	}
-	raw := func() (io.ReadCloser, error) { return os.Open(m.RawPath) }
+	// The raw message is in memory (small ones) or in the spool file,
+	// until the queue's commit takes it.
+	raw := func() (io.ReadCloser, error) {
+		if m.Raw != nil {
+			return io.NopCloser(bytes.NewReader(m.Raw)), nil
+		}
+		return os.Open(m.RawPath)
+	}
 	results := make([]syncResult, len(syncJobs))
 	var wg sync.WaitGroup
 	for i, j := range syncJobs {

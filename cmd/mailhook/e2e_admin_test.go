@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mailhook/mailhook/ingest/auth/dnstest"
+	"github.com/mailhook/mailhook/dns/dnstest"
 )
 
 func httpGet(t *testing.T, url, token string) (int, string) {

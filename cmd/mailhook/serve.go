@@ -20,6 +20,7 @@ import (
 	"github.com/mailhook/mailhook/deliver"
 	"github.com/mailhook/mailhook/deliver/boltq"
 	"github.com/mailhook/mailhook/deliver/relay"
+	"github.com/mailhook/mailhook/dns"
 	"github.com/mailhook/mailhook/header"
 	"github.com/mailhook/mailhook/ingest"
 	"github.com/mailhook/mailhook/ingest/auth"
@@ -138,10 +139,18 @@ func newApp(cfg *config.Config, path string, log *slog.Logger) (_ *app, err erro
 	if err := a.openMailbox(); err != nil {
 		return nil, err
 	}
+	// One resolver, with one cache, for verification and the relay.
+	resolver, err := dns.NewResolver(dns.ResolverOptions{
+		Server:  cfg.Verify.DNSResolver,
+		Timeout: cfg.Verify.LookupTimeout,
+		Logger:  log,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("verify: resolver: %w", err)
+	}
 	verifier, err := auth.NewVerifier(auth.Options{
-		Resolver:       cfg.Verify.DNSResolver,
+		DNS:            resolver,
 		AuthServID:     cfg.Hostname,
-		LookupTimeout:  cfg.Verify.LookupTimeout,
 		MessageTimeout: cfg.Verify.MessageTimeout,
 		MaxHeaderBytes: int(cfg.Parse.MaxHeaderBytes),
 		Logger:         log,
@@ -162,7 +171,7 @@ func newApp(cfg *config.Config, path string, log *slog.Logger) (_ *app, err erro
 	if err := a.openAdmin(); err != nil {
 		return nil, err
 	}
-	handlers, err := a.handlers(verifier.Resolver())
+	handlers, err := a.handlers(resolver)
 	if err != nil {
 		return nil, err
 	}

@@ -14,7 +14,7 @@ import (
 
 	"github.com/emersion/go-msgauth/dkim"
 
-	"github.com/mailhook/mailhook/ingest/auth/dnstest"
+	"github.com/mailhook/mailhook/dns/dnstest"
 )
 
 func TestDKIMRFCVectors(t *testing.T) {

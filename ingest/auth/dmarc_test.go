@@ -6,8 +6,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/mailhook/mailhook/dns/dnstest"
 	"github.com/mailhook/mailhook/header"
-	"github.com/mailhook/mailhook/ingest/auth/dnstest"
 )
 
 const dmarcZone = `

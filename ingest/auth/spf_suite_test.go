@@ -19,7 +19,7 @@ import (
 	"github.com/miekg/dns"
 	"go.yaml.in/yaml/v3"
 
-	"github.com/mailhook/mailhook/ingest/auth/dnstest"
+	"github.com/mailhook/mailhook/dns/dnstest"
 	"github.com/mailhook/mailhook/internal/testenv"
 )
 

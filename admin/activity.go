@@ -40,13 +40,6 @@ const (
 	StatusDropped   = "dropped"             // no jobs (a drop rule), or every job dropped by an operator
 )
 
-// Attempt outcomes given to RecordAttempt.
-const (
-	OutcomeDelivered = "delivered"
-	OutcomeRetry     = "retry"
-	OutcomeDead      = "dead"
-)
-
 // Job statuses in JobRecord.Status (besides StatusQueued, StatusDelivered,
 // StatusRetrying and StatusDead).
 const jobDropped = "dropped"
@@ -547,21 +540,24 @@ func (a *Activity) Refusals(since time.Time, limit int) ([]Refused, error) {
 	return out, err
 }
 
-// RecordAttempt records one delivery attempt of job and its outcome
-// (OutcomeDelivered, OutcomeRetry or OutcomeDead): it appends to the
-// message's timeline and updates the job's and the message's status.
-func (a *Activity) RecordAttempt(job *deliver.Job, at deliver.Attempt, outcome string) error {
+// RecordAttempt records one delivery attempt of job and how the Runner
+// settled it: it appends to the message's timeline and updates the job's
+// and the message's status. A released attempt (mailhook stopping) leaves
+// the job queued and counts as neither delivered nor failed.
+func (a *Activity) RecordAttempt(job *deliver.Job, at deliver.Attempt, outcome deliver.Settlement) error {
 	if job == nil || job.ID == "" || job.MsgID == "" {
 		return errors.New("admin: activity: record attempt: job without id or message id")
 	}
 	var status string
 	switch outcome {
-	case OutcomeDelivered:
+	case deliver.SettleDelivered:
 		status = StatusDelivered
-	case OutcomeRetry:
+	case deliver.SettleRetry:
 		status = StatusRetrying
-	case OutcomeDead:
+	case deliver.SettleDead:
 		status = StatusDead
+	case deliver.SettleReleased:
+		status = StatusQueued
 	default:
 		return fmt.Errorf("admin: activity: record attempt: unknown outcome %q", outcome)
 	}
@@ -569,7 +565,7 @@ func (a *Activity) RecordAttempt(job *deliver.Job, at deliver.Attempt, outcome s
 	if at.At.IsZero() {
 		at.At = now
 	}
-	ar := newAttemptRecord(at, outcome)
+	ar := newAttemptRecord(at, string(outcome))
 	ar.Error, ar.Response = truncUTF8(ar.Error, maxErrorText), truncUTF8(ar.Response, maxResponse)
 	err := a.db.Batch(func(tx *bolt.Tx) error {
 		rec, err := getRecord(tx, job.MsgID)
@@ -600,13 +596,16 @@ func (a *Activity) RecordAttempt(job *deliver.Job, at deliver.Attempt, outcome s
 		}
 		rec.addEvent(Event{
 			At: ar.At, Type: "attempt", JobID: job.ID, Kind: string(job.Kind), Target: job.Target,
-			Outcome: outcome, Status: ar.Status, LatencyMS: ar.LatencyMS, Error: ar.Error,
+			Outcome: string(outcome), Status: ar.Status, LatencyMS: ar.LatencyMS, Error: ar.Error,
 		})
 		if err := putRecord(tx, rec, now); err != nil {
 			return err
 		}
+		if outcome == deliver.SettleReleased {
+			return nil
+		}
 		return bumpSeries(tx, ar.At, func(c *seriesCell) {
-			if outcome == OutcomeDelivered {
+			if outcome == deliver.SettleDelivered {
 				c.Delivered++
 			} else {
 				c.Failed++

@@ -51,19 +51,19 @@ func TestDashboardBrowser(t *testing.T) {
 	jobs, _ := e.q.Take(ctx, deliver.Kinds, 1, time.Minute)
 	retry := deliver.Attempt{At: e.clock.Now(), Status: 503, Latency: 231 * time.Millisecond, Error: "webhook: 503 Service Unavailable", Response: "upstream busy"}
 	e.q.Retry(ctx, jobs[0], e.clock.Now(), retry)
-	e.act.RecordAttempt(jobs[0], retry, OutcomeRetry)
+	e.act.RecordAttempt(jobs[0], retry, deliver.SettleRetry)
 	e.act.RecordSent(jobs[0].ID, []byte(`{"type":"message.received","id":"fire","route":"tickets"}`))
 	jobs, _ = e.q.Take(ctx, deliver.Kinds, 1, time.Minute)
 	ok := deliver.Attempt{At: e.clock.Now(), Status: 200, Latency: 48 * time.Millisecond}
 	e.q.Ack(ctx, jobs[0])
-	e.act.RecordAttempt(jobs[0], ok, OutcomeDelivered)
+	e.act.RecordAttempt(jobs[0], ok, deliver.SettleDelivered)
 	// A dead letter.
 	e.clock.Add(time.Second)
 	accept(t, e.q, e.act, mailOpts{id: "lost", rcpt: "sales@example.test", route: "people", received: e.clock.Now()})
 	jobs, _ = e.q.Take(ctx, deliver.Kinds, 1, time.Minute)
 	gone := deliver.Attempt{At: e.clock.Now(), Status: 410, Latency: 12 * time.Millisecond, Error: "webhook: 410 Gone"}
 	e.q.Dead(ctx, jobs[0], gone)
-	e.act.RecordAttempt(jobs[0], gone, OutcomeDead)
+	e.act.RecordAttempt(jobs[0], gone, deliver.SettleDead)
 	deadID := jobs[0].ID
 	e.act.RecordRefused(Refused{RemoteIP: "198.51.100.7", Code: 550, Enhanced: "5.7.1", Reason: "relay_denied", Stage: "rcpt"})
 	for i := range 5 {

@@ -263,9 +263,9 @@ func refusalReason(e *smtp.SMTPError) string {
 }
 
 // onAttempt feeds the metrics and the activity log from the workers.
-func (a *app) onAttempt(job *deliver.Job, mail *route.Mail, at deliver.Attempt, outcome string) {
-	a.metrics.Attempt(string(job.Kind), job.Target, at.Status, at.Latency, outcome)
-	if outcome == "delivered" && mail != nil {
+func (a *app) onAttempt(job *deliver.Job, mail *route.Mail, at deliver.Attempt, outcome deliver.Settlement) {
+	a.metrics.Attempt(string(job.Kind), job.Target, at.Status, at.Latency, string(outcome))
+	if outcome == deliver.SettleDelivered && mail != nil {
 		a.metrics.Delivered(string(job.Kind), time.Since(mail.ReceivedAt))
 	}
 	j := *job

@@ -164,7 +164,7 @@ func (v *Verifier) Verify(ctx context.Context, spf SPFResult, msg io.Reader) (*R
 		_ = hdr.Write(&hb, nil)
 		res.DKIM = v.verifyDKIM(ctx, hdr.Fields, io.MultiReader(&hb, bytes.NewReader(hdr.Rest), br))
 	} else {
-		res.DKIM = []DKIMResult{{Result: "permerror", Error: "header block too large"}}
+		res.DKIM = []DKIMResult{{Result: PermError, Error: "header block too large"}}
 	}
 	if _, err := io.Copy(io.Discard, br); err != nil || rd.err != nil {
 		return nil, fmt.Errorf("auth: read message: %w", errors.Join(rd.err, err))
@@ -174,9 +174,9 @@ func (v *Verifier) Verify(ctx context.Context, spf SPFResult, msg io.Reader) (*R
 		author := header.ReadAuthor(hdr)
 		res.DMARC = v.checkDMARC(ctx, &author, spf, res.DKIM)
 	} else {
-		res.DMARC = DMARCResult{Result: "permerror", Policy: "none"}
+		res.DMARC = DMARCResult{Result: PermError, Policy: "none"}
 	}
-	res.Quarantine = res.DMARC.Result == "fail" && res.DMARC.Policy == "quarantine"
+	res.Quarantine = res.DMARC.Result == Fail && res.DMARC.Policy == "quarantine"
 	res.AuthenticationResults = v.formatAR(res)
 	if v.log.Enabled(ctx, slog.LevelDebug) { // Summary builds a map: only when logged
 		v.log.Debug("message verified", "spf", spf.Result, "dkim", res.Summary()["dkim"],
@@ -190,7 +190,7 @@ func (v *Verifier) Verify(ctx context.Context, spf SPFResult, msg io.Reader) (*R
 // When enforcement is off, ingest should set Quarantine instead, as the
 // Results.Quarantine comment says.
 func (r *Results) Reject() bool {
-	return r != nil && r.DMARC.Result == "fail" && r.DMARC.Policy == "reject"
+	return r != nil && r.DMARC.Result == Fail && r.DMARC.Policy == "reject"
 }
 
 // captureReader remembers the first read error that is not io.EOF, so read

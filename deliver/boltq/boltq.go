@@ -1064,3 +1064,31 @@ func syncDir(dir string) error {
 	}
 	return nil
 }
+
+var _ deliver.NowRetrier = (*Queue)(nil)
+
+// RetryNow implements deliver.NowRetrier.
+func (q *Queue) RetryNow(ctx context.Context, jobID string) error {
+	err := q.db.Update(func(tx *bolt.Tx) error {
+		j, err := getJob(tx, jobID)
+		switch {
+		case err != nil:
+			return err
+		case !j.DeadAt.IsZero():
+			return deliver.ErrIsDead
+		case j.Lease != "":
+			return deliver.ErrInFlight
+		}
+		now := q.now()
+		if !j.NextAt.After(now) {
+			return nil
+		}
+		old := *j
+		j.NextAt = now
+		return replaceJob(tx, &old, j)
+	})
+	if err != nil {
+		return fmt.Errorf("boltq: retry now %s: %w", jobID, err)
+	}
+	return nil
+}

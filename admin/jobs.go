@@ -1,7 +1,9 @@
 package admin
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"strconv"
 
@@ -115,29 +117,46 @@ func (s *Server) retryJob(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"retried": id})
 }
 
-// maxRetryAll bounds the jobs one POST /api/queue/retry brings forward.
+// maxRetryAll bounds the jobs one RetryAllScheduled brings forward.
 const maxRetryAll = 10000
 
 // retryAll is POST /api/queue/retry: every scheduled job's next attempt
 // now.
 func (s *Server) retryAll(w http.ResponseWriter, r *http.Request) {
-	rq, ok := s.retrier(w)
-	if !ok {
+	if _, ok := s.retrier(w); !ok {
 		return
+	}
+	n, err := RetryAllScheduled(r.Context(), s.opts.Queue)
+	if err != nil {
+		s.internalError(w, r, err)
+		return
+	}
+	s.log.Info("scheduled jobs retried now by operator", "jobs", n, "remote_ip", remoteIP(r))
+	writeJSON(w, http.StatusOK, map[string]any{"retried": n})
+}
+
+// RetryAllScheduled makes every job waiting for a retry due now (up to
+// 10000 at a time) and returns how many. q must be a deliver.NowRetrier.
+func RetryAllScheduled(ctx context.Context, q deliver.Queue) (int, error) {
+	rq, ok := q.(deliver.NowRetrier)
+	if !ok {
+		return 0, fmt.Errorf("%T cannot retry jobs early", q)
 	}
 	n, after := 0, ""
 	for n < maxRetryAll {
-		jobs, err := s.opts.Queue.List(r.Context(), deliver.ListOptions{State: deliver.StateScheduled, After: after, Limit: 500})
+		jobs, err := q.List(ctx, deliver.ListOptions{State: deliver.StateScheduled, After: after, Limit: 500})
 		if err != nil {
-			s.internalError(w, r, err)
-			return
+			return n, err
 		}
 		for _, j := range jobs {
-			if err := rq.RetryNow(r.Context(), j.ID); err == nil {
+			err := rq.RetryNow(ctx, j.ID)
+			switch {
+			case err == nil:
 				n++
-			} else if !errors.Is(err, deliver.ErrNotFound) && !errors.Is(err, deliver.ErrInFlight) && !errors.Is(err, deliver.ErrIsDead) {
-				s.internalError(w, r, err)
-				return
+			case errors.Is(err, deliver.ErrNotFound), errors.Is(err, deliver.ErrInFlight), errors.Is(err, deliver.ErrIsDead):
+				// delivered, taken or dead-lettered since the listing
+			default:
+				return n, err
 			}
 		}
 		if len(jobs) < 500 {
@@ -145,6 +164,5 @@ func (s *Server) retryAll(w http.ResponseWriter, r *http.Request) {
 		}
 		after = jobs[len(jobs)-1].ID
 	}
-	s.log.Info("scheduled jobs retried now by operator", "jobs", n, "remote_ip", remoteIP(r))
-	writeJSON(w, http.StatusOK, map[string]any{"retried": n})
+	return n, nil
 }

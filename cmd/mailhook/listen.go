@@ -10,6 +10,7 @@ import (
 	"maps"
 	"net"
 	"net/http"
+	"net/url"
 	"os/signal"
 	"slices"
 	"sync"
@@ -37,25 +38,23 @@ func webhookListen(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 	var secrets multiFlag
 	fs.Var(&secrets, "secret", "a whsec_ secret or whpk_ public key to verify with (repeat for several); default: every webhook's in --config")
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: mailhook webhook listen [ADDR] [--secret whsec_...] [--config FILE]\n\nADDR defaults to %s. Without --secret, the secrets of every webhook in the config are used.\n\n", defaultListenAddr)
+		fmt.Fprintf(stderr, "usage: mailhook webhook listen [ADDR] [--secret whsec_...] [--config FILE]\n\nADDR defaults to where the config's webhook points when that is this machine, else %s.\nWithout --secret, the secrets of every webhook in the config are used.\n\n", defaultListenAddr)
 		fs.PrintDefaults()
 	}
 	pos, err := parseFlags(fs, args)
 	if err != nil {
 		return exitErr(stderr, err)
 	}
-	addr := defaultListenAddr
-	switch len(pos) {
-	case 0:
-	case 1:
-		addr = pos[0]
-	default:
+	if len(pos) > 1 {
 		fs.Usage()
 		return 2
 	}
-	v, from, err := listenVerifier(secrets, *path)
+	v, from, addr, err := listenVerifier(secrets, *path)
 	if err != nil {
 		return exitErr(stderr, err)
+	}
+	if len(pos) == 1 {
+		addr = pos[0]
 	}
 	l, err := net.Listen("tcp", addr)
 	if err != nil {
@@ -78,14 +77,23 @@ func webhookListen(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 }
 
 // listenVerifier builds the verifier from --secret, or else from every
-// webhook of the config file; from says which, for the banner.
-func listenVerifier(flags []string, path string) (*webhook.Verifier, string, error) {
-	v := &webhook.Verifier{}
-	from := "--secret"
+// webhook of the config file; from says which, for the banner. addr is
+// where to listen: the host:port of a webhook of the config on this
+// machine, else defaultListenAddr.
+func listenVerifier(flags []string, path string) (v *webhook.Verifier, from, addr string, err error) {
+	v, from, addr = &webhook.Verifier{}, "--secret", defaultListenAddr
+	cfg, cerr := config.Load(path)
+	if cerr == nil {
+		for _, name := range slices.Sorted(maps.Keys(cfg.Webhooks)) {
+			if u, err := url.Parse(cfg.Webhooks[name].URL); err == nil && u.Scheme == "http" && u.Port() != "" && isLoopbackHost(u.Hostname()) {
+				addr = u.Host
+				break
+			}
+		}
+	}
 	if len(flags) == 0 {
-		cfg, err := config.Load(path)
-		if err != nil {
-			return nil, "", fmt.Errorf("give the webhook's secret with --secret whsec_..., or a config with --config FILE whose webhooks have it (%v)", err)
+		if cerr != nil {
+			return nil, "", "", fmt.Errorf("give the webhook's secret with --secret whsec_..., or a config with --config FILE whose webhooks have it (%v)", cerr)
 		}
 		for _, name := range slices.Sorted(maps.Keys(cfg.Webhooks)) {
 			flags = append(flags, cfg.Webhooks[name].AllSecrets()...)
@@ -96,7 +104,7 @@ func listenVerifier(flags []string, path string) (*webhook.Verifier, string, err
 			}
 		}
 		if len(flags) == 0 {
-			return nil, "", fmt.Errorf("%s defines no webhook secret; give one with --secret whsec_...", path)
+			return nil, "", "", fmt.Errorf("%s defines no webhook secret; give one with --secret whsec_...", path)
 		}
 		from = "the secrets of the webhooks in " + path
 	}
@@ -107,11 +115,19 @@ func listenVerifier(flags []string, path string) (*webhook.Verifier, string, err
 		}
 		k, err := webhook.ParseSecret(s)
 		if err != nil {
-			return nil, "", fmt.Errorf("--secret: %w", err)
+			return nil, "", "", fmt.Errorf("--secret: %w", err)
 		}
 		v.Secrets = append(v.Secrets, k)
 	}
-	return v, from, nil
+	return v, from, addr, nil
+}
+
+func isLoopbackHost(h string) bool {
+	if h == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(h)
+	return ip != nil && ip.IsLoopback()
 }
 
 // maxListenBody bounds one delivery read by the development receiver.

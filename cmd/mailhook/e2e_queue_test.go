@@ -1,0 +1,89 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/mailhook/mailhook/deliver"
+	"github.com/mailhook/mailhook/ingest/auth/dnstest"
+)
+
+// TestQueueThroughAPI: while serve holds the embedded store, `mailhook
+// queue list`, `show` (by every id of the message) and `retry` go through
+// the admin API; a retry brings a delivery scheduled an hour away forward.
+func TestQueueThroughAPI(t *testing.T) {
+	dns := dnstest.Start(t, "")
+	rcv := newReceiver(t, testSecret)
+	var up atomic.Bool
+	rcv.status = func() int {
+		if up.Load() {
+			return 200
+		}
+		return 503
+	}
+	dir := t.TempDir()
+	smtpAddr, adminAddr := freePort(t), freePort(t)
+	cfg := writeConfig(t, dir, smtpAddr, dns.Addr(), rcv.srv.URL+"/hook", "")
+	body := strings.Replace(mustRead(t, cfg), "admin: {listen: \"\"}\n", fmt.Sprintf("admin: {listen: %q, token: \"t0ken\"}\n", adminAddr), 1)
+	body = strings.Replace(body, "schedule: [200ms, 500ms, 1s]", "schedule: [1h]", 1)
+	os.WriteFile(cfg, []byte(body), 0o600)
+	startServe(t, cfg, smtpAddr)
+
+	if err := sendMail(smtpAddr, nil, "a@sender.test", []string{"support@example.test"}, []byte("Message-ID: <one@sender.test>\r\nSubject: retry me\r\n\r\nx\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	var jobs []deliver.Job
+	waitFor(t, 20*time.Second, func() bool {
+		out := run1(t, "queue", "list", "--state", "scheduled", "--json", "--config", cfg)
+		return json.Unmarshal([]byte(out), &jobs) == nil && len(jobs) == 1 && jobs[0].Attempts == 1
+	})
+	job := jobs[0]
+	out := run1(t, "queue", "show", job.ID, "--config", cfg)
+	for _, want := range []string{"message     " + job.MsgID, "subject     retry me", "in the queue: scheduled, next attempt", "503", " ms", "<- " + job.ID} {
+		if !strings.Contains(out, want) {
+			t.Errorf("queue show JOB lacks %q:\n%s", want, out)
+		}
+	}
+
+	up.Store(true)
+	if out := run1(t, "queue", "retry", "--all", "--config", cfg); !strings.Contains(out, "1 scheduled job(s): next attempt now") {
+		t.Errorf("queue retry --all:\n%s", out)
+	}
+	rcv.wait(t, 1, 20*time.Second)
+	stable, _ := rcv.events[0]["id"].(string)
+	if webhookID := rcv.hdrs[0].Get("webhook-id"); webhookID != job.ID {
+		t.Errorf("webhook-id %q, job %q", webhookID, job.ID)
+	}
+	// Every id finds the message: msg_id, the JSON's id, the webhook-id
+	// (the job id), and the Message-ID through the dashboard's search.
+	for _, id := range []string{job.MsgID, stable, job.ID} {
+		var d struct {
+			ID   string `json:"id"`
+			Jobs []struct {
+				ID string `json:"id"`
+			} `json:"jobs"`
+		}
+		waitFor(t, 10*time.Second, func() bool {
+			out, err := exec.Command(binary(t), "queue", "show", id, "--json", "--config", cfg).Output()
+			return err == nil && json.Unmarshal(out, &d) == nil && d.ID == job.MsgID && len(d.Jobs) == 1 && d.Jobs[0].ID == job.ID
+		})
+		if code, b := httpGet(t, "http://"+adminAddr+"/api/messages/"+id, "t0ken"); code != 200 || !strings.Contains(b, job.MsgID) {
+			t.Errorf("GET /api/messages/%s = %d %s", id, code, b)
+		}
+	}
+	for _, q := range []string{"one@sender.test", "RETRY", "a@sender.test", stable} {
+		code, b := httpGet(t, "http://"+adminAddr+"/api/messages?q="+q, "t0ken")
+		if code != 200 || !strings.Contains(b, job.MsgID) {
+			t.Errorf("search %q = %d %s", q, code, b)
+		}
+	}
+	if out, err := exec.Command(binary(t), "queue", "retry", job.ID, "--config", cfg).CombinedOutput(); err == nil || !strings.Contains(string(out), "no job waiting") {
+		t.Errorf("queue retry of a delivered message's job: %v %s", err, out)
+	}
+}

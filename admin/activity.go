@@ -535,6 +535,15 @@ func purgeClaims(bk *bolt.Bucket, now time.Time) error {
 
 // Refusals returns up to limit refusals at or after since, newest first.
 func (a *Activity) Refusals(since time.Time, limit int) ([]Refused, error) {
+	return a.RefusalsMatching(since, limit, nil)
+}
+
+// maxRefusedScan bounds the refusals one RefusalsMatching call examines.
+const maxRefusedScan = 50000
+
+// RefusalsMatching is Refusals keeping only those match accepts (nil
+// accepts all); it examines at most 50000 refusals.
+func (a *Activity) RefusalsMatching(since time.Time, limit int, match func(*Refused) bool) ([]Refused, error) {
 	if limit <= 0 || limit > MaxPageSize {
 		limit = MaxPageSize
 	}
@@ -542,12 +551,14 @@ func (a *Activity) Refusals(since time.Time, limit int) ([]Refused, error) {
 	err := a.db.View(func(tx *bolt.Tx) error {
 		c := tx.Bucket(bRefused).Cursor()
 		floor := timeKey(since, "")
-		for k, v := c.Last(); k != nil && len(out) < limit; k, v = c.Prev() {
+		scanned := 0
+		for k, v := c.Last(); k != nil && len(out) < limit && scanned < maxRefusedScan; k, v = c.Prev() {
 			if string(k) < string(floor) {
 				break
 			}
+			scanned++
 			var r Refused
-			if json.Unmarshal(v, &r) == nil {
+			if json.Unmarshal(v, &r) == nil && (match == nil || match(&r)) {
 				out = append(out, r)
 			}
 		}

@@ -140,6 +140,7 @@ type mailOpts struct {
 	route    string
 	received time.Time
 	raw      string
+	stable   string
 	jobs     []*deliver.Job
 }
 
@@ -158,6 +159,7 @@ func accept(t testing.TB, q deliver.Queue, a *Activity, o mailOpts) (*route.Mail
 	}
 	mail := queuetest.NewMail(t, o.id, o.raw)
 	mail.Envelope.RcptTo = []string{o.rcpt}
+	mail.StableID = o.stable
 	if !o.received.IsZero() {
 		mail.ReceivedAt = o.received
 	}

@@ -605,13 +605,41 @@ func (s *Server) listRefused(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "since: want an RFC 3339 time")
 		return
 	}
-	limit, _ := strconv.Atoi(r.URL.Query().Get("limit"))
-	list, err := s.opts.Activity.Refusals(since, limit)
+	v := r.URL.Query()
+	limit, _ := strconv.Atoi(v.Get("limit"))
+	list, err := s.opts.Activity.RefusalsMatching(since, limit, refusedFilter(v.Get("q"), v.Get("stage"), v.Get("class")))
 	if err != nil {
 		s.internalError(w, r, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"refused": list})
+}
+
+// refusedFilter matches refusals by text (in the client IP, MAIL FROM,
+// recipients or reply), SMTP stage, and reply class ("4xx" or "5xx"); nil
+// when there is nothing to filter by.
+func refusedFilter(text, stage, class string) func(*Refused) bool {
+	text = strings.ToLower(strings.TrimSpace(text))
+	if text == "" && stage == "" && class == "" {
+		return nil
+	}
+	return func(r *Refused) bool {
+		if stage != "" && r.Stage != stage {
+			return false
+		}
+		if class != "" && fmt.Sprintf("%dxx", r.Code/100) != class {
+			return false
+		}
+		if text == "" {
+			return true
+		}
+		for _, f := range append([]string{r.RemoteIP, r.MailFrom, r.Reason, r.Enhanced, strconv.Itoa(r.Code)}, r.Rcpts...) {
+			if strings.Contains(strings.ToLower(f), text) {
+				return true
+			}
+		}
+		return false
+	}
 }
 
 func (s *Server) needQueue(w http.ResponseWriter) bool {

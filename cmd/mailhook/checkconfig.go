@@ -30,7 +30,9 @@ func checkConfig(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 			}
 			return 1
 		}
-		return exitErr(stderr, err)
+		code := exitErr(stderr, err)
+		noConfigHint(stderr, err)
+		return code
 	}
 	describe(stdout, *path, cfg)
 	return 0

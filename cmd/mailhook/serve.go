@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"os"
@@ -67,10 +68,19 @@ func loadConfig(path string, stderr io.Writer) (*config.Config, error) {
 			}
 		} else {
 			fmt.Fprintf(stderr, "mailhook: %v\n", err)
+			noConfigHint(stderr, err)
 		}
 		return nil, err
 	}
 	return cfg, nil
+}
+
+// noConfigHint tells a newcomer where a config comes from when the file is
+// missing.
+func noConfigHint(stderr io.Writer, err error) {
+	if errors.Is(err, fs.ErrNotExist) {
+		fmt.Fprintln(stderr, "mailhook: to start from the example: cp config.example.yaml config.yaml (or give --config FILE, or set $MAILHOOK_CONFIG)")
+	}
 }
 
 func newLogger(c config.Log, w io.Writer) *slog.Logger {

@@ -35,6 +35,9 @@ func checkConfig(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 		return code
 	}
 	describe(stdout, *path, cfg)
+	if _, warn := attachmentBase(cfg); warn != "" {
+		fmt.Fprintf(stdout, "warning    %s\n", warn)
+	}
 	return 0
 }
 

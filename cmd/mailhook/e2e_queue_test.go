@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -85,5 +86,58 @@ func TestQueueThroughAPI(t *testing.T) {
 	}
 	if out, err := exec.Command(binary(t), "queue", "retry", job.ID, "--config", cfg).CombinedOutput(); err == nil || !strings.Contains(string(out), "no job waiting") {
 		t.Errorf("queue retry of a delivered message's job: %v %s", err, out)
+	}
+}
+
+// TestAttachmentURLWithoutPublicURL: without admin.public_url, an
+// attachment over the inline limit gets a URL under the admin listener
+// (and startup and check-config warn); without an admin listener either,
+// the payload's parse_warnings says the attachment has no url.
+func TestAttachmentURLWithoutPublicURL(t *testing.T) {
+	dns := dnstest.Start(t, "")
+	attachment := strings.Repeat("0123456789abcdef", 512) // 8 KiB
+	msg := "From: a@sender.test\r\nTo: support@example.test\r\nSubject: big\r\nMIME-Version: 1.0\r\n" +
+		"Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nsee attached\r\n" +
+		"--b\r\nContent-Type: application/octet-stream\r\nContent-Disposition: attachment; filename=\"data.bin\"\r\nContent-Transfer-Encoding: base64\r\n\r\n" +
+		wrap76(base64.StdEncoding.EncodeToString([]byte(attachment))) + "--b--\r\n"
+	for _, withAdmin := range []bool{true, false} {
+		t.Run(fmt.Sprintf("admin=%v", withAdmin), func(t *testing.T) {
+			rcv := newReceiver(t, testSecret)
+			dir := t.TempDir()
+			smtpAddr, adminAddr := freePort(t), freePort(t)
+			cfg := writeConfig(t, dir, smtpAddr, dns.Addr(), rcv.srv.URL+"/hook", "parse: {inline_limit: 1024}\n")
+			if withAdmin {
+				os.WriteFile(cfg, []byte(strings.Replace(mustRead(t, cfg), "admin: {listen: \"\"}\n", fmt.Sprintf("admin: {listen: %q}\n", adminAddr), 1)), 0o600)
+			}
+			out := run1(t, "check-config", "--config", cfg)
+			p := startServe(t, cfg, smtpAddr)
+			if err := sendMail(smtpAddr, nil, "a@sender.test", []string{"support@example.test"}, []byte(msg)); err != nil {
+				t.Fatal(err)
+			}
+			rcv.wait(t, 1, 20*time.Second)
+			m := rcv.events[0]["message"].(map[string]any)
+			att := m["attachments"].([]any)[0].(map[string]any)
+			url, _ := att["url"].(string)
+			warnings := fmt.Sprint(m["parse_warnings"])
+			if withAdmin {
+				if !strings.HasPrefix(url, "http://"+adminAddr+"/attachments/") {
+					t.Fatalf("attachment url %q, want one under the admin listener %s", url, adminAddr)
+				}
+				if code, got := httpGet(t, url, ""); code != 200 || got != attachment {
+					t.Errorf("GET %s = %d, %d bytes", url, code, len(got))
+				}
+				if !strings.Contains(out, "admin.public_url is not set") || !strings.Contains(p.out.String(), "admin.public_url is not set") {
+					t.Errorf("no warning in check-config or the log:\n%s\n%s", out, p.out.String())
+				}
+			} else {
+				if url != "" || !strings.Contains(warnings, `attachment 0 ("data.bin", 8192 bytes) is over parse.inline_limit and has no url`) {
+					t.Errorf("url %q, parse_warnings %s", url, warnings)
+				}
+				if !strings.Contains(out, "neither content nor url") {
+					t.Errorf("check-config does not warn:\n%s", out)
+				}
+			}
+			p.stop()
+		})
 	}
 }

@@ -129,10 +129,10 @@ func userAdd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	var addrs multiFlag
 	fs.Var(&addrs, "address", "an address of the user (repeat for several)")
 	fs.Usage = func() {
-		fmt.Fprint(stderr, "usage: mailhook user add NAME --address ADDR [--address ADDR...] < password\n\n"+
+		fmt.Fprintf(stderr, "usage: mailhook user add NAME --address ADDR [--address ADDR...] < password\n\n"+
 			"Reads the password (at least 8 characters) from the first line of stdin and prints the\n"+
 			"mailbox.users entry with its bcrypt hash, for example:\n"+
-			"  printf '%s\\n' 'a long password' | mailhook user add carol --address carol@example.test\n\n")
+			"  printf '%%s\\n' 'a long password' | mailhook user add carol --address carol@example.test\n\n")
 		fs.PrintDefaults()
 	}
 	pos, err := parseFlags(fs, args)

@@ -17,6 +17,7 @@ func (s *Server) jobRoutes(m *http.ServeMux) {
 	m.HandleFunc("GET /api/jobs/{id}", s.api(s.getJob))
 	m.HandleFunc("POST /api/jobs/{id}/retry", s.api(s.retryJob))
 	m.HandleFunc("POST /api/queue/retry", s.api(s.retryAll))
+	m.HandleFunc("POST /api/config/diff", s.api(s.configDiff))
 }
 
 // listJobs is GET /api/jobs?kind=&state=&msg_id=&cursor=&limit=: jobs in

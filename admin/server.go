@@ -56,6 +56,9 @@ type ServerOptions struct {
 	SessionTTL time.Duration
 	// Now returns the current time; nil means time.Now.
 	Now func() time.Time
+	// RunningConfig returns the config.Fingerprint of what the server runs
+	// (POST /api/config/diff); nil leaves that endpoint answering 501.
+	RunningConfig func() map[string]string
 }
 
 // Server is the admin listener: health and readiness probes, Prometheus

@@ -103,6 +103,7 @@ func (a *app) adminServer() error {
 		AttachmentOnce: a.cfg.Admin.AttachmentOnce,
 		Logger:         a.log,
 		EnablePprof:    a.cfg.Admin.Pprof,
+		RunningConfig:  func() map[string]string { return *a.running.Load() },
 	})
 	l, err := net.Listen("tcp", a.cfg.Admin.Listen)
 	if err != nil {

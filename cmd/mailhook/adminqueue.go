@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -47,9 +48,26 @@ func newAdminQueue(cfg *config.Config) (*adminQueue, error) {
 }
 
 func (q *adminQueue) do(ctx context.Context, method, path string, out any) error {
-	req, err := http.NewRequestWithContext(ctx, method, q.base+path, nil)
+	return q.send(ctx, method, path, nil, out)
+}
+
+// send calls the API with in (when not nil) as the JSON body and decodes
+// the answer into out (when not nil).
+func (q *adminQueue) send(ctx context.Context, method, path string, in, out any) error {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return err
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, q.base+path, body)
 	if err != nil {
 		return err
+	}
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
 	}
 	req.Header.Set("Authorization", "Bearer "+q.token)
 	resp, err := q.c.Do(req)
@@ -57,17 +75,17 @@ func (q *adminQueue) do(ctx context.Context, method, path string, out any) error
 		return fmt.Errorf("admin API: %w", err)
 	}
 	defer resp.Body.Close()
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 32<<20))
+	answer, _ := io.ReadAll(io.LimitReader(resp.Body, 32<<20))
 	if resp.StatusCode == http.StatusNotFound {
 		return deliver.ErrNotFound
 	}
 	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("admin API: %s %s: %s: %s", method, path, resp.Status, strings.TrimSpace(string(body)))
+		return fmt.Errorf("admin API: %s %s: %s: %s", method, path, resp.Status, strings.TrimSpace(string(answer)))
 	}
 	if out == nil {
 		return nil
 	}
-	return json.Unmarshal(body, out)
+	return json.Unmarshal(answer, out)
 }
 
 func (q *adminQueue) Stats(ctx context.Context) (deliver.Stats, error) {

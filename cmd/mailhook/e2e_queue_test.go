@@ -141,3 +141,41 @@ func TestAttachmentURLWithoutPublicURL(t *testing.T) {
 		})
 	}
 }
+
+// TestReloadNamesRestartKeys: a reload applies routes and logs the changed
+// keys it cannot apply; check-config, asking the running server, says
+// which keys of the file differ from what runs.
+func TestReloadNamesRestartKeys(t *testing.T) {
+	dns := dnstest.Start(t, "")
+	rcv := newReceiver(t, testSecret)
+	dir := t.TempDir()
+	smtpAddr, adminAddr := freePort(t), freePort(t)
+	cfg := writeConfig(t, dir, smtpAddr, dns.Addr(), rcv.srv.URL+"/hook", "")
+	body := strings.Replace(mustRead(t, cfg), "admin: {listen: \"\"}\n", fmt.Sprintf("admin: {listen: %q, token: \"t0ken\"}\n", adminAddr), 1)
+	os.WriteFile(cfg, []byte(body), 0o600)
+	if out := run1(t, "check-config", "--config", cfg); !strings.Contains(out, "no server answers") {
+		t.Errorf("check-config without a server:\n%s", out)
+	}
+	p := startServe(t, cfg, smtpAddr)
+	if out := run1(t, "check-config", "--config", cfg); !strings.Contains(out, "runs this config") {
+		t.Errorf("check-config of the running file:\n%s", out)
+	}
+	// A new route (reloadable) and a new recipient limit (restart).
+	body = strings.Replace(body, "smtp: {listen:", "smtp: {max_recipients: 7, listen:", 1) +
+		"  - name: sales\n    match: {rcpt: \"sales@example.test\"}\n    actions: [{webhook: tickets}]\n"
+	os.WriteFile(cfg, []byte(body), 0o600)
+	waitFor(t, 10*time.Second, func() bool { return strings.Contains(p.out.String(), "need a restart") })
+	if log := p.out.String(); !strings.Contains(log, "keys=smtp.max_recipients") {
+		t.Errorf("the reload log does not name smtp.max_recipients:\n%s", log)
+	}
+	out := run1(t, "check-config", "--config", cfg)
+	if !strings.Contains(out, "differs in 1 key(s)") || !strings.Contains(out, "need a restart: smtp.max_recipients") || strings.Contains(out, "routes") && strings.Contains(out, "reload (SIGHUP") {
+		t.Errorf("check-config after the reload:\n%s", out)
+	}
+	// The token changed in the file: the server still has the old one.
+	os.WriteFile(cfg, []byte(strings.Replace(body, "t0ken", "n3w-t0ken", 1)), 0o600)
+	if out := run1(t, "check-config", "--config", cfg); !strings.Contains(out, "refuses this file's admin.token") {
+		t.Errorf("check-config with a new token:\n%s", out)
+	}
+	p.stop()
+}

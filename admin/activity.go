@@ -706,8 +706,12 @@ func (a *Activity) RecordSent(jobID string, body []byte) error {
 
 // newAttemptRecord is at as the activity store and the API show it.
 func newAttemptRecord(at deliver.Attempt, outcome string) AttemptRecord {
+	class := statusClass(at.Status)
+	if at.Status == 0 && at.Error == "" {
+		class = "none" // no reply code and no error: a mailbox append
+	}
 	return AttemptRecord{
-		At: at.At, Status: at.Status, StatusClass: statusClass(at.Status),
+		At: at.At, Status: at.Status, StatusClass: class,
 		LatencyMS: float64(at.Latency) / float64(time.Millisecond),
 		Error:     at.Error, Response: at.Response, Outcome: outcome,
 	}

@@ -1,9 +1,7 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -148,9 +146,12 @@ func printMessage(w io.Writer, d *admin.MessageDetail, asked string, now time.Ti
 			fmt.Fprintf(w, "  rcpts     %s\n", strings.Join(j.Rcpts, ", "))
 		}
 		for i, a := range j.Attempts {
-			result := a.StatusClass
-			if a.Status != 0 {
+			result := "ok"
+			switch {
+			case a.Status != 0:
 				result = fmt.Sprint(a.Status)
+			case a.Error != "":
+				result = "error"
 			}
 			fmt.Fprintf(w, "  attempt %d %s  %s  %.1f ms", i+1, a.At.Local().Format(time.DateTime), result, a.LatencyMS)
 			if a.Outcome != "" {
@@ -164,11 +165,8 @@ func printMessage(w io.Writer, d *admin.MessageDetail, asked string, now time.Ti
 			}
 			fmt.Fprintln(w)
 		}
-		if len(j.Sent) > 0 {
-			var b bytes.Buffer
-			if json.Indent(&b, j.Sent, "  ", "  ") == nil {
-				fmt.Fprintf(w, "  webhook JSON sent:\n  %s\n", b.String())
-			}
+		if n := len(j.Sent) + len(j.SentText); n > 0 {
+			fmt.Fprintf(w, "  webhook JSON sent: %d bytes (--json shows it)\n", n)
 		}
 	}
 }

@@ -26,6 +26,12 @@ func (s *Server) listJobs(w http.ResponseWriter, r *http.Request) {
 	if !s.needQueue(w) {
 		return
 	}
+	s.jobPage(w, r, s.opts.Queue.List)
+}
+
+// jobPage answers a page of jobs from list, filtered by the query's kind,
+// state, msg_id, cursor and limit.
+func (s *Server) jobPage(w http.ResponseWriter, r *http.Request, list func(context.Context, deliver.ListOptions) ([]*deliver.Job, error)) {
 	v := r.URL.Query()
 	opts := deliver.ListOptions{Kind: deliver.Kind(v.Get("kind")), State: deliver.State(v.Get("state")), MsgID: v.Get("msg_id"), After: v.Get("cursor"), Limit: 100}
 	if opts.Kind != "" && !opts.Kind.Valid() {
@@ -46,7 +52,7 @@ func (s *Server) listJobs(w http.ResponseWriter, r *http.Request) {
 		}
 		opts.Limit = min(n, MaxPageSize)
 	}
-	jobs, err := s.opts.Queue.List(r.Context(), opts)
+	jobs, err := list(r.Context(), opts)
 	if err != nil {
 		s.internalError(w, r, err)
 		return

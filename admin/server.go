@@ -678,33 +678,7 @@ func (s *Server) listDead(w http.ResponseWriter, r *http.Request) {
 	if !s.needQueue(w) {
 		return
 	}
-	v := r.URL.Query()
-	opts := deliver.ListOptions{Kind: deliver.Kind(v.Get("kind")), MsgID: v.Get("msg_id"), After: v.Get("cursor"), Limit: 100}
-	if opts.Kind != "" && !opts.Kind.Valid() {
-		writeError(w, http.StatusBadRequest, "kind: want webhook, relay or mailbox")
-		return
-	}
-	if l := v.Get("limit"); l != "" {
-		n, err := strconv.Atoi(l)
-		if err != nil || n < 1 {
-			writeError(w, http.StatusBadRequest, "limit: want a positive number (at most 500)")
-			return
-		}
-		opts.Limit = min(n, MaxPageSize)
-	}
-	jobs, err := s.opts.Queue.ListDead(r.Context(), opts)
-	if err != nil {
-		s.internalError(w, r, err)
-		return
-	}
-	next := ""
-	if len(jobs) == opts.Limit {
-		next = jobs[len(jobs)-1].ID
-	}
-	if jobs == nil {
-		jobs = []*deliver.Job{}
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"jobs": jobs, "next": next})
+	s.jobPage(w, r, s.opts.Queue.ListDead)
 }
 
 func (s *Server) replayJob(w http.ResponseWriter, r *http.Request) {

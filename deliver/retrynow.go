@@ -3,6 +3,7 @@ package deliver
 import (
 	"context"
 	"errors"
+	"time"
 )
 
 // Errors of RetryNow.
@@ -21,4 +22,17 @@ type NowRetrier interface {
 	// history. A job already due is left as it is (nil); a leased job gives
 	// ErrInFlight, a dead one ErrIsDead, an unknown one ErrNotFound.
 	RetryNow(ctx context.Context, jobID string) error
+}
+
+// Waiting reports whether RetryNow has anything to do for j at now: its
+// next attempt is still ahead. A dead job gives ErrIsDead, a leased one
+// ErrInFlight.
+func (j *Job) Waiting(now time.Time) (bool, error) {
+	switch {
+	case !j.DeadAt.IsZero():
+		return false, ErrIsDead
+	case j.Lease != "":
+		return false, ErrInFlight
+	}
+	return j.NextAt.After(now), nil
 }

@@ -1071,17 +1071,12 @@ var _ deliver.NowRetrier = (*Queue)(nil)
 func (q *Queue) RetryNow(ctx context.Context, jobID string) error {
 	err := q.db.Update(func(tx *bolt.Tx) error {
 		j, err := getJob(tx, jobID)
-		switch {
-		case err != nil:
+		if err != nil {
 			return err
-		case !j.DeadAt.IsZero():
-			return deliver.ErrIsDead
-		case j.Lease != "":
-			return deliver.ErrInFlight
 		}
 		now := q.now()
-		if !j.NextAt.After(now) {
-			return nil
+		if waiting, err := j.Waiting(now); !waiting {
+			return err
 		}
 		old := *j
 		j.NextAt = now

@@ -709,15 +709,9 @@ func (q *Queue) retryNow(ctx context.Context, jobID string) error {
 	if err != nil {
 		return err
 	}
-	switch {
-	case !j.DeadAt.IsZero():
-		return deliver.ErrIsDead
-	case j.Lease != "":
-		return deliver.ErrInFlight
-	}
 	now := q.now()
-	if !j.NextAt.After(now) {
-		return nil
+	if waiting, err := j.Waiting(now); !waiting {
+		return err
 	}
 	stored := new(deliver.Job)
 	if err := json.Unmarshal([]byte(cur), stored); err != nil {

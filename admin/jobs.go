@@ -85,6 +85,12 @@ func (s *Server) getJob(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, j)
 }
 
+func (s *Server) wake() {
+	if s.opts.Wake != nil {
+		s.opts.Wake()
+	}
+}
+
 // retrier returns the queue's NowRetrier, or answers 501.
 func (s *Server) retrier(w http.ResponseWriter) (deliver.NowRetrier, bool) {
 	if !s.needQueue(w) {
@@ -120,6 +126,7 @@ func (s *Server) retryJob(w http.ResponseWriter, r *http.Request) {
 		s.internalError(w, r, err)
 		return
 	}
+	s.wake()
 	s.log.Info("job retried now by operator", "job_id", id, "remote_ip", remoteIP(r))
 	writeJSON(w, http.StatusOK, map[string]any{"retried": id})
 }
@@ -138,6 +145,7 @@ func (s *Server) retryAll(w http.ResponseWriter, r *http.Request) {
 		s.internalError(w, r, err)
 		return
 	}
+	s.wake()
 	s.log.Info("scheduled jobs retried now by operator", "jobs", n, "remote_ip", remoteIP(r))
 	writeJSON(w, http.StatusOK, map[string]any{"retried": n})
 }

@@ -59,6 +59,10 @@ type ServerOptions struct {
 	// RunningConfig returns the config.Fingerprint of what the server runs
 	// (POST /api/config/diff); nil leaves that endpoint answering 501.
 	RunningConfig func() map[string]string
+	// Wake, when set, is called after jobs were made due by an operator
+	// (retry now, replay), so the workers take them at once rather than
+	// at their next poll.
+	Wake func()
 }
 
 // Server is the admin listener: health and readiness probes, Prometheus
@@ -698,6 +702,7 @@ func (s *Server) replayJob(w http.ResponseWriter, r *http.Request) {
 		s.internalError(w, r, err)
 		return
 	}
+	s.wake()
 	s.log.Info("job replayed by operator", "job_id", id, "remote_ip", remoteIP(r))
 	if s.opts.Activity != nil {
 		if err := s.opts.Activity.RecordReplayed(id); err != nil && !errors.Is(err, ErrNotFound) {
@@ -748,6 +753,7 @@ func (s *Server) replayAll(w http.ResponseWriter, r *http.Request) {
 		s.internalError(w, r, err)
 		return
 	}
+	s.wake()
 	s.log.Info("dead letters replayed by operator", "since", since, "jobs", n, "remote_ip", remoteIP(r))
 	for _, id := range ids {
 		if err := s.opts.Activity.RecordReplayed(id); err != nil && !errors.Is(err, ErrNotFound) {

@@ -104,6 +104,7 @@ func (a *app) adminServer() error {
 		Logger:         a.log,
 		EnablePprof:    a.cfg.Admin.Pprof,
 		RunningConfig:  func() map[string]string { return *a.running.Load() },
+		Wake:           a.runner.Notify,
 	})
 	l, err := net.Listen("tcp", a.cfg.Admin.Listen)
 	if err != nil {

@@ -24,6 +24,7 @@ want() {
 want redis-server redis-server redis-server "the Redis queue backend's tests start their own redis-server"
 want doveadm "dovecot-imapd dovecot-pop3d" dovecot "the IMAP and POP3 servers are tested against Debian's dovecot"
 want "postfix|/usr/sbin/postfix" postfix postfix "the relay's smarthost test starts its own Postfix on a free loopback port"
+want rspamd rspamd rspamd "the spam check's tests start their own rspamd"
 want "chromium|chromium-browser" chromium - "the dashboard is tested in a headless browser (or set MAILHOOK_CHROMIUM)"
 
 [ -z "$need" ] && exit 0

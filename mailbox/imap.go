@@ -16,6 +16,7 @@ import (
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapserver"
+	"github.com/mailhook/mailhook/internal/loginlimit"
 )
 
 // IMAPOptions configures NewIMAPServer.
@@ -24,9 +25,10 @@ type IMAPOptions struct {
 	Store *Store
 	// Users authenticates logins. Required.
 	Users *Users
-	// Limiter throttles failed logins and counts sessions per user; it is
-	// shared with POP3. Nil means a Limiter with default options.
-	Limiter *Limiter
+	// Limiter throttles failed logins, schedules password checks and
+	// counts sessions per user; it is shared with POP3. Nil means a
+	// Limiter with default options.
+	Limiter *loginlimit.Limiter
 	// TLSConfig enables STARTTLS (RFC 3501 §6.2.1) and is used by
 	// ServeTLS / ListenAndServeTLS for implicit TLS (RFC 8314).
 	TLSConfig *tls.Config
@@ -51,7 +53,7 @@ type IMAPOptions struct {
 type IMAPServer struct {
 	opts     IMAPOptions
 	log      *slog.Logger
-	limiter  *Limiter
+	limiter  *loginlimit.Limiter
 	secure   *imapserver.Server // passwords only over TLS
 	insecure *imapserver.Server // passwords also in clear
 	secureL  *chanListener
@@ -89,7 +91,7 @@ func NewIMAPServer(opts IMAPOptions) (*IMAPServer, error) {
 	}
 	s.loopbackTrusted.Store(true)
 	if s.limiter == nil {
-		s.limiter = NewLimiter(LimiterOptions{})
+		s.limiter = loginlimit.New(loginlimit.Options{})
 	}
 	caps := imap.CapSet{
 		imap.CapIMAP4rev1: {}, imap.CapIMAP4rev2: {},

@@ -22,6 +22,7 @@ import (
 	"github.com/mailhook/mailhook/deliver/relay"
 	"github.com/mailhook/mailhook/ingest"
 	"github.com/mailhook/mailhook/ingest/auth"
+	"github.com/mailhook/mailhook/internal/loginlimit"
 	"github.com/mailhook/mailhook/mailbox"
 	"github.com/mailhook/mailhook/parse"
 	"github.com/mailhook/mailhook/route"
@@ -93,7 +94,7 @@ type app struct {
 	runner  *deliver.Runner
 	store   *mailbox.Store
 	users   *mailbox.Users
-	limiter *mailbox.Limiter
+	limiter *loginlimit.Limiter
 	srs     *relay.SRS
 	// webhooks is the webhook handler; reload swaps its endpoints
 	webhooks *swapSender

@@ -12,7 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/mailhook/mailhook/mailbox"
+	"github.com/mailhook/mailhook/internal/loginlimit"
 )
 
 // Defaults for the zero values of Options.
@@ -56,7 +56,7 @@ type Options struct {
 	// plaintext rule; tests use it.
 	LoopbackIsRemote bool
 	// Limiter throttles failed logins; nil means the Backend's (see
-	// StoreBackend) or else a mailbox.Limiter with defaults.
+	// StoreBackend) or else a loginlimit.Limiter with defaults.
 	Limiter Limiter
 	// Logger receives one line per session and, at debug level, the
 	// protocol trace with credentials redacted. Nil discards.
@@ -122,7 +122,7 @@ func New(opts Options) *Server {
 		if lp, ok := opts.Backend.(limiterProvider); ok {
 			s.limiter = lp.Limiter()
 		} else {
-			s.limiter = mailbox.NewLimiter(mailbox.LimiterOptions{})
+			s.limiter = loginlimit.New(loginlimit.Options{})
 		}
 	}
 	return s

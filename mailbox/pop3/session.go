@@ -558,6 +558,24 @@ func (s *session) auth(args []string) bool {
 	return s.login(user, pass)
 }
 
+// checkPassword asks the backend in a turn of the limiter, so that a
+// client from a clean address is not queued behind an attacker's hashes.
+func (s *session) checkPassword(user, pass string) (Maildrop, error) {
+	lim := s.srv.limiter
+	done, err := lim.Turn(s.ctx, s.ip)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrThrottled, err)
+	}
+	defer done()
+	// Failures counted while this attempt waited may have locked it out.
+	if err := lim.Check(s.ip, user); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrThrottled, err)
+	}
+	ctx, cancel := context.WithTimeout(s.ctx, loginTimeout)
+	defer cancel()
+	return s.srv.opts.Backend.Login(ctx, user, pass, s.remote)
+}
+
 // login checks credentials through the limiter and the backend and, on
 // success, opens the maildrop and enters the TRANSACTION state.
 func (s *session) login(user, pass string) bool {
@@ -568,9 +586,7 @@ func (s *session) login(user, pass string) bool {
 	}
 	var drop Maildrop
 	if err == nil {
-		ctx, cancel := context.WithTimeout(s.ctx, loginTimeout)
-		drop, err = s.srv.opts.Backend.Login(ctx, user, pass, s.remote)
-		cancel()
+		drop, err = s.checkPassword(user, pass)
 	}
 	switch {
 	case err == nil:

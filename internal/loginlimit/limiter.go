@@ -183,18 +183,33 @@ func (l *Limiter) count(key string, now time.Time) int {
 	return f.n
 }
 
-// Check returns an error wrapping ErrThrottled when login attempts for
-// user from ip are refused for now.
+// ThrottledError is the error of Check: attempts are refused until Until.
+// It matches ErrThrottled with errors.Is.
+type ThrottledError struct {
+	// What is locked: the address, or the user from the address.
+	What  string
+	Until time.Time
+}
+
+func (e *ThrottledError) Error() string {
+	return fmt.Sprintf("loginlimit: %s: too many failed logins, refused until %s", e.What, e.Until.Format(time.RFC3339))
+}
+
+// Is makes errors.Is(err, ErrThrottled) true.
+func (e *ThrottledError) Is(target error) bool { return target == ErrThrottled }
+
+// Check returns a *ThrottledError when login attempts for user from ip
+// are refused for now.
 func (l *Limiter) Check(ip netip.Addr, user string) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	now := l.o.Now()
 	a, ua := keys(ip, user)
 	if l.count(a, now) >= l.o.LockAfterIP {
-		return fmt.Errorf("loginlimit: address %s: %w", ip, ErrThrottled)
+		return &ThrottledError{What: "address " + ip.String(), Until: l.fails[a].first.Add(l.o.Window)}
 	}
 	if l.count(ua, now) >= l.o.LockAfter {
-		return fmt.Errorf("loginlimit: user %q from %s: %w", user, ip, ErrThrottled)
+		return &ThrottledError{What: fmt.Sprintf("user %q from %s", user, ip), Until: l.fails[ua].first.Add(l.o.Window)}
 	}
 	return nil
 }

@@ -28,8 +28,10 @@ func TestFailuresDelayThenLockOnlyTheFailingAddress(t *testing.T) {
 	if want := []time.Duration{0, time.Second, 2 * time.Second, 4 * time.Second, 4 * time.Second}; !slices.Equal(delays, want) {
 		t.Errorf("delays = %v, want %v", delays, want)
 	}
-	if err := l.Check(attacker, "alice"); !errors.Is(err, ErrThrottled) {
-		t.Errorf("Check(attacker, alice) = %v, want ErrThrottled", err)
+	err := l.Check(attacker, "alice")
+	var te *ThrottledError
+	if !errors.Is(err, ErrThrottled) || !errors.As(err, &te) || !te.Until.Equal(now.Add(time.Minute)) {
+		t.Errorf("Check(attacker, alice) = %v, want ErrThrottled until the window's end", err)
 	}
 	// The lock is the attacker's: alice from her own address is not
 	// refused, nor is another user from the attacker's address (yet).

@@ -162,7 +162,7 @@ func New(o Options) (*Server, error) {
 	if l.VerifyTimeout <= 0 {
 		l.VerifyTimeout = 20 * time.Second
 	}
-	if err := os.MkdirAll(o.SpoolDir, 0o750); err != nil {
+	if err := os.MkdirAll(o.SpoolDir, 0o700); err != nil {
 		return nil, fmt.Errorf("ingest: spool dir: %w", err)
 	}
 	if err := cleanSpool(o.SpoolDir); err != nil {

@@ -126,7 +126,8 @@ func newApp(cfg *config.Config, path string, log *slog.Logger) (_ *app, err erro
 			a.close()
 		}
 	}()
-	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
+	// 0700: everything below is mail, queue state or secrets.
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("data_dir: %w", err)
 	}
 	pol, err := buildPolicy(cfg)

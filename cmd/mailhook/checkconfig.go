@@ -1,14 +1,18 @@
 package main
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"maps"
 	"slices"
 	"strings"
 
 	"github.com/mailhook/mailhook/config"
+	"github.com/mailhook/mailhook/deliver/relay"
+	"github.com/mailhook/mailhook/mailbox"
 )
 
 func init() {
@@ -32,8 +36,46 @@ func checkConfig(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 		}
 		return exitErr(stderr, err)
 	}
+	if err := preflight(cfg); err != nil {
+		fmt.Fprintf(stderr, "%s: serve would refuse it:\n  %s\n", *path, strings.ReplaceAll(err.Error(), "\n", "\n  "))
+		return 1
+	}
 	describe(stdout, *path, cfg)
 	return 0
+}
+
+// preflight builds, opening no listener, store or connection, what serve
+// builds from the configuration alone and may refuse: the route table,
+// the webhook endpoints, the mailbox users, the relay's DKIM key and SRS
+// secret. It calls the functions serve calls, so that check-config
+// refuses what serve refuses.
+func preflight(cfg *config.Config) error {
+	var errs []error
+	if _, err := buildPolicy(cfg); err != nil {
+		errs = append(errs, err)
+	}
+	if s, err := newSender(cfg, slog.New(slog.DiscardHandler)); err != nil {
+		errs = append(errs, err)
+	} else {
+		s.Close()
+	}
+	if len(cfg.Mailbox.Users) > 0 {
+		if _, err := mailbox.NewUsers(mailboxUsers(cfg.Mailbox.Users)); err != nil {
+			errs = append(errs, fmt.Errorf("mailbox.users: %w", err))
+		}
+	}
+	if d := cfg.Relay.DKIM; d.PrivateKeyFile != "" {
+		if _, err := relay.LoadDKIMSigner(d.Domain, d.Selector, d.PrivateKeyFile); err != nil {
+			errs = append(errs, fmt.Errorf("relay.dkim: %w", err))
+		}
+	}
+	if secret := cfg.Relay.SRS.Secret; secret != "" {
+		domain := cmp.Or(cfg.Relay.SRS.Domain, cfg.Domains[0])
+		if _, err := relay.NewSRS([]byte(secret), domain, 0); err != nil {
+			errs = append(errs, fmt.Errorf("relay.srs: %w", err))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // describe prints what a configuration will do.
@@ -71,7 +113,8 @@ func describe(w io.Writer, path string, c *config.Config) {
 		fmt.Fprintf(w, "admin      %s\n", c.Admin.Listen)
 	}
 	for _, name := range slices.Sorted(maps.Keys(c.Webhooks)) {
-		fmt.Fprintf(w, "webhook    %s -> %s\n", name, c.Webhooks[name].URL)
+		// Redacted: a webhook URL may carry credentials.
+		fmt.Fprintf(w, "webhook    %s -> %s\n", name, config.RedactURL(c.Webhooks[name].URL))
 	}
 	for i, r := range c.Routes {
 		var acts []string

@@ -134,10 +134,12 @@ func TestIMAPBadLoginFloodDoesNotQueueAGoodOne(t *testing.T) {
 	stop.Store(true)
 	wg.Wait()
 	// The good login waits for at most the slots' hashes in progress,
-	// and the attacker's one slot runs meanwhile; a FIFO queue would
-	// put it behind ~40 guesses.
-	if during > 3*slots {
-		t.Errorf("%d guesses were checked while the good login waited and ran, want at most %d", during, 3*slots)
+	// and the attacker's one slot runs meanwhile (a few guesses); queued
+	// behind the flood it would see ~attackers. The bound leaves room for
+	// a loaded machine, where the round trip around the check is long
+	// beside one hash.
+	if during > attackers/4 {
+		t.Errorf("%d guesses were checked while the good login waited and ran, want at most %d", during, attackers/4)
 	}
 	t.Logf("guesses checked during the good login: %d", during)
 }

@@ -10,7 +10,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -25,6 +24,7 @@ import (
 
 	"github.com/mailhook/mailhook/deliver"
 	"github.com/mailhook/mailhook/ingest/auth"
+	"github.com/mailhook/mailhook/internal/safefile"
 	"github.com/mailhook/mailhook/parse"
 	"github.com/mailhook/mailhook/route"
 )
@@ -1008,8 +1008,7 @@ func (a *Activity) KeepRaw(msgID, rawPath string) error {
 		if errors.Is(err, os.ErrNotExist) {
 			return fmt.Errorf("admin: activity: keep raw %s: %w", msgID, err)
 		}
-		if err := copyFile(rawPath, tmp); err != nil {
-			os.Remove(tmp)
+		if err := safefile.Copy(rawPath, tmp); err != nil {
 			return fmt.Errorf("admin: activity: keep raw %s: %w", msgID, err)
 		}
 	}
@@ -1018,23 +1017,6 @@ func (a *Activity) KeepRaw(msgID, rawPath string) error {
 		return fmt.Errorf("admin: activity: keep raw %s: %w", msgID, err)
 	}
 	return nil
-}
-
-func copyFile(src, dst string) error {
-	in, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		return err
-	}
-	return out.Close()
 }
 
 // OpenRaw opens the kept raw source of a message, or returns ErrNotFound.

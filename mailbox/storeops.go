@@ -19,6 +19,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/mailhook/mailhook/internal/safefile"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -159,7 +160,7 @@ func (s *Store) cleanup() error {
 	}
 	if removed > 0 {
 		s.log.Info("mailbox: removed orphan bodies", "count", removed)
-		return syncDir(filepath.Join(s.dir, blobDir))
+		return safefile.SyncDir(filepath.Join(s.dir, blobDir))
 	}
 	return nil
 }
@@ -305,16 +306,7 @@ func (s *Store) syncDir(dir string) error {
 	if s.opts.noSync {
 		return nil
 	}
-	return syncDir(dir)
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
+	return safefile.SyncDir(dir)
 }
 
 // --- names ---

@@ -24,6 +24,7 @@ import (
 
 	"github.com/mailhook/mailhook/deliver"
 	"github.com/mailhook/mailhook/ingest/auth"
+	"github.com/mailhook/mailhook/internal/clip"
 	"github.com/mailhook/mailhook/internal/safefile"
 	"github.com/mailhook/mailhook/parse"
 	"github.com/mailhook/mailhook/route"
@@ -341,9 +342,9 @@ func (a *Activity) RecordAccepted(mail *route.Mail, decisions []route.Decision, 
 		d.Decisions = []route.Decision{}
 	}
 	if m := d.Message; m != nil {
-		d.Subject = truncUTF8(m.Subject, maxSummaryText)
+		d.Subject = clip.UTF8(m.Subject, maxSummaryText, "")
 		if m.From != nil {
-			d.From = truncUTF8(m.From.Address, maxSummaryText)
+			d.From = clip.UTF8(m.From.Address, maxSummaryText, "")
 		}
 	}
 	parsed, err := json.Marshal(d.Message)
@@ -426,26 +427,15 @@ func trimMessage(m *parse.Message) (*parse.Message, []string) {
 		c.Attachments[i].Content = ""
 	}
 	if len(c.Text) > maxBodyText {
-		c.Text, cut = truncUTF8(c.Text, maxBodyText), append(cut, "message.text")
+		c.Text, cut = clip.UTF8(c.Text, maxBodyText, ""), append(cut, "message.text")
 	}
 	if len(c.HTML) > maxBodyText {
-		c.HTML, cut = truncUTF8(c.HTML, maxBodyText), append(cut, "message.html")
+		c.HTML, cut = clip.UTF8(c.HTML, maxBodyText, ""), append(cut, "message.html")
 	}
 	if len(c.StrippedText) > maxBodyText {
-		c.StrippedText, cut = truncUTF8(c.StrippedText, maxBodyText), append(cut, "message.stripped_text")
+		c.StrippedText, cut = clip.UTF8(c.StrippedText, maxBodyText, ""), append(cut, "message.stripped_text")
 	}
 	return &c, cut
-}
-
-// truncUTF8 cuts s to at most n bytes without splitting a UTF-8 sequence.
-func truncUTF8(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	for n > 0 && n < len(s) && s[n]&0xC0 == 0x80 {
-		n--
-	}
-	return s[:n]
 }
 
 // RecordRefused records a refusal in the SMTP dialogue.
@@ -453,8 +443,8 @@ func (a *Activity) RecordRefused(ev Refused) error {
 	if ev.At.IsZero() {
 		ev.At = a.now()
 	}
-	ev.MailFrom = truncUTF8(ev.MailFrom, maxSummaryText*2)
-	ev.Reason = truncUTF8(ev.Reason, maxErrorText)
+	ev.MailFrom = clip.UTF8(ev.MailFrom, maxSummaryText*2, "")
+	ev.Reason = clip.UTF8(ev.Reason, maxErrorText, "")
 	if len(ev.Rcpts) > 100 {
 		ev.Rcpts = ev.Rcpts[:100]
 	}
@@ -570,7 +560,7 @@ func (a *Activity) RecordAttempt(job *deliver.Job, at deliver.Attempt, outcome s
 		at.At = now
 	}
 	ar := newAttemptRecord(at, outcome)
-	ar.Error, ar.Response = truncUTF8(ar.Error, maxErrorText), truncUTF8(ar.Response, maxResponse)
+	ar.Error, ar.Response = clip.UTF8(ar.Error, maxErrorText, ""), clip.UTF8(ar.Response, maxResponse, "")
 	err := a.db.Batch(func(tx *bolt.Tx) error {
 		rec, err := getRecord(tx, job.MsgID)
 		if errors.Is(err, ErrNotFound) {

@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"errors"
-	"net"
 	"net/http"
 	"net/netip"
 	"strconv"
@@ -13,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/mailhook/mailhook/internal/clientip"
 	"github.com/mailhook/mailhook/internal/loginlimit"
 )
 
@@ -155,20 +155,8 @@ func (st *sessionStore) revoke(id string) {
 	st.mu.Unlock()
 }
 
-// clientAddr is the client's IP address (the zero Addr when RemoteAddr is
-// not host:port, which net/http never does).
-func clientAddr(r *http.Request) netip.Addr {
-	ap, err := netip.ParseAddrPort(r.RemoteAddr)
-	if err != nil {
-		return netip.Addr{}
-	}
-	return ap.Addr()
-}
+// clientAddr is the client's IP address.
+func clientAddr(r *http.Request) netip.Addr { return clientip.Parse(r.RemoteAddr) }
 
-func remoteIP(r *http.Request) string {
-	h, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
-	}
-	return h
-}
+// remoteIP is the client's IP address as the logs show it.
+func remoteIP(r *http.Request) string { return clientAddr(r).String() }

@@ -14,6 +14,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/mailhook/mailhook/ingest/auth"
+	"github.com/mailhook/mailhook/internal/clientip"
 	"github.com/mailhook/mailhook/parse"
 	"github.com/mailhook/mailhook/route"
 )
@@ -214,7 +215,7 @@ func (s *Server) Close() error { return s.smtp.Close() }
 func (s *Server) NewSession(c *smtp.Conn) (smtp.Session, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	_, isTLS := c.TLSConnectionState()
-	ip := remoteIP(c.Conn().RemoteAddr())
+	ip := clientip.String(c.Conn().RemoteAddr())
 	return &session{
 		s: s, c: c, ctx: ctx, cancel: cancel,
 		ip: ip, helo: c.Hostname(), tls: isTLS,

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/netip"
 	"runtime/debug"
 	"strings"
 	"sync"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapserver"
+	"github.com/mailhook/mailhook/internal/clientip"
 	"github.com/mailhook/mailhook/internal/loginlimit"
 )
 
@@ -192,7 +192,7 @@ func (s *IMAPServer) Serve(l net.Listener) error {
 		}
 		delay = 0
 		target := s.secureL
-		if s.opts.AllowPlaintextAuth || (s.loopbackTrusted.Load() && remoteIP(c.RemoteAddr()).IsLoopback()) {
+		if s.opts.AllowPlaintextAuth || (s.loopbackTrusted.Load() && clientip.Of(c.RemoteAddr()).IsLoopback()) {
 			target = s.insecL
 		}
 		if !target.deliver(c) {
@@ -251,14 +251,6 @@ func (s *IMAPServer) Close() error {
 	return nil
 }
 
-func remoteIP(a net.Addr) netip.Addr {
-	ap, err := netip.ParseAddrPort(a.String())
-	if err != nil {
-		return netip.Addr{}
-	}
-	return ap.Addr().Unmap()
-}
-
 // chanListener is a net.Listener fed by IMAPServer.Serve.
 type chanListener struct {
 	c    chan net.Conn
@@ -312,7 +304,7 @@ func (s *IMAPServer) newSession(c *imapserver.Conn) (imapserver.Session, *imapse
 	if s.opts.OnSession != nil {
 		s.opts.OnSession()
 	}
-	ip := remoteIP(c.NetConn().RemoteAddr())
+	ip := clientip.Of(c.NetConn().RemoteAddr())
 	ctx, cancel := context.WithCancel(context.Background())
 	sess := &imapSession{
 		srv:    s,

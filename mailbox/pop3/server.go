@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/mailhook/mailhook/internal/clientip"
 	"github.com/mailhook/mailhook/internal/loginlimit"
 )
 
@@ -233,7 +234,7 @@ func (s *Server) start(c net.Conn) {
 	}
 	s.mu.Unlock()
 	if full {
-		s.log.Warn("pop3 connection refused", "remote_ip", remoteIP(c.RemoteAddr()), "reason", "too many connections")
+		s.log.Warn("pop3 connection refused", "remote_ip", clientip.Of(c.RemoteAddr()), "reason", "too many connections")
 		go func() {
 			defer func() { _ = recover() }()
 			c.SetWriteDeadline(time.Now().Add(5 * time.Second))
@@ -251,7 +252,7 @@ func (s *Server) start(c net.Conn) {
 		}()
 		defer func() {
 			if r := recover(); r != nil {
-				s.log.Error("pop3 session panic", "remote_ip", remoteIP(c.RemoteAddr()),
+				s.log.Error("pop3 session panic", "remote_ip", clientip.Of(c.RemoteAddr()),
 					"panic", r, "stack", string(debug.Stack()))
 				sess.abort()
 			}

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/emersion/go-sasl"
+	"github.com/mailhook/mailhook/internal/clientip"
 )
 
 // state is the POP3 session state of RFC 1939 §3.
@@ -117,29 +118,13 @@ func newSession(srv *Server, c net.Conn) *session {
 		cancel: cancel,
 		conn:   c,
 	}
-	s.ip = addrIP(s.remote)
+	s.ip = clientip.Of(s.remote)
 	s.log = srv.log.With("remote_ip", s.ip.String())
 	size := max(srv.opts.MaxLineLength, DefaultMaxSASLLineLength)
 	s.r = bufio.NewReaderSize(c, size)
 	s.w = bufio.NewWriterSize(deadlineWriter{c, srv.opts.IdleTimeout}, 32*1024)
 	return s
 }
-
-func addrIP(a net.Addr) netip.Addr {
-	if ta, ok := a.(*net.TCPAddr); ok {
-		if ip, ok := netip.AddrFromSlice(ta.IP); ok {
-			return ip.Unmap()
-		}
-	}
-	if a != nil {
-		if ap, err := netip.ParseAddrPort(a.String()); err == nil {
-			return ap.Addr().Unmap()
-		}
-	}
-	return netip.Addr{}
-}
-
-func remoteIP(a net.Addr) string { return addrIP(a).String() }
 
 // deadlineWriter pushes the write deadline forward on every write, so a
 // client that stops reading is dropped after the idle timeout while a long

@@ -16,17 +16,20 @@ import (
 
 // SyncDir fsyncs the directory dir, making the names created, renamed or
 // removed in it durable.
-func SyncDir(dir string) error {
-	d, err := os.Open(dir)
+func SyncDir(dir string) error { return syncPath(dir) }
+
+// syncPath fsyncs the file or directory at path.
+func syncPath(path string) error {
+	f, err := os.Open(path)
 	if err != nil {
 		return err
 	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
+	err = f.Sync()
+	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
 	if err != nil {
-		return fmt.Errorf("fsync %s: %w", dir, err)
+		return fmt.Errorf("fsync %s: %w", path, err)
 	}
 	return nil
 }
@@ -61,18 +64,10 @@ func Copy(src, dst string) error {
 // and removes it when dst is on another file system) and fsyncs dst's
 // directory.
 func Move(src, dst string) error {
-	f, err := os.Open(src)
-	if err != nil {
+	if err := syncPath(src); err != nil {
 		return err
 	}
-	err = f.Sync()
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return fmt.Errorf("fsync %s: %w", src, err)
-	}
-	err = os.Rename(src, dst)
+	err := os.Rename(src, dst)
 	if errors.Is(err, syscall.EXDEV) {
 		if err = Copy(src, dst); err == nil {
 			os.Remove(src)

@@ -1,5 +1,5 @@
 //go:build race
 
-package pop3
+package loginlimittest
 
 const raceEnabled = true

@@ -18,9 +18,11 @@
 //
 // Password hashes (bcrypt, argon2id) are deliberately expensive, so the
 // Limiter also schedules them (Turn): a bounded number run at once, an
-// address with failures holds at most one of them, and addresses with
-// failures together hold all but one, so a client from a clean address
-// waits for at most one hash in progress, not behind an attacker's queue.
+// address with more than FreeFailures failures holds at most one of them,
+// and such addresses together hold all but one, so a client from a clean
+// address waits for at most one hash in progress, not behind an
+// attacker's queue. (An office behind one NAT where someone mistyped a
+// password once keeps using every slot.)
 package loginlimit
 
 import (
@@ -112,7 +114,7 @@ type waiter struct {
 	seq     uint64
 	ready   chan struct{}
 	granted bool
-	dirty   bool // counted in dirtyInUse once granted
+	dirty   bool // past FreeFailures: counted in dirtyInUse once granted
 }
 
 // New returns a Limiter.
@@ -272,9 +274,9 @@ func (l *Limiter) Succeeded(ip netip.Addr, user string) {
 
 // Turn waits until a secret from ip may be checked and returns the
 // function that ends the turn (call it once the check is done, before
-// waiting any delay). Addresses without failures go first; an address
-// with failures checks one secret at a time, and such addresses together
-// leave one slot free for the others. It returns an error wrapping
+// waiting any delay). Addresses with fewer failures go first; an address
+// with more than FreeFailures checks one secret at a time, and such
+// addresses together leave one slot free for the others. It returns an error wrapping
 // ErrThrottled when too many attempts from ip are waiting already, or
 // ctx's error.
 func (l *Limiter) Turn(ctx context.Context, ip netip.Addr) (done func(), err error) {
@@ -314,7 +316,7 @@ func (l *Limiter) dispatch() {
 		best, bestFails := -1, 0
 		for i, w := range l.queue {
 			n := l.count(w.key, now)
-			if n > 0 && (l.busy[w.key] > 0 || l.dirtyInUse >= dirtyMax) {
+			if n > l.o.FreeFailures && (l.busy[w.key] > 0 || l.dirtyInUse >= dirtyMax) {
 				continue
 			}
 			if best < 0 || n < bestFails || (n == bestFails && w.seq < l.queue[best].seq) {
@@ -330,7 +332,7 @@ func (l *Limiter) dispatch() {
 		if l.waiting[w.key] <= 0 {
 			delete(l.waiting, w.key)
 		}
-		w.granted, w.dirty = true, bestFails > 0
+		w.granted, w.dirty = true, bestFails > l.o.FreeFailures
 		l.inUse++
 		l.busy[w.key]++
 		if w.dirty {

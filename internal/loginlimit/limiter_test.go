@@ -149,10 +149,20 @@ func waitQueued(t *testing.T, l *Limiter, n int) {
 	t.Fatalf("queue never reached %d", n)
 }
 
-// TestTurnCleanAddressFirst: an address with failures holds one slot at
-// a time and leaves one free; a clean address is served before it.
+// TestTurnCleanAddressFirst: an address with failures past FreeFailures
+// holds one slot at a time and leaves one free; a clean address is
+// served before it.
 func TestTurnCleanAddressFirst(t *testing.T) {
-	l := New(Options{Slots: 2})
+	l := New(Options{Slots: 2, FreeFailures: 1})
+	// One failure (a typo) does not limit an address.
+	l.Failed(attacker, "alice")
+	d1, _ := granted(turn(t, l, attacker))
+	d2, ok := granted(turn(t, l, attacker))
+	if !ok {
+		t.Fatal("an address with one failure (FreeFailures) cannot use a second slot")
+	}
+	d1()
+	d2()
 	l.Failed(attacker, "alice")
 	a1, ok := granted(turn(t, l, attacker))
 	if !ok {

@@ -24,6 +24,7 @@ import (
 
 	"github.com/mailhook/mailhook/deliver"
 	"github.com/mailhook/mailhook/ingest/auth"
+	"github.com/mailhook/mailhook/ingest/rspamd"
 	"github.com/mailhook/mailhook/internal/clip"
 	"github.com/mailhook/mailhook/internal/safefile"
 	"github.com/mailhook/mailhook/parse"
@@ -231,6 +232,7 @@ type MessageDetail struct {
 	RawSize   int64            `json:"raw_size"`
 	Envelope  route.Envelope   `json:"envelope"`
 	Auth      *auth.Results    `json:"auth"`
+	Spam      *rspamd.Result   `json:"spam,omitempty"`
 	Message   *parse.Message   `json:"message"`
 	Decisions []route.Decision `json:"decisions"`
 	Jobs      []JobRecord      `json:"jobs"`
@@ -326,6 +328,7 @@ func (a *Activity) RecordAccepted(mail *route.Mail, decisions []route.Decision, 
 		RawSize:   mail.RawSize,
 		Envelope:  mail.Envelope,
 		Auth:      mail.Auth,
+		Spam:      mail.Spam,
 		Decisions: decisions,
 	}
 	d.ID = mail.ID

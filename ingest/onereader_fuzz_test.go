@@ -123,7 +123,7 @@ func FuzzOneReader(f *testing.F) {
 		if err != nil || stored.End != header.EndBlank {
 			t.Fatalf("stored copy: %v, end %d", err, stored.End)
 		}
-		hooked := deliveredHeaders(prepend, m.Headers, dropped)
+		hooked := deliveredHeaders(prepend, m.Headers, hdr2, dropped)
 		if len(stored.Fields) != len(hooked) {
 			t.Fatalf("stored copy has %d fields, the webhook lists %d", len(stored.Fields), len(hooked))
 		}

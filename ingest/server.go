@@ -142,6 +142,9 @@ type Options struct {
 	Observer Observer
 	// Now is the clock; nil is time.Now.
 	Now func() time.Time
+	// Spam, when set, asks rspamd about every message at end of data
+	// (spam.go).
+	Spam *SpamOptions
 }
 
 // Observer is told what the listener does. Its methods must not block.

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/mailhook/mailhook/ingest/auth"
+	"github.com/mailhook/mailhook/ingest/rspamd"
 	"github.com/mailhook/mailhook/parse"
 )
 
@@ -36,6 +37,9 @@ type Mail struct {
 	Envelope   Envelope       `json:"envelope"`
 	Auth       *auth.Results  `json:"auth"`
 	Message    *parse.Message `json:"message"`
+	// Spam is rspamd's verdict (ingest/rspamd), nil when rspamd is not
+	// configured.
+	Spam *rspamd.Result `json:"spam,omitempty"`
 	// RawPath is the file holding the whole message as received, with the
 	// Received and Authentication-Results fields mailhook prepended. The
 	// commit step takes ownership of it. Not part of the JSON.

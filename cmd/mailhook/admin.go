@@ -244,6 +244,12 @@ func refusalReason(e *smtp.SMTPError) string {
 		return "unknown_user"
 	case e == ingest.ErrDMARCReject:
 		return "dmarc_reject"
+	case e == ingest.ErrSpamReject:
+		return "spam_reject"
+	case e == ingest.ErrSpamDefer:
+		return "spam_defer"
+	case e == ingest.ErrSpamCheckFailed:
+		return "spam_check_failed"
 	case e == smtp.ErrDataTooLarge || e.EnhancedCode == smtp.EnhancedCode{5, 3, 4}:
 		return "size"
 	case e == ingest.ErrBareLineEnding:

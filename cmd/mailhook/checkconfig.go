@@ -98,6 +98,9 @@ func describe(w io.Writer, path string, c *config.Config) {
 		q += " at " + addr
 	}
 	fmt.Fprintf(w, "queue      %s\n", q)
+	if r := c.Verify.Rspamd; r.Enabled() {
+		fmt.Fprintf(w, "rspamd     %s (timeout %s, on_error %s, enforce %t)\n", config.RedactURL(r.URL), r.Timeout, r.OnError, r.Enforce)
+	}
 	if len(c.Mailbox.Users) > 0 {
 		fmt.Fprintf(w, "imap       %s", c.Mailbox.IMAPListen)
 		if c.Mailbox.IMAPSListen != "" {

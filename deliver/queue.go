@@ -52,11 +52,13 @@ var (
 type Queue interface {
 	// Commit durably records a message and all of its jobs in one
 	// transaction; nothing of it is visible to Take before Commit returns
-	// nil, and nothing of it remains when Commit fails. Commit takes
-	// ownership of the file at mail.RawPath whatever the result: on success
-	// the queue holds the raw message (the embedded backend renames the file
-	// into its store, the Redis backend stores the bytes and removes it); on
-	// failure the file is removed. Committing a message ID the queue already
+	// nil, and nothing of it remains when Commit fails. The raw message is
+	// mail.Raw when set (a small message held in memory, written once, in
+	// the commit), else the file at mail.RawPath, of which Commit takes
+	// ownership whatever the result: on success the queue holds the raw
+	// message (the embedded backend renames the file into its store, the
+	// Redis backend stores the bytes and removes it); on failure the file is
+	// removed. Committing a message ID the queue already
 	// holds is a no-op that returns nil: the sending MTA retried after a lost
 	// 250 and the first copy is already queued.
 	Commit(ctx context.Context, mail *route.Mail, jobs []*Job) error

@@ -43,7 +43,7 @@ type Verifier interface {
 
 // Committer is the commit step: it durably records every action of the
 // message (the queue) before ingest answers 250. It takes ownership of
-// m.RawPath. An error means nothing was recorded; the client gets 451.
+// m.RawPath, or stores m.Raw (a small message, held in memory). An error means nothing was recorded; the client gets 451.
 type Committer interface {
 	Commit(ctx context.Context, m *route.Mail, decisions []route.Decision) error
 }

@@ -367,24 +367,28 @@ func (ss *session) data(r io.Reader) (err error) {
 		prepend = append([]Field{{"Authentication-Results", mail.Auth.AuthenticationResults}}, prepend...)
 	}
 	forged := o.forgedAR(hdr, mail.Message)
-	path, size, dropped, err := sp.finalize(o.SpoolDir, id, prepend, hdr, forged)
+	path, raw, size, dropped, err := sp.finalize(o.SpoolDir, id, prepend, hdr, forged)
 	if err != nil {
 		return err
 	}
-	mail.RawPath, mail.RawSize = path, size
+	mail.RawPath, mail.Raw, mail.RawSize = path, raw, size
 	if mail.Message != nil {
 		mail.Message.Headers = deliveredHeaders(prepend, mail.Message.Headers, hdr, dropped)
 	}
 	if o.BeforeCommit != nil {
 		if err := o.BeforeCommit(ss.ctx, mail, decisions); err != nil {
-			os.Remove(path)
+			if path != "" {
+				os.Remove(path)
+			}
 			return err
 		}
 	}
 	cerr := o.Committer.Commit(ss.ctx, mail, decisions)
 	// The committer took the file (renamed into its store) or copied it.
-	if rmErr := os.Remove(path); rmErr != nil && !errors.Is(rmErr, os.ErrNotExist) {
-		ss.log.Warn("removing spool file", "error", rmErr)
+	if path != "" {
+		if rmErr := os.Remove(path); rmErr != nil && !errors.Is(rmErr, os.ErrNotExist) {
+			ss.log.Warn("removing spool file", "error", rmErr)
+		}
 	}
 	if cerr != nil {
 		return fmt.Errorf("commit: %w", cerr)

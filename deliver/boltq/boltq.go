@@ -8,8 +8,12 @@
 //	            (a small record each, the mail JSON beside it)
 //	msg/*.eml   the raw messages, one file each, named in their message record
 //
-// Durability: Commit fsyncs the raw file, renames it into msg/, fsyncs msg/,
-// then commits the bbolt transaction (bbolt fsyncs on every commit;
+// Durability: a small message (up to InlineMax; ingest hands over those it
+// held in memory as route.Mail.Raw, with no file at all) is written inside
+// the commit's transaction, so its one durable write is the batch's fsync,
+// shared with the concurrent commits. A larger one: Commit fsyncs the raw
+// file, renames it into msg/, fsyncs msg/, then commits the bbolt
+// transaction (bbolt fsyncs on every commit;
 // concurrent Commits share one fsync through DB.Batch). The bbolt commit is
 // the commit point: a crash before it leaves an unreferenced file that Open
 // removes, a crash after it leaves a committed message whose file is already
@@ -330,19 +334,38 @@ func (q *Queue) Commit(ctx context.Context, mail *route.Mail, jobs []*deliver.Jo
 	if err := deliver.ValidateCommit(mail, jobs, now); err != nil {
 		return err
 	}
-	if rawPath == "" {
-		return errors.New("boltq: commit: mail without raw file")
+	if rawPath == "" && mail.Raw == nil {
+		return errors.New("boltq: commit: mail without raw message")
 	}
 	if len(jobs) == 0 {
-		os.Remove(rawPath)
+		if rawPath != "" {
+			os.Remove(rawPath)
+		}
 		return nil
 	}
 	var name string
-	inline, err := q.readInline(rawPath)
-	if err != nil {
-		return fmt.Errorf("boltq: commit %s: %w", mail.ID, err)
+	var inline []byte
+	switch {
+	case mail.Raw != nil && q.inlineMax > 0 && int64(len(mail.Raw)) <= q.inlineMax:
+		// Held in memory since the socket: written once, in the batch.
+		inline = mail.Raw
+	case mail.Raw != nil:
+		if dup, err := q.hasMsg(mail.ID); err != nil {
+			return err
+		} else if dup {
+			return nil
+		}
+		name = fileName(mail.ID)
+		stored = filepath.Join(q.msgDir, name)
+		if err := safefile.Write(stored, bytes.NewReader(mail.Raw)); err != nil {
+			return fmt.Errorf("boltq: commit %s: %w", mail.ID, err)
+		}
+	default:
+		if inline, err = q.readInline(rawPath); err != nil {
+			return fmt.Errorf("boltq: commit %s: %w", mail.ID, err)
+		}
 	}
-	if inline == nil {
+	if inline == nil && name == "" {
 		// A duplicate is found again inside the transaction; looking first
 		// only spares a large retried message its fsync'd move.
 		if dup, err := q.hasMsg(mail.ID); err != nil {

@@ -43,11 +43,27 @@ func Copy(src, dst string) error {
 		return err
 	}
 	defer in.Close()
+	return create(dst, in)
+}
+
+// Write makes the bytes of r durable in a new file dst (mode 0600; an
+// existing dst is an error): it writes and fsyncs the file, then fsyncs
+// its directory. On failure dst is removed.
+func Write(dst string, r io.Reader) error {
+	if err := create(dst, r); err != nil {
+		return err
+	}
+	return SyncDir(filepath.Dir(dst))
+}
+
+// create writes r to the new file dst and fsyncs it; on failure dst is
+// removed.
+func create(dst string, r io.Reader) error {
 	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return err
 	}
-	_, err = io.Copy(out, in)
+	_, err = io.Copy(out, r)
 	if err == nil {
 		err = out.Sync()
 	}

@@ -5,6 +5,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/mailhook/mailhook/internal/testenv"
@@ -84,5 +85,21 @@ func TestMoveAcrossFileSystems(t *testing.T) {
 	}
 	if _, err := os.Stat(src); !errors.Is(err, fs.ErrNotExist) {
 		t.Error("source still there after Move")
+	}
+}
+
+func TestWrite(t *testing.T) {
+	dst := filepath.Join(t.TempDir(), "raw.eml")
+	if err := Write(dst, strings.NewReader("in memory")); err != nil {
+		t.Fatalf("Write = %v", err)
+	}
+	if b, _ := os.ReadFile(dst); string(b) != "in memory" {
+		t.Errorf("file holds %q", b)
+	}
+	if fi, _ := os.Stat(dst); fi.Mode().Perm() != 0o600 {
+		t.Errorf("mode %v, want 0600", fi.Mode().Perm())
+	}
+	if err := Write(dst, strings.NewReader("again")); !errors.Is(err, fs.ErrExist) {
+		t.Errorf("Write onto an existing file = %v, want ErrExist", err)
 	}
 }

@@ -27,6 +27,8 @@ import (
 	"github.com/mailhook/mailhook/deliver"
 	"github.com/mailhook/mailhook/ingest/auth"
 	"github.com/mailhook/mailhook/ingest/rspamd"
+	"github.com/mailhook/mailhook/internal/clip"
+	"github.com/mailhook/mailhook/internal/safefile"
 	"github.com/mailhook/mailhook/parse"
 	"github.com/mailhook/mailhook/route"
 )
@@ -40,13 +42,6 @@ const (
 	StatusRetrying  = "retrying"            // at least one job failed and will be retried
 	StatusDead      = "dead"                // no job delivered and none left to try
 	StatusDropped   = "dropped"             // no jobs (a drop rule), or every job dropped by an operator
-)
-
-// Attempt outcomes given to RecordAttempt.
-const (
-	OutcomeDelivered = "delivered"
-	OutcomeRetry     = "retry"
-	OutcomeDead      = "dead"
 )
 
 // Job statuses in JobRecord.Status (besides StatusQueued, StatusDelivered,
@@ -87,6 +82,7 @@ var (
 	bSeries  = []byte("series")  // 8-byte unix minute -> seriesCell JSON
 	bMeta    = []byte("meta")    // "probe" -> nil, written by Writable
 	bClaims  = []byte("claims")  // one-time link key -> 8-byte unix expiry
+	bAlias   = []byte("alias")   // stable id -> msg id
 	bRawMsg  = []byte("raw")     // msg id -> raw message, for messages held in memory (route.Mail.Raw)
 )
 
@@ -172,7 +168,7 @@ func OpenActivity(dir string, opts ActivityOptions) (*Activity, error) {
 		return nil, fmt.Errorf("admin: activity: open %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bMsgs, bParsed, bIndex, bJobs, bSent, bRefused, bSeries, bMeta, bClaims, bRawMsg} {
+		for _, b := range [][]byte{bMsgs, bParsed, bIndex, bJobs, bSent, bRefused, bSeries, bMeta, bClaims, bAlias, bRawMsg} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -219,6 +215,10 @@ type MessageSummary struct {
 	RcptTo     []string  `json:"rcpt_to"`
 	From       string    `json:"from"`
 	Subject    string    `json:"subject"`
+	// MessageID is the Message-ID header field; StableID the webhook
+	// JSON's id (see route.Mail.StableID).
+	MessageID string `json:"message_id,omitempty"`
+	StableID  string `json:"stable_id,omitempty"`
 	// Routes are the names of the rules that matched, in order, once each.
 	Routes    []string `json:"routes"`
 	Status    string   `json:"status"`
@@ -229,7 +229,6 @@ type MessageSummary struct {
 // MessageDetail is everything recorded about one message.
 type MessageDetail struct {
 	MessageSummary
-	StableID  string           `json:"stable_id,omitempty"`
 	RawSize   int64            `json:"raw_size"`
 	Envelope  route.Envelope   `json:"envelope"`
 	Auth      *auth.Results    `json:"auth"`
@@ -325,14 +324,13 @@ func (a *Activity) RecordAccepted(mail *route.Mail, decisions []route.Decision, 
 	}
 	now := a.now()
 	d := MessageDetail{
-		StableID:  mail.StableID,
 		RawSize:   mail.RawSize,
 		Envelope:  mail.Envelope,
 		Auth:      mail.Auth,
 		Spam:      mail.Spam,
 		Decisions: decisions,
 	}
-	d.ID = mail.ID
+	d.ID, d.StableID = mail.ID, mail.StableID
 	d.ReceivedAt = mail.ReceivedAt
 	if d.ReceivedAt.IsZero() {
 		d.ReceivedAt = now
@@ -346,9 +344,10 @@ func (a *Activity) RecordAccepted(mail *route.Mail, decisions []route.Decision, 
 		d.Decisions = []route.Decision{}
 	}
 	if m := d.Message; m != nil {
-		d.Subject = truncUTF8(m.Subject, maxSummaryText)
+		d.Subject = clip.UTF8(m.Subject, maxSummaryText, "")
+		d.MessageID = clip.UTF8(m.MessageID, maxSummaryText, "")
 		if m.From != nil {
-			d.From = truncUTF8(m.From.Address, maxSummaryText)
+			d.From = clip.UTF8(m.From.Address, maxSummaryText, "")
 		}
 	}
 	parsed, err := json.Marshal(d.Message)
@@ -380,8 +379,10 @@ func (a *Activity) RecordAccepted(mail *route.Mail, decisions []route.Decision, 
 				return err
 			}
 		}
-		if err := indexStableID(tx, rec); err != nil { // lookup.go
-			return err
+		if rec.StableID != "" && rec.StableID != rec.ID {
+			if err := tx.Bucket(bAlias).Put([]byte(rec.StableID), []byte(rec.ID)); err != nil {
+				return err
+			}
 		}
 		if err := tx.Bucket(bParsed).Put([]byte(rec.ID), parsed); err != nil {
 			return err
@@ -442,26 +443,15 @@ func trimMessage(m *parse.Message) (*parse.Message, []string) {
 		c.Attachments[i].Content = ""
 	}
 	if len(c.Text) > maxBodyText {
-		c.Text, cut = truncUTF8(c.Text, maxBodyText), append(cut, "message.text")
+		c.Text, cut = clip.UTF8(c.Text, maxBodyText, ""), append(cut, "message.text")
 	}
 	if len(c.HTML) > maxBodyText {
-		c.HTML, cut = truncUTF8(c.HTML, maxBodyText), append(cut, "message.html")
+		c.HTML, cut = clip.UTF8(c.HTML, maxBodyText, ""), append(cut, "message.html")
 	}
 	if len(c.StrippedText) > maxBodyText {
-		c.StrippedText, cut = truncUTF8(c.StrippedText, maxBodyText), append(cut, "message.stripped_text")
+		c.StrippedText, cut = clip.UTF8(c.StrippedText, maxBodyText, ""), append(cut, "message.stripped_text")
 	}
 	return &c, cut
-}
-
-// truncUTF8 cuts s to at most n bytes without splitting a UTF-8 sequence.
-func truncUTF8(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	for n > 0 && n < len(s) && s[n]&0xC0 == 0x80 {
-		n--
-	}
-	return s[:n]
 }
 
 // RecordRefused records a refusal in the SMTP dialogue.
@@ -469,8 +459,8 @@ func (a *Activity) RecordRefused(ev Refused) error {
 	if ev.At.IsZero() {
 		ev.At = a.now()
 	}
-	ev.MailFrom = truncUTF8(ev.MailFrom, maxSummaryText*2)
-	ev.Reason = truncUTF8(ev.Reason, maxErrorText)
+	ev.MailFrom = clip.UTF8(ev.MailFrom, maxSummaryText*2, "")
+	ev.Reason = clip.UTF8(ev.Reason, maxErrorText, "")
 	if len(ev.Rcpts) > 100 {
 		ev.Rcpts = ev.Rcpts[:100]
 	}
@@ -542,6 +532,15 @@ func purgeClaims(bk *bolt.Bucket, now time.Time) error {
 
 // Refusals returns up to limit refusals at or after since, newest first.
 func (a *Activity) Refusals(since time.Time, limit int) ([]Refused, error) {
+	return a.RefusalsMatching(since, limit, nil)
+}
+
+// maxRefusedScan bounds the refusals one RefusalsMatching call examines.
+const maxRefusedScan = 50000
+
+// RefusalsMatching is Refusals keeping only those match accepts (nil
+// accepts all); it examines at most 50000 refusals.
+func (a *Activity) RefusalsMatching(since time.Time, limit int, match func(*Refused) bool) ([]Refused, error) {
 	if limit <= 0 || limit > MaxPageSize {
 		limit = MaxPageSize
 	}
@@ -549,12 +548,14 @@ func (a *Activity) Refusals(since time.Time, limit int) ([]Refused, error) {
 	err := a.db.View(func(tx *bolt.Tx) error {
 		c := tx.Bucket(bRefused).Cursor()
 		floor := timeKey(since, "")
-		for k, v := c.Last(); k != nil && len(out) < limit; k, v = c.Prev() {
+		scanned := 0
+		for k, v := c.Last(); k != nil && len(out) < limit && scanned < maxRefusedScan; k, v = c.Prev() {
 			if string(k) < string(floor) {
 				break
 			}
+			scanned++
 			var r Refused
-			if json.Unmarshal(v, &r) == nil {
+			if json.Unmarshal(v, &r) == nil && (match == nil || match(&r)) {
 				out = append(out, r)
 			}
 		}
@@ -563,21 +564,24 @@ func (a *Activity) Refusals(since time.Time, limit int) ([]Refused, error) {
 	return out, err
 }
 
-// RecordAttempt records one delivery attempt of job and its outcome
-// (OutcomeDelivered, OutcomeRetry or OutcomeDead): it appends to the
-// message's timeline and updates the job's and the message's status.
-func (a *Activity) RecordAttempt(job *deliver.Job, at deliver.Attempt, outcome string) error {
+// RecordAttempt records one delivery attempt of job and how the Runner
+// settled it: it appends to the message's timeline and updates the job's
+// and the message's status. A released attempt (mailhook stopping) leaves
+// the job queued and counts as neither delivered nor failed.
+func (a *Activity) RecordAttempt(job *deliver.Job, at deliver.Attempt, outcome deliver.Settlement) error {
 	if job == nil || job.ID == "" || job.MsgID == "" {
 		return errors.New("admin: activity: record attempt: job without id or message id")
 	}
 	var status string
 	switch outcome {
-	case OutcomeDelivered:
+	case deliver.SettleDelivered:
 		status = StatusDelivered
-	case OutcomeRetry:
+	case deliver.SettleRetry:
 		status = StatusRetrying
-	case OutcomeDead:
+	case deliver.SettleDead:
 		status = StatusDead
+	case deliver.SettleReleased:
+		status = StatusQueued
 	default:
 		return fmt.Errorf("admin: activity: record attempt: unknown outcome %q", outcome)
 	}
@@ -585,8 +589,8 @@ func (a *Activity) RecordAttempt(job *deliver.Job, at deliver.Attempt, outcome s
 	if at.At.IsZero() {
 		at.At = now
 	}
-	ar := newAttemptRecord(at, outcome)
-	ar.Error, ar.Response = truncUTF8(ar.Error, maxErrorText), truncUTF8(ar.Response, maxResponse)
+	ar := newAttemptRecord(at, string(outcome))
+	ar.Error, ar.Response = clip.UTF8(ar.Error, maxErrorText, ""), clip.UTF8(ar.Response, maxResponse, "")
 	err := a.db.Batch(func(tx *bolt.Tx) error {
 		rec, err := getRecord(tx, job.MsgID)
 		if errors.Is(err, ErrNotFound) {
@@ -616,13 +620,16 @@ func (a *Activity) RecordAttempt(job *deliver.Job, at deliver.Attempt, outcome s
 		}
 		rec.addEvent(Event{
 			At: ar.At, Type: "attempt", JobID: job.ID, Kind: string(job.Kind), Target: job.Target,
-			Outcome: outcome, Status: ar.Status, LatencyMS: ar.LatencyMS, Error: ar.Error,
+			Outcome: string(outcome), Status: ar.Status, LatencyMS: ar.LatencyMS, Error: ar.Error,
 		})
 		if err := putRecord(tx, rec, now); err != nil {
 			return err
 		}
+		if outcome == deliver.SettleReleased {
+			return nil
+		}
 		return bumpSeries(tx, ar.At, func(c *seriesCell) {
-			if outcome == OutcomeDelivered {
+			if outcome == deliver.SettleDelivered {
 				c.Delivered++
 			} else {
 				c.Failed++
@@ -702,8 +709,12 @@ func (a *Activity) RecordSent(jobID string, body []byte) error {
 
 // newAttemptRecord is at as the activity store and the API show it.
 func newAttemptRecord(at deliver.Attempt, outcome string) AttemptRecord {
+	class := statusClass(at.Status)
+	if at.Status == 0 && at.Error == "" {
+		class = "none" // no reply code and no error: a mailbox append
+	}
 	return AttemptRecord{
-		At: at.At, Status: at.Status, StatusClass: statusClass(at.Status),
+		At: at.At, Status: at.Status, StatusClass: class,
 		LatencyMS: float64(at.Latency) / float64(time.Millisecond),
 		Error:     at.Error, Response: at.Response, Outcome: outcome,
 	}
@@ -844,8 +855,12 @@ type Query struct {
 	Rcpt string
 	// Route matches messages that any rule of this name routed.
 	Route string
-	// Status matches the message status exactly (see Status*).
+	// Status matches the message status (see Status*); StatusDead also
+	// matches partially delivered messages, which have dead jobs too.
 	Status string
+	// Text matches messages whose sender (envelope or From), subject,
+	// Message-ID, recipient or ids contain it (case-insensitive).
+	Text string
 	// Since and Until bound ReceivedAt: Since <= t < Until; zero is open.
 	Since, Until time.Time
 	// Cursor is the next value of a previous page.
@@ -876,6 +891,7 @@ func (a *Activity) Messages(q Query) (page []MessageSummary, next string, err er
 		}
 	}
 	rcpt := strings.ToLower(q.Rcpt)
+	text := strings.ToLower(strings.TrimSpace(q.Text))
 	page = []MessageSummary{}
 	err = a.db.View(func(tx *bolt.Tx) error {
 		c := tx.Bucket(bIndex).Cursor()
@@ -919,7 +935,7 @@ func (a *Activity) Messages(q Query) (page []MessageSummary, next string, err er
 			if err := json.Unmarshal(v, &s); err != nil {
 				continue
 			}
-			if !q.matches(&s, rcpt) {
+			if !q.matches(&s, rcpt, text) {
 				continue
 			}
 			if len(page) == limit {
@@ -936,8 +952,12 @@ func (a *Activity) Messages(q Query) (page []MessageSummary, next string, err er
 	return page, next, nil
 }
 
-func (q *Query) matches(s *MessageSummary, rcpt string) bool {
-	if q.Status != "" && s.Status != q.Status {
+func (q *Query) matches(s *MessageSummary, rcpt, text string) bool {
+	if q.Status != "" && s.Status != q.Status && (q.Status != StatusDead || s.Status != StatusPartial) {
+		return false
+	}
+	if text != "" && !slices.ContainsFunc(append([]string{s.ID, s.StableID, s.MailFrom, s.From, s.Subject, s.MessageID}, s.RcptTo...),
+		func(f string) bool { return strings.Contains(strings.ToLower(f), text) }) {
 		return false
 	}
 	if q.Route != "" && !slices.Contains(s.Routes, q.Route) {
@@ -949,11 +969,30 @@ func (q *Query) matches(s *MessageSummary, rcpt string) bool {
 	return true
 }
 
+// resolve returns the message id that id names: a message id itself, the
+// id of one of its jobs (a webhook delivery's webhook-id), or its stable id
+// (the webhook JSON's id).
+func resolve(tx *bolt.Tx, id string) string {
+	if tx.Bucket(bMsgs).Get([]byte(id)) != nil {
+		return id
+	}
+	if v := tx.Bucket(bJobs).Get([]byte(id)); v != nil {
+		return string(v)
+	}
+	if v := tx.Bucket(bAlias).Get([]byte(id)); v != nil {
+		return string(v)
+	}
+	return id
+}
+
 // Message returns everything recorded about one message, or ErrNotFound.
+// id is any of the message's ids: its msg_id, its stable id, or the id of
+// one of its jobs (the webhook-id of a webhook delivery).
 func (a *Activity) Message(id string) (*MessageDetail, error) {
 	var rec *msgRecord
 	err := a.db.View(func(tx *bolt.Tx) error {
 		var err error
+		id = resolve(tx, id)
 		if rec, err = getRecord(tx, id); err != nil {
 			return err
 		}
@@ -1029,8 +1068,7 @@ func (a *Activity) KeepRaw(msgID, rawPath string) error {
 		if errors.Is(err, os.ErrNotExist) {
 			return fmt.Errorf("admin: activity: keep raw %s: %w", msgID, err)
 		}
-		if err := copyFile(rawPath, tmp); err != nil {
-			os.Remove(tmp)
+		if err := safefile.Copy(rawPath, tmp); err != nil {
 			return fmt.Errorf("admin: activity: keep raw %s: %w", msgID, err)
 		}
 	}
@@ -1039,23 +1077,6 @@ func (a *Activity) KeepRaw(msgID, rawPath string) error {
 		return fmt.Errorf("admin: activity: keep raw %s: %w", msgID, err)
 	}
 	return nil
-}
-
-func copyFile(src, dst string) error {
-	in, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		return err
-	}
-	return out.Close()
 }
 
 // OpenRaw opens the kept raw source of a message, or returns ErrNotFound.
@@ -1255,7 +1276,9 @@ func (a *Activity) PurgeOnce() (int, error) {
 						tx.Bucket(bJobs).Delete([]byte(j.ID))
 						tx.Bucket(bSent).Delete([]byte(j.ID))
 					}
-					unindexStableID(tx, rec) // lookup.go
+					if rec.StableID != "" {
+						tx.Bucket(bAlias).Delete([]byte(rec.StableID))
+					}
 				}
 				if err := tx.Bucket(bMsgs).Delete([]byte(id)); err != nil {
 					return err

@@ -2,14 +2,20 @@ package main
 
 import (
 	"cmp"
+	"context"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"maps"
+	"net"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/mailhook/mailhook/config"
+	"github.com/mailhook/mailhook/deliver/relay"
+	"github.com/mailhook/mailhook/mailbox"
 )
 
 func init() {
@@ -31,10 +37,100 @@ func checkConfig(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 			}
 			return 1
 		}
-		return exitErr(stderr, err)
+		code := exitErr(stderr, err)
+		noConfigHint(stderr, err)
+		return code
+	}
+	if err := preflight(cfg); err != nil {
+		fmt.Fprintf(stderr, "%s: serve would refuse it:\n  %s\n", *path, strings.ReplaceAll(err.Error(), "\n", "\n  "))
+		return 1
 	}
 	describe(stdout, *path, cfg)
+	if _, warn := attachmentBase(cfg); warn != "" {
+		fmt.Fprintf(stdout, "warning    %s\n", warn)
+	}
+	compareRunning(stdout, cfg)
 	return 0
+}
+
+// compareRunning asks the server the config describes, through its admin
+// API, which keys of the file differ from what it runs, and which of those
+// a reload applies. Without an API (no admin.listen or admin.token) or a
+// server, it says nothing more than that.
+func compareRunning(w io.Writer, cfg *config.Config) {
+	aq, err := newAdminQueue(cfg)
+	if err != nil {
+		return
+	}
+	aq.c.Timeout = 3 * time.Second
+	var out struct {
+		Changed []string `json:"changed"`
+	}
+	err = aq.send(context.Background(), "POST", "/api/config/diff", map[string]any{"fingerprint": config.Fingerprint(cfg)}, &out)
+	var opErr *net.OpError
+	switch {
+	case errors.As(err, &opErr):
+		fmt.Fprintf(w, "running    no server answers at %s\n", aq.base)
+		return
+	case err != nil && strings.Contains(err.Error(), "401"):
+		fmt.Fprintf(w, "running    the server at %s refuses this file's admin.token: the token changed, and a new admin.token needs a restart\n", aq.base)
+		return
+	case err != nil:
+		fmt.Fprintf(w, "running    could not compare with the server at %s: %v\n", aq.base, err)
+		return
+	case len(out.Changed) == 0:
+		fmt.Fprintf(w, "running    the server at %s runs this config\n", aq.base)
+		return
+	}
+	var reload, restart []string
+	for _, k := range out.Changed {
+		if reloadable(k) {
+			reload = append(reload, k)
+		} else {
+			restart = append(restart, k)
+		}
+	}
+	fmt.Fprintf(w, "running    the server at %s runs a config that differs in %d key(s):\n", aq.base, len(out.Changed))
+	if len(reload) > 0 {
+		fmt.Fprintf(w, "  a reload (SIGHUP, or saving the file) applies: %s\n", strings.Join(reload, ", "))
+	}
+	if len(restart) > 0 {
+		fmt.Fprintf(w, "  these need a restart: %s\n", strings.Join(restart, ", "))
+	}
+}
+
+// preflight builds, opening no listener, store or connection, what serve
+// builds from the configuration alone and may refuse: the route table,
+// the webhook endpoints, the mailbox users, the relay's DKIM key and SRS
+// secret. It calls the functions serve calls, so that check-config
+// refuses what serve refuses.
+func preflight(cfg *config.Config) error {
+	var errs []error
+	if _, err := buildPolicy(cfg); err != nil {
+		errs = append(errs, err)
+	}
+	if s, err := newSender(cfg, slog.New(slog.DiscardHandler)); err != nil {
+		errs = append(errs, err)
+	} else {
+		s.Close()
+	}
+	if len(cfg.Mailbox.Users) > 0 {
+		if _, err := mailbox.NewUsers(mailboxUsers(cfg.Mailbox.Users)); err != nil {
+			errs = append(errs, fmt.Errorf("mailbox.users: %w", err))
+		}
+	}
+	if d := cfg.Relay.DKIM; d.PrivateKeyFile != "" {
+		if _, err := relay.LoadDKIMSigner(d.Domain, d.Selector, d.PrivateKeyFile); err != nil {
+			errs = append(errs, fmt.Errorf("relay.dkim: %w", err))
+		}
+	}
+	if secret := cfg.Relay.SRS.Secret; secret != "" {
+		domain := cmp.Or(cfg.Relay.SRS.Domain, cfg.Domains[0])
+		if _, err := relay.NewSRS([]byte(secret), domain, 0); err != nil {
+			errs = append(errs, fmt.Errorf("relay.srs: %w", err))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // describe prints what a configuration will do.
@@ -58,7 +154,7 @@ func describe(w io.Writer, path string, c *config.Config) {
 	}
 	fmt.Fprintf(w, "queue      %s\n", q)
 	if r := c.Verify.Rspamd; r.Enabled() {
-		fmt.Fprintf(w, "rspamd     %s (timeout %s, on_error %s, enforce %t)\n", r.URL, r.Timeout, r.OnError, r.Enforce)
+		fmt.Fprintf(w, "rspamd     %s (timeout %s, on_error %s, enforce %t)\n", config.RedactURL(r.URL), r.Timeout, r.OnError, r.Enforce)
 	}
 	if len(c.Mailbox.Users) > 0 {
 		fmt.Fprintf(w, "imap       %s", c.Mailbox.IMAPListen)
@@ -81,7 +177,8 @@ func describe(w io.Writer, path string, c *config.Config) {
 			mode = fmt.Sprintf(" (sync: answered during DATA within %s, on failure %s)",
 				cmp.Or(wh.SyncTimeout, config.DefaultSyncTimeout), cmp.Or(wh.OnFailure, "defer"))
 		}
-		fmt.Fprintf(w, "webhook    %s -> %s%s\n", name, wh.URL, mode)
+		// Redacted: a webhook URL may carry credentials.
+		fmt.Fprintf(w, "webhook    %s -> %s%s\n", name, config.RedactURL(wh.URL), mode)
 	}
 	if r := c.Reply; len(r.Secrets) > 0 && len(c.Domains) > 0 {
 		ttl := "none"

@@ -21,7 +21,8 @@ import (
 	"github.com/mailhook/mailhook/deliver"
 	"github.com/mailhook/mailhook/deliver/relay"
 	"github.com/mailhook/mailhook/deliver/webhook"
-	"github.com/mailhook/mailhook/ingest/auth"
+	"github.com/mailhook/mailhook/dns"
+	"github.com/mailhook/mailhook/internal/loginlimit"
 	"github.com/mailhook/mailhook/mailbox"
 	"github.com/mailhook/mailhook/mailbox/pop3"
 	"github.com/mailhook/mailhook/route"
@@ -30,7 +31,7 @@ import (
 // handlers returns a delivery handler per job kind: webhooks always, the
 // relay always (forward rules and SRS bounces need it), mailboxes when the
 // store is open.
-func (a *app) handlers(resolver *auth.Resolver) (map[deliver.Kind]deliver.Handler, error) {
+func (a *app) handlers(resolver *dns.Resolver) (map[deliver.Kind]deliver.Handler, error) {
 	h := map[deliver.Kind]deliver.Handler{}
 	sender, err := newSender(a.cfg, a.log)
 	if err != nil {
@@ -143,7 +144,7 @@ func (a *app) openMailbox() error {
 	}
 	a.store = store
 	a.closers = append(a.closers, func() { store.Close() })
-	a.limiter = mailbox.NewLimiter(mailbox.LimiterOptions{})
+	a.limiter = loginlimit.New(loginlimit.Options{})
 	return nil
 }
 

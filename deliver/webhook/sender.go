@@ -241,7 +241,7 @@ func NewSender(o Options) *Sender {
 		now:     o.Now,
 	}
 	if s.ua == "" {
-		s.ua = "mailhook/" + orDefault(o.Version, "dev")
+		s.ua = "mailhook/" + cmp.Or(o.Version, "dev")
 	}
 	if s.maxResp <= 0 {
 		s.maxResp = DefaultMaxResponseBytes
@@ -281,13 +281,6 @@ func NewSender(o Options) *Sender {
 		if ep.AllowPrivate {
 			ep.client = openClient
 		}
-	}
-	return s
-}
-
-func orDefault(s, def string) string {
-	if s == "" {
-		return def
 	}
 	return s
 }

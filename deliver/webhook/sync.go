@@ -141,12 +141,12 @@ type SyncStep struct {
 	// OnAttempt, when set, is told of each attempt as the runner's
 	// OnAttempt is (activity log, metrics), with outcome "delivered",
 	// "dead" (refused) or "retry" (failed: deferred or queued).
-	OnAttempt func(job *deliver.Job, mail *route.Mail, a deliver.Attempt, outcome string)
+	OnAttempt func(job *deliver.Job, mail *route.Mail, a deliver.Attempt, outcome deliver.Settlement)
 	// OnRefusedAttempt, when set, is told instead of OnAttempt of the
 	// attempts of a message the step refuses or defers: the message was
 	// not accepted, so ingest records it as a refusal (with the
 	// endpoint's text) rather than as a message with jobs.
-	OnRefusedAttempt func(job *deliver.Job, mail *route.Mail, a deliver.Attempt, outcome string)
+	OnRefusedAttempt func(job *deliver.Job, mail *route.Mail, a deliver.Attempt, outcome deliver.Settlement)
 	// Logger gets one line per sync attempt (default: discard).
 	Logger *slog.Logger
 }
@@ -219,12 +219,12 @@ func (st *SyncStep) Run(ctx context.Context, m *route.Mail, jobs []*deliver.Job)
 		log = slog.New(slog.DiscardHandler)
 	}
 	for _, r := range results {
-		outcome := "delivered"
+		outcome := deliver.SettleDelivered
 		switch r.verdict {
 		case Refused:
-			outcome = "dead"
+			outcome = deliver.SettleDead
 		case Failed:
-			outcome = "retry"
+			outcome = deliver.SettleRetry
 			if refusal == nil && !deferred {
 				// on_failure: queue, and the message is accepted: the
 				// queued job carries this attempt.

@@ -154,9 +154,9 @@ func TestSyncWebhooks(t *testing.T) {
 	var mu sync.Mutex
 	attempts := map[string][]string{} // endpoint -> outcomes
 	step := &webhook.SyncStep{Sender: func() *webhook.Sender { return sender },
-		OnAttempt: func(j *deliver.Job, _ *route.Mail, a deliver.Attempt, outcome string) {
+		OnAttempt: func(j *deliver.Job, _ *route.Mail, a deliver.Attempt, outcome deliver.Settlement) {
 			mu.Lock()
-			attempts[j.Target] = append(attempts[j.Target], outcome)
+			attempts[j.Target] = append(attempts[j.Target], string(outcome))
 			mu.Unlock()
 		}}
 	pol := &ingest.Policy{Domains: map[string]bool{"example.test": true}, Router: table}

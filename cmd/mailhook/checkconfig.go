@@ -33,6 +33,16 @@ func checkConfig(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 		return exitErr(stderr, err)
 	}
 	describe(stdout, *path, cfg)
+	if cfg.Queue.Backend == "redis" && cfg.Node.Has(config.RoleMailbox) {
+		holder, note := checkMailboxRole(cfg)
+		if holder != "" {
+			fmt.Fprintf(stderr, "%s: node.roles: mailbox is held by node %q on this queue; exactly one node may hold the mailbox store\n", *path, holder)
+			return 1
+		}
+		if note != "" {
+			fmt.Fprintf(stdout, "mailbox    role %s\n", note)
+		}
+	}
 	return 0
 }
 
@@ -54,8 +64,12 @@ func describe(w io.Writer, path string, c *config.Config) {
 			addr = strings.Join(c.Queue.Redis.Addrs, ",")
 		}
 		q += " at " + addr
+		if c.Queue.Redis.Shards > 1 {
+			q += fmt.Sprintf(" (%d shards)", c.Queue.Redis.Shards)
+		}
 	}
 	fmt.Fprintf(w, "queue      %s\n", q)
+	fmt.Fprintf(w, "node       %s, roles %s\n", nodeName(c), strings.Join(c.Node.Roles, ", "))
 	if len(c.Mailbox.Users) > 0 {
 		fmt.Fprintf(w, "imap       %s", c.Mailbox.IMAPListen)
 		if c.Mailbox.IMAPSListen != "" {

@@ -33,7 +33,7 @@ func checkConfig(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 		return exitErr(stderr, err)
 	}
 	describe(stdout, *path, cfg)
-	if cfg.Queue.Backend == "redis" && cfg.Node.Has(config.RoleMailbox) {
+	if cfg.Queue.Backend == "redis" && holdsMailbox(cfg) {
 		holder, note := checkMailboxRole(cfg)
 		if holder != "" {
 			fmt.Fprintf(stderr, "%s: node.roles: mailbox is held by node %q on this queue; exactly one node may hold the mailbox store\n", *path, holder)

@@ -3,9 +3,12 @@ package main
 import (
 	"cmp"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -53,10 +56,27 @@ func openRedisQueue(cfg *config.Config, log *slog.Logger) (*redisq.Queue, func()
 	return q, func() { c.Close() }, nil
 }
 
-// nodeName is node.name, or the machine's hostname.
+// nodeName is node.name, or the machine's hostname and a hash of the
+// data_dir: the same across restarts of one node (which is how a restarted
+// node finds its previous instance's leases) and different for two nodes
+// on one machine.
 func nodeName(cfg *config.Config) string {
+	if cfg.Node.Name != "" {
+		return cfg.Node.Name
+	}
 	h, _ := os.Hostname()
-	return cmp.Or(cfg.Node.Name, h, "node")
+	dir, err := filepath.Abs(cfg.DataDir)
+	if err != nil {
+		dir = cfg.DataDir
+	}
+	sum := sha256.Sum256([]byte(dir))
+	return cmp.Or(h, "node") + "-" + hex.EncodeToString(sum[:3])
+}
+
+// holdsMailbox reports whether this node holds the mailbox store: it has
+// the role and there are mailbox users.
+func holdsMailbox(cfg *config.Config) bool {
+	return cfg.Node.Has(config.RoleMailbox) && len(cfg.Mailbox.Users) > 0
 }
 
 // startRedisNode registers this node on the shared queue: it claims the
@@ -65,7 +85,7 @@ func nodeName(cfg *config.Config) string {
 // returns the leases of this node's previous process at once.
 func startRedisNode(q *redisq.Queue, cfg *config.Config) error {
 	var exclusive []string
-	if cfg.Node.Has(config.RoleMailbox) {
+	if holdsMailbox(cfg) {
 		exclusive = append(exclusive, config.RoleMailbox)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

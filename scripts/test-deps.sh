@@ -1,12 +1,17 @@
 #!/bin/sh
 # Installs what `make test` needs when it is missing, from Debian/Ubuntu
 # packages: redis-server (the Redis backend's tests start their own),
+# redis-tools (redis-cli --cluster create builds the tests' Redis Cluster),
+# redis-sentinel (the Sentinel failover test; its system service is
+# stopped and disabled: tests start their own sentinels on free ports),
 # dovecot (the IMAP differential test runs Debian's dovecot beside ours),
 # chromium (the dashboard is tested in a real headless browser). Run as
 # root or with sudo available. Node.js and python3 are used when present.
 set -e
 need=""
 command -v redis-server >/dev/null 2>&1 || need="$need redis-server"
+command -v redis-cli >/dev/null 2>&1 || need="$need redis-tools"
+command -v redis-sentinel >/dev/null 2>&1 || need="$need redis-sentinel"
 command -v doveadm >/dev/null 2>&1 || need="$need dovecot-imapd dovecot-pop3d"
 command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || need="$need chromium"
 [ -z "$need" ] && exit 0
@@ -16,6 +21,11 @@ SUDO=""
 if command -v apt-get >/dev/null 2>&1; then
 	$SUDO apt-get update -qq >/dev/null
 	DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $need >/dev/null
+	case "$need" in
+	*redis-sentinel*)
+		$SUDO systemctl disable --now redis-sentinel >/dev/null 2>&1 ||
+			$SUDO service redis-sentinel stop >/dev/null 2>&1 || true ;;
+	esac
 else
 	echo "test-deps: please install:$need" >&2
 	exit 1

@@ -430,20 +430,35 @@ func (q *Queue) Take(ctx context.Context, kinds []deliver.Kind, n int, lease tim
 	if err != nil {
 		return nil, err
 	}
+	// The shards' scripts run side by side: each is a write its master
+	// persists (an fsync with appendfsync always) before answering, and
+	// on Cluster the shards sit on different masters.
 	start := int(q.next.Add(1))
-	var out []*deliver.Job
+	got := make([][]*deliver.Job, len(all))
+	errs := make([]error, len(all))
+	var wg sync.WaitGroup
 	for i := range all {
 		sh := all[(start+i)%len(all)]
 		if plan[sh] == 0 {
 			continue
 		}
-		js, err := q.take(ctx, sh, want, plan[sh], lease)
-		out = append(out, js...)
-		if err != nil {
-			return out, err
-		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() {
+				if p := recover(); p != nil {
+					errs[i] = fmt.Errorf("redisq: take: panic: %v", p)
+				}
+			}()
+			got[i], errs[i] = q.take(ctx, sh, want, plan[sh], lease)
+		}()
 	}
-	return out, nil
+	wg.Wait()
+	var out []*deliver.Job
+	for i := range got {
+		out = append(out, got[i]...)
+	}
+	return out, errors.Join(errs...)
 }
 
 // plan decides how many jobs to take from each shard so that a Take

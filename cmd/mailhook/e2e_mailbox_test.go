@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"fmt"
@@ -167,25 +166,7 @@ mailbox:
 	}
 
 	// POP3: the same two, and RETR returns the message with our headers.
-	pc, err := net.DialTimeout("tcp", popAddr, 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pc.Close()
-	pc.SetDeadline(time.Now().Add(10 * time.Second))
-	pr := bufio.NewReader(pc)
-	popCmd := func(cmd string) string {
-		if cmd != "" {
-			fmt.Fprintf(pc, "%s\r\n", cmd)
-		}
-		line, _ := pr.ReadString('\n')
-		return strings.TrimSpace(line)
-	}
-	popCmd("")
-	popCmd("USER carol")
-	if got := popCmd("PASS correct horse"); !strings.HasPrefix(got, "+OK") {
-		t.Fatalf("POP3 PASS: %q", got)
-	}
+	popCmd, pr := dialPOP3(t, popAddr)
 	if got := popCmd("STAT"); !strings.HasPrefix(got, "+OK 2 ") {
 		t.Errorf("POP3 STAT: %q", got)
 	}

@@ -175,21 +175,23 @@ func imapSubjects(addr string) (map[string]bool, error) {
 	return out, nil
 }
 
-// popStat returns the message count POP3 STAT reports for carol.
-func popStat(t *testing.T, addr string) string {
+// dialPOP3 logs in to a POP3 server as carol and returns a function that
+// sends a command ("" reads only) and returns the reply line, and the
+// reader for multi-line replies.
+func dialPOP3(t *testing.T, addr string) (cmd func(string) string, r *bufio.Reader) {
 	t.Helper()
 	pc, err := net.DialTimeout("tcp", addr, 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer pc.Close()
+	t.Cleanup(func() { pc.Close() })
 	pc.SetDeadline(time.Now().Add(10 * time.Second))
-	pr := bufio.NewReader(pc)
-	cmd := func(s string) string {
+	r = bufio.NewReader(pc)
+	cmd = func(s string) string {
 		if s != "" {
 			fmt.Fprintf(pc, "%s\r\n", s)
 		}
-		line, _ := pr.ReadString('\n')
+		line, _ := r.ReadString('\n')
 		return strings.TrimSpace(line)
 	}
 	cmd("")
@@ -197,6 +199,13 @@ func popStat(t *testing.T, addr string) string {
 	if got := cmd("PASS correct horse"); !strings.HasPrefix(got, "+OK") {
 		t.Fatalf("POP3 PASS: %q", got)
 	}
+	return cmd, r
+}
+
+// popStat returns what POP3 STAT reports for carol.
+func popStat(t *testing.T, addr string) string {
+	t.Helper()
+	cmd, _ := dialPOP3(t, addr)
 	defer cmd("QUIT")
 	return cmd("STAT")
 }

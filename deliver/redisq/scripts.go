@@ -12,6 +12,34 @@ import "github.com/redis/go-redis/v9"
 // fields that scripts change (attempt count, lease token, lease expiry)
 // live in their own keys so no script re-encodes JSON.
 
+// luaRequeue is the prelude of the scripts that return leased jobs to
+// their ready set: kindKeys maps the kind names (space-separated, in
+// deliver.Kinds order) to the ready keys from KEYS[first]; requeue ends a
+// job's lease and makes it due at a time (a job whose JSON does not decode
+// only loses its lease, and stays visible to operators).
+const luaRequeue = `
+local function kindKeys(names, first)
+  local m, i = {}, first
+  for name in string.gmatch(names, "%S+") do
+    m[name] = KEYS[i]
+    i = i + 1
+  end
+  return m
+end
+local function requeue(jobKey, leaseKey, leasedKey, kindKey, id, at)
+  redis.call("ZREM", leasedKey, id)
+  redis.call("HDEL", leaseKey, id)
+  local json = redis.call("HGET", jobKey, id)
+  if json then
+    local ok, j = pcall(cjson.decode, json)
+    local key = ok and kindKey[j["kind"]] or nil
+    if key then
+      redis.call("ZADD", key, at, id)
+    end
+  end
+end
+`
+
 // commitScript records one message and its jobs, once per commit key.
 //
 // KEYS[1] -> {p}:job       hash  job id -> job JSON
@@ -98,26 +126,12 @@ return 1
 //
 // Returns a flat list: id, attempts, token, job JSON, ... The attempt count
 // is incremented and stored before the job is returned.
-var takeScript = redis.NewScript(`
+var takeScript = redis.NewScript(luaRequeue + `
 local now = tonumber(ARGV[1])
-local kindKey = {}
-local i = 5
-for name in string.gmatch(ARGV[6], "%S+") do
-  kindKey[name] = KEYS[i]
-  i = i + 1
-end
+local kindKey = kindKeys(ARGV[6], 5)
 local expired = redis.call("ZRANGEBYSCORE", KEYS[4], "-inf", now, "LIMIT", 0, tonumber(ARGV[5]))
 for _, id in ipairs(expired) do
-  redis.call("ZREM", KEYS[4], id)
-  redis.call("HDEL", KEYS[3], id)
-  local json = redis.call("HGET", KEYS[1], id)
-  if json then
-    local ok, j = pcall(cjson.decode, json)
-    local key = ok and kindKey[j["kind"]] or nil
-    if key then
-      redis.call("ZADD", key, now, id)
-    end
-  end
+  requeue(KEYS[1], KEYS[3], KEYS[4], kindKey, id, now)
 end
 local n = tonumber(ARGV[2])
 local cands = {}
@@ -260,29 +274,15 @@ return 1
 //
 // Returns the number of jobs released. It reads every lease of the shard:
 // there are as many as jobs in flight on all nodes, not jobs queued.
-var releaseScript = redis.NewScript(`
-local kindKey = {}
-local i = 4
-for name in string.gmatch(ARGV[2], "%S+") do
-  kindKey[name] = KEYS[i]
-  i = i + 1
-end
+var releaseScript = redis.NewScript(luaRequeue + `
+local kindKey = kindKeys(ARGV[2], 4)
 local leases = redis.call("HGETALL", KEYS[2])
 local n = 0
 for k = 1, #leases, 2 do
   local id, token = leases[k], leases[k + 1]
   for a = 3, #ARGV do
     if string.find(token, "|" .. ARGV[a] .. "|", 1, true) then
-      redis.call("HDEL", KEYS[2], id)
-      redis.call("ZREM", KEYS[3], id)
-      local json = redis.call("HGET", KEYS[1], id)
-      if json then
-        local ok, j = pcall(cjson.decode, json)
-        local key = ok and kindKey[j["kind"]] or nil
-        if key then
-          redis.call("ZADD", key, ARGV[1], id)
-        end
-      end
+      requeue(KEYS[1], KEYS[2], KEYS[3], kindKey, id, ARGV[1])
       n = n + 1
       break
     end

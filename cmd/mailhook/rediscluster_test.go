@@ -241,8 +241,11 @@ func TestRedisClusterFailover(t *testing.T) {
 	out := run1(t, "queue", "stats", "--config", c.cfgs["a"])
 	var ready, sched, leased, dead int
 	fmt.Sscanf(out, "ready %d\nscheduled %d\nleased %d\ndead %d", &ready, &sched, &leased, &dead)
-	if ready+sched+leased != len(before)+len(box) {
-		t.Errorf("queue stats over 6 shards count %d jobs, want %d:\n%s", ready+sched+leased, len(before)+len(box), out)
+	// A commit whose WAIT timed out answered 451 and is queued all the
+	// same (the sender's retry is deduplicated): between the acknowledged
+	// and the sent.
+	if n := ready + sched + leased; n < len(before)+len(box) || n > 60 {
+		t.Errorf("queue stats over 6 shards count %d jobs, want %d to 60:\n%s", n, len(before)+len(box), out)
 	}
 	close(hold)
 	waitWebhooks(t, c.rcv, before)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -213,7 +214,11 @@ func waitWebhooks(t *testing.T, rcv *receiver, acked map[string]bool) {
 func TestRedisClusterFailover(t *testing.T) {
 	rc := startRedisCluster(t, 3)
 	c := newCluster(t, fmt.Sprintf("redis: {addrs: [%s], shards: 6, wait_replicas: 1}", rc.addrs()))
-	c.config("a", "mx", "deliver")
+	cfg := c.config("a", "mx", "deliver")
+	// Retries every second for a minute: the held-back jobs below must not
+	// be dead-lettered while the keys are counted.
+	os.WriteFile(cfg, []byte(strings.Replace(mustRead(t, cfg), "schedule: [200ms, 500ms, 1s]",
+		"schedule: [200ms, 500ms"+strings.Repeat(", 1s", 60)+"], max_age: 1h", 1)), 0o600)
 	p := c.start("a")
 
 	// Keys on every master: hold deliveries back (the receiver answers

@@ -56,7 +56,11 @@ func describe(w io.Writer, path string, c *config.Config) {
 	if c.SMTP.TLS.Enabled() {
 		tlsNote = "STARTTLS"
 	}
-	fmt.Fprintf(w, "smtp       %s (%s, max %d bytes, %d recipients)\n", c.SMTP.Listen, tlsNote, c.SMTP.MaxMessageBytes, c.SMTP.MaxRecipients)
+	if c.Node.Has(config.RoleMX) {
+		fmt.Fprintf(w, "smtp       %s (%s, max %d bytes, %d recipients)\n", c.SMTP.Listen, tlsNote, c.SMTP.MaxMessageBytes, c.SMTP.MaxRecipients)
+	} else {
+		fmt.Fprintf(w, "smtp       none (no mx role)\n")
+	}
 	q := c.Queue.Backend
 	if q == "redis" {
 		addr := c.Queue.Redis.Addr
@@ -70,7 +74,7 @@ func describe(w io.Writer, path string, c *config.Config) {
 	}
 	fmt.Fprintf(w, "queue      %s\n", q)
 	fmt.Fprintf(w, "node       %s, roles %s\n", nodeName(c), strings.Join(c.Node.Roles, ", "))
-	if len(c.Mailbox.Users) > 0 {
+	if holdsMailbox(c) {
 		fmt.Fprintf(w, "imap       %s", c.Mailbox.IMAPListen)
 		if c.Mailbox.IMAPSListen != "" {
 			fmt.Fprintf(w, ", imaps %s", c.Mailbox.IMAPSListen)

@@ -94,6 +94,14 @@ type SMTP struct {
 	// ShutdownTimeout bounds how long sessions in flight may take to finish
 	// on SIGTERM.
 	ShutdownTimeout time.Duration `mapstructure:"shutdown_timeout"`
+	// MaxSessionTime bounds a whole SMTP connection, however busy; then
+	// 421 4.4.2 and close.
+	MaxSessionTime time.Duration `mapstructure:"max_session_time"`
+	// MinDataRate is the slowest DATA/BDAT transfer accepted, in bytes a
+	// second, after the first 30 seconds of DATA; slower clients get
+	// 421 4.4.2 and are closed (like Postfix's smtpd_min_data_rate).
+	// 0 switches it off.
+	MinDataRate int64 `mapstructure:"min_data_rate"`
 }
 
 // Verify configures SPF, DKIM and DMARC.
@@ -105,6 +113,12 @@ type Verify struct {
 	// OnTempError is what a DNS temperror does to the message: "accept"
 	// (accept and flag) or "defer" (451 4.4.3).
 	OnTempError string `mapstructure:"on_temperror"`
+	// MultipleFrom is what to do with From fields that do not give
+	// exactly one author address (several fields or addresses, or a From
+	// only a lenient reading understands): "reject" (550 5.7.1) or
+	// "strictest" (DMARC judges every domain any reading recovers, the
+	// strictest policy wins; RFC 7489 §6.6.1).
+	MultipleFrom string `mapstructure:"multiple_from"`
 }
 
 // Parse configures MIME parsing limits.

@@ -42,12 +42,15 @@ func Default() Config {
 			ReadTimeout:         5 * time.Minute, // RFC 5321 §4.5.3.2 minimums
 			WriteTimeout:        5 * time.Minute,
 			ShutdownTimeout:     30 * time.Second,
+			MaxSessionTime:      10 * time.Minute,
+			MinDataRate:         500,
 		},
 		Verify: Verify{
 			EnforceDMARC:   true,
 			LookupTimeout:  5 * time.Second,
 			MessageTimeout: 20 * time.Second,
 			OnTempError:    "accept",
+			MultipleFrom:   "reject",
 		},
 		Parse: Parse{
 			// Attachments up to this size travel base64 in the webhook JSON;

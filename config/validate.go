@@ -67,6 +67,10 @@ func (c *Config) Validate() ValidationErrors {
 	positive(add, "smtp.read_timeout", int64(c.SMTP.ReadTimeout))
 	positive(add, "smtp.write_timeout", int64(c.SMTP.WriteTimeout))
 	positive(add, "smtp.shutdown_timeout", int64(c.SMTP.ShutdownTimeout))
+	positive(add, "smtp.max_session_time", int64(c.SMTP.MaxSessionTime))
+	if c.SMTP.MinDataRate < 0 {
+		add("smtp.min_data_rate", "must be 0 (off) or more bytes a second, got %d", c.SMTP.MinDataRate)
+	}
 
 	// verify
 	if c.Verify.DNSResolver != "" {
@@ -80,6 +84,11 @@ func (c *Config) Validate() ValidationErrors {
 	case "accept", "defer":
 	default:
 		add("verify.on_temperror", "%q is not one of accept, defer", c.Verify.OnTempError)
+	}
+	switch c.Verify.MultipleFrom {
+	case "reject", "strictest":
+	default:
+		add("verify.multiple_from", "%q is not one of reject, strictest", c.Verify.MultipleFrom)
 	}
 
 	// parse

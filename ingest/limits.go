@@ -1,7 +1,9 @@
 package ingest
 
 import (
+	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"sync"
 	"time"
@@ -44,7 +46,9 @@ func (l *limitListener) Accept() (net.Conn, error) {
 			c.Close()
 			continue
 		}
-		return &sessionConn{Conn: c, l: l, ip: ip, idle: l.s.o.Limits.ReadTimeout}, nil
+		lim := l.s.o.Limits
+		return &sessionConn{Conn: c, l: l, ip: ip, idle: lim.ReadTimeout,
+			end: time.Now().Add(lim.MaxSessionTime), rate: lim.MinDataRate, log: l.s.o.Logger, plain: true}, nil
 	}
 }
 
@@ -59,30 +63,96 @@ func (l *limitListener) release(ip string) {
 
 // sessionConn is one client connection. It makes the read deadline an idle
 // timeout, renewed on every read, so a large DATA is not cut off while bytes
-// flow but a silent client is, and it frees the connection's place in the
-// limits when closed.
+// flow but a silent client is; it bounds the whole session
+// (Limits.MaxSessionTime) and the pace of DATA (Limits.MinDataRate); and it
+// frees the connection's place in the limits when closed.
 type sessionConn struct {
 	net.Conn
 	l    *limitListener
 	ip   string
 	idle time.Duration
+	end  time.Time // the session's deadline
+	rate int64     // minimum DATA bytes a second; <= 0 is off
+	log  *slog.Logger
 	once sync.Once
+
+	mu        sync.Mutex
+	dataStart time.Time // zero outside DATA
+	dataBytes int64
+	plain     bool // no TLS seen yet: a reply can be written in clear
+}
+
+// startData and endData bracket DATA (or BDAT) for the rate limit.
+func (c *sessionConn) startData() {
+	c.mu.Lock()
+	c.dataStart, c.dataBytes = time.Now(), 0
+	c.mu.Unlock()
+}
+
+func (c *sessionConn) endData() {
+	c.mu.Lock()
+	c.dataStart = time.Time{}
+	c.mu.Unlock()
+}
+
+// deadline is the earliest of the idle timeout, the session's end and,
+// in DATA, the time by which the bytes received fall below the rate.
+func (c *sessionConn) deadline(now time.Time) (time.Time, string) {
+	d, why := c.end, "Session time limit reached"
+	if c.idle > 0 && now.Add(c.idle).Before(d) {
+		d, why = now.Add(c.idle), ""
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.rate > 0 && !c.dataStart.IsZero() {
+		dd := c.dataStart.Add(dataGrace + time.Duration(float64(c.dataBytes)/float64(c.rate)*float64(time.Second)))
+		if dd.Before(d) {
+			d, why = dd, "Data rate below the minimum"
+		}
+	}
+	return d, why
 }
 
 func (c *sessionConn) Read(b []byte) (int, error) {
-	if c.idle > 0 {
-		_ = c.Conn.SetReadDeadline(time.Now().Add(c.idle))
+	now := time.Now()
+	d, why := c.deadline(now)
+	_ = c.Conn.SetReadDeadline(d)
+	n, err := c.Conn.Read(b)
+	c.mu.Lock()
+	c.dataBytes += int64(n)
+	c.mu.Unlock()
+	var ne net.Error
+	if err != nil && why != "" && errors.As(err, &ne) && ne.Timeout() && !time.Now().Before(d) {
+		// Our limit, not the client's silence: say so (in clear only
+		// when the session never started TLS: the first byte of a TLS
+		// session is 0x16) and close.
+		c.log.Info("session closed", "remote_ip", c.ip, "status", "421 4.4.2", "reason", why)
+		c.mu.Lock()
+		plain := c.plain
+		c.mu.Unlock()
+		if plain {
+			_ = c.Conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
+			fmt.Fprintf(c.Conn, "421 4.4.2 %s, closing connection\r\n", why)
+		}
+		c.Close()
+		return n, net.ErrClosed
 	}
-	return c.Conn.Read(b)
+	return n, err
 }
 
-// SetReadDeadline is a no-op: the idle deadline is set on each Read.
-func (c *sessionConn) SetReadDeadline(t time.Time) error {
-	if c.idle > 0 {
-		return nil
+// Write notes when TLS starts: a TLS record (our ServerHello) begins with
+// 0x16, an SMTP reply with a digit.
+func (c *sessionConn) Write(b []byte) (int, error) {
+	if len(b) > 0 && b[0] == 0x16 {
+		c.mu.Lock()
+		c.plain = false
+		c.mu.Unlock()
 	}
-	return c.Conn.SetReadDeadline(t)
+	return c.Conn.Write(b)
 }
+
+// SetReadDeadline is a no-op: the deadline is set on each Read.
+func (c *sessionConn) SetReadDeadline(t time.Time) error { return nil }
 
 func (c *sessionConn) Close() error {
 	c.once.Do(func() { c.l.release(c.ip) })

@@ -32,4 +32,21 @@ var (
 	ErrNoRoute = &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: "No route accepts this message"}
 	// ErrTooManyConns is sent at connect when a limit on connections is hit.
 	ErrTooManyConns = &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 7, 0}, Message: "Too many connections, try again later"}
+	// ErrNULInData: a NUL byte in DATA (RFC 5322 §2.1: never in a message).
+	ErrNULInData = &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 6, 0}, Message: "NUL byte in message"}
+	// ErrHeaderTooBig: the header section is larger than the limit; no
+	// part of it is judged by itself (a From could lie past a cut).
+	ErrHeaderTooBig = &smtp.SMTPError{Code: 552, EnhancedCode: smtp.EnhancedCode{5, 3, 4}, Message: "Header section too large"}
+	// ErrAuthor: under verify.multiple_from: reject, a From that does not
+	// give exactly one author address (RFC 5322 §3.6.2, RFC 7489 §6.6.1).
+	ErrAuthor = &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: "Message must have one From field with exactly one author address"}
+	// ErrMailLoop: a message for a forwarding route already carries our
+	// X-Loop marker or too many Received fields (RFC 5321 §6.3).
+	ErrMailLoop = &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 4, 6}, Message: "Mail loop detected"}
+	// ErrBadSender: a reverse-path with NUL or control bytes.
+	ErrBadSender = &smtp.SMTPError{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 1, 7}, Message: "Bad sender address: control characters"}
+	// ErrSenderNotForwardable: at RCPT, for a route that forwards, a
+	// sender SRS cannot rewrite (an address literal, RFC 5321 §4.1.3).
+	ErrSenderNotForwardable = &smtp.SMTPError{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 1, 7},
+		Message: "This recipient forwards mail, and a sender with an address literal cannot be rewritten for forwarding (SRS)"}
 )

@@ -13,6 +13,7 @@ import (
 
 	"github.com/emersion/go-smtp"
 
+	"github.com/mailhook/mailhook/header"
 	"github.com/mailhook/mailhook/ingest/auth"
 	"github.com/mailhook/mailhook/parse"
 	"github.com/mailhook/mailhook/route"
@@ -61,7 +62,36 @@ type Limits struct {
 	WriteTimeout time.Duration
 	// VerifyTimeout bounds verification of one message.
 	VerifyTimeout time.Duration
+	// MaxHeaderBytes bounds the header section (header.DefaultMaxBytes if
+	// zero); a larger one is refused 552 5.3.4. The verifier and the
+	// parser are given the same limit.
+	MaxHeaderBytes int
+	// MaxSessionTime bounds a whole connection (smtp.max_session_time,
+	// 10 minutes if zero); then the client gets 421 4.4.2 and is closed.
+	MaxSessionTime time.Duration
+	// MinDataRate is the slowest DATA or BDAT transfer accepted, in bytes
+	// a second (smtp.min_data_rate, DefaultMinDataRate if zero, off if
+	// negative): past its first 30 seconds (dataGrace), a client that has sent fewer than
+	// MinDataRate bytes for each second of DATA gets 421 4.4.2 and is
+	// closed, so that slow clients cannot hold every slot.
+	MinDataRate int64
 }
+
+// Defaults for Limits.
+const (
+	DefaultMaxSessionTime = 10 * time.Minute
+	DefaultMinDataRate    = 500
+)
+
+// dataGrace is the time DATA may take before MinDataRate applies (a
+// variable so that tests can shorten it).
+var dataGrace = 30 * time.Second
+
+// Values of Options.MultipleFrom (verify.multiple_from).
+const (
+	MultipleFromReject    = "reject"
+	MultipleFromStrictest = "strictest"
+)
 
 // Options configure a Server. Hostname, Policy, Parse, Committer and
 // SpoolDir are required.
@@ -81,6 +111,17 @@ type Options struct {
 	// DeferOnTempError answers 451 4.4.3 when verification hit a DNS
 	// temporary error; otherwise the message is accepted and flagged.
 	DeferOnTempError bool
+	// MultipleFrom is what to do with a message that has From fields
+	// that do not give exactly one author address (header.Author.Exact
+	// false; a message without From is DMARC "none" and shows no author):
+	// MultipleFromReject (the default, also for "") refuses it 550 5.7.1;
+	// MultipleFromStrictest accepts it for DMARC to judge every domain any
+	// reading recovers, the strictest policy winning.
+	MultipleFrom string
+	// CheckLoop, when set, is asked at end of data about a message a
+	// route forwards; an error (our X-Loop marker, too many Received
+	// fields) refuses it 554 5.4.6 with the error's text.
+	CheckLoop func(h *header.Header) error
 	// IsForgedAR reports whether an Authentication-Results value claims
 	// our authserv-id; nil uses a plain prefix check.
 	IsForgedAR func(value, authServID string) bool
@@ -162,6 +203,15 @@ func New(o Options) (*Server, error) {
 	if l.VerifyTimeout <= 0 {
 		l.VerifyTimeout = 20 * time.Second
 	}
+	if l.MaxHeaderBytes <= 0 {
+		l.MaxHeaderBytes = header.DefaultMaxBytes
+	}
+	if l.MaxSessionTime <= 0 {
+		l.MaxSessionTime = DefaultMaxSessionTime
+	}
+	if l.MinDataRate == 0 {
+		l.MinDataRate = DefaultMinDataRate
+	}
 	if err := os.MkdirAll(o.SpoolDir, 0o750); err != nil {
 		return nil, fmt.Errorf("ingest: spool dir: %w", err)
 	}
@@ -215,8 +265,9 @@ func (s *Server) NewSession(c *smtp.Conn) (smtp.Session, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	_, isTLS := c.TLSConnectionState()
 	ip := remoteIP(c.Conn().RemoteAddr())
+	sc, _ := c.Conn().(*sessionConn)
 	return &session{
-		s: s, c: c, ctx: ctx, cancel: cancel,
+		s: s, c: c, ctx: ctx, cancel: cancel, conn: sc,
 		ip: ip, helo: c.Hostname(), tls: isTLS,
 		log: s.o.Logger.With("remote_ip", ip),
 	}, nil

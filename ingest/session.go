@@ -15,6 +15,7 @@ import (
 
 	"github.com/emersion/go-smtp"
 
+	"github.com/mailhook/mailhook/header"
 	"github.com/mailhook/mailhook/ingest/auth"
 	"github.com/mailhook/mailhook/parse"
 	"github.com/mailhook/mailhook/route"
@@ -30,6 +31,10 @@ type session struct {
 	helo   string
 	tls    bool
 	log    *slog.Logger
+	// conn is our connection under go-smtp's (and under TLS), for the
+	// limits on session time and DATA rate; nil in tests that use
+	// another listener.
+	conn *sessionConn
 
 	// errors and commands counted for the limits (go-smtp itself closes
 	// the session after a few syntax errors)
@@ -68,6 +73,10 @@ func (ss *session) Mail(from string, opts *smtp.MailOptions) error {
 	ss.Reset()
 	if opts != nil {
 		ss.utf8 = opts.UTF8
+	}
+	if hasControl(from) {
+		ss.errors++
+		return ErrBadSender
 	}
 	if !ss.utf8 && !isASCII(from) {
 		return ErrNeedSMTPUTF8
@@ -132,6 +141,13 @@ func (ss *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 		ss.refused(addr, ErrUnknownUser)
 		return ErrUnknownUser
 	}
+	if fw, ok := p.Router.(interface {
+		MayForward(rcpt, mailFrom string) bool
+	}); ok &&
+		addressLiteral(ss.mailFrom) && fw.MayForward(addr, ss.mailFrom) {
+		ss.refused(addr, ErrSenderNotForwardable)
+		return ErrSenderNotForwardable
+	}
 	for _, r := range ss.rcpts {
 		if r == addr {
 			return nil // a duplicate RCPT is accepted and delivered once
@@ -182,9 +198,14 @@ func (ss *session) count() error {
 // returns only bare *smtp.SMTPError values, so that go-smtp sends exactly
 // the code chosen here (any other error would go out as 554 5.0.0).
 func (ss *session) Data(r io.Reader) error {
+	r = wrapData(r)
 	if err := ss.count(); err != nil {
 		io.Copy(io.Discard, r)
 		return err
+	}
+	if ss.conn != nil {
+		ss.conn.startData()
+		defer ss.conn.endData()
 	}
 	err := ss.data(r)
 	var se *smtp.SMTPError
@@ -226,6 +247,22 @@ func (ss *session) data(r io.Reader) (err error) {
 	defer sp.discard()
 	if err := sp.receive(r); err != nil {
 		return err
+	}
+	// The header as every stage reads it (package header): verification
+	// and parsing read it again by the same rule, the copy we store is
+	// written from this reading, and the author is judged from it.
+	hdr, err := sp.header(o.Limits.MaxHeaderBytes)
+	if errors.Is(err, header.ErrTooBig) {
+		return ErrHeaderTooBig
+	}
+	if err != nil {
+		return err
+	}
+	// A message without From shows no author and DMARC does not apply to
+	// it (RFC 7489 §6.6.1); one whose From does not give exactly one
+	// author address is refused unless multiple_from is "strictest".
+	if author := header.ReadAuthor(hdr); author.Fields > 0 && !author.Exact && o.MultipleFrom != MultipleFromStrictest {
+		return ErrAuthor
 	}
 
 	id := newID(now)
@@ -312,6 +349,11 @@ func (ss *session) data(r io.Reader) (err error) {
 		}
 		decisions = append(decisions, d)
 	}
+	if o.CheckLoop != nil && forwards(decisions) {
+		if err := o.CheckLoop(hdr); err != nil {
+			return &smtp.SMTPError{Code: ErrMailLoop.Code, EnhancedCode: ErrMailLoop.EnhancedCode, Message: ErrMailLoop.Message + ": " + err.Error()}
+		}
+	}
 
 	prepend := []Field{
 		{"Received", ss.received(id, now)},
@@ -319,14 +361,14 @@ func (ss *session) data(r io.Reader) (err error) {
 	if mail.Auth != nil && mail.Auth.AuthenticationResults != "" {
 		prepend = append([]Field{{"Authentication-Results", mail.Auth.AuthenticationResults}}, prepend...)
 	}
-	forged := func(v string) bool { return o.IsForgedAR(v, o.Hostname) }
-	path, size, err := sp.finalize(o.SpoolDir, id, prepend, removalNeeded(mail.Message, forged))
+	forged := o.forgedAR(hdr, mail.Message)
+	path, size, dropped, err := sp.finalize(o.SpoolDir, id, prepend, hdr, forged)
 	if err != nil {
 		return err
 	}
 	mail.RawPath, mail.RawSize = path, size
 	if mail.Message != nil {
-		mail.Message.Headers = deliveredHeaders(prepend, mail.Message.Headers, forged)
+		mail.Message.Headers = deliveredHeaders(prepend, mail.Message.Headers, dropped)
 	}
 	if o.BeforeCommit != nil {
 		if err := o.BeforeCommit(ss.ctx, mail, decisions); err != nil {
@@ -417,15 +459,16 @@ func sanitize(s string) string {
 }
 
 // deliveredHeaders returns the header fields of the message as stored and
-// delivered: our fields first, then the original ones without the forged
-// Authentication-Results that finalize removed.
-func deliveredHeaders(prepend []Field, orig [][2]string, forged func(string) bool) [][2]string {
+// delivered: our fields first, then the original ones (parse lists them in
+// the order and number package header read them) without the ones
+// finalize dropped.
+func deliveredHeaders(prepend []Field, orig [][2]string, dropped map[int]bool) [][2]string {
 	out := make([][2]string, 0, len(prepend)+len(orig))
 	for _, f := range prepend {
 		out = append(out, [2]string{f.Name, unfold(f.Value)})
 	}
-	for _, h := range orig {
-		if strings.EqualFold(h[0], "Authentication-Results") && forged(h[1]) {
+	for i, h := range orig {
+		if dropped[i] {
 			continue
 		}
 		out = append(out, h)
@@ -438,18 +481,49 @@ func unfold(v string) string {
 	return strings.NewReplacer("\r\n\t", " ", "\r\n ", " ").Replace(v)
 }
 
-// removalNeeded returns forged when the message has an Authentication-
-// Results field to remove, or may have one parse did not list (parse
-// stopped at a limit), and nil when parse saw every field and none is
-// forged: then the header need not be read again.
-func removalNeeded(m *parse.Message, forged func(string) bool) func(string) bool {
-	if m == nil || len(m.Warnings) > 0 {
-		return forged
+// forgedAR returns whether the i-th field of hdr is an
+// Authentication-Results to drop: forged as received, or as parse decoded
+// it for the webhook's headers (an RFC 2047 word could spell our name
+// there; parse lists the fields in the order and number package header
+// read them).
+func (o *Options) forgedAR(hdr *header.Header, m *parse.Message) func(i int, f header.Field) bool {
+	var decoded [][2]string
+	if m != nil && len(m.Headers) == len(hdr.Fields) {
+		decoded = m.Headers
 	}
-	for _, h := range m.Headers {
-		if strings.EqualFold(h[0], "Authentication-Results") && forged(h[1]) {
-			return forged
+	return func(i int, f header.Field) bool {
+		if !f.Is("Authentication-Results") {
+			return false
+		}
+		return o.IsForgedAR(f.Value, o.Hostname) || (decoded != nil && o.IsForgedAR(decoded[i][1], o.Hostname))
+	}
+}
+
+// forwards reports whether a decision relays the message.
+func forwards(ds []route.Decision) bool {
+	for _, d := range ds {
+		for _, a := range d.Actions {
+			if a.Kind == route.ActForward {
+				return true
+			}
 		}
 	}
-	return nil
+	return false
+}
+
+// hasControl reports whether s holds a NUL or another control byte.
+func hasControl(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x20 || s[i] == 0x7f {
+			return true
+		}
+	}
+	return false
+}
+
+// addressLiteral reports whether addr's domain is an address literal
+// ("[192.0.2.1]", RFC 5321 §4.1.3), which SRS cannot put in a local part.
+func addressLiteral(addr string) bool {
+	i := strings.LastIndexByte(addr, '@')
+	return i >= 0 && strings.HasPrefix(addr[i+1:], "[")
 }

@@ -18,8 +18,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/emersion/go-message/textproto"
 	"github.com/emersion/go-smtp"
+
+	"github.com/mailhook/mailhook/header"
 )
 
 // readBufSize is the buffer DATA is read through; pooled, so a session
@@ -49,6 +50,7 @@ type spool struct {
 	// prevCR is true when the last byte seen was CR.
 	prevCR bool
 	bare   bool
+	nul    bool
 }
 
 func newSpool(dir string) (*spool, error) {
@@ -102,6 +104,9 @@ func (s *spool) receive(r io.Reader) error {
 			if s.bare {
 				return ErrBareLineEnding
 			}
+			if s.nul {
+				return ErrNULInData
+			}
 			s.sum.Write(chunk)
 			s.size += int64(n)
 			if err := s.write(chunk); err != nil {
@@ -139,6 +144,9 @@ func (s *spool) checkEndings(b []byte) {
 	prevCR := s.prevCR
 	for _, c := range b {
 		switch c {
+		case 0:
+			s.nul = true
+			return
 		case '\n':
 			if !prevCR {
 				s.bare = true
@@ -181,19 +189,27 @@ func (s *spool) discard() {
 	}
 }
 
+// header reads the header section of the message received, by the one
+// rule of package header.
+func (s *spool) header(limit int) (*header.Header, error) {
+	return header.Read(bufio.NewReaderSize(s.reader(), 32<<10), limit)
+}
+
 // finalize writes the message as it will be stored and delivered to a new
 // file in dir: our trace fields first (RFC 5321 §4.4: each server prepends),
-// then the original header without any Authentication-Results that claims
-// to come from us (RFC 8601 §5: a forgery), then the body, copied in the
-// kernel where the file system allows. It returns the new file's path and
-// size. forged nil means no field needs removing. The spool file is
-// removed.
-func (s *spool) finalize(dir, id string, prepend []Field, forged func(value string) bool) (string, int64, error) {
+// then the header as hdr read it, without the fields for which drop is
+// true (forged Authentication-Results, RFC 8601 §5), then the body. When nothing is dropped and
+// the header ended with an empty line, the message follows our fields
+// exactly as received; otherwise the header is written again, with the
+// empty line header.Header.Write always puts, so that every reader of the
+// copy sees the fields we saw. It returns the new file's path and size and
+// the indexes of the dropped fields. The spool file is removed.
+func (s *spool) finalize(dir, id string, prepend []Field, hdr *header.Header, drop func(int, header.Field) bool) (string, int64, map[int]bool, error) {
 	defer s.discard()
 	src := s.reader()
 	out, err := os.Create(filepath.Join(dir, "msg-"+id+".eml"))
 	if err != nil {
-		return "", 0, fmt.Errorf("ingest: spool: %w", err)
+		return "", 0, nil, fmt.Errorf("ingest: spool: %w", err)
 	}
 	ok := false
 	defer func() {
@@ -202,58 +218,44 @@ func (s *spool) finalize(dir, id string, prepend []Field, forged func(value stri
 			os.Remove(out.Name())
 		}
 	}()
-	br := bufio.NewReaderSize(src, 32<<10)
 	w := bufio.NewWriterSize(out, 32<<10)
 	for _, f := range prepend {
 		if _, err := fmt.Fprintf(w, "%s: %s\r\n", f.Name, f.Value); err != nil {
-			return "", 0, fmt.Errorf("ingest: spool: %w", err)
+			return "", 0, nil, fmt.Errorf("ingest: spool: %w", err)
 		}
 	}
-	// The header is read and written again only when there is something
-	// to remove; otherwise the message follows our fields as received.
-	var hdr textproto.Header
-	herr := errNothingToRemove
-	if forged != nil {
-		hdr, herr = textproto.ReadHeader(br)
+	dropped := map[int]bool{}
+	for i, f := range hdr.Fields {
+		if drop != nil && drop(i, f) {
+			dropped[i] = true
+		}
 	}
-	if herr != nil {
-		// Nothing to remove, or a header go-message cannot read (too many
-		// or too long lines): keep the message exactly as received.
-		if _, err := src.Seek(0, io.SeekStart); err != nil {
-			return "", 0, fmt.Errorf("ingest: spool: %w", err)
+	if len(dropped) > 0 || hdr.End != header.EndBlank {
+		if err := hdr.Write(w, func(i int, _ header.Field) bool { return !dropped[i] }); err != nil {
+			return "", 0, nil, fmt.Errorf("ingest: spool: %w", err)
 		}
-		br.Reset(src)
-	} else {
-		fields := hdr.Fields()
-		for fields.Next() {
-			if strings.EqualFold(fields.Key(), "Authentication-Results") && forged(fields.Value()) {
-				fields.Del()
-			}
-		}
-		if err := textproto.WriteHeader(w, hdr); err != nil {
-			return "", 0, fmt.Errorf("ingest: spool: %w", err)
+		if _, err := src.Seek(hdr.BodyOffset, io.SeekStart); err != nil {
+			return "", 0, nil, fmt.Errorf("ingest: spool: %w", err)
 		}
 	}
 	if err := w.Flush(); err != nil {
-		return "", 0, fmt.Errorf("ingest: spool: %w", err)
+		return "", 0, nil, fmt.Errorf("ingest: spool: %w", err)
 	}
-	// bufio.Reader.WriteTo hands the rest to out.ReadFrom, which for a
-	// spool file uses copy_file_range on Linux.
-	if _, err := br.WriteTo(out); err != nil {
-		return "", 0, fmt.Errorf("ingest: spool: %w", err)
+	// The body (or the whole message) streams from the buffer or the
+	// spool file, never held twice.
+	if _, err := io.Copy(out, src); err != nil {
+		return "", 0, nil, fmt.Errorf("ingest: spool: %w", err)
 	}
 	st, err := out.Stat()
 	if err != nil {
-		return "", 0, fmt.Errorf("ingest: spool: %w", err)
+		return "", 0, nil, fmt.Errorf("ingest: spool: %w", err)
 	}
 	if err := out.Close(); err != nil {
-		return "", 0, fmt.Errorf("ingest: spool: %w", err)
+		return "", 0, nil, fmt.Errorf("ingest: spool: %w", err)
 	}
 	ok = true
-	return out.Name(), st.Size(), nil
+	return out.Name(), st.Size(), dropped, nil
 }
-
-var errNothingToRemove = errors.New("nothing to remove")
 
 // Field is a header field to prepend.
 type Field struct{ Name, Value string }

@@ -37,8 +37,14 @@
 // Windows-1252 labelled ISO-8859-1 (C1 controls are read as Windows-1252),
 // RFC 2047 words that split a multibyte character, quoted encoded words in
 // display names, broken addresses (kept as text), broken dates (a list of
-// common shapes after RFC 5322 §3.3), and headers that start with white
-// space, lack the blank line, or begin with an mbox "From " line.
+// common shapes after RFC 5322 §3.3), and headers that lack the blank line.
+//
+// The top-level header is read by package header, the one reader the
+// whole pipeline shares: a line that is not a field (a first line that
+// starts with white space, an mbox "From " line, a line without a colon)
+// ends the header and starts the body, as for DKIM, DMARC and the copy
+// ingest stores. Message.From is the author as header.ReadAuthor reads it,
+// the address DMARC judged; Headers lists the same fields DMARC saw.
 //
 // Every string in a Message is valid UTF-8. Text and HTML use "\n" line
 // ends. Text attachments are converted to UTF-8 like bodies are;

@@ -9,6 +9,8 @@ import (
 	"github.com/emersion/go-message"
 	"github.com/emersion/go-message/mail"
 	netmail "net/mail"
+
+	"github.com/mailhook/mailhook/header"
 )
 
 // topHeader fills the message's header-derived fields from the top-level
@@ -54,8 +56,21 @@ func (p *parser) topHeader(h message.Header) {
 	if h.Has("Date") && m.Date == "" {
 		p.warnf("unparseable Date %q", truncate(h.Get("Date"), 80))
 	}
-	if from := p.addresses(h, "From"); len(from) > 0 {
-		m.From = &from[0]
+	// The author is the one DMARC judged (header.ReadAuthor), never a
+	// reading of our own.
+	if mb, ok := p.author.Shown(); ok {
+		a := Address{Name: decodeName(p.fixHeader(mb.Name)), Address: fixUTF8(mb.Address, "")}
+		// The display name as this package decodes it (words that split
+		// a character joined, 8-bit repaired), for the same address.
+		for _, o := range p.addresses(h, "From") {
+			if o.Name != "" && strings.EqualFold(o.Address, a.Address) {
+				a.Name = o.Name
+				break
+			}
+		}
+		// Text without an address stays in Name: Address only ever
+		// holds an address whose domain DMARC judged.
+		m.From = &a
 	}
 	m.To = p.addresses(h, "To")
 	m.Cc = p.addresses(h, "Cc")
@@ -155,7 +170,7 @@ func (p *parser) addresses(h message.Header, key string) []Address {
 			}
 			continue
 		}
-		for _, piece := range splitAddressList(v) {
+		for _, piece := range header.SplitAddressList(v) {
 			piece = strings.TrimSpace(piece)
 			// A group's display name and terminator around a member.
 			if i := strings.IndexByte(piece, ':'); i >= 0 && !strings.ContainsAny(piece[:i], `<@"`) {
@@ -187,62 +202,6 @@ func decodeName(s string) string {
 		}
 	}
 	return fixC1(s)
-}
-
-// splitAddressList splits at commas outside quotes, comments and angle
-// brackets.
-func splitAddressList(s string) []string {
-	var out []string
-	quoted, esc, angle, paren, start := false, false, 0, 0, 0
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case esc:
-			esc = false
-		case c == '\\' && (quoted || paren > 0):
-			esc = true
-		case c == '"' && paren == 0:
-			quoted = !quoted
-		case quoted:
-		case c == '(':
-			paren++
-		case c == ')' && paren > 0:
-			paren--
-		case paren > 0:
-		case c == '<':
-			angle++
-		case c == '>' && angle > 0:
-			angle--
-		case c == '=' && i+1 < len(s) && s[i+1] == '?':
-			// An RFC 2047 encoded word is atomic even when a sender
-			// left a comma in it.
-			if end := encodedWordEnd(s[i:]); end > 0 {
-				i += end - 1
-			}
-		case c == ',' && angle == 0:
-			out = append(out, s[start:i])
-			start = i + 1
-		}
-	}
-	return append(out, s[start:])
-}
-
-// encodedWordEnd returns the length of the "=?charset?X?text?=" word at the
-// start of s, or 0.
-func encodedWordEnd(s string) int {
-	q := 0
-	for i := 2; i < len(s) && i < 200; i++ {
-		switch s[i] {
-		case '?':
-			q++
-			if q >= 3 && i+1 < len(s) && s[i+1] == '=' {
-				return i + 2
-			}
-		case ' ', '\t', '\r', '\n':
-			return 0
-		}
-	}
-	return 0
 }
 
 // Layouts tried after net/mail's RFC 5322 §3.3 parser (used by go-message)

@@ -126,8 +126,11 @@ func TestBrokenMIME(t *testing.T) {
 		{"header without body", "Subject: s", "", ""},
 		{"bare LF", "Subject: s\nContent-Type: multipart/mixed; boundary=b\n\n--b\nContent-Type: text/plain\n\nlf text\n--b--\n", "lf text", ""},
 		{"nul bytes", "Subject: s\r\n\r\na\x00b\r\n", "a\x00b", ""},
-		{"8-bit header name", "Subj\xe9ct: x\r\nSubject: ok\r\n\r\nbody\r\n", "body", "malformed line"},
-		{"mbox From line", "From someone@example.com Mon Jan  8 10:15:00 2024\r\nSubject: s\r\n\r\nbody\r\n", "body", "mbox"},
+		// A line that is not a field ends the header (package header's
+		// rule, the one every stage applies): the rest is body.
+		{"8-bit header name", "Subj\xe9ct: x\r\nSubject: ok\r\n\r\nbody\r\n", "Subject: ok", "no header"},
+		{"mbox From line", "From someone@example.com Mon Jan  8 10:15:00 2024\r\nSubject: s\r\n\r\nbody\r\n", "Subject: s", "no header"},
+		{"line without colon mid-header", "Subject: s\r\nno colon\r\nFrom: a@b.test\r\n\r\nbody\r\n", "From: a@b.test", "not a field ended the header"},
 		{"part header garbage", "Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nno colon here\r\n\r\nlost\r\n--b\r\n\r\nkept\r\n--b--\r\n", "kept", "malformed part"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -33,7 +33,9 @@ type Message struct {
 }
 
 // Address is a mailbox with its decoded display name. A broken address is
-// kept as text in Address with Name empty rather than dropped.
+// kept as text in Address with Name empty rather than dropped, except in
+// Message.From, whose Address is always the author DMARC judged (package
+// header): a From without any address keeps its text in Name.
 type Address struct {
 	Name    string `json:"name"`
 	Address string `json:"address"`

@@ -12,6 +12,8 @@ import (
 
 	"github.com/emersion/go-message"
 	"github.com/emersion/go-message/textproto"
+
+	"github.com/mailhook/mailhook/header"
 )
 
 var (
@@ -136,6 +138,7 @@ type parser struct {
 	rootTexts    int      // text bodies of the message itself, not of one it carries
 	rootHTMLs    []string // HTML bodies of the message itself
 	topCharset   string   // the top-level charset, for 8-bit header fallback
+	author       header.Author
 }
 
 func (p *parser) warn(s string) {
@@ -183,7 +186,7 @@ func (p *parser) run() {
 			copyBufPool.Put(&b)
 		}
 	}()
-	h, ok := p.readTopHeader(br, g)
+	h, body, ok := p.readTopHeader(br)
 	if p.ioFailed() {
 		return
 	}
@@ -191,7 +194,7 @@ func (p *parser) run() {
 	if !ok {
 		return
 	}
-	p.walk(h, br, frame{})
+	p.walk(h, body, frame{})
 }
 
 func (p *parser) finish() (*Message, error) {
@@ -266,58 +269,41 @@ func joinBodies(parts []string) string {
 	return b.String()
 }
 
-// readTopHeader reads the message header. ok is false when there is no body
-// to walk (the input ended, or failed).
-func (p *parser) readTopHeader(br *bufio.Reader, g *gate) (h message.Header, ok bool) {
-	// A first line that cannot be a header field means the header is
-	// missing: the whole input is body (RFC 2045 §5.2 defaults apply).
-	if line := peekLine(br); len(line) > 0 {
-		if bytes.HasPrefix(line, []byte("From ")) {
-			// An mbox "From " separator line, not a field.
-			p.warn("header: mbox From_ line skipped")
-			skipLine(br)
-		} else if !looksLikeField(line) && line[0] != ' ' && line[0] != '\t' {
+// readTopHeader reads the message header with package header, the one
+// reader the whole pipeline shares, so that the fields listed here and the
+// author are those DMARC judged. body is the rest of the message; ok is
+// false when there is none.
+func (p *parser) readTopHeader(br *bufio.Reader) (h message.Header, body io.Reader, ok bool) {
+	hdr, err := header.Read(br, int(min(p.opts.MaxHeaderBytes, 1<<30)))
+	switch {
+	case errors.Is(err, header.ErrTooBig):
+		p.warnf("header: larger than %d bytes, truncated", p.opts.MaxHeaderBytes)
+		skipToBlankLine(br)
+	case err != nil:
+		return message.Header{}, nil, false
+	}
+	p.author = header.ReadAuthor(hdr)
+	if hdr.End == header.EndLine {
+		if len(hdr.Fields) == 0 {
 			p.warn("header: message has no header")
-			return message.Header{}, true
+		} else {
+			p.warn("header: a line that is not a field ended the header; the rest is body")
 		}
 	}
-	h = p.readHeader(br, g, "header")
-	_, err := br.Peek(1)
-	return h, err == nil
-}
-
-// peekLine returns the first line in br without consuming it (at most 998
-// bytes, the RFC 5322 §2.1.1 line limit).
-func peekLine(br *bufio.Reader) []byte {
-	b, _ := br.Peek(998)
-	if i := bytes.IndexByte(b, '\n'); i >= 0 {
-		b = b[:i]
+	var th textproto.Header
+	// AddRaw puts a field first, so add them last to first.
+	for i := len(hdr.Fields) - 1; i >= 0; i-- {
+		th.AddRaw(hdr.Fields[i].Raw)
 	}
-	return bytes.TrimRight(b, "\r")
-}
-
-// looksLikeField reports whether line has the shape of a header field: a
-// name without spaces or controls (8-bit bytes tolerated) and a colon.
-func looksLikeField(line []byte) bool {
-	i := bytes.IndexByte(line, ':')
-	if i <= 0 {
-		return false
+	h = message.Header{Header: th}
+	if hdr.End == header.EndEOF {
+		return h, nil, false
 	}
-	for _, c := range bytes.TrimRight(line[:i], " \t") {
-		if c < 33 || c == 127 {
-			return false
-		}
+	if len(hdr.Rest) > 0 {
+		return h, io.MultiReader(bytes.NewReader(hdr.Rest), br), true
 	}
-	return true
-}
-
-func skipLine(br *bufio.Reader) {
-	for {
-		_, err := br.ReadSlice('\n')
-		if err != bufio.ErrBufferFull {
-			return
-		}
-	}
+	_, perr := br.Peek(1)
+	return h, br, perr == nil
 }
 
 // readHeader reads one header block with go-message's textproto reader,
@@ -385,6 +371,15 @@ func skipToBlankLine(br *bufio.Reader) {
 		}
 		atStart = err == nil
 		if err != nil && err != bufio.ErrBufferFull {
+			return
+		}
+	}
+}
+
+func skipLine(br *bufio.Reader) {
+	for {
+		_, err := br.ReadSlice('\n')
+		if err != bufio.ErrBufferFull {
 			return
 		}
 	}

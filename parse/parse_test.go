@@ -119,6 +119,9 @@ func TestCorpusParses(t *testing.T) {
 				t.Fatal(err)
 			}
 			m := parseString(t, string(b))
+			if hasWarning(m, "no header") {
+				return // the first line is not a field (package header's rule)
+			}
 			// Every header field of the sample is listed.
 			if hdr, _, ok := strings.Cut(strings.ReplaceAll(string(b), "\r\n", "\n"), "\n\n"); ok && len(m.Headers) == 0 && strings.Contains(hdr, ": ") && !strings.HasPrefix(hdr, "//") {
 				t.Errorf("no headers parsed")
@@ -185,14 +188,14 @@ var corpusWant = []struct {
 	{file: "enmime/mail/mime-bad-8bit-filename.raw", atts: []attWant{{"管理.doc", "application/msword", "attachment", "", 7}}},
 	{file: "enmime/mail/mime-duplicate-param.raw", atts: []attWant{{"Invoice_302232133150612.pdf", "application/pdf", "attachment", "", 522}}},
 	{file: "enmime/mail/mime-bad-content-type.raw", atts: []attWant{{"Invoice_302232133150612.pdf", "application/pdf", "attachment", "", 522}}, warn: "malformed Content-Type"},
-	{file: "enmime/mail/malformed-multiple-address-header-values.raw", from: "Bob Dunite <bob@extern> Bobby Dunite <bobby@extern>", to: "alice@intern", text: "Simple text."},
+	{file: "enmime/mail/malformed-multiple-address-header-values.raw", from: "<bob@extern>", to: "alice@intern", text: "Simple text."},
 	{file: "enmime/mail/multipart-wo-boundary.raw", text: "I'm  multipart message without boundary", warn: "without boundary"},
 	{file: "enmime/mail/erroneous.raw", text: "// Not an RFC-822 Document", warn: "no header"},
 	{file: "enmime/mail/html-only-inline.raw", text: "Test of HTML section", html: "Test of HTML section"},
 	{file: "enmime/low-quality/malformed-base64-attach.raw", atts: []attWant{{"some.doc", "application/msword", "attachment", "", 3}}, warn: "malformed base64"},
 	{file: "enmime/low-quality/unk-charset-part.raw", text: "A text section", warn: `unknown charset "fakescii"`},
 	{file: "enmime/low-quality/unk-encoding-part.raw", atts: []attWant{{"foo_9E5D72.zip", "application/x-zip-compressed", "attachment", "", 13}}, warn: "unknown transfer encoding"},
-	{file: "enmime/low-quality/bad-header-start.raw", subject: "plain text", from: "James Hillyerd <james@makita.skynet>", warn: "whitespace"},
+	{file: "enmime/low-quality/bad-header-start.raw", warn: "no header"}, // a first line that is folded is not a field: no header (package header's rule)
 	{file: "enmime/low-quality/incorrect-charset.raw", text: "∮ E⋅da = Q"},
 	{file: "enmime/low-quality/bad-final-boundary.raw", text: "A text section", atts: []attWant{{"foo_9E5D72.zip", "application/x-zip-compressed", "attachment", "", 7}}, warn: "closing boundary missing"},
 	{file: "enmime/parts/multi-malformed.raw", text: "Section one\nSection two", warn: "malformed part"},
@@ -356,8 +359,10 @@ func TestBrokenHeaders(t *testing.T) {
 	if m.InReplyTo != "id@host.example" {
 		t.Errorf("in_reply_to = %q", m.InReplyTo)
 	}
-	if m.From == nil || m.From.Address != "Broken <no-at-sign>" || m.From.Name != "" {
-		t.Errorf("from = %+v, want the broken address kept as text", m.From)
+	// The author shown is the first address with a domain: the one DMARC
+	// judged (header.ReadAuthor).
+	if m.From == nil || m.From.Address != "ok@example.com" {
+		t.Errorf("from = %+v, want ok@example.com", m.From)
 	}
 	if len(m.To) != 1 || m.To[0] != (Address{"Grüße", "gruesse@example.de"}) {
 		t.Errorf("to = %+v", m.To)

@@ -27,6 +27,24 @@ func (t *Table) AcceptsEnvelope(rcpt, mailFrom string) bool {
 	return t.accepts(splitAddr(rcpt), &f)
 }
 
+// MayForward reports whether a rule that could take rcpt from mailFrom
+// forwards it (a forward action): ingest then refuses at RCPT a sender
+// the relay could not rewrite, instead of a bounce later.
+func (t *Table) MayForward(rcpt, mailFrom string) bool {
+	ra, fa := splitAddr(rcpt), splitAddr(mailFrom)
+	for _, r := range t.rules {
+		if matchGlobs(r.rcpt, ra) < 0 || matchGlobs(r.mailFrom, fa) < 0 {
+			continue
+		}
+		for _, a := range r.actions {
+			if a.Kind == ActForward {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // accepts reports whether a rule's rcpt matchers, and its mail_from
 // matchers unless mailFrom is nil, match.
 func (t *Table) accepts(rcpt addr, mailFrom *addr) bool {

@@ -98,20 +98,7 @@ func TestMailboxAndForwardEndToEnd(t *testing.T) {
 	snk, sinkAddr := startSink(t)
 	rcv := newReceiver(t, testSecret)
 	smtpAddr, imapAddr, popAddr := freePort(t), freePort(t), freePort(t)
-	extra := fmt.Sprintf(`  - name: forward
-    match: {rcpt: "fwd@example.test"}
-    actions: [{forward: ["someone@elsewhere.test"]}]
-relay:
-  smarthost: %q
-  tls: none
-  srs: {secret: "0123456789abcdef0123"}
-  dkim: {domain: example.test, selector: mh, private_key_file: %q}
-mailbox:
-  imap_listen: %q
-  pop3_listen: %q
-  users:
-    - {name: carol, password_hash: %q, addresses: ["carol@example.test"]}
-`, sinkAddr, keyFile, imapAddr, popAddr, hash)
+	extra := forwardAndMailbox(sinkAddr, fmt.Sprintf("  dkim: {domain: example.test, selector: mh, private_key_file: %q}\n", keyFile), imapAddr, popAddr, hash)
 	adminAddr := freePort(t)
 	cfg := writeConfig(t, dir, smtpAddr, dns.Addr(), rcv.srv.URL, extra)
 	os.WriteFile(cfg, []byte(strings.Replace(mustRead(t, cfg), "admin: {listen: \"\"}", fmt.Sprintf("admin: {listen: %q}", adminAddr), 1)), 0o600)

@@ -21,6 +21,7 @@ import (
 	"github.com/mailhook/mailhook/deliver"
 	"github.com/mailhook/mailhook/deliver/boltq"
 	"github.com/mailhook/mailhook/deliver/relay"
+	"github.com/mailhook/mailhook/header"
 	"github.com/mailhook/mailhook/ingest"
 	"github.com/mailhook/mailhook/ingest/auth"
 	"github.com/mailhook/mailhook/mailbox"
@@ -147,6 +148,7 @@ func newApp(cfg *config.Config, path string, log *slog.Logger) (_ *app, err erro
 		AuthServID:     cfg.Hostname,
 		LookupTimeout:  cfg.Verify.LookupTimeout,
 		MessageTimeout: cfg.Verify.MessageTimeout,
+		MaxHeaderBytes: int(cfg.Parse.MaxHeaderBytes),
 		Logger:         log,
 	})
 	if err != nil {
@@ -206,14 +208,21 @@ func newApp(cfg *config.Config, path string, log *slog.Logger) (_ *app, err erro
 			ReadTimeout:         cfg.SMTP.ReadTimeout,
 			WriteTimeout:        cfg.SMTP.WriteTimeout,
 			VerifyTimeout:       cfg.Verify.MessageTimeout,
+			MaxHeaderBytes:      int(cfg.Parse.MaxHeaderBytes),
+			MaxSessionTime:      cfg.SMTP.MaxSessionTime,
+			MinDataRate:         minDataRate(cfg.SMTP.MinDataRate),
 		},
 		TLSConfig:        tlsConfig,
 		EnforceDMARC:     cfg.Verify.EnforceDMARC,
 		DeferOnTempError: cfg.Verify.OnTempError == "defer",
-		Bounce:           bounceHook(a.srs),
-		BeforeCommit:     a.beforeCommit,
-		Observer:         observer{a},
-		Logger:           log,
+		MultipleFrom:     cfg.Verify.MultipleFrom,
+		CheckLoop: func(h *header.Header) error {
+			return relay.CheckLoop(relay.FactsOf(h.Fields), cfg.Hostname, cfg.Relay.MaxReceived)
+		},
+		Bounce:       bounceHook(a.srs),
+		BeforeCommit: a.beforeCommit,
+		Observer:     observer{a},
+		Logger:       log,
 	})
 	if err != nil {
 		return nil, err
@@ -244,6 +253,15 @@ func (a *app) newRunner(handlers map[deliver.Kind]deliver.Handler) (*deliver.Run
 		Logger:    log,
 		OnAttempt: a.onAttempt,
 	})
+}
+
+// minDataRate maps smtp.min_data_rate to ingest's: 0 (off) is negative
+// there, where 0 means the default.
+func minDataRate(r int64) int64 {
+	if r == 0 {
+		return -1
+	}
+	return r
 }
 
 func parseOptions(cfg *config.Config) parse.Options {

@@ -45,7 +45,7 @@
 //
 // A message that already carries our X-Loop marker, or more than
 // Options.MaxReceived Received fields (RFC 5321 §6.3), is refused
-// permanently with ErrLoop. ScanHeader, HeaderFactsOf and CheckLoop are
+// permanently with ErrLoop. ScanHeader, FactsOf and CheckLoop are
 // exported so that ingest and the router can refuse such mail in the SMTP
 // dialogue instead. Auto-submitted mail (RFC 3834; Auto-Submitted other
 // than "no") is not forwarded unless the action sets

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"strings"
+
+	"github.com/mailhook/mailhook/header"
 )
 
 // LoopHeader is the header field the relay prepends to every message it
@@ -36,57 +38,23 @@ type HeaderFacts struct {
 	AutoSubmitted bool
 }
 
-// ScanHeader reads the header section of the message in r (up to the
-// empty line, at most 1 MiB; whatever lies beyond is ignored) and returns
-// its HeaderFacts. It accepts LF as well as CRLF line ends and tolerates
-// malformed lines.
+// ScanHeader reads the header section of the message in r with package
+// header, the reader every stage shares (at most 1 MiB; past that the
+// fields read so far count), and returns its HeaderFacts.
 func ScanHeader(r io.Reader) (HeaderFacts, error) {
-	var hf HeaderFacts
-	br := bufio.NewReader(io.LimitReader(r, maxHeaderScan))
-	var name, value strings.Builder
-	flush := func() {
-		if name.Len() > 0 {
-			hf.add(name.String(), value.String())
-		}
-		name.Reset()
-		value.Reset()
+	h, err := header.Read(bufio.NewReader(r), maxHeaderScan)
+	if err != nil && !errors.Is(err, header.ErrTooBig) {
+		return HeaderFacts{}, fmt.Errorf("relay: read header: %w", err)
 	}
-	for {
-		line, err := br.ReadString('\n')
-		trimmed := strings.TrimRight(line, "\r\n")
-		if trimmed == "" {
-			break // end of header (RFC 5322 §2.1), or of input
-		}
-		switch {
-		case trimmed[0] == ' ' || trimmed[0] == '\t':
-			// Continuation of a folded field (RFC 5322 §2.2.3).
-			if name.Len() > 0 && value.Len() < 4096 {
-				value.WriteString(trimmed)
-			}
-		default:
-			flush()
-			if i := strings.IndexByte(trimmed, ':'); i > 0 {
-				name.WriteString(strings.TrimRight(trimmed[:i], " \t"))
-				value.WriteString(trimmed[i+1:])
-			}
-		}
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return hf, fmt.Errorf("relay: read header: %w", err)
-		}
-	}
-	flush()
-	return hf, nil
+	return FactsOf(h.Fields), nil
 }
 
-// HeaderFactsOf returns the HeaderFacts of already parsed header fields, as
-// parse.Message.Headers holds them ([name, value] pairs).
-func HeaderFactsOf(headers [][2]string) HeaderFacts {
+// FactsOf returns the HeaderFacts of header fields as package header read
+// them; ingest uses it to refuse a looping message in the SMTP dialogue.
+func FactsOf(fields []header.Field) HeaderFacts {
 	var hf HeaderFacts
-	for _, h := range headers {
-		hf.add(h[0], h[1])
+	for _, f := range fields {
+		hf.add(f.Name, f.Value)
 	}
 	return hf
 }

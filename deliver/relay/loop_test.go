@@ -4,6 +4,8 @@ import (
 	"errors"
 	"strings"
 	"testing"
+
+	"github.com/mailhook/mailhook/header"
 )
 
 func TestScanHeader(t *testing.T) {
@@ -18,7 +20,9 @@ func TestScanHeader(t *testing.T) {
 		{"lf and folding", "received: a\nX-LOOP:\n two\nAuto-Submitted: auto-replied (vacation)\n\nbody",
 			HeaderFacts{Received: 1, Loops: []string{"two"}, AutoSubmitted: true}},
 		{"auto-submitted no", "Auto-Submitted: No\r\n\r\n", HeaderFacts{}},
-		{"garbage lines", "not a header\r\n: no name\r\nReceived: x\r\n\r\n", HeaderFacts{Received: 1}},
+		// A line that is not a field ends the header (package header).
+		{"garbage line first", "not a header\r\n: no name\r\nReceived: x\r\n\r\n", HeaderFacts{}},
+		{"garbage line after", "Received: x\r\nnot a header\r\nReceived: y\r\n\r\n", HeaderFacts{Received: 1}},
 		{"no body", "Received: x", HeaderFacts{Received: 1}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -44,9 +48,9 @@ func TestCheckLoop(t *testing.T) {
 	if err := CheckLoop(HeaderFacts{Loops: []string{"other", "MX.TEST"}}, "mx.test", 0); !errors.Is(err, ErrLoop) {
 		t.Errorf("marker: %v, want ErrLoop", err)
 	}
-	hf := HeaderFactsOf([][2]string{{"Received", "x"}, {"X-Loop", " mx.test "}})
+	hf := FactsOf([]header.Field{{Name: "Received", Value: "x"}, {Name: "X-Loop", Value: " mx.test "}})
 	if err := CheckLoop(hf, "mx.test", 0); !errors.Is(err, ErrLoop) || hf.Received != 1 {
-		t.Errorf("HeaderFactsOf: %+v, %v", hf, err)
+		t.Errorf("FactsOf: %+v, %v", hf, err)
 	}
 }
 

@@ -52,21 +52,79 @@ func (r *Results) HeaderField() string {
 }
 
 // IsForgedAR reports whether an Authentication-Results field value that
-// arrived with the message carries authServID as its authserv-id, so that
-// ingest removes it before adding ours (RFC 8601 §5). The comparison is
-// case-insensitive, as for domain names. Values that do not parse are
-// still checked on their first token, so a malformed field cannot slip
-// past.
+// arrived with the message claims to come from us, so that ingest removes
+// it before adding ours (RFC 8601 §5). It is forged when:
+//
+//   - its authserv-id, as go-msgauth reads it, is authServID;
+//   - its first word, once control bytes are dropped, is authServID (so a
+//     NUL or other control byte in or after the id changes nothing);
+//   - the part before its first ";" (where the authserv-id goes) names
+//     authServID in any form, comments and broken syntax included;
+//   - it cannot be read as Authentication-Results at all and names
+//     authServID anywhere: no reader downstream can be trusted to read
+//     it as we would.
+//
+// Names compare without regard to case or a trailing dot, as domain names
+// do.
 func IsForgedAR(fieldValue, authServID string) bool {
-	want := strings.TrimSuffix(strings.TrimSpace(authServID), ".")
+	want := normID(authServID)
 	if want == "" {
 		return false
 	}
-	match := func(id string) bool { return strings.EqualFold(strings.TrimSuffix(id, "."), want) }
-	if id, _, err := authres.Parse(fieldValue); err == nil && match(id) {
+	clean := dropControls(fieldValue)
+	id, _, err := authres.Parse(fieldValue)
+	if err == nil && normID(dropControls(id)) == want {
 		return true
 	}
-	return match(firstToken(fieldValue))
+	if normID(firstToken(clean)) == want {
+		return true
+	}
+	head, _, _ := strings.Cut(clean, ";")
+	if namesHost(head, want) {
+		return true
+	}
+	if err != nil || clean != fieldValue {
+		return namesHost(clean, want)
+	}
+	return false
+}
+
+// namesHost reports whether s holds the host name want as a whole name
+// (not as a part of a longer one), in any case, with or without a
+// trailing dot.
+func namesHost(s, want string) bool {
+	s = strings.ToLower(s)
+	nameChar := func(c byte) bool {
+		return c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '.' || c == '-' || c == '_' || c >= 0x80
+	}
+	for i := 0; ; {
+		k := strings.Index(s[i:], want)
+		if k < 0 {
+			return false
+		}
+		start, end := i+k, i+k+len(want)
+		if end < len(s) && s[end] == '.' {
+			end++
+		}
+		if (start == 0 || !nameChar(s[start-1])) && (end == len(s) || !nameChar(s[end])) {
+			return true
+		}
+		i = start + 1
+	}
+}
+
+func normID(s string) string {
+	return strings.ToLower(strings.TrimSuffix(strings.TrimSpace(s), "."))
+}
+
+// dropControls removes the ASCII control bytes other than tab (and DEL).
+func dropControls(s string) string {
+	return strings.Map(func(r rune) rune {
+		if (r < 0x20 && r != '\t') || r == 0x7f {
+			return -1
+		}
+		return r
+	}, s)
 }
 
 // firstToken returns the authserv-id of a raw field value: the first word

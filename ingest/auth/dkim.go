@@ -7,17 +7,19 @@ import (
 	"strings"
 
 	"github.com/emersion/go-msgauth/dkim"
+
+	"github.com/mailhook/mailhook/header"
 )
 
 // verifyDKIM verifies the first v.maxSigs DKIM-Signature fields of the
 // message (RFC 6376 §6, Ed25519 per RFC 8463) with go-msgauth/dkim and our
 // resolver. fields is the parsed header of msg, used to report d= and s=
 // for each signature in order.
-func (v *Verifier) verifyDKIM(ctx context.Context, fields []field, msg io.Reader) []DKIMResult {
+func (v *Verifier) verifyDKIM(ctx context.Context, fields []header.Field, msg io.Reader) []DKIMResult {
 	var sigs []map[string]string
 	for _, f := range fields {
-		if strings.EqualFold(f.name, "DKIM-Signature") {
-			sigs = append(sigs, tagList(f.value))
+		if f.Is("DKIM-Signature") {
+			sigs = append(sigs, tagList(f.Value))
 		}
 	}
 	if len(sigs) == 0 {

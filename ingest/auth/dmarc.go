@@ -3,14 +3,11 @@ package auth
 import (
 	"context"
 	"errors"
-	"io"
-	"mime"
-	"net/mail"
-	"strings"
 
 	"github.com/emersion/go-msgauth/dmarc"
-	"golang.org/x/net/idna"
 	"golang.org/x/net/publicsuffix"
+
+	"github.com/mailhook/mailhook/header"
 )
 
 // DMARC result and policy values (RFC 7489 §11.2, §6.3).
@@ -26,23 +23,28 @@ const (
 	policyReject     = dmarc.PolicyReject
 )
 
-// checkDMARC evaluates DMARC for the author domain(s) of the message.
+// checkDMARC evaluates DMARC for the author domain(s) of the message, as
+// header.ReadAuthor reads them: the same reading the webhook's
+// message.from comes from, so the address a payload shows is always one
+// judged here.
 //
 // RFC 7489 §6.6.1 choices:
-//   - No From field: DMARC does not apply; result "none" (RFC 7489 §6.6.1:
-//     "if they are not rejected, they are ignored by DMARC"; RFC 5322 makes
-//     such a message invalid anyway, which is ingest's business).
-//   - A From field that does not parse, or has no domain: "permerror", as
-//     the author domain cannot be determined.
-//   - Several From fields, or one with several addresses: every distinct
-//     domain is evaluated and the worst outcome wins, a failure under the
-//     strictest policy first (§6.6.1: "apply the most strict policy selected
-//     among the checks that fail").
-func (v *Verifier) checkDMARC(ctx context.Context, fields []field, spf SPFResult, dkimRes []DKIMResult) DMARCResult {
-	domains, ok := fromDomains(fields)
-	if !ok {
-		return DMARCResult{Result: dmarcPermError, Policy: policyNone}
-	}
+//   - No From field, or From fields in which no reading finds a domain:
+//     DMARC does not apply; result "none" ("if they are not rejected,
+//     they are ignored by DMARC"). Such a message shows no author address;
+//     ingest refuses it under verify.multiple_from: reject.
+//   - A From that does not give exactly one author domain (several
+//     fields, several addresses, or a From only a lenient reading
+//     understands): every domain any reading recovers is evaluated and the
+//     worst outcome wins, a failure under the strictest policy first
+//     (§6.6.1: "apply the most strict policy selected among the checks
+//     that fail"). Ingest refuses such a message outright under
+//     verify.multiple_from: reject, the default.
+//
+// A From is never "permerror" here: a domain that the payload could show
+// is always evaluated.
+func (v *Verifier) checkDMARC(ctx context.Context, author *header.Author, spf SPFResult, dkimRes []DKIMResult) DMARCResult {
+	domains := author.Domains
 	if len(domains) == 0 {
 		return DMARCResult{Result: dmarcNone, Policy: policyNone}
 	}
@@ -189,49 +191,5 @@ func alignedDomain(authenticated, from string, mode dmarc.AlignmentMode) bool {
 	return orgDomain(a) == orgDomain(from)
 }
 
-// normDomain lower-cases d, drops a trailing dot and converts an IDN to its
-// A-label form, so names compare and look up as DNS sees them.
-func normDomain(d string) string {
-	d = strings.TrimSuffix(strings.ToLower(strings.TrimSpace(d)), ".")
-	if a, err := idna.ToASCII(d); err == nil {
-		d = a
-	}
-	return d
-}
-
-// addrParser parses From fields. Display names are of no interest here,
-// so encoded words in any charset are accepted undecoded.
-var addrParser = mail.AddressParser{WordDecoder: &mime.WordDecoder{
-	CharsetReader: func(_ string, r io.Reader) (io.Reader, error) { return r, nil },
-}}
-
-// fromDomains returns the distinct author domains of the From field(s)
-// (RFC 7489 §3.1: the RFC5322.From domain). ok is false when a From field
-// is present but cannot be parsed or holds an address without a domain.
-func fromDomains(fields []field) (domains []string, ok bool) {
-	seen := map[string]bool{}
-	for _, f := range fields {
-		if !strings.EqualFold(f.name, "From") {
-			continue
-		}
-		list, err := addrParser.ParseList(f.value)
-		if err != nil || len(list) == 0 {
-			return nil, false
-		}
-		for _, a := range list {
-			i := strings.LastIndexByte(a.Address, '@')
-			if i < 0 {
-				return nil, false
-			}
-			d := normDomain(a.Address[i+1:])
-			if d == "" {
-				return nil, false
-			}
-			if !seen[d] {
-				seen[d] = true
-				domains = append(domains, d)
-			}
-		}
-	}
-	return domains, true
-}
+// normDomain is header.NormDomain: names compare as DNS sees them.
+func normDomain(d string) string { return header.NormDomain(d) }

@@ -1,9 +1,12 @@
 package auth
 
 import (
+	"bufio"
 	"context"
+	"strings"
 	"testing"
 
+	"github.com/mailhook/mailhook/header"
 	"github.com/mailhook/mailhook/ingest/auth/dnstest"
 )
 
@@ -107,8 +110,15 @@ func TestDMARC(t *testing.T) {
 
 		// RFC 7489 §6.6.1: zero or several author domains.
 		{"no From field", "Subject: hi", pass("example.test"), nil, never, DMARCResult{"none", "none", ""}},
-		{"From without a domain", "From: undisclosed-recipients:;", none, nil, never, DMARCResult{"permerror", "none", ""}},
-		{"unparseable From", "From: <<<@>", none, nil, never, DMARCResult{"permerror", "none", ""}},
+		{"From without a domain", "From: undisclosed-recipients:;", none, nil, never, DMARCResult{"none", "none", ""}},
+		{"unparseable From without a domain", "From: <<<@>", none, nil, never, DMARCResult{"none", "none", ""}},
+		// Issue 12: a From only a lenient reading understands is judged
+		// for what that reading shows, never permerror.
+		{"trailing semicolon", "From: a@example.test;", none, nil, never, DMARCResult{"fail", "reject", "example.test"}},
+		{"empty From then a real one", "From:\r\nFrom: CEO <a@example.test>", none, nil, never, DMARCResult{"fail", "reject", "example.test"}},
+		{"null address after", "From: <a@example.test>, <>", none, nil, never, DMARCResult{"fail", "reject", "example.test"}},
+		{"invalid UTF-8 display name", "From: C\xffO <a@example.test>", none, nil, never, DMARCResult{"fail", "reject", "example.test"}},
+		{"address in an encoded word", "From: =?utf-8?q?a=40example=2Etest?=", none, nil, never, DMARCResult{"fail", "reject", "example.test"}},
 		{"two addresses, one fails: strictest", "From: a@none.test, b@example.test", pass("none.test"), nil, never,
 			DMARCResult{"fail", "reject", "example.test"}},
 		{"two addresses, both fail: strictest policy", "From: a@quar.test, b@example.test, c@none.test", none, nil, never,
@@ -122,8 +132,12 @@ func TestDMARC(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			fields := splitFields([]byte(crlf(tc.header + "\n\n")))
-			got := tc.v.checkDMARC(context.Background(), fields, tc.spf, tc.dkim)
+			h, err := header.Read(bufio.NewReader(strings.NewReader(crlf(tc.header+"\n\n"))), 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			author := header.ReadAuthor(h)
+			got := tc.v.checkDMARC(context.Background(), &author, tc.spf, tc.dkim)
 			if got != tc.want {
 				t.Errorf("checkDMARC(%q, spf %+v, dkim %+v) = %+v, want %+v", tc.header, tc.spf, tc.dkim, got, tc.want)
 			}

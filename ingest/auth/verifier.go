@@ -11,6 +11,8 @@ import (
 	"math/rand/v2"
 	"strings"
 	"time"
+
+	"github.com/mailhook/mailhook/header"
 )
 
 // Defaults for Options.
@@ -18,11 +20,6 @@ const (
 	DefaultMessageTimeout = 20 * time.Second
 	DefaultMaxSignatures  = 5
 )
-
-// maxHeaderBytes bounds the header block Verify keeps in memory; the body
-// is streamed. A header over the limit is not verified (DKIM permerror,
-// DMARC permerror), since its From field may lie past what we read.
-const maxHeaderBytes = 1 << 20
 
 // Options configures a Verifier.
 type Options struct {
@@ -49,6 +46,12 @@ type Options struct {
 	// policy (RFC 7489 §6.6.4). Nil means uniformly random. Tests inject a
 	// deterministic one.
 	Sample func(pct int) bool
+	// MaxHeaderBytes bounds the header section Verify reads
+	// (header.DefaultMaxBytes if zero); the body is streamed. A header
+	// over the limit is not verified (DKIM and DMARC permerror), since its
+	// From field may lie past what was read; ingest refuses such a message
+	// before verifying it, with the same limit.
+	MaxHeaderBytes int
 	// Logger receives debug lines. Nil discards.
 	Logger *slog.Logger
 }
@@ -71,6 +74,7 @@ type Verifier struct {
 	authServID string
 	msgTimeout time.Duration
 	maxSigs    int
+	maxHeader  int
 	sample     func(pct int) bool
 	log        *slog.Logger
 	traceSPF   bool
@@ -99,6 +103,7 @@ func NewVerifier(o Options) (*Verifier, error) {
 		authServID: o.AuthServID,
 		msgTimeout: o.MessageTimeout,
 		maxSigs:    o.MaxSignatures,
+		maxHeader:  o.MaxHeaderBytes,
 		sample:     o.Sample,
 		log:        log,
 		traceSPF:   log.Enabled(context.Background(), slog.LevelDebug-4),
@@ -134,14 +139,19 @@ func (v *Verifier) Verify(ctx context.Context, spf SPFResult, msg io.Reader) (*R
 	res := &Results{SPF: spf, DKIM: []DKIMResult{}}
 	rd := &captureReader{r: msg}
 	br := bufio.NewReaderSize(rd, 8*1024)
-	hdr, complete, err := readHeaderBlock(br, maxHeaderBytes)
-	if err != nil && rd.err != nil {
+	// The header as every stage reads it (package header). DKIM is given
+	// that reading written out again, so that the library's own header
+	// parser sees exactly these fields; for a header that ended as the
+	// rule says, these are the bytes received.
+	hdr, err := header.Read(br, v.maxHeader)
+	if rd.err != nil {
 		return nil, fmt.Errorf("auth: read message: %w", rd.err)
 	}
-	fields := splitFields(hdr)
-
+	complete := err == nil
 	if complete {
-		res.DKIM = v.verifyDKIM(ctx, fields, io.MultiReader(bytes.NewReader(hdr), br))
+		var hb bytes.Buffer
+		_ = hdr.Write(&hb, nil)
+		res.DKIM = v.verifyDKIM(ctx, hdr.Fields, io.MultiReader(&hb, bytes.NewReader(hdr.Rest), br))
 	} else {
 		res.DKIM = []DKIMResult{{Result: "permerror", Error: "header block too large"}}
 	}
@@ -150,7 +160,8 @@ func (v *Verifier) Verify(ctx context.Context, spf SPFResult, msg io.Reader) (*R
 	}
 
 	if complete {
-		res.DMARC = v.checkDMARC(ctx, fields, spf, res.DKIM)
+		author := header.ReadAuthor(hdr)
+		res.DMARC = v.checkDMARC(ctx, &author, spf, res.DKIM)
 	} else {
 		res.DMARC = DMARCResult{Result: "permerror", Policy: "none"}
 	}
@@ -185,75 +196,4 @@ func (c *captureReader) Read(p []byte) (int, error) {
 		c.err = err
 	}
 	return n, err
-}
-
-// readHeaderBlock reads the header section up to and including the empty
-// line that ends it (RFC 5322 §2.1). complete is false when the header is
-// larger than limit or the message ends inside it without a body
-// separator; a message that is all header is still complete.
-func readHeaderBlock(br *bufio.Reader, limit int) (hdr []byte, complete bool, err error) {
-	var buf bytes.Buffer
-	for {
-		line, err := br.ReadSlice('\n')
-		if len(line) > 0 {
-			if buf.Len()+len(line) > limit {
-				return buf.Bytes(), false, errors.New("header too large")
-			}
-			buf.Write(line)
-		}
-		if errors.Is(err, bufio.ErrBufferFull) {
-			continue
-		}
-		if err == io.EOF {
-			return buf.Bytes(), true, nil
-		}
-		if err != nil {
-			return buf.Bytes(), false, err
-		}
-		if len(line) <= 2 && strings.TrimRight(string(line), "\r\n") == "" {
-			return buf.Bytes(), true, nil
-		}
-	}
-}
-
-// field is one header field, unfolded value with the name as written.
-type field struct {
-	name, value string
-}
-
-// splitFields splits a header block into fields, unfolding continuation
-// lines (RFC 5322 §2.2.3). Lines that are neither fields nor
-// continuations are skipped. Each value is built in one buffer, so a
-// field folded over many lines costs linear time.
-func splitFields(hdr []byte) []field {
-	var out []field
-	var name string
-	var val strings.Builder
-	open := false
-	flush := func() {
-		if open {
-			out = append(out, field{name: name, value: val.String()})
-		}
-	}
-	for _, line := range strings.SplitAfter(string(hdr), "\n") {
-		l := strings.TrimRight(line, "\r\n")
-		if l == "" {
-			continue
-		}
-		if (l[0] == ' ' || l[0] == '\t') && open {
-			val.WriteByte(' ')
-			val.WriteString(strings.TrimSpace(l))
-			continue
-		}
-		n, v, ok := strings.Cut(l, ":")
-		if !ok {
-			continue
-		}
-		flush()
-		name, open = strings.TrimSpace(n), true
-		val.Reset()
-		val.WriteString(strings.TrimSpace(v))
-	}
-	flush()
-	return out
 }

@@ -1,0 +1,166 @@
+package ingest
+
+import (
+	"bufio"
+	"io"
+	"reflect"
+	"unsafe"
+
+	"github.com/emersion/go-smtp"
+)
+
+// exactEndOfData switches on the wrapper below; tests switch it off to show
+// go-smtp's own behaviour (TestUpstreamEndOfData).
+var exactEndOfData = true
+
+// go-smtp v0.26.0's DATA reader (data.go) finds the end of data with a
+// state machine that loses track after a CR: "\r\r\n.\r\n" is not taken
+// for the end (the session hangs until the idle timeout, or swallows the
+// next pipelined transaction into this message), and "\r\n.\r" followed by
+// anything but LF drops the ".\r" silently, hiding a bare CR.
+//
+// exactData replaces it: it reads the connection's buffered reader that
+// go-smtp's reader holds, ends the message exactly at the first
+// <CRLF>.<CRLF> (RFC 5321 §4.1.1.4; the CRLF of the DATA command counts as
+// the first one), removes the leading dot of each line (§4.5.2) and hands
+// everything else over unchanged, bare CR and LF included, for the spool
+// to refuse (550 5.5.2). When it has read the end it sets go-smtp's reader
+// to its end state, so that go-smtp goes on with the next command right
+// after the end of data.
+//
+// It reaches into go-smtp's unexported fields, so it checks their shape
+// first and, if they are not what it expects (another go-smtp version),
+// leaves go-smtp's reader as it is. Remove it when upstream is fixed:
+// TestUpstreamEndOfData then fails.
+type exactData struct {
+	br      *bufio.Reader
+	state   *int
+	limited bool
+	n       int64 // bytes left before the size limit, when limited
+	st      int
+	done    bool
+}
+
+// States of exactData, named as in go-smtp's reader.
+const (
+	edBeginLine = iota
+	edDot
+	edDotCR
+	edCR
+	edData
+)
+
+// upstreamEOF is the value of go-smtp's stateEOF (the sixth of its states).
+const upstreamEOF = 5
+
+// wrapData returns the exact reader for go-smtp's DATA reader r, or r
+// itself when r is not that reader (BDAT) or has another shape.
+func wrapData(r io.Reader) io.Reader {
+	if !exactEndOfData {
+		return r
+	}
+	v := reflect.ValueOf(r)
+	if v.Kind() != reflect.Pointer || v.Elem().Kind() != reflect.Struct {
+		return r
+	}
+	e := v.Elem()
+	t := e.Type()
+	if t.Name() != "dataReader" || t.PkgPath() != reflect.TypeFor[smtp.SMTPError]().PkgPath() {
+		return r
+	}
+	fr, fs := e.FieldByName("r"), e.FieldByName("state")
+	fl, fn := e.FieldByName("limited"), e.FieldByName("n")
+	if !fr.IsValid() || fr.Type() != reflect.TypeFor[*bufio.Reader]() ||
+		!fs.IsValid() || fs.Kind() != reflect.Int ||
+		!fl.IsValid() || fl.Kind() != reflect.Bool || !fn.IsValid() || fn.Kind() != reflect.Int64 {
+		return r
+	}
+	if fs.Int() != 0 { // not at the start of the data
+		return r
+	}
+	br := *(**bufio.Reader)(unsafe.Pointer(fr.UnsafeAddr()))
+	return &exactData{
+		br:      br,
+		state:   (*int)(unsafe.Pointer(fs.UnsafeAddr())),
+		limited: fl.Bool(),
+		n:       fn.Int(),
+	}
+}
+
+func (d *exactData) Read(b []byte) (n int, err error) {
+	if d.done {
+		return 0, io.EOF
+	}
+	if d.limited {
+		if d.n <= 0 {
+			return 0, smtp.ErrDataTooLarge
+		}
+		if int64(len(b)) > d.n {
+			b = b[:d.n]
+		}
+	}
+	for n < len(b) {
+		c, rerr := d.br.ReadByte()
+		if rerr != nil {
+			if rerr == io.EOF {
+				rerr = io.ErrUnexpectedEOF
+			}
+			err = rerr
+			break
+		}
+		switch d.st {
+		case edBeginLine:
+			switch c {
+			case '.':
+				d.st = edDot
+				continue // the leading dot goes (§4.5.2)
+			case '\r':
+				d.st = edCR
+			default:
+				d.st = edData
+			}
+		case edDot:
+			if c == '\r' {
+				d.st = edDotCR
+				continue // held: ".\r\n" may be the end
+			}
+			d.st = edData
+		case edDotCR:
+			if c == '\n' {
+				d.done = true
+				*d.state = upstreamEOF
+				err = io.EOF
+				d.count(n)
+				return n, err
+			}
+			// The held CR was data after all: it goes out now, and c is
+			// read again after it.
+			_ = d.br.UnreadByte()
+			d.st = edCR
+			c = '\r'
+		case edCR:
+			switch c {
+			case '\n':
+				d.st = edBeginLine
+			case '\r':
+				d.st = edCR
+			default:
+				d.st = edData
+			}
+		case edData:
+			if c == '\r' {
+				d.st = edCR
+			}
+		}
+		b[n] = c
+		n++
+	}
+	d.count(n)
+	return n, err
+}
+
+func (d *exactData) count(n int) {
+	if d.limited {
+		d.n -= int64(n)
+	}
+}

@@ -1,0 +1,213 @@
+package ingest
+
+import (
+	"bufio"
+	"fmt"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/mailhook/mailhook/internal/rawsmtp"
+)
+
+// endOfData is the RFC 5321 reading of a DATA stream that follows the
+// DATA command: the message ends at the first <CRLF>.<CRLF> (§4.1.1.4;
+// the command's own CRLF counts as the first CRLF), a leading dot is
+// removed from every line (§4.5.2), and what follows the end is commands.
+// reply is the reply the message must get: 250, or 550 5.5.2 when it
+// holds a bare CR or LF.
+func endOfData(stream string) (content, rest, reply string) {
+	t := "\r\n" + stream
+	k := strings.Index(t, "\r\n.\r\n")
+	raw := t[2 : k+2]
+	rest = t[k+5:]
+	var b strings.Builder
+	for i := 0; i < len(raw); i++ {
+		if raw[i] == '.' && (i == 0 || strings.HasSuffix(raw[:i], "\r\n")) {
+			continue
+		}
+		b.WriteByte(raw[i])
+	}
+	content = b.String()
+	reply = "250 "
+	for i := 0; i < len(content); i++ {
+		switch {
+		case content[i] == '\r' && (i+1 == len(content) || content[i+1] != '\n'),
+			content[i] == '\n' && (i == 0 || content[i-1] != '\r'):
+			reply = "550 5.5.2"
+		}
+	}
+	return content, rest, reply
+}
+
+// sequences returns every string over alphabet of length up to n.
+func sequences(alphabet string, n int) []string {
+	out := []string{""}
+	level := []string{""}
+	for range n {
+		var next []string
+		for _, s := range level {
+			for _, c := range alphabet {
+				next = append(next, s+string(c))
+			}
+		}
+		out = append(out, next...)
+		level = next
+	}
+	return out
+}
+
+// runEndOfData sends, on a fresh connection, a transaction whose data is
+// "Subject: t<i>\r\n\r\nbody" + seq + "\r\n.\r\n", then pipelined behind
+// it a second transaction and QUIT, and checks every reply and what was
+// committed against endOfData.
+func runEndOfData(t *testing.T, h *harness, i int, seq string, expect []string) {
+	c, err := net.Dial("tcp", h.addr)
+	if err != nil {
+		t.Error(err)
+		return
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(20 * time.Second))
+	r := bufio.NewReader(c)
+	reply := func() string { return rawsmtp.Reply(r) }
+	reply() // greeting
+	fmt.Fprintf(c, "EHLO client.test\r\n")
+	reply()
+	first := fmt.Sprintf("Subject: t%d\r\n\r\nbody", i) + seq + "\r\n.\r\n"
+	second := fmt.Sprintf("Subject: s%d\r\n\r\nsecond\r\n.\r\n", i)
+	fmt.Fprintf(c, "MAIL FROM:<a@sender.test>\r\nRCPT TO:<support@example.test>\r\nDATA\r\n%s"+
+		"MAIL FROM:<b@sender.test>\r\nRCPT TO:<support@example.test>\r\nDATA\r\n%sQUIT\r\n", first, second)
+	content, rest, want := endOfData(first)
+	wants := []string{"250 ", "250 ", "354 ", want}
+	for range strings.Count(rest, "\n") {
+		wants = append(wants, "5") // each line after the end is a (bad) command
+	}
+	wants = append(wants, "250 ", "250 ", "354 ", "250 2.0.0 Ok: queued", "221 ")
+	for n, w := range wants {
+		if got := reply(); !strings.HasPrefix(got, w) {
+			t.Errorf("%q: reply %d = %q, want %q (message %q, then commands %q)", seq, n, got, w, content, rest)
+			return
+		}
+	}
+	expect[i] = content
+	if want != "250 " {
+		expect[i] = "" // refused: nothing committed
+	}
+}
+
+// checkCommits checks that exactly the messages expect says were
+// committed, with the content it says: "t<i>" messages as the model reads
+// them, and every "s<i>" second message.
+func checkCommits(t *testing.T, h *harness, seqs, expect []string) {
+	h.rec.mu.Lock()
+	defer h.rec.mu.Unlock()
+	got := map[string][]string{}
+	for _, raw := range h.rec.raws {
+		s := string(raw)
+		k := strings.Index(s, "Subject: ")
+		if k < 0 {
+			t.Errorf("committed message without Subject: %q", s)
+			continue
+		}
+		subj := s[k+9:]
+		subj = subj[:strings.Index(subj, "\r\n")]
+		got[subj] = append(got[subj], s)
+	}
+	for i, seq := range seqs {
+		first, second := got[fmt.Sprintf("t%d", i)], got[fmt.Sprintf("s%d", i)]
+		switch {
+		case expect[i] == "" && len(first) != 0:
+			t.Errorf("%q: refused message committed: %q", seq, first)
+		case expect[i] != "" && (len(first) != 1 || !strings.HasSuffix(first[0], expect[i])):
+			t.Errorf("%q: committed %q, want one message ending with %q", seq, first, expect[i])
+		}
+		if len(second) != 1 || !strings.HasSuffix(second[0], "\r\n\r\nsecond\r\n") {
+			t.Errorf("%q: second message committed as %q", seq, second)
+		}
+	}
+}
+
+// TestEndOfDataTable: every sequence of CR, LF, "." and a letter up to
+// length 6 before the final <CRLF>.<CRLF> ends the message where RFC 5321
+// §4.1.1.4 says, is accepted exactly as sent or refused 550 5.5.2, and
+// neither swallows nor loses the pipelined transaction behind it; none
+// hangs (the client's deadline would show it).
+func TestEndOfDataTable(t *testing.T) {
+	h := start(t, func(o *Options) {
+		o.Limits.ReadTimeout = 10 * time.Second
+		o.Limits.MaxConnectionsPerIP = 100
+	})
+	seqs := sequences("\r\n.x", 6)
+	if testing.Short() {
+		seqs = sequences("\r\n.x", 4)
+	}
+	expect := make([]string, len(seqs))
+	work := make(chan int)
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			for i := range work {
+				runEndOfData(t, h, i, seqs[i], expect)
+			}
+		})
+	}
+	for i := range seqs {
+		if t.Failed() {
+			break
+		}
+		work <- i
+	}
+	close(work)
+	wg.Wait()
+	if !t.Failed() {
+		checkCommits(t, h, seqs, expect)
+	}
+	t.Logf("%d sequences", len(seqs))
+}
+
+// TestUpstreamEndOfData shows what go-smtp's own DATA reader does with the
+// sequences of issue 12, which exactData fixes. When this test fails,
+// upstream has changed: check TestEndOfDataTable without the wrapper and
+// remove dataend.go if it passes.
+func TestUpstreamEndOfData(t *testing.T) {
+	exactEndOfData = false
+	t.Cleanup(func() { exactEndOfData = true })
+	h := start(t, func(o *Options) { o.Limits.ReadTimeout = 2 * time.Second })
+
+	// "\r\n.\r" then other bytes: ".\r" silently dropped, the hidden bare
+	// CR accepted.
+	c := dial(t, h.addr)
+	c.startData()
+	if got := c.cmd("Subject: a\r\n\r\nbody\r\n.\rx\r\n."); !strings.HasPrefix(got, "250 ") {
+		t.Errorf("upstream on \\r\\n.\\rx: %q, want 250 (the bug)", got)
+	}
+	if raw := string(h.rec.raws[len(h.rec.raws)-1]); !strings.HasSuffix(raw, "body\r\nx\r\n") {
+		t.Errorf("upstream kept %q", raw)
+	}
+
+	// "body\r\n.\r\r\n.\r\n" and a pipelined transaction: swallowed.
+	c = dial(t, h.addr)
+	c.startData()
+	c.send("Subject: b\r\n\r\nbody\r\n.\r\r\n.\r\nMAIL FROM:<b@sender.test>\r\nRCPT TO:<support@example.test>\r\nDATA\r\nsecond\r\n.\r\n")
+	if got := c.reply(); !strings.HasPrefix(got, "250 ") {
+		t.Errorf("upstream on .\\r\\r\\n.\\r\\n: %q, want 250 (the bug)", got)
+	}
+	if raw := string(h.rec.raws[len(h.rec.raws)-1]); !strings.Contains(raw, "MAIL FROM:<b@sender.test>") {
+		t.Errorf("upstream did not swallow the second transaction: %q", raw)
+	}
+
+	// "x\r\r\n.\r\n": the end is not seen; the reply waits for the next
+	// <CRLF>.<CRLF>, and the pipelined transaction before it is lost.
+	c = dial(t, h.addr)
+	c.startData()
+	c.send("Subject: c\r\n\r\nx\r\r\n.\r\nMAIL FROM:<b@sender.test>\r\nRCPT TO:<support@example.test>\r\nDATA\r\nSubject: lost\r\n\r\nsecond\r\n.\r\n")
+	if got := c.reply(); !strings.HasPrefix(got, "550 5.5.2") {
+		t.Errorf("upstream on x\\r\\r\\n.\\r\\n: %q", got)
+	}
+	if got := c.cmd("NOOP"); !strings.HasPrefix(got, "250 2.0.0 I have successfully done nothing") {
+		t.Errorf("upstream on x\\r\\r\\n.\\r\\n: after the reply, %q; want NOOP's reply (the second transaction swallowed: the bug)", got)
+	}
+}

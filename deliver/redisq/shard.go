@@ -36,16 +36,51 @@ func newShard(tag string) *shard {
 }
 
 // shardTags names the n shards of prefix: the one tag {prefix} for n = 1
-// (the layout before shards existed), else {prefix:0} .. {prefix:n-1}.
+// (the layout before shards existed), else {prefix:k} for k in 0..n-1 —
+// or {prefix:k.j} for the first j that puts shard k's hash slot in the
+// k-th of n equal ranges of the 16384 slots. Redis Cluster gives each
+// master a contiguous range of slots (redis-cli --cluster create makes
+// equal ones), so n shards a multiple of the masters spread evenly over
+// them, whatever the prefix. Every node computes the same tags.
 func shardTags(prefix string, n int) []string {
 	if n <= 1 {
 		return []string{"{" + prefix + "}"}
 	}
 	tags := make([]string, n)
-	for i := range tags {
-		tags[i] = fmt.Sprintf("{%s:%d}", prefix, i)
+	for k := range tags {
+		lo, hi := k*slots/n, (k+1)*slots/n
+		tag := fmt.Sprintf("%s:%d", prefix, k)
+		for j := 0; ; j++ {
+			if s := slot(tag); s >= lo && s < hi {
+				break
+			}
+			tag = fmt.Sprintf("%s:%d.%d", prefix, k, j)
+		}
+		tags[k] = "{" + tag + "}"
 	}
 	return tags
+}
+
+// slots is the number of Redis Cluster hash slots.
+const slots = 16384
+
+// slot is the Redis Cluster hash slot of a hash tag's content: CRC16
+// (XMODEM: polynomial 0x1021, initial 0) modulo 16384, as the Redis
+// Cluster specification defines it ("Keys distribution model"). go-redis
+// computes it in an internal package only.
+func slot(tag string) int {
+	var crc uint16
+	for i := 0; i < len(tag); i++ {
+		crc ^= uint16(tag[i]) << 8
+		for range 8 {
+			if crc&0x8000 != 0 {
+				crc = crc<<1 ^ 0x1021
+			} else {
+				crc <<= 1
+			}
+		}
+	}
+	return int(crc) % slots
 }
 
 // shardFor returns the current shard of a commit key: the same key (a

@@ -7,7 +7,9 @@
 //
 // The queue is split in Options.Shards shards, each one hash tag: {prefix}
 // when there is one shard (the default, and the layout before shards), else
-// {prefix:0} .. {prefix:N-1}. A message and all of its jobs live in one
+// {prefix:0} .. {prefix:N-1} (each adjusted to {prefix:k.j} where needed
+// so that shard k's hash slot lies in the k-th of N equal slot ranges, see
+// shardTags). A message and all of its jobs live in one
 // shard, chosen from its commit key (deliver.CommitKey, the stable id), so
 // a sender's retry lands where the first copy is. Each shard holds:
 //

@@ -62,11 +62,25 @@
 // EXPUNGE and FETCH FLAGS in order (expunges held back during FETCH,
 // STORE and SEARCH, RFC 3501 §7.4.1).
 //
-// Limits come from imapserver: 50 KiB per command line, 30 s to send a
-// command before login, 35 min of inactivity after (RFC 3501 §5.4 asks
-// for at least 30); APPEND is bounded by Options.MaxMessageSize.
+// A frontConn reads each connection's commands before imapserver does
+// and answers what imapserver gets wrong: ID (RFC 2971, answered but not
+// advertised: imapserver lists only the capabilities it knows), unknown
+// commands before login (BAD, BYE after 10; imapserver says BYE at the
+// first), literals too big for their command (BYE before login, NO
+// [TOOBIG] after; imapserver waits for a literal the client never
+// sends), command lines over 48 KiB and nesting deeper than 64 (BAD),
+// mailbox names that are not modified UTF-7 (no such mailbox). After
+// STARTTLS it steps aside. \Recent (RFC 3501 §2.3.2) is claimed from the
+// store by SELECT, so one session sees a message as recent.
 //
-// Not offered: ID (RFC 2971) and CONDSTORE (RFC 7162), which imapserver
-// v2.0.0-beta.8 cannot parse. Deliberate differences from dovecot are
-// listed in TestDifferentialDovecot.
+// Limits: 48 KiB per command line, 4 KiB per literal outside APPEND and
+// 8 KiB before login, 30 s to send a command before login, 35 min of
+// inactivity after (RFC 3501 §5.4 asks for at least 30); APPEND is
+// bounded by Options.MaxMessageSize.
+//
+// Not offered, because imapserver v2.0.0-beta.9 cannot parse them or
+// fails Dovecot's imaptest with them: CONDSTORE (RFC 7162), SORT, THREAD,
+// MULTIAPPEND, CATENATE, BINARY (no partial origin in BINARY[n]<o>).
+// TestIMAPTestCompliance runs imaptest; deliberate differences from
+// dovecot are listed in TestDifferentialDovecot.
 package mailbox

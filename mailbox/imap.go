@@ -44,18 +44,25 @@ type IMAPOptions struct {
 
 // IMAPServer serves the Store over IMAP4rev1 and IMAP4rev2.
 //
-// It runs two go-imap servers that differ only in whether they take
-// passwords on a connection without TLS, and hands each accepted
-// connection to the right one: imapserver decides that per server, we
-// need it per connection (loopback or not).
+// It runs three go-imap servers that differ only in whether they take
+// passwords on a connection without TLS and offer STARTTLS, and hands
+// each accepted connection to the right one: imapserver decides that per
+// server, we need it per connection (loopback or not, implicit TLS or
+// not). Every connection goes through a frontConn first, which answers
+// what imapserver gets wrong (see frontConn).
 type IMAPServer struct {
 	opts     IMAPOptions
 	log      *slog.Logger
 	limiter  *Limiter
 	secure   *imapserver.Server // passwords only over TLS
 	insecure *imapserver.Server // passwords also in clear
-	secureL  *chanListener
-	insecL   *chanListener
+	// implicit serves implicit TLS: imapserver sees the frontConn, not
+	// the *tls.Conn, so it is told to take passwords and not to offer
+	// STARTTLS.
+	implicit  *imapserver.Server
+	secureL   *chanListener
+	insecL    *chanListener
+	implicitL *chanListener
 
 	// loopbackTrusted lets loopback clients log in without TLS; tests
 	// turn it off to act as a remote client.
@@ -66,7 +73,7 @@ type IMAPServer struct {
 	sessions  map[*imapSession]struct{}
 	closed    bool
 	wg        sync.WaitGroup // Serve calls
-	inner     sync.WaitGroup // the two imapserver.Serve goroutines
+	inner     sync.WaitGroup // the imapserver.Serve goroutines
 }
 
 // ErrServerClosed is returned by Serve after Close.
@@ -98,21 +105,21 @@ func NewIMAPServer(opts IMAPOptions) (*IMAPServer, error) {
 		imap.CapSpecialUse: {}, imap.CapLiteralPlus: {}, imap.CapChildren: {}, imap.CapAppendLimit: {},
 		imap.CapUnselect: {}, imap.CapIdle: {},
 	}
-	mk := func(insecure bool) *imapserver.Server {
+	mk := func(insecure bool, tlsConfig *tls.Config) *imapserver.Server {
 		return imapserver.New(&imapserver.Options{
 			NewSession:   s.newSession,
 			Caps:         caps,
 			Logger:       slogPrintf{s.log},
-			TLSConfig:    opts.TLSConfig,
+			TLSConfig:    tlsConfig,
 			InsecureAuth: insecure,
 		})
 	}
-	s.secure, s.insecure = mk(false), mk(true)
-	s.secureL, s.insecL = newChanListener(), newChanListener()
+	s.secure, s.insecure, s.implicit = mk(false, opts.TLSConfig), mk(true, opts.TLSConfig), mk(true, nil)
+	s.secureL, s.insecL, s.implicitL = newChanListener(), newChanListener(), newChanListener()
 	for _, p := range []struct {
 		srv *imapserver.Server
 		l   *chanListener
-	}{{s.secure, s.secureL}, {s.insecure, s.insecL}} {
+	}{{s.secure, s.secureL}, {s.insecure, s.insecL}, {s.implicit, s.implicitL}} {
 		s.inner.Add(1)
 		go func() {
 			defer s.inner.Done()
@@ -190,10 +197,14 @@ func (s *IMAPServer) Serve(l net.Listener) error {
 		}
 		delay = 0
 		target := s.secureL
-		if s.opts.AllowPlaintextAuth || (s.loopbackTrusted.Load() && remoteIP(c.RemoteAddr()).IsLoopback()) {
+		_, isTLS := c.(*tls.Conn)
+		if isTLS {
+			target = s.implicitL
+		} else if s.opts.AllowPlaintextAuth || (s.loopbackTrusted.Load() && remoteIP(c.RemoteAddr()).IsLoopback()) {
 			target = s.insecL
 		}
-		if !target.deliver(c) {
+		fc := newFrontConn(c, s.opts.Store.opts.MaxMessageSize, !isTLS && s.opts.TLSConfig != nil)
+		if !target.deliver(fc) {
 			c.Close()
 			return ErrServerClosed
 		}
@@ -243,9 +254,11 @@ func (s *IMAPServer) Close() error {
 	// imapserver.Server.Close never races their start.
 	s.secureL.Close()
 	s.insecL.Close()
+	s.implicitL.Close()
 	s.inner.Wait()
 	s.secure.Close()
 	s.insecure.Close()
+	s.implicit.Close()
 	return nil
 }
 
@@ -319,6 +332,9 @@ func (s *IMAPServer) newSession(c *imapserver.Conn) (imapserver.Session, *imapse
 		cancel: cancel,
 		ip:     ip,
 		log:    s.log.With("remote_ip", ip.String(), "proto", "imap"),
+	}
+	if fc, ok := c.NetConn().(*frontConn); ok {
+		fc.sess = sess
 	}
 	s.mu.Lock()
 	closed := s.closed

@@ -590,8 +590,11 @@ type rawConn struct {
 	br *bufio.Reader
 }
 
-func (e *imapEnv) raw(t testing.TB) *rawConn {
-	c, err := net.Dial("tcp", e.addr)
+func (e *imapEnv) raw(t testing.TB) *rawConn { return dialRaw(t, e.addr) }
+
+// dialRaw connects to an IMAP server at addr and reads its greeting.
+func dialRaw(t testing.TB, addr string) *rawConn {
+	c, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}

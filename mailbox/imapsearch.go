@@ -40,7 +40,7 @@ func (s *imapSession) Search(kind imapserver.NumKind, criteria *imap.SearchCrite
 		if m == nil {
 			continue
 		}
-		lm := &lazyMsg{s: s.store(), m: m}
+		lm := &lazyMsg{s: s.store(), m: m, recent: s.sel.recent[uid]}
 		if !matchCriteria(uint32(i+1), lm, criteria) {
 			continue
 		}
@@ -106,6 +106,7 @@ func (s *imapSession) staticCriteria(c *imap.SearchCriteria) {
 type lazyMsg struct {
 	s      *Store
 	m      *Message
+	recent bool // \Recent in this session
 	raw    []byte
 	hdr    textproto.Header
 	loaded bool
@@ -133,6 +134,15 @@ func (l *lazyMsg) load() bool {
 		l.bad = true
 	}
 	return !l.bad
+}
+
+// hasFlag tells whether the message has f; \Recent is the session's
+// (SEARCH RECENT, NEW and OLD, RFC 3501 §6.4.4).
+func (l *lazyMsg) hasFlag(f imap.Flag) bool {
+	if strings.EqualFold(string(f), `\Recent`) {
+		return l.recent
+	}
+	return l.m.HasFlag(string(f))
 }
 
 // dateOnly keeps the date, as RFC 3501 §6.4.4 compares dates without time
@@ -168,12 +178,12 @@ func matchCriteria(seq uint32, l *lazyMsg, c *imap.SearchCriteria) bool {
 		return false
 	}
 	for _, f := range c.Flag {
-		if !m.HasFlag(string(f)) {
+		if !l.hasFlag(f) {
 			return false
 		}
 	}
 	for _, f := range c.NotFlag {
-		if m.HasFlag(string(f)) {
+		if l.hasFlag(f) {
 			return false
 		}
 	}
@@ -189,7 +199,7 @@ func matchCriteria(seq uint32, l *lazyMsg, c *imap.SearchCriteria) bool {
 		}
 	}
 	for _, hf := range c.Header {
-		if !matchHeader(l.hdr.FieldsByKey(hf.Key), hf.Value) {
+		if !matchHeader(hf.Key, l.hdr.FieldsByKey(hf.Key), hf.Value) {
 			return false
 		}
 	}
@@ -232,15 +242,38 @@ func headerText(v string) string {
 }
 
 // matchHeader: HEADER name "" matches any message with the field
-// (RFC 3501 §6.4.4); otherwise a case-insensitive substring match.
-func matchHeader(fields textproto.HeaderFields, want string) bool {
+// (RFC 3501 §6.4.4); otherwise a case-insensitive substring match. In
+// address fields (FROM, TO, CC, BCC...) the addresses are also matched
+// as parsed, "Name <local@domain>", so comments and folding inside an
+// address do not hide it (as dovecot does).
+func matchHeader(key string, fields textproto.HeaderFields, want string) bool {
 	if want == "" {
 		return fields.Len() > 0
 	}
 	want = strings.ToLower(want)
+	addrField := false
+	switch strings.ToLower(key) {
+	case "from", "to", "cc", "bcc", "sender", "reply-to":
+		addrField = true
+	}
 	for fields.Next() {
 		if strings.Contains(strings.ToLower(headerText(fields.Value())), want) {
 			return true
+		}
+		if !addrField {
+			continue
+		}
+		for _, a := range parseAddresses(fields.Value()) {
+			if a.Host == "" {
+				continue
+			}
+			s := a.Mailbox + "@" + a.Host
+			if a.Name != "" {
+				s = a.Name + " <" + s + ">"
+			}
+			if strings.Contains(strings.ToLower(s), want) {
+				return true
+			}
 		}
 	}
 	return false

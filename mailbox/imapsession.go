@@ -53,6 +53,13 @@ type selected struct {
 	pending     bool   // expunges seen but not yet announced
 	watcher     *Watcher
 	searchRes   imap.UIDSet
+	// recent holds the UIDs that are \Recent in this session (RFC 3501
+	// §2.3.2): claimed from the store on SELECT and as they arrive, or
+	// only peeked at by EXAMINE.
+	recent map[uint32]bool
+	// keywords are the keywords announced in FLAGS (RFC 3501 §7.2.6);
+	// a new one is announced before a message shows it.
+	keywords map[string]bool
 }
 
 var (
@@ -132,6 +139,12 @@ func (s *imapSession) Namespace() (*imap.NamespaceData, error) {
 }
 
 func (s *imapSession) Create(name string, options *imap.CreateOptions) error {
+	// RFC 3501 §6.3.3: a trailing separator only declares that the
+	// client means to create children; a server that needs no such
+	// declaration ignores it.
+	if len(name) > 1 {
+		name = strings.TrimSuffix(name, string(Delimiter))
+	}
 	return imapError(s.store().CreateFolder(s.ctx, s.user, name))
 }
 
@@ -152,6 +165,10 @@ func (s *imapSession) Unsubscribe(name string) error {
 }
 
 // List answers LIST and LSUB (RFC 3501 §6.3.8-9, RFC 5258, RFC 6154).
+// Subscriptions outlive their folders (RFC 3501 §6.3.4): LIST
+// (SUBSCRIBED) shows those \NonExistent, and RECURSIVEMATCH shows the
+// parents of subscribed names that do not match themselves with CHILDINFO
+// (RFC 5258 §3.5), which imapserver turns into LSUB's \Noselect.
 func (s *imapSession) List(w *imapserver.ListWriter, ref string, patterns []string, options *imap.ListOptions) error {
 	if len(patterns) == 0 {
 		// LIST "" "": the hierarchy delimiter and root.
@@ -161,33 +178,90 @@ func (s *imapSession) List(w *imapserver.ListWriter, ref string, patterns []stri
 	if err != nil {
 		return imapError(err)
 	}
+	orphans, err := s.store().Subscriptions(s.ctx, s.user)
+	if err != nil {
+		return imapError(err)
+	}
+	type entry struct {
+		f          *Folder // nil: no such folder
+		subscribed bool
+	}
+	names := map[string]*entry{}
+	for i := range folders {
+		names[folders[i].Name] = &entry{f: &folders[i], subscribed: folders[i].Subscribed}
+	}
+	for _, n := range orphans {
+		if names[n] == nil {
+			names[n] = &entry{subscribed: true}
+		}
+	}
+	matches := func(n string) bool {
+		return slices.ContainsFunc(patterns, func(p string) bool {
+			return imapserver.MatchList(n, Delimiter, ref, p)
+		})
+	}
+	// childInfo: names with a subscribed descendant that does not match
+	// itself (RFC 5258 §3.5), parents that do not exist included.
+	childInfo := map[string]bool{}
+	if options.SelectSubscribed && options.SelectRecursiveMatch {
+		for n, e := range names {
+			if !e.subscribed || matches(n) {
+				continue
+			}
+			for i := strings.LastIndexByte(n, Delimiter); i > 0; i = strings.LastIndexByte(n[:i], Delimiter) {
+				p := n[:i]
+				childInfo[p] = true
+				if names[p] == nil {
+					names[p] = &entry{}
+				}
+			}
+		}
+	}
 	hasChildren := func(n string) bool {
 		prefix := n + string(Delimiter)
 		return slices.ContainsFunc(folders, func(f Folder) bool { return strings.HasPrefix(f.Name, prefix) })
 	}
-	for _, f := range folders {
-		match := slices.ContainsFunc(patterns, func(p string) bool {
-			return imapserver.MatchList(f.Name, Delimiter, ref, p)
-		})
-		if !match || (options.SelectSubscribed && !f.Subscribed) || (options.SelectSpecialUse && f.SpecialUse == "") {
+	sorted := make([]string, 0, len(names))
+	for n := range names {
+		sorted = append(sorted, n)
+	}
+	sort.Strings(sorted)
+	for _, n := range sorted {
+		e := names[n]
+		if !matches(n) {
 			continue
 		}
-		d := &imap.ListData{Mailbox: f.Name, Delim: Delimiter}
-		if hasChildren(f.Name) {
+		ci := childInfo[n] && !e.subscribed
+		switch {
+		case options.SelectSubscribed && !e.subscribed && !ci:
+			continue
+		case !options.SelectSubscribed && e.f == nil:
+			continue // a subscription alone is not a mailbox
+		case options.SelectSpecialUse && (e.f == nil || e.f.SpecialUse == ""):
+			continue
+		}
+		d := &imap.ListData{Mailbox: n, Delim: Delimiter}
+		if e.f == nil {
+			d.Attrs = append(d.Attrs, imap.MailboxAttrNonExistent)
+		}
+		if hasChildren(n) {
 			d.Attrs = append(d.Attrs, imap.MailboxAttrHasChildren)
-		} else {
+		} else if e.f != nil {
 			d.Attrs = append(d.Attrs, imap.MailboxAttrHasNoChildren)
 		}
-		if f.Subscribed && (options.ReturnSubscribed || options.SelectSubscribed) {
+		if e.subscribed && (options.ReturnSubscribed || options.SelectSubscribed) {
 			d.Attrs = append(d.Attrs, imap.MailboxAttrSubscribed)
 		}
-		if f.SpecialUse != "" {
+		if ci {
+			d.ChildInfo = &imap.ListDataChildInfo{Subscribed: true}
+		}
+		if e.f != nil && e.f.SpecialUse != "" {
 			// RFC 6154 §2: returned with plain LIST too, which is what
 			// clients that never ask for RETURN (SPECIAL-USE) rely on.
-			d.Attrs = append(d.Attrs, imap.MailboxAttr(f.SpecialUse))
+			d.Attrs = append(d.Attrs, imap.MailboxAttr(e.f.SpecialUse))
 		}
-		if options.ReturnStatus != nil {
-			d.Status = s.statusData(f, options.ReturnStatus)
+		if options.ReturnStatus != nil && e.f != nil {
+			d.Status = s.statusData(*e.f, options.ReturnStatus)
 		}
 		if err := w.WriteList(d); err != nil {
 			return err
@@ -214,6 +288,15 @@ func (s *imapSession) statusData(f Folder, o *imap.StatusOptions) *imap.StatusDa
 	}
 	if o.NumRecent {
 		var n uint32
+		if f.RecentUID < f.UIDNext {
+			if _, msgs, err := s.store().Messages(s.ctx, s.user, f.Name); err == nil {
+				for i := range msgs {
+					if msgs[i].UID >= f.RecentUID {
+						n++
+					}
+				}
+			}
+		}
 		d.NumRecent = &n
 	}
 	if o.Size {
@@ -274,27 +357,27 @@ func (s *imapSession) Select(name string, options *imap.SelectOptions) (*imap.Se
 	sel := &selected{
 		name: f.Name, readOnly: options != nil && options.ReadOnly, uidValidity: f.UIDValidity,
 		flags: make(map[uint32][]string, len(msgs)), uidNext: f.UIDNext, modSeq: f.ModSeq, watcher: w,
-		uids: make([]uint32, len(msgs)),
+		uids: make([]uint32, len(msgs)), recent: map[uint32]bool{}, keywords: map[string]bool{},
+	}
+	firstRecent, err := s.firstRecent(sel, f)
+	if err != nil {
+		w.Close()
+		return nil, imapError(err)
 	}
 	var firstUnseen uint32
-	keywords := map[string]bool{}
 	for i := range msgs {
 		sel.uids[i] = msgs[i].UID
 		sel.flags[msgs[i].UID] = msgs[i].Flags
 		if firstUnseen == 0 && !msgs[i].HasFlag(FlagSeen) {
 			firstUnseen = uint32(i + 1)
 		}
-		for _, fl := range msgs[i].Flags {
-			if len(fl) > 0 && fl[0] != '\\' {
-				keywords[fl] = true
-			}
+		if msgs[i].UID >= firstRecent {
+			sel.recent[msgs[i].UID] = true
 		}
+		addKeywords(sel.keywords, msgs[i].Flags)
 	}
 	s.sel = sel
-	flags := []imap.Flag{imap.FlagSeen, imap.FlagAnswered, imap.FlagFlagged, imap.FlagDeleted, imap.FlagDraft}
-	for k := range keywords {
-		flags = append(flags, imap.Flag(k))
-	}
+	flags := sel.mailboxFlags()
 	perm := append(slices.Clone(flags), imap.FlagWildcard)
 	if sel.readOnly {
 		perm = nil
@@ -303,10 +386,60 @@ func (s *imapSession) Select(name string, options *imap.SelectOptions) (*imap.Se
 		Flags:             flags,
 		PermanentFlags:    perm,
 		NumMessages:       uint32(len(msgs)),
+		NumRecent:         uint32(len(sel.recent)),
 		FirstUnseenSeqNum: firstUnseen,
 		UIDNext:           imap.UID(f.UIDNext),
 		UIDValidity:       f.UIDValidity,
 	}, nil
+}
+
+// firstRecent returns the first UID that is \Recent for the session
+// among those below f.UIDNext: SELECT claims them (no other session will
+// see them as recent), EXAMINE only looks (RFC 3501 §6.3.2: EXAMINE does
+// not change the \Recent state).
+func (s *imapSession) firstRecent(sel *selected, f Folder) (uint32, error) {
+	if sel.readOnly || f.RecentUID >= f.UIDNext {
+		return f.RecentUID, nil // nothing to claim: no write transaction
+	}
+	return s.store().ClaimRecent(s.ctx, s.user, f.Name, f.UIDNext)
+}
+
+// addKeywords adds the keywords (flags without a backslash) among flags
+// to set and reports whether any was new.
+func addKeywords(set map[string]bool, flags []string) bool {
+	added := false
+	for _, fl := range flags {
+		if len(fl) > 0 && fl[0] != '\\' && !set[fl] {
+			set[fl] = true
+			added = true
+		}
+	}
+	return added
+}
+
+// mailboxFlags is the FLAGS list: the system flags and every keyword in
+// use (RFC 3501 §7.2.6).
+func (sel *selected) mailboxFlags() []imap.Flag {
+	flags := []imap.Flag{imap.FlagSeen, imap.FlagAnswered, imap.FlagFlagged, imap.FlagDeleted, imap.FlagDraft}
+	kw := make([]string, 0, len(sel.keywords))
+	for k := range sel.keywords {
+		kw = append(kw, k)
+	}
+	sort.Strings(kw)
+	for _, k := range kw {
+		flags = append(flags, imap.Flag(k))
+	}
+	return flags
+}
+
+// msgFlags is what FETCH FLAGS says of uid: its stored flags, plus
+// \Recent for IMAP4rev1 clients (IMAP4rev2 dropped it, RFC 9051 §E.1).
+func (s *imapSession) msgFlags(uid uint32, flags []string) []imap.Flag {
+	out := imapFlags(flags)
+	if s.sel.recent[uid] && !s.conn.EnabledCaps().Has(imap.CapIMAP4rev2) {
+		out = append(out, imap.Flag(`\Recent`))
+	}
+	return out
 }
 
 func (s *imapSession) unselect() {
@@ -349,6 +482,16 @@ func (s *imapSession) sync(w *imapserver.UpdateWriter, allowExpunge bool) error 
 		cur[msgs[i].UID] = &msgs[i]
 	}
 	sel.pending = false
+	// New keywords are announced before any message shows them.
+	newKW := false
+	for i := range msgs {
+		newKW = addKeywords(sel.keywords, msgs[i].Flags) || newKW
+	}
+	if newKW {
+		if err := w.WriteMailboxFlags(sel.mailboxFlags()); err != nil {
+			return err
+		}
+	}
 	for i := len(sel.uids) - 1; i >= 0; i-- {
 		uid := sel.uids[i]
 		if cur[uid] != nil {
@@ -363,6 +506,7 @@ func (s *imapSession) sync(w *imapserver.UpdateWriter, allowExpunge bool) error 
 		}
 		sel.uids = slices.Delete(sel.uids, i, i+1)
 		delete(sel.flags, uid)
+		delete(sel.recent, uid)
 	}
 	for i, uid := range sel.uids {
 		m := cur[uid]
@@ -370,7 +514,7 @@ func (s *imapSession) sync(w *imapserver.UpdateWriter, allowExpunge bool) error 
 			continue
 		}
 		sel.flags[uid] = m.Flags
-		if err := w.WriteMessageFlags(uint32(i+1), imap.UID(uid), imapFlags(m.Flags)); err != nil {
+		if err := w.WriteMessageFlags(uint32(i+1), imap.UID(uid), s.msgFlags(uid, m.Flags)); err != nil {
 			return err
 		}
 	}
@@ -382,10 +526,24 @@ func (s *imapSession) sync(w *imapserver.UpdateWriter, allowExpunge bool) error 
 			added = true
 		}
 	}
+	if added {
+		first, err := s.firstRecent(sel, f)
+		if err != nil {
+			return imapError(err)
+		}
+		for _, uid := range sel.uids {
+			if uid >= max(first, sel.uidNext) {
+				sel.recent[uid] = true
+			}
+		}
+	}
 	sel.uidNext = f.UIDNext
 	sel.modSeq = f.ModSeq
 	if added {
-		return w.WriteNumMessages(uint32(len(sel.uids)))
+		if err := w.WriteNumMessages(uint32(len(sel.uids))); err != nil {
+			return err
+		}
+		return w.WriteNumRecent(uint32(len(sel.recent)))
 	}
 	return nil
 }
@@ -526,6 +684,20 @@ func (s *imapSession) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags
 	if err != nil {
 		return imapError(err)
 	}
+	if uw := updateWriter(s.conn); uw != nil {
+		// RFC 3501 §7.2.6: FLAGS before the FETCH that shows a new
+		// keyword, ours or one another session set (otherwise the Poll
+		// after the command announces it).
+		newKW := addKeywords(s.sel.keywords, flagStrings(flags.Flags))
+		for _, m := range msgs {
+			newKW = addKeywords(s.sel.keywords, m.Flags) || newKW
+		}
+		if newKW {
+			if err := uw.WriteMailboxFlags(s.sel.mailboxFlags()); err != nil {
+				return err
+			}
+		}
+	}
 	for _, m := range msgs {
 		i := s.seqOf(m.UID)
 		if i < 0 {
@@ -537,7 +709,7 @@ func (s *imapSession) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags
 		}
 		rw := w.CreateMessage(uint32(i + 1))
 		rw.WriteUID(imap.UID(m.UID))
-		rw.WriteFlags(imapFlags(m.Flags))
+		rw.WriteFlags(s.msgFlags(m.UID, m.Flags))
 		if err := rw.Close(); err != nil {
 			return err
 		}
@@ -606,6 +778,7 @@ func (s *imapSession) expungeView(uids []uint32, write func(uint32) error) error
 		}
 		s.sel.uids = slices.Delete(s.sel.uids, i, i+1)
 		delete(s.sel.flags, uid)
+		delete(s.sel.recent, uid)
 		if write != nil {
 			if err := write(uint32(i + 1)); err != nil {
 				return err
@@ -685,6 +858,21 @@ func (s *imapSession) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, optio
 			}
 		}
 	}
+	// Another session may have set a keyword this one has not announced
+	// yet: FLAGS first (RFC 3501 §7.2.6).
+	if uw := updateWriter(s.conn); uw != nil {
+		newKW := false
+		for i := range msgs {
+			if options.Flags || seen[msgs[i].UID] {
+				newKW = addKeywords(s.sel.keywords, msgs[i].Flags) || newKW
+			}
+		}
+		if newKW {
+			if err := uw.WriteMailboxFlags(s.sel.mailboxFlags()); err != nil {
+				return err
+			}
+		}
+	}
 	seqByUID := make(map[uint32]uint32, len(uids))
 	for i, uid := range uids {
 		seqByUID[uid] = seqs[i]
@@ -704,7 +892,7 @@ func (s *imapSession) fetchOne(w *imapserver.FetchResponseWriter, m *Message, o 
 		w.WriteUID(imap.UID(m.UID))
 	}
 	if o.Flags || seenNow {
-		w.WriteFlags(imapFlags(m.Flags))
+		w.WriteFlags(s.msgFlags(m.UID, m.Flags))
 	}
 	if o.InternalDate {
 		w.WriteInternalDate(m.Date)
@@ -731,7 +919,7 @@ func (s *imapSession) fetchOne(w *imapserver.FetchResponseWriter, m *Message, o 
 		rewind()
 		h, err := textproto.ReadHeader(bufio.NewReader(body))
 		if err == nil {
-			w.WriteEnvelope(imapserver.ExtractEnvelope(h))
+			w.WriteEnvelope(envelope(h))
 		} else {
 			w.WriteEnvelope(&imap.Envelope{})
 		}

@@ -112,6 +112,9 @@ type Folder struct {
 	Messages, Unseen uint32
 	// Size is the total size of the folder's messages in bytes.
 	Size int64
+	// RecentUID is the first UID that is still \Recent: no IMAP
+	// session has selected the folder since it arrived.
+	RecentUID uint32
 }
 
 // Message describes one stored message (without its body).

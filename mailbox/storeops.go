@@ -40,6 +40,7 @@ var (
 	bF      = []byte("f")
 	bM      = []byte("m")
 	kUsed   = []byte("used")
+	bSubs   = []byte("subs")
 	kUIDV   = []byte("uidvalidity")
 )
 
@@ -55,6 +56,9 @@ type folderMeta struct {
 	Messages    uint32 `json:"messages"`
 	Unseen      uint32 `json:"unseen"`
 	Size        int64  `json:"size"`
+	// RecentUID is the first UID no IMAP session has been told about
+	// yet: the messages from it on are \Recent (RFC 3501 §2.3.2).
+	RecentUID uint32 `json:"recent_uid,omitempty"`
 }
 
 type dedupRecord struct {
@@ -582,6 +586,14 @@ func (u *userTx) create(name, specialUse string, subscribed bool) (*folderMeta, 
 	if _, err := u.msgs.CreateBucket(u64(id)); err != nil {
 		return nil, err
 	}
+	// A subscription outlives its folder (RFC 3501 §6.3.6): a folder
+	// created again under that name is subscribed again.
+	if subs := u.b.Bucket(bSubs); subs != nil && subs.Get([]byte(name)) != nil {
+		subscribed = true
+		if err := subs.Delete([]byte(name)); err != nil {
+			return nil, err
+		}
+	}
 	m := &folderMeta{ID: id, UIDValidity: uidv, UIDNext: 1, ModSeq: 1, Subscribed: subscribed, SpecialUse: specialUse}
 	return m, u.putFolder(name, m)
 }
@@ -731,6 +743,7 @@ func (f *folderMeta) export(name string) Folder {
 	return Folder{
 		Name: name, ID: f.ID, UIDValidity: f.UIDValidity, UIDNext: f.UIDNext, ModSeq: f.ModSeq,
 		Subscribed: f.Subscribed, SpecialUse: f.SpecialUse, Messages: f.Messages, Unseen: f.Unseen, Size: f.Size,
+		RecentUID: max(f.RecentUID, 1),
 	}
 }
 
@@ -987,6 +1000,16 @@ func (s *Store) DeleteFolder(ctx context.Context, user, name string) error {
 			return err
 		}
 		u.changed[f.ID] = struct{}{}
+		if f.Subscribed {
+			// RFC 3501 §6.3.4: DELETE does not unsubscribe.
+			subs, err := u.b.CreateBucketIfNotExists(bSubs)
+			if err != nil {
+				return err
+			}
+			if err := subs.Put([]byte(n), []byte{}); err != nil {
+				return err
+			}
+		}
 		return u.folders.Delete([]byte(n))
 	})
 }
@@ -1070,12 +1093,70 @@ func (s *Store) RenameFolder(ctx context.Context, user, from, to string) error {
 func (s *Store) Subscribe(ctx context.Context, user, name string, subscribed bool) error {
 	return s.writeUser(ctx, user, func(u *userTx) error {
 		n, f, err := u.folder(name)
+		if errors.Is(err, ErrNoSuchFolder) {
+			// RFC 3501 §6.3.6: a name may be subscribed without a
+			// folder (deleted, or not created yet).
+			if n, err = normFolder(name); err != nil {
+				return err
+			}
+			if !subscribed {
+				subs := u.b.Bucket(bSubs)
+				if subs == nil || subs.Get([]byte(n)) == nil {
+					return fmt.Errorf("mailbox: %q is not subscribed: %w", n, ErrNoSuchFolder)
+				}
+				return subs.Delete([]byte(n))
+			}
+			subs, err := u.b.CreateBucketIfNotExists(bSubs)
+			if err != nil {
+				return err
+			}
+			return subs.Put([]byte(n), []byte{})
+		}
 		if err != nil {
 			return err
 		}
 		f.Subscribed = subscribed
 		return u.putFolder(n, f)
 	})
+}
+
+// Subscriptions returns the subscribed names that have no folder (RFC
+// 3501 §6.3.6; LIST-EXTENDED answers them \NonExistent, RFC 5258 §3.4).
+func (s *Store) Subscriptions(ctx context.Context, user string) ([]string, error) {
+	var out []string
+	err := s.readUser(ctx, user, func(u *userTx) error {
+		subs := u.b.Bucket(bSubs)
+		if subs == nil {
+			return nil
+		}
+		return subs.ForEach(func(k, _ []byte) error {
+			out = append(out, string(k))
+			return nil
+		})
+	})
+	return out, err
+}
+
+// ClaimRecent hands the folder's \Recent messages to one IMAP session
+// (RFC 3501 §2.3.2: only one session sees a message as recent): it
+// returns the first recent UID and marks every message up to uidNext as
+// seen by a session. Peeking sessions (EXAMINE) read Folder.RecentUID
+// instead.
+func (s *Store) ClaimRecent(ctx context.Context, user, folder string, uidNext uint32) (uint32, error) {
+	var first uint32
+	err := s.writeUser(ctx, user, func(u *userTx) error {
+		n, f, err := u.folder(folder)
+		if err != nil {
+			return err
+		}
+		first = max(f.RecentUID, 1)
+		if uidNext <= first {
+			return nil
+		}
+		f.RecentUID = uidNext
+		return u.putFolder(n, f)
+	})
+	return first, err
 }
 
 // Messages returns the folder and its messages in UID order.
@@ -1233,11 +1314,10 @@ func (s *Store) copyMove(ctx context.Context, user, folder string, uids []uint32
 			return err
 		}
 		if src.ID == dst.ID {
-			if move {
-				return fmt.Errorf("mailbox: source and destination are both %q: %w", srcN, ErrInvalidName)
-			}
 			// COPY into the same folder duplicates (RFC 3501 §6.4.7
-			// does not forbid it; dovecot allows it): one meta to update.
+			// does not forbid it; dovecot allows it), MOVE gives the
+			// messages new UIDs (RFC 6851 §3.3, as dovecot): one meta to
+			// update.
 			dst = src
 		}
 		msgs, err := u.getUIDs(src, uids)

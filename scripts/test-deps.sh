@@ -5,7 +5,9 @@
 # redis-sentinel (the Sentinel failover test; its system service is
 # stopped and disabled: tests start their own sentinels on free ports),
 # dovecot (the IMAP differential test runs Debian's dovecot beside ours),
-# chromium (the dashboard is tested in a real headless browser). Run as
+# chromium (the dashboard is tested in a real headless browser), postfix
+# (the relay's smarthost test starts its own Postfix on a free loopback
+# port; the system service is stopped and disabled after install). Run as
 # root or with sudo available. Node.js and python3 are used when present.
 set -e
 need=""
@@ -13,6 +15,7 @@ command -v redis-server >/dev/null 2>&1 || need="$need redis-server"
 command -v redis-cli >/dev/null 2>&1 || need="$need redis-tools"
 command -v redis-sentinel >/dev/null 2>&1 || need="$need redis-sentinel"
 command -v doveadm >/dev/null 2>&1 || need="$need dovecot-imapd dovecot-pop3d"
+command -v postfix >/dev/null 2>&1 || [ -x /usr/sbin/postfix ] || need="$need postfix"
 command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || need="$need chromium"
 [ -z "$need" ] && exit 0
 echo "test-deps: installing$need" >&2
@@ -21,10 +24,15 @@ SUDO=""
 if command -v apt-get >/dev/null 2>&1; then
 	$SUDO apt-get update -qq >/dev/null
 	DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $need >/dev/null
-	case "$need" in
-	*redis-sentinel*)
-		$SUDO systemctl disable --now redis-sentinel >/dev/null 2>&1 ||
-			$SUDO service redis-sentinel stop >/dev/null 2>&1 || true ;;
+	case "$need" in *postfix*)
+		# Tests start their own Postfix; the system one must not hold port 25.
+		$SUDO systemctl disable --now postfix >/dev/null 2>&1 || $SUDO service postfix stop >/dev/null 2>&1 || true
+		$SUDO update-rc.d postfix disable >/dev/null 2>&1 || true
+	esac
+	case "$need" in *redis-sentinel*)
+		# Tests start their own sentinels on free ports.
+		$SUDO systemctl disable --now redis-sentinel >/dev/null 2>&1 || $SUDO service redis-sentinel stop >/dev/null 2>&1 || true
+		$SUDO update-rc.d redis-sentinel disable >/dev/null 2>&1 || true
 	esac
 else
 	echo "test-deps: please install:$need" >&2

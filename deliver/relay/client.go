@@ -215,12 +215,13 @@ func (e *handshakeError) Unwrap() error { return e.err }
 // client ready for AUTH or MAIL, whether the session is encrypted, and a
 // func that ends it.
 //
-// go-smtp's client only offers STARTTLS at dial time, greeting with
-// "EHLO localhost" first, which RFC 5321 §4.1.1.1 does not allow and some
-// servers refuse. So the relay does the greeting, EHLO and STARTTLS
-// (RFC 3207 §4) itself, then hands the connection to go-smtp with the
-// greeting already answered, and go-smtp sends EHLO again, as RFC 3207
-// §4.2 requires after TLS.
+// The relay reads the greeting and sends EHLO itself (go-smtp's client
+// would greet with "EHLO localhost" before STARTTLS, and falls back to
+// HELO only on 500 and 502), then hands the connection to go-smtp. Each
+// session says EHLO once per TLS state: after STARTTLS go-smtp sends it
+// again, as RFC 3207 §4.2 requires; a session that stays as it was gets
+// the first reply replayed instead of a second EHLO, which strict servers
+// refuse with 503.
 func (r *Relayer) open(ctx context.Context, h hop, starttls bool) (*smtp.Client, bool, func(), error) {
 	d := net.Dialer{Timeout: r.o.Timeout}
 	raw, err := d.DialContext(ctx, "tcp", h.addr)
@@ -240,10 +241,7 @@ func (r *Relayer) open(ctx context.Context, h hop, starttls bool) (*smtp.Client,
 	}
 	var conn net.Conn = &deadlineConn{Conn: raw, timeout: r.o.Timeout}
 	isTLS := false
-	greeted := false
-
-	switch {
-	case r.o.TLS == TLSImplicit:
+	if r.o.TLS == TLSImplicit {
 		tc := tls.Client(conn, r.tlsConfig(h.host, true))
 		hctx, cancel := context.WithTimeout(ctx, r.o.Timeout)
 		err := tc.HandshakeContext(hctx)
@@ -252,21 +250,30 @@ func (r *Relayer) open(ctx context.Context, h hop, starttls bool) (*smtp.Client,
 			return fail(fmt.Errorf("tls: %w", err))
 		}
 		conn, isTLS = tc, true
-	case r.o.TLS != TLSNone && starttls:
-		tc, ok, err := r.startTLS(ctx, conn, h)
+	}
+
+	pre, err := r.hello(conn)
+	if err != nil {
+		return fail(err)
+	}
+	replay := "220 " + h.host + "\r\n" + pre.reply
+	if !isTLS && r.o.TLS != TLSNone && starttls {
+		tc, err := r.startTLS(ctx, conn, h, pre)
 		if err != nil {
 			return fail(err)
 		}
-		greeted = true
-		if ok {
+		if tc != nil {
+			// A new TLS session starts from scratch: go-smtp says
+			// EHLO again and nothing from before TLS is reused.
 			conn, isTLS = tc, true
+			replay = "220 " + h.host + "\r\n"
 		}
 	}
-
-	if greeted {
-		conn = &greetedConn{Conn: conn, r: io.MultiReader(strings.NewReader("220 "+h.host+"\r\n"), conn)}
-	}
-	c := smtp.NewClient(conn)
+	rc := &replayConn{Conn: conn, r: io.MultiReader(strings.NewReader(replay), conn)}
+	// go-smtp always starts with EHLO: when the first reply is replayed
+	// its command is swallowed, not sent.
+	rc.swallow = strings.Count(replay, "\n") > 1
+	c := smtp.NewClient(rc)
 	c.CommandTimeout = r.o.Timeout
 	c.SubmissionTimeout = 2 * r.o.Timeout
 	if err := c.Hello(r.o.Hostname); err != nil {
@@ -276,51 +283,89 @@ func (r *Relayer) open(ctx context.Context, h hop, starttls bool) (*smtp.Client,
 	return c, isTLS, closeConn, nil
 }
 
-// startTLS reads the greeting, sends EHLO and, when offered, STARTTLS and
-// does the handshake. ok is false when the session stays in plaintext
-// (opportunistic mode, STARTTLS not offered or refused).
-func (r *Relayer) startTLS(ctx context.Context, conn net.Conn, h hop) (tc *tls.Conn, ok bool, err error) {
+// preTLS is the start of a session as the relay ran it: the reader that
+// holds what the server sent, and its reply to EHLO (or HELO).
+type preTLS struct {
+	tp *textproto.Conn
+	// reply is the hello reply re-encoded as sent, CRLF-terminated lines.
+	reply string
+	// starttls reports whether the EHLO reply offered STARTTLS.
+	starttls bool
+}
+
+// hello reads the greeting and sends EHLO; a server that refuses EHLO
+// with any 5xx gets HELO (RFC 5321 §4.1.1.1: servers that do not know
+// EHLO answer 500, 502 or 550 and the client falls back; some answer
+// other 5xx).
+func (r *Relayer) hello(conn net.Conn) (*preTLS, error) {
 	_ = conn.SetDeadline(time.Now().Add(r.o.Timeout))
 	defer conn.SetDeadline(time.Time{})
-	// The replies before TLS are small; a bound keeps a hostile server
-	// from feeding us an endless line.
+	// The replies before go-smtp takes over are small; a bound keeps a
+	// hostile server from feeding us an endless line.
 	tp := textproto.NewConn(struct {
 		io.Reader
 		io.Writer
 		io.Closer
 	}{io.LimitReader(conn, maxPreTLSBytes), conn, conn})
 	if _, _, err := tp.ReadResponse(220); err != nil {
-		return nil, false, fmt.Errorf("greeting: %w", protoErr(err))
+		return nil, fmt.Errorf("greeting: %w", protoErr(err))
 	}
 	if err := tp.PrintfLine("EHLO %s", r.o.Hostname); err != nil {
-		return nil, false, fmt.Errorf("ehlo: %w", err)
+		return nil, fmt.Errorf("ehlo: %w", err)
 	}
-	_, text, err := tp.ReadResponse(250)
-	offered := false
-	if err == nil {
-		for _, line := range strings.Split(text, "\n")[1:] {
-			if f := strings.Fields(line); len(f) > 0 && strings.EqualFold(f[0], "STARTTLS") {
-				offered = true
-			}
+	code, text, err := tp.ReadResponse(250)
+	ehlo := err == nil
+	if te := (*textproto.Error)(nil); errors.As(err, &te) && te.Code >= 500 {
+		if err := tp.PrintfLine("HELO %s", r.o.Hostname); err != nil {
+			return nil, fmt.Errorf("helo: %w", err)
 		}
-	} else if _, isProto := err.(*textproto.Error); !isProto {
-		return nil, false, fmt.Errorf("ehlo: %w", err)
+		if code, text, err = tp.ReadResponse(250); err != nil {
+			return nil, fmt.Errorf("helo after ehlo was refused: %w", protoErr(err))
+		}
+	} else if err != nil {
+		return nil, fmt.Errorf("ehlo: %w", protoErr(err))
 	}
-	if !offered {
+	pre := &preTLS{tp: tp}
+	lines := strings.Split(text, "\n")
+	var b strings.Builder
+	for i, line := range lines {
+		sep := '-'
+		if i == len(lines)-1 {
+			sep = ' '
+		}
+		fmt.Fprintf(&b, "%d%c%s\r\n", code, sep, line)
+		if f := strings.Fields(line); ehlo && i > 0 && len(f) > 0 && strings.EqualFold(f[0], "STARTTLS") {
+			pre.starttls = true
+		}
+	}
+	pre.reply = b.String()
+	return pre, nil
+}
+
+// startTLS sends STARTTLS when the EHLO reply offered it and does the
+// handshake (RFC 3207 §4). tc is nil when the session stays in plaintext
+// (opportunistic mode, STARTTLS not offered or refused).
+func (r *Relayer) startTLS(ctx context.Context, conn net.Conn, h hop, pre *preTLS) (tc *tls.Conn, err error) {
+	_ = conn.SetDeadline(time.Now().Add(r.o.Timeout))
+	defer conn.SetDeadline(time.Time{})
+	tp := pre.tp
+	if !pre.starttls {
 		if r.o.TLS == TLSRequired {
 			_ = tp.PrintfLine("QUIT")
-			return nil, false, errors.New("starttls not offered and tls is required")
+			return nil, errors.New("starttls not offered and tls is required")
 		}
-		return nil, false, nil
+		return nil, nil
 	}
 	if err := tp.PrintfLine("STARTTLS"); err != nil {
-		return nil, false, fmt.Errorf("starttls: %w", err)
+		return nil, fmt.Errorf("starttls: %w", err)
 	}
 	if _, _, err := tp.ReadResponse(220); err != nil {
 		if _, isProto := err.(*textproto.Error); isProto && r.o.TLS != TLSRequired {
-			return nil, false, nil
+			// RFC 3207 §4: after a refused STARTTLS the session goes on
+			// as before it, EHLO reply included.
+			return nil, nil
 		}
-		return nil, false, fmt.Errorf("starttls: %w", protoErr(err))
+		return nil, fmt.Errorf("starttls: %w", protoErr(err))
 	}
 	// Anything the server sent after its 220 sits in tp's buffer and is
 	// dropped with it: nothing from before TLS may be taken as said
@@ -332,9 +377,9 @@ func (r *Relayer) startTLS(ctx context.Context, conn net.Conn, h hop) (tc *tls.C
 	hctx, cancel := context.WithTimeout(ctx, r.o.Timeout)
 	defer cancel()
 	if err := tc.HandshakeContext(hctx); err != nil {
-		return nil, false, &handshakeError{err}
+		return nil, &handshakeError{err}
 	}
-	return tc, true, nil
+	return tc, nil
 }
 
 // tlsConfig is the client TLS configuration for host. Unverified
@@ -436,13 +481,34 @@ func (c *deadlineConn) Write(b []byte) (int, error) {
 	return c.Conn.Write(b)
 }
 
-// greetedConn replays a greeting for a client that reads one first.
-type greetedConn struct {
+// replayConn replays what the relay already read from the server (the
+// greeting, and the hello reply when swallow is set) to go-smtp's client,
+// and, when swallow is set, drops the client's first command line (its
+// EHLO), which the replayed reply answers.
+type replayConn struct {
 	net.Conn
-	r io.Reader
+	r       io.Reader
+	swallow bool
 }
 
-func (c *greetedConn) Read(b []byte) (int, error) { return c.r.Read(b) }
+func (c *replayConn) Read(b []byte) (int, error) { return c.r.Read(b) }
+
+func (c *replayConn) Write(b []byte) (int, error) {
+	if !c.swallow {
+		return c.Conn.Write(b)
+	}
+	i := bytes.IndexByte(b, '\n')
+	if i < 0 {
+		return len(b), nil
+	}
+	c.swallow = false
+	if rest := b[i+1:]; len(rest) > 0 {
+		if _, err := c.Conn.Write(rest); err != nil {
+			return 0, err
+		}
+	}
+	return len(b), nil
+}
 
 func isASCII(s string) bool {
 	for i := 0; i < len(s); i++ {

@@ -79,7 +79,8 @@ sentinel parallel-syncs mh 1
 		return net.JoinHostPort(a[0], a[1])
 	}
 
-	c := newCluster(t, fmt.Sprintf("redis: {addrs: [%s], master_name: mh, wait_replicas: 1}", strings.Join(saddrs, ", ")))
+	// A settle lost while the master was down returns after queue.lease.
+	c := newCluster(t, fmt.Sprintf("lease: 5s, redis: {addrs: [%s], master_name: mh, wait_replicas: 1}", strings.Join(saddrs, ", ")))
 	c.config("a", "mx", "deliver", "mailbox")
 	p := c.start("a")
 

@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -25,6 +26,7 @@ import (
 
 	"github.com/mailhook/mailhook/deliver"
 	"github.com/mailhook/mailhook/ingest/auth"
+	"github.com/mailhook/mailhook/ingest/rspamd"
 	"github.com/mailhook/mailhook/parse"
 	"github.com/mailhook/mailhook/route"
 )
@@ -85,6 +87,7 @@ var (
 	bSeries  = []byte("series")  // 8-byte unix minute -> seriesCell JSON
 	bMeta    = []byte("meta")    // "probe" -> nil, written by Writable
 	bClaims  = []byte("claims")  // one-time link key -> 8-byte unix expiry
+	bRawMsg  = []byte("raw")     // msg id -> raw message, for messages held in memory (route.Mail.Raw)
 )
 
 // ActivityOptions configures OpenActivity.
@@ -169,7 +172,7 @@ func OpenActivity(dir string, opts ActivityOptions) (*Activity, error) {
 		return nil, fmt.Errorf("admin: activity: open %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bMsgs, bParsed, bIndex, bJobs, bSent, bRefused, bSeries, bMeta, bClaims} {
+		for _, b := range [][]byte{bMsgs, bParsed, bIndex, bJobs, bSent, bRefused, bSeries, bMeta, bClaims, bRawMsg} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -180,9 +183,9 @@ func OpenActivity(dir string, opts ActivityOptions) (*Activity, error) {
 		db.Close()
 		return nil, fmt.Errorf("admin: activity: open %s: %w", path, err)
 	}
-	// Concurrent Record calls share one fsync; a lone caller waits at most
-	// this long for company.
-	db.MaxBatchDelay = 2 * time.Millisecond
+	// Concurrent Record calls share one transaction; a lone caller waits
+	// at most this long for company (history may lag by as much).
+	db.MaxBatchDelay = 10 * time.Millisecond
 	a.db = db
 	return a, nil
 }
@@ -230,6 +233,7 @@ type MessageDetail struct {
 	RawSize   int64            `json:"raw_size"`
 	Envelope  route.Envelope   `json:"envelope"`
 	Auth      *auth.Results    `json:"auth"`
+	Spam      *rspamd.Result   `json:"spam,omitempty"`
 	Message   *parse.Message   `json:"message"`
 	Decisions []route.Decision `json:"decisions"`
 	Jobs      []JobRecord      `json:"jobs"`
@@ -325,6 +329,7 @@ func (a *Activity) RecordAccepted(mail *route.Mail, decisions []route.Decision, 
 		RawSize:   mail.RawSize,
 		Envelope:  mail.Envelope,
 		Auth:      mail.Auth,
+		Spam:      mail.Spam,
 		Decisions: decisions,
 	}
 	d.ID = mail.ID
@@ -377,6 +382,14 @@ func (a *Activity) RecordAccepted(mail *route.Mail, decisions []route.Decision, 
 		}
 		if err := tx.Bucket(bParsed).Put([]byte(rec.ID), parsed); err != nil {
 			return err
+		}
+		if mail.Raw != nil {
+			// A small message that never had a file: its raw copy goes
+			// into this (unsynced, batched) transaction instead of a file
+			// of its own (KeepRaw).
+			if err := tx.Bucket(bRawMsg).Put([]byte(rec.ID), mail.Raw); err != nil {
+				return err
+			}
 		}
 		if err := putRecord(tx, rec, now); err != nil {
 			return err
@@ -976,6 +989,11 @@ func (a *Activity) Message(id string) (*MessageDetail, error) {
 	}
 	if _, err := os.Stat(a.rawPath(id)); err == nil {
 		d.HasRaw = true
+	} else {
+		_ = a.db.View(func(tx *bolt.Tx) error {
+			d.HasRaw = tx.Bucket(bRawMsg).Get([]byte(id)) != nil
+			return nil
+		})
 	}
 	return &d, nil
 }
@@ -1038,7 +1056,17 @@ func copyFile(src, dst string) error {
 }
 
 // OpenRaw opens the kept raw source of a message, or returns ErrNotFound.
-func (a *Activity) OpenRaw(id string) (*os.File, error) {
+func (a *Activity) OpenRaw(id string) (io.ReadCloser, error) {
+	var raw []byte
+	if err := a.db.View(func(tx *bolt.Tx) error {
+		raw = bytes.Clone(tx.Bucket(bRawMsg).Get([]byte(id)))
+		return nil
+	}); err != nil {
+		return nil, fmt.Errorf("admin: activity: open raw %s: %w", id, err)
+	}
+	if raw != nil {
+		return io.NopCloser(bytes.NewReader(raw)), nil
+	}
 	f, err := os.Open(a.rawPath(id))
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, ErrNotFound
@@ -1229,6 +1257,9 @@ func (a *Activity) PurgeOnce() (int, error) {
 					return err
 				}
 				if err := tx.Bucket(bParsed).Delete([]byte(id)); err != nil {
+					return err
+				}
+				if err := tx.Bucket(bRawMsg).Delete([]byte(id)); err != nil {
 					return err
 				}
 				if err := tx.Bucket(bIndex).Delete(k); err != nil {

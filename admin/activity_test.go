@@ -18,6 +18,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/mailhook/mailhook/deliver"
+	"github.com/mailhook/mailhook/route"
 )
 
 func ids(page []MessageSummary) []string {
@@ -258,7 +259,7 @@ func TestActivityKeepRawAndPurge(t *testing.T) {
 		t.Fatal(err)
 	}
 	fi1, _ := qf.Stat()
-	fi2, _ := af.Stat()
+	fi2, _ := af.(*os.File).Stat()
 	af.Close()
 	if !os.SameFile(fi1, fi2) {
 		t.Fatalf("activity raw copy is not a hard link of the queue's file")
@@ -578,4 +579,36 @@ func TestActivityParsedApart(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// TestActivityRawHeldInMemory: a message that never had a file (route.Mail.Raw)
+// has its raw copy kept by RecordAccepted, served by OpenRaw and purged
+// with its record.
+func TestActivityRawHeldInMemory(t *testing.T) {
+	c := newClock()
+	a := openActivity(t, c.Now)
+	raw := "From: alice@example.org\r\nSubject: in memory\r\n\r\nHi.\r\n"
+	mail := &route.Mail{ID: "mem", ReceivedAt: c.Now(), Raw: []byte(raw), RawSize: int64(len(raw))}
+	if err := a.RecordAccepted(mail, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	rc, err := a.OpenRaw("mem")
+	if err != nil {
+		t.Fatalf("OpenRaw = %v", err)
+	}
+	b, _ := io.ReadAll(rc)
+	rc.Close()
+	if string(b) != raw {
+		t.Fatalf("OpenRaw = %q, want %q", b, raw)
+	}
+	if d, err := a.Message("mem"); err != nil || !d.HasRaw {
+		t.Fatalf("Message = %+v, %v; want HasRaw", d, err)
+	}
+	c.Add(DefaultRetention + time.Hour)
+	if n, err := a.PurgeOnce(); err != nil || n != 1 {
+		t.Fatalf("PurgeOnce = %d, %v; want 1", n, err)
+	}
+	if _, err := a.OpenRaw("mem"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("OpenRaw after purge = %v, want ErrNotFound", err)
+	}
 }

@@ -68,18 +68,19 @@
 //
 // cmd/mailhook builds the pieces and calls, from its hooks:
 //
-//	act.KeepRaw(mail.ID, mail.RawPath)            // before Queue.Commit moves the file
-//	act.RecordAccepted(mail, decisions, jobs)     // after Commit succeeds
+//	act.KeepRaw(mail.ID, mail.RawPath)            // before Queue.Commit moves the file (none when mail.Raw is set)
+//	act.RecordAccepted(mail, decisions, jobs)     // after Commit succeeds; keeps mail.Raw, if set
 //	act.RecordRefused(admin.Refused{...})         // on each 4xx/5xx that ends a message or recipient
 //	act.RecordAttempt(job, attempt, outcome)      // after each attempt: delivered, retry or dead
 //	act.RecordSent(job.ID, body)                  // the webhook body sent
 //	go act.Purge(ctx); go act.SampleQueueEvery(ctx, 15*time.Second, q.Stats)
 //
 // RecordAccepted and RecordAttempt may arrive in either order for a fast
-// delivery; the record merges them. Each Record call is one fsync'd bbolt
-// transaction, shared between concurrent callers (about 3 ms on the test
-// machine), so call them after the SMTP reply is written or from a
-// goroutine rather than before the 250.
+// delivery; the record merges them. Each Record call is one bbolt
+// transaction, not fsync'd (history, not the queue: an OS crash may lose
+// the last records) and shared between concurrent callers through
+// DB.Batch, so call them from several goroutines after the SMTP reply is
+// written rather than before the 250.
 //
 // Attachment URLs: sign them with AttachmentKey.FillAttachmentURLs where the
 // webhook body is built; serve them from this listener, or mount

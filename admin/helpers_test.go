@@ -19,6 +19,7 @@ import (
 	"github.com/mailhook/mailhook/deliver/boltq"
 	"github.com/mailhook/mailhook/deliver/queuetest"
 	"github.com/mailhook/mailhook/ingest/auth"
+	"github.com/mailhook/mailhook/ingest/rspamd"
 	"github.com/mailhook/mailhook/parse"
 	"github.com/mailhook/mailhook/route"
 )
@@ -141,6 +142,7 @@ type mailOpts struct {
 	received time.Time
 	raw      string
 	jobs     []*deliver.Job
+	spam     *rspamd.Result // rspamd's verdict, if any
 }
 
 // accept does what ingest and cmd/mailhook do for an accepted message:
@@ -167,6 +169,7 @@ func accept(t testing.TB, q deliver.Queue, a *Activity, o mailOpts) (*route.Mail
 		DMARC:                 auth.DMARCResult{Result: "pass", Policy: "reject", Domain: "example.org"},
 		AuthenticationResults: "mx.example.test; spf=pass smtp.mailfrom=example.org; dkim=pass header.d=example.org; dmarc=pass",
 	}
+	mail.Spam = o.spam
 	msg, err := parse.Parse(strings.NewReader(o.raw), parse.Options{InlineLimit: 1024})
 	if err != nil {
 		t.Fatalf("parse.Parse = %v", err)

@@ -40,6 +40,7 @@ type Metrics struct {
 	imapSessions  prometheus.Counter
 	pop3Sessions  prometheus.Counter
 	failedLogins  *prometheus.CounterVec
+	spam          *prometheus.CounterVec
 }
 
 // Delivery latencies span seconds (a webhook) to a day (retries), attempt
@@ -93,7 +94,11 @@ func NewMetrics(opts MetricsOptions) *Metrics {
 	m.failedLogins = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "mailhook_failed_logins_total", Help: "Failed logins, by protocol (imap, pop3, admin).",
 	}, []string{"proto"})
+	m.spam = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "mailhook_spam_checks_total", Help: "rspamd checks, by result (ok, error) and the action rspamd answered.",
+	}, []string{"result", "action"})
 	for _, c := range []prometheus.Collector{
+		m.spam,
 		m.connections, m.accepted, m.refused, m.verify, m.parseWarnings, m.routeMatches,
 		m.attempts, m.attemptTime, m.delivered, m.imapSessions, m.pop3Sessions, m.failedLogins,
 		collectors.NewGoCollector(),
@@ -150,6 +155,14 @@ func (m *Metrics) MessageRefused(reason string) {
 func (m *Metrics) VerifyResult(method, result string) {
 	if m != nil {
 		m.verify.WithLabelValues(method, result).Inc()
+	}
+}
+
+// SpamCheck counts one rspamd check by its result (ok, error) and action
+// (one of rspamd's fixed set, "" for an error).
+func (m *Metrics) SpamCheck(result, action string) {
+	if m != nil {
+		m.spam.WithLabelValues(result, action).Inc()
 	}
 }
 

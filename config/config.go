@@ -119,6 +119,8 @@ type Verify struct {
 	// "strictest" (DMARC judges every domain any reading recovers, the
 	// strictest policy wins; RFC 7489 §6.6.1).
 	MultipleFrom string `mapstructure:"multiple_from"`
+	// Rspamd asks rspamd for a spam verdict (rspamd.go); off by default.
+	Rspamd Rspamd `mapstructure:"rspamd"`
 }
 
 // Parse configures MIME parsing limits.

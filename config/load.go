@@ -51,6 +51,7 @@ func Default() Config {
 			MessageTimeout: 20 * time.Second,
 			OnTempError:    "accept",
 			MultipleFrom:   "reject",
+			Rspamd:         defaultRspamd(),
 		},
 		Parse: Parse{
 			// Attachments up to this size travel base64 in the webhook JSON;

@@ -90,6 +90,7 @@ func (c *Config) Validate() ValidationErrors {
 	default:
 		add("verify.multiple_from", "%q is not one of reject, strictest", c.Verify.MultipleFrom)
 	}
+	c.Verify.Rspamd.validate(add)
 
 	// parse
 	positive(add, "parse.inline_limit", c.Parse.InlineLimit)

@@ -62,11 +62,13 @@ var (
 type Queue interface {
 	// Commit durably records a message and all of its jobs in one
 	// transaction; nothing of it is visible to Take before Commit returns
-	// nil, and nothing of it remains when Commit fails. Commit takes
-	// ownership of the file at mail.RawPath whatever the result: on success
-	// the queue holds the raw message (the embedded backend renames the file
-	// into its store, the Redis backend stores the bytes and removes it); on
-	// failure the file is removed.
+	// nil, and nothing of it remains when Commit fails. The raw message is
+	// mail.Raw when set (a small message held in memory, written once, in
+	// the commit), else the file at mail.RawPath, of which Commit takes
+	// ownership whatever the result: on success the queue holds the raw
+	// message (the embedded backend renames the file into its store, the
+	// Redis backend stores the bytes and removes it); on failure the file is
+	// removed.
 	//
 	// The commit key is CommitKey(mail), the stable id (envelope + content
 	// hash). Committing a key the queue committed within its dedup window

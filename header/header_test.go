@@ -150,3 +150,42 @@ func TestReadAuthorTricks(t *testing.T) {
 		}
 	}
 }
+
+// FuzzRead: Read never fails on an in-memory input, and the header it
+// writes back reads as the same fields, ended by an empty line.
+func FuzzRead(f *testing.F) {
+	for _, s := range []string{"A: 1\r\n\r\nb", "A: 1\r\n x\r\nno\r\n", " a\r\n", "From: a@b\n\nc", ""} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, in string) {
+		h, err := Read(bufio.NewReader(strings.NewReader(in)), 0)
+		if err != nil {
+			t.Fatalf("Read: %v", err)
+		}
+		if h.BodyOffset > int64(len(in)) {
+			t.Fatalf("BodyOffset %d past the input (%d)", h.BodyOffset, len(in))
+		}
+		var buf bytes.Buffer
+		if err := h.Write(&buf, nil); err != nil {
+			t.Fatal(err)
+		}
+		again := read(t, buf.String()+in[h.BodyOffset:])
+		if !reflect.DeepEqual(names(again), names(h)) || again.End != EndBlank {
+			t.Fatalf("copy reads as %q end %d, want %q", names(again), again.End, names(h))
+		}
+		_ = ReadAuthor(h)
+	})
+}
+
+func BenchmarkRead(b *testing.B) {
+	msg := "Received: from a.example (a.example [192.0.2.1])\r\n\tby mx.example.test (mailhook) with ESMTPS id x; Sun, 29 Nov 2026 04:00:00 +0000\r\n" +
+		"DKIM-Signature: v=1; a=rsa-sha256; c=relaxed/relaxed; d=example.test; s=sel;\r\n\th=from:to:subject:date; bh=abc; b=def\r\n" +
+		"From: Alice <alice@example.test>\r\nTo: support@example.test\r\nSubject: Hello\r\n" +
+		"Date: Sun, 29 Nov 2026 04:00:00 +0000\r\nMessage-ID: <1@example.test>\r\n\r\nbody\r\n"
+	b.ReportAllocs()
+	b.SetBytes(int64(len(msg)))
+	for b.Loop() {
+		h, _ := Read(bufio.NewReader(strings.NewReader(msg)), 0)
+		_ = ReadAuthor(h)
+	}
+}

@@ -218,7 +218,9 @@ func TestRefusedInTheDialogue(t *testing.T) {
 	}{
 		{"control byte in MAIL", "a\x01b@none.test", []string{"support@example.test"}, msg, "553 5.1.7"},
 		{"DEL in MAIL", "ab\x7f@none.test", []string{"support@example.test"}, msg, "553 5.1.7"},
+		{"NUL in MAIL", "a\x00b@none.test", []string{"support@example.test"}, msg, "553 5.1.7"},
 		{"address literal sender, forwarding route", "a@[127.0.0.1]", []string{"fwd@example.test"}, msg, "553 5.1.7"},
+		{"quoted local part, forwarding route", `"a b"@none.test`, []string{"fwd@example.test"}, msg, "553 5.1.7"},
 		{"address literal sender, webhook route", "a@[127.0.0.1]", []string{"support@example.test"}, msg, "250 "},
 		{"NUL in DATA", "a@none.test", []string{"support@example.test"}, "From: a@none.test\r\n\r\nnul\x00here\r\n", "550 5.6.0"},
 		{"X-Loop, forwarding route", "a@none.test", []string{"fwd@example.test"}, "X-Loop: mx.example.test\r\n" + msg, "554 5.4.6"},

@@ -164,3 +164,13 @@ func (d *exactData) count(n int) {
 		d.n -= int64(n)
 	}
 }
+
+// drainData reads what is left of the message, past the size limit too
+// (as go-smtp does), so that a message refused before its end is read to
+// its exact end by r and not by go-smtp's reader.
+func drainData(r io.Reader) {
+	if d, ok := r.(*exactData); ok {
+		d.limited = false
+	}
+	io.Copy(io.Discard, r)
+}

@@ -168,6 +168,34 @@ func TestEndOfDataTable(t *testing.T) {
 	t.Logf("%d sequences", len(seqs))
 }
 
+// TestEndOfDataAfterRefusal: a large message refused early (a bare CR in
+// its first line, or past the size limit) is still read to its exact end,
+// so the pipelined transaction after it runs.
+func TestEndOfDataAfterRefusal(t *testing.T) {
+	h := start(t, func(o *Options) { o.Limits.MaxMessageBytes = 200 << 10 })
+	for _, tc := range []struct{ name, data, want string }{
+		{"bare CR first", "Subject: a\r\n\r\nx\ry\r\n" + strings.Repeat("z", 990) + "\r\n", "550 5.5.2"},
+		{"too large", "Subject: a\r\n\r\n" + strings.Repeat(strings.Repeat("z", 990)+"\r\n", 1), "552 5.3.4"},
+	} {
+		c := dial(t, h.addr)
+		c.startData()
+		n := 150
+		if tc.want == "552 5.3.4" {
+			n = 300
+		}
+		c.send(tc.data + strings.Repeat(strings.Repeat("z", 990)+"\r\n", n) + "end\r\r\n.\r\n" +
+			"MAIL FROM:<b@sender.test>\r\nRCPT TO:<support@example.test>\r\nDATA\r\nSubject: next\r\n\r\nnext\r\n.\r\n")
+		for _, want := range []string{tc.want, "250 ", "250 ", "354 ", "250 2.0.0 Ok: queued"} {
+			if got := c.reply(); !strings.HasPrefix(got, want) {
+				t.Fatalf("%s: reply %q, want %q", tc.name, got, want)
+			}
+		}
+	}
+	if h.rec.count() != 2 {
+		t.Errorf("committed %d messages, want the 2 next ones", h.rec.count())
+	}
+}
+
 // TestUpstreamEndOfData shows what go-smtp's own DATA reader does with the
 // sequences of issue 12, which exactData fixes. When this test fails,
 // upstream has changed: check TestEndOfDataTable without the wrapper and

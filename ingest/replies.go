@@ -46,7 +46,8 @@ var (
 	// ErrBadSender: a reverse-path with NUL or control bytes.
 	ErrBadSender = &smtp.SMTPError{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 1, 7}, Message: "Bad sender address: control characters"}
 	// ErrSenderNotForwardable: at RCPT, for a route that forwards, a
-	// sender SRS cannot rewrite (an address literal, RFC 5321 §4.1.3).
+	// sender SRS cannot rewrite (an address literal, RFC 5321 §4.1.3, or
+	// a quoted local part).
 	ErrSenderNotForwardable = &smtp.SMTPError{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 1, 7},
-		Message: "This recipient forwards mail, and a sender with an address literal cannot be rewritten for forwarding (SRS)"}
+		Message: "This recipient forwards mail, and a sender with an address literal or a quoted local part cannot be rewritten for forwarding (SRS)"}
 )

@@ -42,7 +42,7 @@ type Verifier interface {
 
 // Committer is the commit step: it durably records every action of the
 // message (the queue) before ingest answers 250. It takes ownership of
-// m.RawPath. An error means nothing was recorded; the client gets 451.
+// m.RawPath, or stores m.Raw (a small message, held in memory). An error means nothing was recorded; the client gets 451.
 type Committer interface {
 	Commit(ctx context.Context, m *route.Mail, decisions []route.Decision) error
 }
@@ -141,6 +141,9 @@ type Options struct {
 	Observer Observer
 	// Now is the clock; nil is time.Now.
 	Now func() time.Time
+	// Spam, when set, asks rspamd about every message at end of data
+	// (spam.go).
+	Spam *SpamOptions
 }
 
 // Observer is told what the listener does. Its methods must not block.

@@ -30,7 +30,7 @@ import (
 )
 
 // recorder is a Committer that keeps what it was given: the mail, the
-// decisions and the raw bytes (read from RawPath, as a queue would).
+// decisions and the raw bytes (Raw, or read from RawPath, as a queue would).
 type recorder struct {
 	mu    sync.Mutex
 	mails []*route.Mail
@@ -45,9 +45,12 @@ func (r *recorder) Commit(ctx context.Context, m *route.Mail, d []route.Decision
 	if r.fail != nil {
 		return r.fail
 	}
-	raw, err := os.ReadFile(m.RawPath)
-	if err != nil {
-		return err
+	raw := m.Raw
+	if raw == nil {
+		var err error
+		if raw, err = os.ReadFile(m.RawPath); err != nil {
+			return err
+		}
 	}
 	r.mails = append(r.mails, m)
 	r.raws = append(r.raws, raw)
@@ -158,6 +161,35 @@ func TestAcceptAndCommit(t *testing.T) {
 	}
 	if d := h.rec.decs[0]; len(d) != 1 || d[0].Rules[0] != "support" || d[0].Actions[0].Webhook != "tickets" {
 		t.Errorf("decisions = %+v", d)
+	}
+}
+
+// TestRawInMemoryOrFile: a small message reaches the committer as bytes,
+// with no file made for it; one past the in-memory bound as a file, with
+// the same trace fields in front and the data unchanged.
+func TestRawInMemoryOrFile(t *testing.T) {
+	h := start(t, nil)
+	big := "Subject: big\r\n\r\n" + strings.Repeat(strings.Repeat("x", 76)+"\r\n", memMax/78+100)
+	for _, msg := range []string{simpleMsg, big} {
+		if err := smtp.SendMail(h.addr, nil, "alice@sender.test", []string{"support@example.test"}, []byte(msg)); err != nil {
+			t.Fatalf("SendMail: %v", err)
+		}
+	}
+	if h.rec.count() != 2 {
+		t.Fatalf("committed %d messages, want 2", h.rec.count())
+	}
+	small, large := h.rec.mails[0], h.rec.mails[1]
+	if small.Raw == nil || small.RawPath != "" {
+		t.Errorf("small message: Raw %d bytes, RawPath %q; want bytes and no file", len(small.Raw), small.RawPath)
+	}
+	if large.Raw != nil || large.RawPath == "" {
+		t.Errorf("large message: Raw %d bytes, RawPath %q; want a file", len(large.Raw), large.RawPath)
+	}
+	for i, msg := range []string{simpleMsg, big} {
+		raw := string(h.rec.raws[i])
+		if !strings.HasPrefix(raw, "Authentication-Results: ") || !strings.HasSuffix(raw, msg) || h.rec.mails[i].RawSize != int64(len(raw)) {
+			t.Errorf("message %d: raw of %d bytes (RawSize %d) is not our fields + the data", i, len(raw), h.rec.mails[i].RawSize)
+		}
 	}
 }
 

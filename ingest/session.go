@@ -144,7 +144,7 @@ func (ss *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 	if fw, ok := p.Router.(interface {
 		MayForward(rcpt, mailFrom string) bool
 	}); ok &&
-		addressLiteral(ss.mailFrom) && fw.MayForward(addr, ss.mailFrom) {
+		unforwardable(ss.mailFrom) && fw.MayForward(addr, ss.mailFrom) {
 		ss.refused(addr, ErrSenderNotForwardable)
 		return ErrSenderNotForwardable
 	}
@@ -199,8 +199,10 @@ func (ss *session) count() error {
 // the code chosen here (any other error would go out as 554 5.0.0).
 func (ss *session) Data(r io.Reader) error {
 	r = wrapData(r)
+	// The rest of a refused message is read here, by the exact reader,
+	// not by go-smtp's after Data returns.
+	defer drainData(r)
 	if err := ss.count(); err != nil {
-		io.Copy(io.Discard, r)
 		return err
 	}
 	if ss.conn != nil {
@@ -326,6 +328,9 @@ func (ss *session) data(r io.Reader) (err error) {
 			return ErrDNSTempFailure
 		}
 	}
+	if err := ss.checkSpam(ss.ctx, sp, mail); err != nil {
+		return err
+	}
 
 	decisions := make([]route.Decision, 0, len(ss.rcpts))
 	for _, rcpt := range ss.rcpts {
@@ -362,24 +367,28 @@ func (ss *session) data(r io.Reader) (err error) {
 		prepend = append([]Field{{"Authentication-Results", mail.Auth.AuthenticationResults}}, prepend...)
 	}
 	forged := o.forgedAR(hdr, mail.Message)
-	path, size, dropped, err := sp.finalize(o.SpoolDir, id, prepend, hdr, forged)
+	path, raw, size, dropped, err := sp.finalize(o.SpoolDir, id, prepend, hdr, forged)
 	if err != nil {
 		return err
 	}
-	mail.RawPath, mail.RawSize = path, size
+	mail.RawPath, mail.Raw, mail.RawSize = path, raw, size
 	if mail.Message != nil {
-		mail.Message.Headers = deliveredHeaders(prepend, mail.Message.Headers, dropped)
+		mail.Message.Headers = deliveredHeaders(prepend, mail.Message.Headers, hdr, dropped)
 	}
 	if o.BeforeCommit != nil {
 		if err := o.BeforeCommit(ss.ctx, mail, decisions); err != nil {
-			os.Remove(path)
+			if path != "" {
+				os.Remove(path)
+			}
 			return err
 		}
 	}
 	cerr := o.Committer.Commit(ss.ctx, mail, decisions)
 	// The committer took the file (renamed into its store) or copied it.
-	if rmErr := os.Remove(path); rmErr != nil && !errors.Is(rmErr, os.ErrNotExist) {
-		ss.log.Warn("removing spool file", "error", rmErr)
+	if path != "" {
+		if rmErr := os.Remove(path); rmErr != nil && !errors.Is(rmErr, os.ErrNotExist) {
+			ss.log.Warn("removing spool file", "error", rmErr)
+		}
 	}
 	if cerr != nil {
 		return fmt.Errorf("commit: %w", cerr)
@@ -456,74 +465,4 @@ func sanitize(s string) string {
 		}
 		return r
 	}, s)
-}
-
-// deliveredHeaders returns the header fields of the message as stored and
-// delivered: our fields first, then the original ones (parse lists them in
-// the order and number package header read them) without the ones
-// finalize dropped.
-func deliveredHeaders(prepend []Field, orig [][2]string, dropped map[int]bool) [][2]string {
-	out := make([][2]string, 0, len(prepend)+len(orig))
-	for _, f := range prepend {
-		out = append(out, [2]string{f.Name, unfold(f.Value)})
-	}
-	for i, h := range orig {
-		if dropped[i] {
-			continue
-		}
-		out = append(out, h)
-	}
-	return out
-}
-
-// unfold undoes header folding (RFC 5322 §2.2.3).
-func unfold(v string) string {
-	return strings.NewReplacer("\r\n\t", " ", "\r\n ", " ").Replace(v)
-}
-
-// forgedAR returns whether the i-th field of hdr is an
-// Authentication-Results to drop: forged as received, or as parse decoded
-// it for the webhook's headers (an RFC 2047 word could spell our name
-// there; parse lists the fields in the order and number package header
-// read them).
-func (o *Options) forgedAR(hdr *header.Header, m *parse.Message) func(i int, f header.Field) bool {
-	var decoded [][2]string
-	if m != nil && len(m.Headers) == len(hdr.Fields) {
-		decoded = m.Headers
-	}
-	return func(i int, f header.Field) bool {
-		if !f.Is("Authentication-Results") {
-			return false
-		}
-		return o.IsForgedAR(f.Value, o.Hostname) || (decoded != nil && o.IsForgedAR(decoded[i][1], o.Hostname))
-	}
-}
-
-// forwards reports whether a decision relays the message.
-func forwards(ds []route.Decision) bool {
-	for _, d := range ds {
-		for _, a := range d.Actions {
-			if a.Kind == route.ActForward {
-				return true
-			}
-		}
-	}
-	return false
-}
-
-// hasControl reports whether s holds a NUL or another control byte.
-func hasControl(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] < 0x20 || s[i] == 0x7f {
-			return true
-		}
-	}
-	return false
-}
-
-// addressLiteral reports whether addr's domain is an address literal
-// ("[192.0.2.1]", RFC 5321 §4.1.3), which SRS cannot put in a local part.
-func addressLiteral(addr string) bool {
-	i := strings.LastIndexByte(addr, '@')
-	return i >= 0 && strings.HasPrefix(addr[i+1:], "[")
 }

@@ -195,21 +195,33 @@ func (s *spool) header(limit int) (*header.Header, error) {
 	return header.Read(bufio.NewReaderSize(s.reader(), 32<<10), limit)
 }
 
-// finalize writes the message as it will be stored and delivered to a new
-// file in dir: our trace fields first (RFC 5321 §4.4: each server prepends),
-// then the header as hdr read it, without the fields for which drop is
-// true (forged Authentication-Results, RFC 8601 §5), then the body. When nothing is dropped and
-// the header ended with an empty line, the message follows our fields
-// exactly as received; otherwise the header is written again, with the
-// empty line header.Header.Write always puts, so that every reader of the
-// copy sees the fields we saw. It returns the new file's path and size and
-// the indexes of the dropped fields. The spool file is removed.
-func (s *spool) finalize(dir, id string, prepend []Field, hdr *header.Header, drop func(int, header.Field) bool) (string, int64, map[int]bool, error) {
+// finalize writes the message as it will be stored and delivered: our
+// trace fields first (RFC 5321 §4.4: each server prepends), then the header
+// as hdr read it, without the fields for which drop is true (forged
+// Authentication-Results, RFC 8601 §5), then the body. When nothing is
+// dropped and the header ended with an empty line, the message follows our
+// fields exactly as received; otherwise the header is written again, with
+// the empty line header.Header.Write always puts, so that every reader of
+// the copy sees the fields we saw.
+//
+// A message that stayed in memory is returned as bytes (raw): it reaches
+// the disk once, in the queue's commit, with no file of its own. A larger
+// one is written to a new file in dir, whose path is returned. It also
+// returns the size and the indexes of the dropped fields. The spool file is
+// removed.
+func (s *spool) finalize(dir, id string, prepend []Field, hdr *header.Header, drop func(int, header.Field) bool) (path string, raw []byte, size int64, dropped map[int]bool, err error) {
 	defer s.discard()
-	src := s.reader()
+	if s.f == nil {
+		var b bytes.Buffer
+		b.Grow(int(s.size) + 1024)
+		if dropped, err = s.writeFinal(&b, prepend, hdr, drop); err != nil {
+			return "", nil, 0, nil, err
+		}
+		return "", b.Bytes(), int64(b.Len()), dropped, nil
+	}
 	out, err := os.Create(filepath.Join(dir, "msg-"+id+".eml"))
 	if err != nil {
-		return "", 0, nil, fmt.Errorf("ingest: spool: %w", err)
+		return "", nil, 0, nil, fmt.Errorf("ingest: spool: %w", err)
 	}
 	ok := false
 	defer func() {
@@ -218,10 +230,28 @@ func (s *spool) finalize(dir, id string, prepend []Field, hdr *header.Header, dr
 			os.Remove(out.Name())
 		}
 	}()
+	if dropped, err = s.writeFinal(out, prepend, hdr, drop); err != nil {
+		return "", nil, 0, nil, err
+	}
+	st, err := out.Stat()
+	if err != nil {
+		return "", nil, 0, nil, fmt.Errorf("ingest: spool: %w", err)
+	}
+	if err := out.Close(); err != nil {
+		return "", nil, 0, nil, fmt.Errorf("ingest: spool: %w", err)
+	}
+	ok = true
+	return out.Name(), nil, st.Size(), dropped, nil
+}
+
+// writeFinal writes the message as finalize describes to out and returns
+// the indexes of the dropped fields.
+func (s *spool) writeFinal(out io.Writer, prepend []Field, hdr *header.Header, drop func(int, header.Field) bool) (map[int]bool, error) {
+	src := s.reader()
 	w := bufio.NewWriterSize(out, 32<<10)
 	for _, f := range prepend {
 		if _, err := fmt.Fprintf(w, "%s: %s\r\n", f.Name, f.Value); err != nil {
-			return "", 0, nil, fmt.Errorf("ingest: spool: %w", err)
+			return nil, fmt.Errorf("ingest: spool: %w", err)
 		}
 	}
 	dropped := map[int]bool{}
@@ -232,29 +262,21 @@ func (s *spool) finalize(dir, id string, prepend []Field, hdr *header.Header, dr
 	}
 	if len(dropped) > 0 || hdr.End != header.EndBlank {
 		if err := hdr.Write(w, func(i int, _ header.Field) bool { return !dropped[i] }); err != nil {
-			return "", 0, nil, fmt.Errorf("ingest: spool: %w", err)
+			return nil, fmt.Errorf("ingest: spool: %w", err)
 		}
 		if _, err := src.Seek(hdr.BodyOffset, io.SeekStart); err != nil {
-			return "", 0, nil, fmt.Errorf("ingest: spool: %w", err)
+			return nil, fmt.Errorf("ingest: spool: %w", err)
 		}
 	}
 	if err := w.Flush(); err != nil {
-		return "", 0, nil, fmt.Errorf("ingest: spool: %w", err)
+		return nil, fmt.Errorf("ingest: spool: %w", err)
 	}
 	// The body (or the whole message) streams from the buffer or the
 	// spool file, never held twice.
 	if _, err := io.Copy(out, src); err != nil {
-		return "", 0, nil, fmt.Errorf("ingest: spool: %w", err)
+		return nil, fmt.Errorf("ingest: spool: %w", err)
 	}
-	st, err := out.Stat()
-	if err != nil {
-		return "", 0, nil, fmt.Errorf("ingest: spool: %w", err)
-	}
-	if err := out.Close(); err != nil {
-		return "", 0, nil, fmt.Errorf("ingest: spool: %w", err)
-	}
-	ok = true
-	return out.Name(), st.Size(), dropped, nil
+	return dropped, nil
 }
 
 // Field is a header field to prepend.

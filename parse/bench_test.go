@@ -28,12 +28,15 @@ func benchText() []byte {
 }
 
 // benchHTML is a 100 KB HTML-only newsletter-shaped message.
-func benchHTML() []byte {
+func benchHTML() []byte { return benchHTMLOf(100 << 10) }
+
+// benchHTMLOf is a newsletter-shaped HTML-only message of about size bytes.
+func benchHTMLOf(size int) []byte {
 	var b strings.Builder
 	b.WriteString("From: News <news@example.com>\r\nTo: support@example.test\r\nSubject: Our January news\r\nDate: Mon, 8 Jan 2024 10:15:00 +0100\r\n" +
 		"Message-ID: <news-1@example.com>\r\nMIME-Version: 1.0\r\nContent-Type: text/html; charset=utf-8\r\n\r\n" +
 		"<!DOCTYPE html><html><head><style>td{padding:4px}</style></head><body><table>")
-	for i := 0; b.Len() < 100<<10; i++ {
+	for i := 0; b.Len() < size; i++ {
 		fmt.Fprintf(&b, "<tr><td><h2>Story %d</h2><p>Lorem ipsum dolor sit amet, <b>consectetur</b> adipiscing elit, sed do eiusmod tempor "+
 			"incididunt ut labore et dolore magna aliqua &amp; more.</p><a href=\"https://example.com/s/%d\">Read more</a></td></tr>\r\n", i, i)
 	}
@@ -83,5 +86,42 @@ func BenchmarkReadRaw(b *testing.B) {
 		if _, err := io.Copy(io.Discard, struct{ io.Reader }{r}); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// bench4MText is a 4 MB plain-text message: a reply over a long log-like
+// body of prose lines, quoted-printable as mail clients send long text.
+func bench4MText() []byte {
+	var b strings.Builder
+	b.WriteString("From: Anna Smith <anna@example.org>\r\nTo: Support <support@example.test>\r\nSubject: Re: the full log\r\n" +
+		"Date: Mon, 8 Jan 2024 10:15:00 +0100\r\nMessage-ID: <big-1@mail.example.org>\r\nMIME-Version: 1.0\r\n" +
+		"Content-Type: text/plain; charset=\"UTF-8\"\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n" +
+		"Hi,\r\n\r\nhere is the whole log, as you asked: it runs from Monday to Friday.\r\n\r\n")
+	for i := 0; b.Len() < 4<<20; i++ {
+		fmt.Fprintf(&b, "2024-01-%02d 10:%02d:%02d router[%d]: link state changed, peer 192.0.2.%d: retry %d =E2=80=94 ok\r\n", i%28+1, i%60, i%60, 1000+i%97, i%250, i%7)
+		if i%40 == 0 {
+			b.WriteString("\r\nThe next block is where it dropped again; note the time stamps, which line up with the =\r\nbackup job on the NAS.\r\n\r\n")
+		}
+	}
+	b.WriteString("\r\nOn Mon, Jan 8, 2024 at 9:00 AM Support <support@example.test> wrote:\r\n> Please send the log.\r\n")
+	return []byte(b.String())
+}
+
+func BenchmarkParse4MText(b *testing.B) { benchParse(b, bench4MText()) }
+func BenchmarkParse4MHTML(b *testing.B) { benchParse(b, benchHTMLOf(4<<20)) }
+
+// BenchmarkStripReply100K strips a 100 KB body of plain lines with nothing
+// to cut (the body Postfix's smtp-source sends): every line of the scanned
+// prefix is looked at.
+func BenchmarkStripReply100K(b *testing.B) {
+	var sb strings.Builder
+	for i := 0; sb.Len() < 100<<10; i++ {
+		fmt.Fprintf(&sb, "%d%s\n", i%10, strings.Repeat("X", 78))
+	}
+	text := sb.String()
+	b.SetBytes(int64(len(text)))
+	b.ReportAllocs()
+	for b.Loop() {
+		StripReply(text)
 	}
 }

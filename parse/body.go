@@ -97,9 +97,11 @@ func (p *parser) walk(h message.Header, body io.Reader, f frame) {
 	filename := p.filename(h, dparams, params)
 	isBody := (mt == "text/plain" || mt == "text/html") && disp != "attachment" && filename == ""
 	if isBody {
-		var buf bytes.Buffer
+		// Decoded into chunks, the body is copied once more, into its
+		// string, with no growing buffer copying it on the way.
+		var buf chunks
 		p.copyDecoded(&buf, e.Body, raw, mt)
-		s := p.toUTF8(buf.Bytes(), declared, converted, mt)
+		s := p.chunksToUTF8(&buf, declared, converted, mt)
 		if strings.TrimSpace(s) == "" {
 			return
 		}
@@ -464,6 +466,46 @@ func (c *chunks) Write(b []byte) (int, error) {
 	return written, nil
 }
 
+// lfString returns the bytes collected as one string with CRLF and lone CR
+// written as LF, in one allocation of at most the size collected. The
+// chunks are kept.
+func (c *chunks) lfString() string {
+	var sb strings.Builder
+	sb.Grow(c.n)
+	cr := false // the previous chunk ended in CR, already written as LF
+	for _, b := range c.bufs {
+		if cr && b[0] == '\n' {
+			b = b[1:]
+		}
+		cr = false
+		for len(b) > 0 {
+			i := bytes.IndexByte(b, '\r')
+			if i < 0 {
+				sb.Write(b)
+				break
+			}
+			sb.Write(b[:i])
+			sb.WriteByte('\n')
+			b = b[i+1:]
+			if len(b) == 0 {
+				cr = true
+			} else if b[0] == '\n' {
+				b = b[1:]
+			}
+		}
+	}
+	return sb.String()
+}
+
+// bytes returns the bytes collected, in one slice.
+func (c *chunks) bytes() []byte {
+	b := make([]byte, 0, c.n)
+	for _, p := range c.bufs {
+		b = append(b, p...)
+	}
+	return b
+}
+
 func (c *chunks) String() string {
 	var sb strings.Builder
 	sb.Grow(c.n)
@@ -702,6 +744,17 @@ func (p *parser) toUTF8(b []byte, declared string, converted bool, mt string) st
 		return fixC1(string(normalizeNewlinesBytes(b)))
 	}
 	return normalizeNewlines(p.toUTF8Other(b, declared, mt))
+}
+
+// chunksToUTF8 is toUTF8 for a body collected in chunks: UTF-8 (the
+// common case) is copied once, into its string, with line ends rewritten on
+// the way; CR and LF are ASCII, so that does not change whether the bytes
+// are valid UTF-8.
+func (p *parser) chunksToUTF8(c *chunks, declared string, converted bool, mt string) string {
+	if s := c.lfString(); converted || utf8.ValidString(s) {
+		return fixC1(s)
+	}
+	return normalizeNewlines(p.toUTF8Other(c.bytes(), declared, mt))
 }
 
 // toUTF8Other is toUTF8 for bytes that are not UTF-8 yet. It converts

@@ -21,7 +21,14 @@ func htmlTexts(src string) (full, quoteless string) {
 	if err != nil {
 		return "", ""
 	}
-	return renderText(doc, false), renderText(doc, true)
+	r := &htmlRenderer{}
+	r.render(doc, 0)
+	full = tidyText(r.b.String())
+	if !r.sawQuote {
+		// Nothing marked as quoted: the second rendering would be the same.
+		return full, full
+	}
+	return full, renderText(doc, true)
 }
 
 func renderText(doc *html.Node, stripQuotes bool) string {
@@ -34,6 +41,7 @@ type htmlRenderer struct {
 	b           strings.Builder
 	stripQuotes bool
 	stopped     bool
+	sawQuote    bool // an element quoteAction would strip was seen
 	pre         int
 	space       bool // a collapsed space is pending
 }
@@ -56,17 +64,32 @@ func attr(n *html.Node, key string) string {
 }
 
 func hasClass(n *html.Node, class string) bool {
-	for _, c := range strings.Fields(attr(n, "class")) {
-		if c == class {
+	return hasWord(attr(n, "class"), class)
+}
+
+// hasWord reports whether the space-separated list s holds w, without
+// splitting s (this runs for every element of the document).
+func hasWord(s, w string) bool {
+	for from := 0; ; {
+		i := strings.Index(s[from:], w)
+		if i < 0 {
+			return false
+		}
+		i += from
+		end := i + len(w)
+		if (i == 0 || isHTMLSpace(rune(s[i-1]))) && (end == len(s) || isHTMLSpace(rune(s[end]))) {
 			return true
 		}
+		from = i + 1
 	}
-	return false
 }
 
 // quoteAction says what stripping does with an element: 0 keep, 1 skip the
 // element, 2 skip it and everything after it.
 func quoteAction(n *html.Node) int {
+	if len(n.Attr) == 0 {
+		return 0 // most elements: every marker is an attribute
+	}
 	if n.DataAtom == atom.Blockquote && (attr(n, "type") == "cite" || hasClass(n, "gmail_quote")) {
 		return 1
 	}
@@ -100,14 +123,14 @@ func (r *htmlRenderer) render(n *html.Node, depth int) {
 		case atom.Img:
 			return
 		}
-		if r.stripQuotes {
-			switch quoteAction(n) {
-			case 1:
-				return
-			case 2:
-				r.stopped = true
-				return
-			}
+		switch a := quoteAction(n); {
+		case a != 0 && !r.stripQuotes:
+			r.sawQuote = true
+		case a == 1:
+			return
+		case a == 2:
+			r.stopped = true
+			return
 		}
 	}
 	block := n.Type == html.ElementNode && blockAtoms[n.DataAtom]

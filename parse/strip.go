@@ -3,6 +3,7 @@ package parse
 import (
 	"regexp"
 	"strings"
+	"unicode/utf8"
 )
 
 // Reply stripping. A reply is cut at the first line that starts the quoted
@@ -98,6 +99,17 @@ var underscoreRE = regexp.MustCompile(`^\s*_{10,}\s*$`)
 // the expressions' \s matches them.
 var unicodeSpaces = strings.NewReplacer("\u00a0", " ", "\u202f", " ", "\u2009", " ", "\u2007", " ", "\u3000", " ")
 
+// plainSpaces is unicodeSpaces.Replace(s), skipped for ASCII lines (most
+// lines): the replacer costs more than the check.
+func plainSpaces(s string) string {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= utf8.RuneSelf {
+			return unicodeSpaces.Replace(s)
+		}
+	}
+	return s
+}
+
 // maxStripScan is how much text StripReply searches for the start of the
 // quoted part.
 const maxStripScan = 64 << 10
@@ -108,7 +120,15 @@ const maxStripScan = 64 << 10
 // ("-- ", RFC 3676 §4.3) or "Sent from my …" line, with ">" quoted lines
 // removed and surrounding blank lines trimmed.
 func StripReply(text string) string {
-	lines := strings.Split(normalizeNewlines(text), "\n")
+	return stripReply(text, nil)
+}
+
+// stripReply is StripReply; when work is not nil it adds to it the bytes of
+// text looked at, which the tests compare across input sizes to show that
+// the work grows linearly with the text.
+func stripReply(text string, work *int) string {
+	ls := replyLines{l: strings.Split(normalizeNewlines(text), "\n"), work: work}
+	lines := ls.l
 	cut := len(lines)
 	scanned := 0
 	for i := range lines {
@@ -117,17 +137,24 @@ func StripReply(text string) string {
 		if scanned += len(lines[i]) + 1; scanned > maxStripScan {
 			break
 		}
-		if isQuoted(lines[i]) {
+		if isQuoted(ls.at(i)) {
 			continue
 		}
-		if c, ok := cutAt(lines, i); ok {
+		if c, ok := ls.cutAt(i); ok {
 			cut = c
 			break
 		}
 	}
-	var b strings.Builder
-	blank := 0
+	// What is kept is at most the lines before the cut: one allocation.
+	size := 0
 	for _, l := range lines[:cut] {
+		size += len(l) + 1
+	}
+	var b strings.Builder
+	b.Grow(size)
+	blank := 0
+	for i := range lines[:cut] {
+		l := ls.at(i)
 		if isQuoted(l) {
 			continue
 		}
@@ -151,11 +178,30 @@ func isQuoted(l string) bool {
 	return strings.HasPrefix(strings.TrimLeft(l, " \t"), ">")
 }
 
+// replyLines are the lines of a reply, read through at so that the work
+// of looking at them can be counted.
+type replyLines struct {
+	l    []string
+	work *int
+}
+
+func (r replyLines) at(j int) string {
+	if r.work != nil {
+		*r.work += len(r.l[j]) + 1
+	}
+	return r.l[j]
+}
+
 // cutAt reports whether the quoted part or signature starts at line i, and
 // the line to cut at (which may be an earlier separator line).
 func cutAt(lines []string, i int) (int, bool) {
-	raw := lines[i]
-	t := strings.TrimSpace(unicodeSpaces.Replace(raw))
+	return replyLines{l: lines}.cutAt(i)
+}
+
+func (r replyLines) cutAt(i int) (int, bool) {
+	lines := r.l
+	raw := r.at(i)
+	t := strings.TrimSpace(plainSpaces(raw))
 	if t == "" {
 		return 0, false
 	}
@@ -167,19 +213,22 @@ func cutAt(lines []string, i int) (int, bool) {
 	// plain text.
 	short := len(t) < 120
 	colon := strings.ContainsAny(t, ":：")
-	if short && separatorRE.MatchString(t) || len(t) < 60 && sentFromRE.MatchString(t) {
+	// Every separator has a colon or dashes, but one Chinese form.
+	separator := colon || strings.Contains(t, "--") || strings.Contains(t, "转发的邮件")
+	if short && separator && separatorRE.MatchString(t) || len(t) < 60 && sentFromRE.MatchString(t) {
 		return i, true
 	}
 	if colon && len(t) < 1000 && (t[0] == 'F' || t[0] == 'f' || t[0] == '*') && oneLineHeaderRE.MatchString(t) {
 		return i, true
 	}
-	if colon && len(t) < 500 && fromLabelRE.MatchString(t) && headerBlockFollows(lines, i) {
+	if colon && len(t) < 500 && fromLabelRE.MatchString(t) && r.headerBlockFollows(i) {
 		// Outlook puts a rule of underscores above the block.
 		for j := i - 1; j >= 0 && j >= i-3; j-- {
-			if underscoreRE.MatchString(lines[j]) {
+			l := r.at(j)
+			if underscoreRE.MatchString(l) {
 				return j, true
 			}
-			if strings.TrimSpace(lines[j]) != "" {
+			if strings.TrimSpace(l) != "" {
 				break
 			}
 		}
@@ -187,49 +236,60 @@ func cutAt(lines []string, i int) (int, bool) {
 	}
 	if underscoreRE.MatchString(t) {
 		for j := i + 1; j < len(lines) && j <= i+3; j++ {
-			if fromLabelRE.MatchString(lines[j]) {
+			if fromLabelRE.MatchString(r.at(j)) {
 				return i, true
 			}
 		}
 	}
-	// Attribution lines, possibly wrapped over up to three lines.
-	joined := strings.TrimLeft(t, "*_ ")
+	// Attribution lines, possibly wrapped over up to three lines. Lines
+	// are joined only when the last one ends in a colon: most do not.
+	parts := [3]string{strings.TrimLeft(t, "*_ ")}
+	n := len(parts[0])
 	for k := 0; k < 3 && i+k < len(lines); k++ {
 		if k > 0 {
-			next := strings.TrimSpace(unicodeSpaces.Replace(lines[i+k]))
-			if next == "" || isQuoted(lines[i+k]) {
+			l := r.at(i + k)
+			next := strings.TrimSpace(plainSpaces(l))
+			if next == "" || isQuoted(l) {
 				break
 			}
-			joined += " " + next
+			parts[k] = next
+			n += 1 + len(next)
 		}
-		if len(joined) > 600 {
+		if n > 600 {
 			break
 		}
-		if j := strings.TrimRight(joined, "*_ "); (strings.HasSuffix(j, ":") || strings.HasSuffix(j, "：")) && isAttribution(j) {
+		last := k
+		for last > 0 && strings.TrimRight(parts[last], "*_ ") == "" {
+			last--
+		}
+		if endsInColon(strings.TrimRight(parts[last], "*_ ")) && isAttribution(strings.TrimRight(strings.Join(parts[:k+1], " "), "*_ ")) {
 			return i, true
 		}
 	}
 	// A line ending in a colon that names a date or an address, right
 	// before a quoted block, is an attribution in any language (Gmail in
 	// Russian or Japanese writes only the date and the sender).
-	cand := t
+	cand := [2]string{t}
+	n = len(t)
 	for k := 0; k < 2 && i+k < len(lines); k++ {
 		if k > 0 {
-			next := strings.TrimSpace(lines[i+k])
-			if next == "" || isQuoted(lines[i+k]) {
+			l := r.at(i + k)
+			next := strings.TrimSpace(l)
+			if next == "" || isQuoted(l) {
 				break
 			}
-			cand += " " + next
+			cand[k] = next
+			n += 1 + len(next)
 		}
-		if !(strings.HasSuffix(cand, ":") || strings.HasSuffix(cand, "：")) || len(cand) > 400 ||
-			!(strings.Contains(cand, "@") || strings.ContainsAny(cand, "0123456789")) {
+		if !endsInColon(cand[k]) || n > 400 || !(namesDateOrAddress(cand[0]) || namesDateOrAddress(cand[1])) {
 			continue
 		}
 		for j := i + k + 1; j < len(lines) && j <= i+k+2; j++ {
-			if isQuoted(lines[j]) {
+			l := r.at(j)
+			if isQuoted(l) {
 				return i, true
 			}
-			if strings.TrimSpace(lines[j]) != "" {
+			if strings.TrimSpace(l) != "" {
 				break
 			}
 		}
@@ -237,12 +297,21 @@ func cutAt(lines []string, i int) (int, bool) {
 	return 0, false
 }
 
+func endsInColon(s string) bool {
+	return strings.HasSuffix(s, ":") || strings.HasSuffix(s, "：")
+}
+
+func namesDateOrAddress(s string) bool {
+	return strings.Contains(s, "@") || strings.ContainsAny(s, "0123456789")
+}
+
 // headerBlockFollows reports whether at least two header labels follow
 // line i within the next six lines.
-func headerBlockFollows(lines []string, i int) bool {
+func (r replyLines) headerBlockFollows(i int) bool {
+	lines := r.l
 	n := 0
 	for j := i + 1; j < len(lines) && j <= i+6; j++ {
-		if len(lines[j]) < 500 && strings.ContainsAny(lines[j], ":：") && headerLabelRE.MatchString(lines[j]) {
+		if l := r.at(j); len(l) < 500 && strings.ContainsAny(l, ":：") && headerLabelRE.MatchString(l) {
 			n++
 			if n >= 2 {
 				return true

@@ -342,3 +342,46 @@ func TestStripReplyLongText(t *testing.T) {
 		t.Errorf("StripReply(hostile) grew")
 	}
 }
+
+// TestStripReplyLinear counts the bytes reply stripping looks at (not the
+// time it takes) on shapes of text that make a careless scan go back over
+// what it has seen: the work per byte of text must stay within a constant,
+// and eight times the text must cost at most about eight times the work,
+// both inside the scanned prefix and past it.
+func TestStripReplyLinear(t *testing.T) {
+	shapes := map[string]string{
+		"prose":         "This is an ordinary line of a reply, with nothing in it that looks like a marker.\n",
+		"attribution":   "On some day a@b.c 12 said nothing special here at all:\n",
+		"wrapped":       "On Mon, Jan 8, 2024 at 10:15 AM a very long name\nthat wraps <x@example.com> and more\n",
+		"colon digits":  "Meeting at 10:30 with 12 people:\n\n",
+		"header labels": "From: someone\nTo: nobody, and a very long text that is not a header block\n",
+		"from lines":    "From: someone who is not a header block\nplain words, nothing else\n",
+		"underscores":   "______________________________\nnot a from line\n",
+		"long lines":    strings.Repeat("word: 1 ", 1500) + "\n",
+		"quoted":        "> quoted text, which is skipped but still read\n",
+		"blank":         "\n\n\n \n",
+		"nbsp":          "Le 8 janv. 2024\u00a0à\u00a010:15, X\u202fa\u00a0écrit\u00a0\n",
+	}
+	work := func(text string) int {
+		n := 0
+		stripReply(text, &n)
+		return n
+	}
+	for name, unit := range shapes {
+		t.Run(name, func(t *testing.T) {
+			// Small sizes stay inside maxStripScan, where markers are
+			// looked for; large ones go past it.
+			for _, size := range []int{4 << 10, 256 << 10} {
+				small := strings.Repeat(unit, size/len(unit)+1)
+				large := strings.Repeat(unit, 8*(size/len(unit)+1))
+				ws, wl := work(small), work(large)
+				if ws > 16*len(small) || wl > 16*len(large) {
+					t.Errorf("work %d for %d bytes, %d for %d: more than 16 per byte", ws, len(small), wl, len(large))
+				}
+				if wl > 10*ws {
+					t.Errorf("work %d for %d bytes but %d for %d (8x): not linear", ws, len(small), wl, len(large))
+				}
+			}
+		})
+	}
+}

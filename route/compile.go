@@ -49,6 +49,7 @@ type rule struct {
 	auth     []authMatcher // sorted by key
 	autoSub  *bool
 	quar     *bool
+	spam     *spamMatcher // nil: no spam or spam_score matcher
 	actions  []Action
 	cont     bool
 }
@@ -145,6 +146,7 @@ func Compile(rules []RuleConfig, known Known) (*Table, error) {
 			r.auth = append(r.auth, am)
 		}
 		r.autoSub, r.quar = m.AutoSubmitted, m.Quarantine
+		r.spam = compileSpam(add, mk, m)
 
 		if len(rc.Actions) == 0 {
 			add(key+".actions", "at least one action is required (webhook, mailbox, forward, reject or drop)")

@@ -167,6 +167,9 @@ func (r *rule) match(in *input) bool {
 	if r.quar != nil && in.m.Auth.Quarantine != *r.quar {
 		return false
 	}
+	if r.spam != nil && !r.spam.match(in.m.Spam) {
+		return false
+	}
 	return true
 }
 
@@ -228,6 +231,9 @@ func (r *rule) explain(in *input, rcpt string) string {
 	}
 	if r.quar != nil {
 		parts = append(parts, fmt.Sprintf("quarantine is %t", *r.quar))
+	}
+	if r.spam != nil {
+		parts = append(parts, r.spam.explain(in.m.Spam)...)
 	}
 	if len(parts) == 0 {
 		return "rule " + r.name + ": no matchers, matches everything"

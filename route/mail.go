@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/mailhook/mailhook/ingest/auth"
+	"github.com/mailhook/mailhook/ingest/rspamd"
 	"github.com/mailhook/mailhook/parse"
 )
 
@@ -36,10 +37,18 @@ type Mail struct {
 	Envelope   Envelope       `json:"envelope"`
 	Auth       *auth.Results  `json:"auth"`
 	Message    *parse.Message `json:"message"`
+	// Spam is rspamd's verdict (ingest/rspamd), nil when rspamd is not
+	// configured.
+	Spam *rspamd.Result `json:"spam,omitempty"`
 	// RawPath is the file holding the whole message as received, with the
 	// Received and Authentication-Results fields mailhook prepended. The
 	// commit step takes ownership of it. Not part of the JSON.
 	RawPath string `json:"-"`
-	// RawSize is the size of the file at RawPath in bytes.
+	// Raw is the whole message, as RawPath would hold it, when it is small
+	// enough to stay in memory from the socket to the queue's commit (no
+	// file is created for it; RawPath is then empty). The commit step
+	// stores it; nothing may change it. Not part of the JSON.
+	Raw []byte `json:"-"`
+	// RawSize is the size of the raw message in bytes.
 	RawSize int64 `json:"raw_size"`
 }

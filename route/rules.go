@@ -26,6 +26,10 @@ type MatchConfig struct {
 	AutoSubmitted *bool `mapstructure:"auto_submitted"`
 	// Quarantine, when set, matches the DMARC quarantine flag.
 	Quarantine *bool `mapstructure:"quarantine"`
+	// Spam matches rspamd's verdict and SpamScore its score, like ">= 6"
+	// (spam.go).
+	Spam      *SpamMatchConfig `mapstructure:"spam"`
+	SpamScore string           `mapstructure:"spam_score"`
 }
 
 // StringList accepts a single string or a list of strings in config.

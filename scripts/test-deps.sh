@@ -7,7 +7,8 @@
 # dovecot (the IMAP differential test runs Debian's dovecot beside ours),
 # chromium (the dashboard is tested in a real headless browser), postfix
 # (the relay's smarthost test starts its own Postfix on a free loopback
-# port; the system service is stopped and disabled after install). Run as
+# port; the system service is stopped and disabled after install), rspamd
+# (the spam check's tests start their own). Run as
 # root or with sudo available. Node.js and python3 are used when present.
 set -e
 need=""
@@ -17,6 +18,7 @@ command -v redis-sentinel >/dev/null 2>&1 || need="$need redis-sentinel"
 command -v doveadm >/dev/null 2>&1 || need="$need dovecot-imapd dovecot-pop3d"
 command -v postfix >/dev/null 2>&1 || [ -x /usr/sbin/postfix ] || need="$need postfix"
 command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || need="$need chromium"
+command -v rspamd >/dev/null 2>&1 || need="$need rspamd"
 [ -z "$need" ] && exit 0
 echo "test-deps: installing$need" >&2
 SUDO=""
@@ -27,7 +29,13 @@ if command -v apt-get >/dev/null 2>&1; then
 	case "$need" in *postfix*)
 		# Tests start their own Postfix; the system one must not hold port 25.
 		$SUDO systemctl disable --now postfix >/dev/null 2>&1 || $SUDO service postfix stop >/dev/null 2>&1 || true
-		$SUDO update-rc.d postfix disable >/dev/null 2>&1 || true
+		$SUDO update-rc.d postfix disable >/dev/null 2>&1 || true ;;
+	esac
+	# The tests start their own rspamd on a free loopback port; the
+	# package's system service is not wanted.
+	case "$need" in *rspamd*)
+		$SUDO systemctl disable rspamd >/dev/null 2>&1 || true
+		$SUDO systemctl stop rspamd >/dev/null 2>&1 || $SUDO service rspamd stop >/dev/null 2>&1 || true ;;
 	esac
 	case "$need" in *redis-sentinel*)
 		# Tests start their own sentinels on free ports.

@@ -181,7 +181,22 @@
     return el("section", { class: "card", id }, el("h2", {}, title), ...body);
   }
 
-  function authSection(a) {
+  // spamRow shows rspamd's verdict beside the auth verdicts; nothing when
+  // rspamd is not configured.
+  function spamRow(s) {
+    if (!s) return "";
+    if (s.result !== "ok") return el("tr", { id: "msg-spam" }, el("th", {}, "Spam"), el("td", {}, badge("rspamd error", "warn"), s.error ? el("span", { class: "muted" }, " — " + s.error) : ""));
+    const cls = s.action === "no action" ? "good" : ["reject", "soft reject", "discard"].includes(s.action) ? "bad" : "warn";
+    return el("tr", { id: "msg-spam" }, el("th", {}, "Spam"), el("td", {}, badge(s.action, cls), " ", el("span", { class: "spam-score" }, s.score.toFixed(2) + " / " + s.required_score.toFixed(2))));
+  }
+
+  function spamSymbols(s) {
+    if (!s || !s.symbols || !s.symbols.length) return "";
+    return el("details", {}, el("summary", {}, "rspamd symbols (" + s.symbols.length + ")"),
+      el("table", { class: "plain" }, el("tbody", {}, s.symbols.map(x => el("tr", {}, el("th", {}, x.name), el("td", { class: "num" }, x.score.toFixed(2)))))));
+  }
+
+  function authSection(a, spam) {
     if (!a) return section("Authentication", "msg-auth", el("p", { class: "muted" }, "Not recorded."));
     const dkim = (a.dkim && a.dkim.length) ? a.dkim.map(d => el("div", {}, verdict(d.result), " ", d.domain || "", d.selector ? " (s=" + d.selector + ")" : "", d.error ? el("span", { class: "muted" }, " — " + d.error) : "")) : [verdict("none")];
     return section("Authentication", "msg-auth",
@@ -190,7 +205,9 @@
           el("tr", {}, el("th", {}, "SPF"), el("td", {}, verdict(a.spf && a.spf.result), " ", (a.spf && a.spf.domain) || "", a.spf && a.spf.identity ? el("span", { class: "muted" }, " (" + a.spf.identity + ")") : "")),
           el("tr", {}, el("th", {}, "DKIM"), el("td", {}, dkim)),
           el("tr", {}, el("th", {}, "DMARC"), el("td", {}, verdict(a.dmarc && a.dmarc.result), " ", (a.dmarc && a.dmarc.domain) || "", a.dmarc && a.dmarc.policy ? el("span", { class: "muted" }, " p=" + a.dmarc.policy) : "", a.quarantine ? badge("quarantine", "warn") : "")),
+          spamRow(spam),
         )),
+      spamSymbols(spam),
       a.authentication_results ? el("details", {}, el("summary", {}, "Authentication-Results"), el("pre", {}, a.authentication_results)) : "",
     );
   }
@@ -306,7 +323,7 @@
           ["From", m && m.from ? (m.from.name ? m.from.name + " <" + m.from.address + ">" : m.from.address) : ""],
           ["Size", d.raw_size + " bytes"],
         ])),
-        el("div", { class: "grid2" }, authSection(d.auth), rulesSection(d.decisions)),
+        el("div", { class: "grid2" }, authSection(d.auth, d.spam), rulesSection(d.decisions)),
         jobsSection(d, () => loadMessage(id)),
         timelineSection(d.timeline),
         headersSection(m),

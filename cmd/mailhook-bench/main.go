@@ -74,6 +74,7 @@ func mainErr(args []string, stdout, stderr io.Writer) int {
 		timeout  = fs.Duration("timeout", time.Minute, "client timeout per SMTP reply")
 		profile  = fs.String("profile", "", "take a 10 s CPU profile from mailhook's admin /debug/pprof into this file (single run; in --matrix, during the 2 KB/20 session embedded run)")
 		heapProf = fs.String("heap-profile", "", "keep mailhook's heap profile (debug=1 text, sampled each second) from the moment its heap in use was largest; in --memory, --matrix etc. it applies to the memory run, else to the single run")
+		rspamdAt = fs.String("rspamd", "", "for --target serve: check every message with the rspamd at this URL (verify.rspamd.url, enforce off); start rspamd yourself")
 		logLevel = fs.String("log-level", "info", "mailhook's log level during runs (its log goes to a file in the run's temp dir)")
 		keep     = fs.Bool("keep", false, "keep each run's temp dir (config, data, mailhook.log)")
 		matrix   = fs.Bool("matrix", false, "run the matrix: 2 KB and 100 KB × 1 and 20 sessions × embedded and redis, each against the sink")
@@ -110,7 +111,7 @@ func mainErr(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "mailhook-bench: need --sessions ≥ 1, --per-conn ≥ 0, and --duration or --count")
 		return 2
 	}
-	e := &env{mailhook: *binary, drain: *drain, logLevel: *logLevel, keep: *keep, timeout: *timeout, log: log}
+	e := &env{mailhook: *binary, drain: *drain, rspamd: *rspamdAt, logLevel: *logLevel, keep: *keep, timeout: *timeout, log: log}
 	defer e.close()
 
 	if *nodes < 1 || *nodes > 1 && *backend != "redis" {

@@ -125,6 +125,7 @@ type env struct {
 	mailhook string
 	drain    time.Duration
 	logLevel string
+	rspamd   string // verify.rspamd.url, "" for none
 	keep     bool
 	timeout  time.Duration
 	log      *slog.Logger
@@ -238,7 +239,7 @@ func (e *env) run(ctx context.Context, s runSpec) (res *result) {
 			}()
 		}
 		so := serveOptions{Binary: e.mailhook, Dir: dir, DNS: dns.Addr(), HookURL: rcv.URL(), Secret: benchSecret,
-			Backend: s.Backend, Prefix: "mhb-" + runID, LogLevel: e.logLevel, Shards: s.Shards, Node: "node0"}
+			Backend: s.Backend, Prefix: "mhb-" + runID, LogLevel: e.logLevel, Rspamd: e.rspamd, Shards: s.Shards, Node: "node0"}
 		if s.Backend == "redis" {
 			if so.RedisAddr, err = e.redisAddr(ctx); err != nil {
 				res.Error = err.Error()

@@ -34,6 +34,9 @@ type serveOptions struct {
 	// the config also enables /debug/pprof (admin.pprof) behind it.
 	AdminToken string
 	LogLevel   string
+	// Rspamd is verify.rspamd.url ("" for none); enforce is off, so the
+	// load's messages are accepted whatever rspamd says.
+	Rspamd string
 }
 
 // mailhookProc is a running `mailhook serve`.
@@ -62,6 +65,10 @@ func writeServeConfig(o serveOptions) (path, smtpAddr string, err error) {
 	if o.AdminAddr != "" {
 		admin = fmt.Sprintf("{listen: %q, token: %q, pprof: true}", o.AdminAddr, o.AdminToken)
 	}
+	rspamd := ""
+	if o.Rspamd != "" {
+		rspamd = fmt.Sprintf(", rspamd: {url: %q, enforce: false}", o.Rspamd)
+	}
 	redis := ""
 	if o.Backend == "redis" {
 		where := fmt.Sprintf("addr: %q", o.RedisAddr)
@@ -83,7 +90,7 @@ smtp:
   max_connections_per_ip: 5000
   max_commands: 1000000
   shutdown_timeout: 10s
-verify: {dns_resolver: %q, enforce_dmarc: true}
+verify: {dns_resolver: %q, enforce_dmarc: true%s}
 queue: {backend: %s%s}
 webhooks:
   bench: {url: %q, secret: %q, allow_private: true, timeout: 10s}
@@ -93,7 +100,7 @@ routes:
   - name: bench
     match: {rcpt: "*@%s"}
     actions: [{webhook: bench}]
-`, filepath.Join(o.Dir, "data"), rcptDomain, o.LogLevel, cmp.Or(o.Node, "node0"), smtpAddr, o.DNS, o.Backend, redis,
+`, filepath.Join(o.Dir, "data"), rcptDomain, o.LogLevel, cmp.Or(o.Node, "node0"), smtpAddr, o.DNS, rspamd, o.Backend, redis,
 		o.HookURL, o.Secret, admin, rcptDomain)
 	path = filepath.Join(o.Dir, "config.yaml")
 	return path, smtpAddr, os.WriteFile(path, []byte(cfg), 0o600)

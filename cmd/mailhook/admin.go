@@ -33,8 +33,10 @@ func (a *app) openAdmin() error {
 	a.activity = act
 	a.activityCh = make(chan func(), 10000)
 	a.activityDone = make(chan struct{})
-	// Several writers, so that the store's batches gather their records.
-	const writers = 8
+	// Many writers, so that the store's batches gather many records into
+	// one transaction (one commit's page writes for dozens of records, not
+	// one each); they only wait on the batch.
+	const writers = 64
 	var wg sync.WaitGroup
 	for range writers {
 		wg.Add(1)
@@ -145,6 +147,9 @@ func (a *app) beforeCommit(ctx context.Context, m *route.Mail, d []route.Decisio
 	if base := a.cfg.Admin.PublicURL; base != "" && m.Message != nil {
 		admin.AttachmentKey(a.attachKey).FillAttachmentURLs(m.Message, strings.TrimSuffix(base, "/"), m.ID, time.Now().Add(a.cfg.Retention))
 	}
+	if m.RawPath == "" {
+		return nil // held in memory: RecordAccepted keeps m.Raw
+	}
 	if err := a.activity.KeepRaw(m.ID, m.RawPath); err != nil {
 		a.log.Warn("activity: keeping the raw message", "msg_id", m.ID, "error", err)
 	}
@@ -244,6 +249,12 @@ func refusalReason(e *smtp.SMTPError) string {
 		return "unknown_user"
 	case e == ingest.ErrDMARCReject:
 		return "dmarc_reject"
+	case e == ingest.ErrSpamReject:
+		return "spam_reject"
+	case e == ingest.ErrSpamDefer:
+		return "spam_defer"
+	case e == ingest.ErrSpamCheckFailed:
+		return "spam_check_failed"
 	case e == smtp.ErrDataTooLarge || e.EnhancedCode == smtp.EnhancedCode{5, 3, 4}:
 		return "size"
 	case e == ingest.ErrBareLineEnding:

@@ -74,6 +74,9 @@ func describe(w io.Writer, path string, c *config.Config) {
 	}
 	fmt.Fprintf(w, "queue      %s\n", q)
 	fmt.Fprintf(w, "node       %s, roles %s\n", nodeName(c), strings.Join(c.Node.Roles, ", "))
+	if r := c.Verify.Rspamd; r.Enabled() {
+		fmt.Fprintf(w, "rspamd     %s (timeout %s, on_error %s, enforce %t)\n", r.URL, r.Timeout, r.OnError, r.Enforce)
+	}
 	if holdsMailbox(c) {
 		fmt.Fprintf(w, "imap       %s", c.Mailbox.IMAPListen)
 		if c.Mailbox.IMAPSListen != "" {

@@ -190,6 +190,10 @@ func newApp(cfg *config.Config, path string, log *slog.Logger) (_ *app, err erro
 		tlsConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	}
 	popts := parseOptions(cfg)
+	spam, err := spamOptions(cfg)
+	if err != nil {
+		return nil, err
+	}
 	a.smtp, err = ingest.New(ingest.Options{
 		Hostname:  cfg.Hostname,
 		Policy:    a.policy.Load,
@@ -217,11 +221,16 @@ func newApp(cfg *config.Config, path string, log *slog.Logger) (_ *app, err erro
 		DeferOnTempError: cfg.Verify.OnTempError == "defer",
 		MultipleFrom:     cfg.Verify.MultipleFrom,
 		CheckLoop: func(h *header.Header) error {
-			return relay.CheckLoop(relay.FactsOf(h.Fields), cfg.Hostname, cfg.Relay.MaxReceived)
+			hf := relay.FactsOf(h.Fields)
+			// The stored copy the relay checks again also carries the
+			// Received field ingest prepends.
+			hf.Received++
+			return relay.CheckLoop(hf, cfg.Hostname, cfg.Relay.MaxReceived)
 		},
 		Bounce:       bounceHook(a.srs),
 		BeforeCommit: a.beforeCommit,
 		Observer:     observer{a},
+		Spam:         spam,
 		Logger:       log,
 	})
 	if err != nil {

@@ -8,8 +8,12 @@
 //	            (a small record each, the mail JSON beside it)
 //	msg/*.eml   the raw messages, one file each, named in their message record
 //
-// Durability: Commit fsyncs the raw file, renames it into msg/, fsyncs msg/,
-// then commits the bbolt transaction (bbolt fsyncs on every commit;
+// Durability: a small message (up to InlineMax; ingest hands over those it
+// held in memory as route.Mail.Raw, with no file at all) is written inside
+// the commit's transaction, so its one durable write is the batch's fsync,
+// shared with the concurrent commits. A larger one: Commit fsyncs the raw
+// file, renames it into msg/, fsyncs msg/, then commits the bbolt
+// transaction (bbolt fsyncs on every commit;
 // concurrent Commits share one fsync through DB.Batch). The bbolt commit is
 // the commit point: a crash before it leaves an unreferenced file that Open
 // removes, a crash after it leaves a committed message whose file is already
@@ -335,19 +339,38 @@ func (q *Queue) Commit(ctx context.Context, mail *route.Mail, jobs []*deliver.Jo
 	if err := deliver.ValidateCommit(mail, jobs, now); err != nil {
 		return err
 	}
-	if rawPath == "" {
-		return errors.New("boltq: commit: mail without raw file")
+	if rawPath == "" && mail.Raw == nil {
+		return errors.New("boltq: commit: mail without raw message")
 	}
 	if len(jobs) == 0 {
-		os.Remove(rawPath)
+		if rawPath != "" {
+			os.Remove(rawPath)
+		}
 		return nil
 	}
 	var name string
-	inline, err := q.readInline(rawPath)
-	if err != nil {
-		return fmt.Errorf("boltq: commit %s: %w", mail.ID, err)
+	var inline []byte
+	switch {
+	case mail.Raw != nil && q.inlineMax > 0 && int64(len(mail.Raw)) <= q.inlineMax:
+		// Held in memory since the socket: written once, in the batch.
+		inline = mail.Raw
+	case mail.Raw != nil:
+		if dup, err := q.hasMsg(mail, now); err != nil {
+			return err
+		} else if dup {
+			return nil
+		}
+		name = fileName(mail.ID)
+		stored = filepath.Join(q.msgDir, name)
+		if err := writeDurably(stored, mail.Raw, q.msgDir); err != nil {
+			return fmt.Errorf("boltq: commit %s: %w", mail.ID, err)
+		}
+	default:
+		if inline, err = q.readInline(rawPath); err != nil {
+			return fmt.Errorf("boltq: commit %s: %w", mail.ID, err)
+		}
 	}
-	if inline == nil {
+	if inline == nil && name == "" {
 		// A duplicate is found again inside the transaction; looking first
 		// only spares a large retried message its fsync'd move.
 		if dup, err := q.hasMsg(mail, now); err != nil {
@@ -1037,17 +1060,31 @@ func moveDurably(src, dst, dir string) error {
 	return syncDir(dir)
 }
 
+// writeDurably writes b to a new file at dst, fsyncs it and its directory.
+func writeDurably(dst string, b []byte, dir string) error {
+	if err := createSynced(dst, bytes.NewReader(b)); err != nil {
+		return fmt.Errorf("write raw file: %w", err)
+	}
+	return syncDir(dir)
+}
+
 func copyFile(src, dst string) error {
 	in, err := os.Open(src)
 	if err != nil {
 		return err
 	}
 	defer in.Close()
+	return createSynced(dst, in)
+}
+
+// createSynced creates dst (which must not exist) with the bytes of r and
+// fsyncs it; on failure dst is removed.
+func createSynced(dst string, r io.Reader) error {
 	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return err
 	}
-	_, err = io.Copy(out, in)
+	_, err = io.Copy(out, r)
 	if err == nil {
 		err = out.Sync()
 	}

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -36,6 +37,7 @@ func Run(t *testing.T, newQueue func(t *testing.T) deliver.Queue) {
 		{"CommitAtomic", testCommitAtomic},
 		{"CommitIdempotent", testCommitIdempotent},
 		{"CommitStableID", testCommitStableID},
+		{"CommitRawBytes", testCommitRawBytes},
 		{"CommitInvalid", testCommitInvalid},
 		{"List", testList},
 	}
@@ -118,6 +120,32 @@ func wantStats(t *testing.T, q deliver.Queue, want deliver.Stats) {
 	if got := stats(t, q); got != want {
 		t.Fatalf("Stats = %+v, want %+v", got, want)
 	}
+}
+
+// testCommitRawBytes commits messages held in memory (Raw, no file): a
+// small one and one of 200 KB (past the embedded backend's inline size),
+// and reads both back; a second commit of the same message is a no-op.
+func testCommitRawBytes(t *testing.T, q deliver.Queue) {
+	past := time.Now().Add(-time.Second)
+	large := "Subject: large\r\n\r\n" + strings.Repeat(strings.Repeat("y", 98)+"\r\n", 2000)
+	for i, raw := range []string{"Subject: small\r\n\r\nbody\r\n", large} {
+		id := fmt.Sprintf("mem%d", i)
+		m := NewMail(t, id, raw)
+		os.Remove(m.RawPath)
+		m.RawPath, m.Raw = "", []byte(raw)
+		commit(t, q, m, NewJob(id+"-j", id, deliver.KindWebhook, past))
+		commit(t, q, m, NewJob(id+"-j", id, deliver.KindWebhook, past))
+		wantRaw(t, q, id, raw)
+	}
+	if got := stats(t, q); got.Ready != 2 {
+		t.Fatalf("Stats = %+v, want 2 ready", got)
+	}
+	for _, j := range take(t, q, 10) {
+		if err := q.Ack(ctx(t), j); err != nil {
+			t.Fatalf("Ack = %v", err)
+		}
+	}
+	wantStats(t, q, deliver.Stats{})
 }
 
 func testCommitTakeAck(t *testing.T, q deliver.Queue) {

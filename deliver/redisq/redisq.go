@@ -240,12 +240,18 @@ func (q *Queue) Commit(ctx context.Context, mail *route.Mail, jobs []*deliver.Jo
 	if len(jobs) == 0 {
 		return nil
 	}
-	if mail.RawPath == "" {
-		return errors.New("redisq: commit: mail without raw file")
-	}
-	raw, err := q.readRaw(mail.RawPath)
-	if err != nil {
-		return fmt.Errorf("redisq: commit %s: %w", mail.ID, err)
+	raw := mail.Raw
+	switch {
+	case raw != nil:
+		if q.opt.MaxRawBytes > 0 && int64(len(raw)) > q.opt.MaxRawBytes {
+			return fmt.Errorf("redisq: commit %s: raw message over %d bytes", mail.ID, q.opt.MaxRawBytes)
+		}
+	case mail.RawPath == "":
+		return errors.New("redisq: commit: mail without raw message")
+	default:
+		if raw, err = q.readRaw(mail.RawPath); err != nil {
+			return fmt.Errorf("redisq: commit %s: %w", mail.ID, err)
+		}
 	}
 	mailJSON, err := json.Marshal(mail)
 	if err != nil {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/mailhook/mailhook/deliver"
 	"github.com/mailhook/mailhook/ingest/auth"
+	"github.com/mailhook/mailhook/ingest/rspamd"
 	"github.com/mailhook/mailhook/parse"
 	"github.com/mailhook/mailhook/route"
 )
@@ -37,6 +38,8 @@ type Event struct {
 	Envelope   route.Envelope `json:"envelope"`
 	Auth       *auth.Results  `json:"auth"`
 	Message    *parse.Message `json:"message"`
+	// Spam is rspamd's verdict, absent when rspamd is not configured.
+	Spam *rspamd.Result `json:"spam,omitempty"`
 	// Raw is the base64 of the whole message as received, only for
 	// endpoints with raw: true.
 	Raw string `json:"raw,omitempty"`
@@ -71,6 +74,11 @@ func newEvent(job *deliver.Job, mail *route.Mail) *Event {
 	m.Headers = nonNil(m.Headers)
 	m.Attachments = nonNil(m.Attachments)
 	ev.Message = &m
+	if mail.Spam != nil {
+		sp := *mail.Spam
+		sp.Symbols = nonNil(sp.Symbols)
+		ev.Spam = &sp
+	}
 	return ev
 }
 

@@ -17,8 +17,9 @@ build:
 run: build
 	$(BIN) serve --config $(CONFIG)
 
-# Install what the tests need if it is missing (redis-server), then run
-# every test with the race detector.
+# Install what the tests need if it is missing (scripts/test-deps.sh says
+# what and why: redis-server, dovecot, chromium), then run every test with
+# the race detector.
 test: test-deps
 	$(GO) test -race -shuffle=on -timeout 20m ./...
 

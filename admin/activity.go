@@ -42,13 +42,6 @@ const (
 	StatusDropped   = "dropped"             // no jobs (a drop rule), or every job dropped by an operator
 )
 
-// Attempt outcomes given to RecordAttempt.
-const (
-	OutcomeDelivered = "delivered"
-	OutcomeRetry     = "retry"
-	OutcomeDead      = "dead"
-)
-
 // Job statuses in JobRecord.Status (besides StatusQueued, StatusDelivered,
 // StatusRetrying and StatusDead).
 const jobDropped = "dropped"
@@ -87,6 +80,7 @@ var (
 	bSeries  = []byte("series")  // 8-byte unix minute -> seriesCell JSON
 	bMeta    = []byte("meta")    // "probe" -> nil, written by Writable
 	bClaims  = []byte("claims")  // one-time link key -> 8-byte unix expiry
+	bAlias   = []byte("alias")   // stable id -> msg id
 	bRawMsg  = []byte("raw")     // msg id -> raw message, for messages held in memory (route.Mail.Raw)
 )
 
@@ -172,7 +166,7 @@ func OpenActivity(dir string, opts ActivityOptions) (*Activity, error) {
 		return nil, fmt.Errorf("admin: activity: open %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bMsgs, bParsed, bIndex, bJobs, bSent, bRefused, bSeries, bMeta, bClaims, bRawMsg} {
+		for _, b := range [][]byte{bMsgs, bParsed, bIndex, bJobs, bSent, bRefused, bSeries, bMeta, bClaims, bAlias, bRawMsg} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -219,6 +213,10 @@ type MessageSummary struct {
 	RcptTo     []string  `json:"rcpt_to"`
 	From       string    `json:"from"`
 	Subject    string    `json:"subject"`
+	// MessageID is the Message-ID header field; StableID the webhook
+	// JSON's id (see route.Mail.StableID).
+	MessageID string `json:"message_id,omitempty"`
+	StableID  string `json:"stable_id,omitempty"`
 	// Routes are the names of the rules that matched, in order, once each.
 	Routes    []string `json:"routes"`
 	Status    string   `json:"status"`
@@ -229,7 +227,6 @@ type MessageSummary struct {
 // MessageDetail is everything recorded about one message.
 type MessageDetail struct {
 	MessageSummary
-	StableID  string           `json:"stable_id,omitempty"`
 	RawSize   int64            `json:"raw_size"`
 	Envelope  route.Envelope   `json:"envelope"`
 	Auth      *auth.Results    `json:"auth"`
@@ -325,14 +322,13 @@ func (a *Activity) RecordAccepted(mail *route.Mail, decisions []route.Decision, 
 	}
 	now := a.now()
 	d := MessageDetail{
-		StableID:  mail.StableID,
 		RawSize:   mail.RawSize,
 		Envelope:  mail.Envelope,
 		Auth:      mail.Auth,
 		Spam:      mail.Spam,
 		Decisions: decisions,
 	}
-	d.ID = mail.ID
+	d.ID, d.StableID = mail.ID, mail.StableID
 	d.ReceivedAt = mail.ReceivedAt
 	if d.ReceivedAt.IsZero() {
 		d.ReceivedAt = now
@@ -347,6 +343,7 @@ func (a *Activity) RecordAccepted(mail *route.Mail, decisions []route.Decision, 
 	}
 	if m := d.Message; m != nil {
 		d.Subject = truncUTF8(m.Subject, maxSummaryText)
+		d.MessageID = truncUTF8(m.MessageID, maxSummaryText)
 		if m.From != nil {
 			d.From = truncUTF8(m.From.Address, maxSummaryText)
 		}
@@ -377,6 +374,11 @@ func (a *Activity) RecordAccepted(mail *route.Mail, decisions []route.Decision, 
 		}
 		for _, j := range rec.Jobs {
 			if err := tx.Bucket(bJobs).Put([]byte(j.ID), []byte(rec.ID)); err != nil {
+				return err
+			}
+		}
+		if rec.StableID != "" && rec.StableID != rec.ID {
+			if err := tx.Bucket(bAlias).Put([]byte(rec.StableID), []byte(rec.ID)); err != nil {
 				return err
 			}
 		}
@@ -539,6 +541,15 @@ func purgeClaims(bk *bolt.Bucket, now time.Time) error {
 
 // Refusals returns up to limit refusals at or after since, newest first.
 func (a *Activity) Refusals(since time.Time, limit int) ([]Refused, error) {
+	return a.RefusalsMatching(since, limit, nil)
+}
+
+// maxRefusedScan bounds the refusals one RefusalsMatching call examines.
+const maxRefusedScan = 50000
+
+// RefusalsMatching is Refusals keeping only those match accepts (nil
+// accepts all); it examines at most 50000 refusals.
+func (a *Activity) RefusalsMatching(since time.Time, limit int, match func(*Refused) bool) ([]Refused, error) {
 	if limit <= 0 || limit > MaxPageSize {
 		limit = MaxPageSize
 	}
@@ -546,12 +557,14 @@ func (a *Activity) Refusals(since time.Time, limit int) ([]Refused, error) {
 	err := a.db.View(func(tx *bolt.Tx) error {
 		c := tx.Bucket(bRefused).Cursor()
 		floor := timeKey(since, "")
-		for k, v := c.Last(); k != nil && len(out) < limit; k, v = c.Prev() {
+		scanned := 0
+		for k, v := c.Last(); k != nil && len(out) < limit && scanned < maxRefusedScan; k, v = c.Prev() {
 			if string(k) < string(floor) {
 				break
 			}
+			scanned++
 			var r Refused
-			if json.Unmarshal(v, &r) == nil {
+			if json.Unmarshal(v, &r) == nil && (match == nil || match(&r)) {
 				out = append(out, r)
 			}
 		}
@@ -560,21 +573,24 @@ func (a *Activity) Refusals(since time.Time, limit int) ([]Refused, error) {
 	return out, err
 }
 
-// RecordAttempt records one delivery attempt of job and its outcome
-// (OutcomeDelivered, OutcomeRetry or OutcomeDead): it appends to the
-// message's timeline and updates the job's and the message's status.
-func (a *Activity) RecordAttempt(job *deliver.Job, at deliver.Attempt, outcome string) error {
+// RecordAttempt records one delivery attempt of job and how the Runner
+// settled it: it appends to the message's timeline and updates the job's
+// and the message's status. A released attempt (mailhook stopping) leaves
+// the job queued and counts as neither delivered nor failed.
+func (a *Activity) RecordAttempt(job *deliver.Job, at deliver.Attempt, outcome deliver.Settlement) error {
 	if job == nil || job.ID == "" || job.MsgID == "" {
 		return errors.New("admin: activity: record attempt: job without id or message id")
 	}
 	var status string
 	switch outcome {
-	case OutcomeDelivered:
+	case deliver.SettleDelivered:
 		status = StatusDelivered
-	case OutcomeRetry:
+	case deliver.SettleRetry:
 		status = StatusRetrying
-	case OutcomeDead:
+	case deliver.SettleDead:
 		status = StatusDead
+	case deliver.SettleReleased:
+		status = StatusQueued
 	default:
 		return fmt.Errorf("admin: activity: record attempt: unknown outcome %q", outcome)
 	}
@@ -582,7 +598,7 @@ func (a *Activity) RecordAttempt(job *deliver.Job, at deliver.Attempt, outcome s
 	if at.At.IsZero() {
 		at.At = now
 	}
-	ar := newAttemptRecord(at, outcome)
+	ar := newAttemptRecord(at, string(outcome))
 	ar.Error, ar.Response = truncUTF8(ar.Error, maxErrorText), truncUTF8(ar.Response, maxResponse)
 	err := a.db.Batch(func(tx *bolt.Tx) error {
 		rec, err := getRecord(tx, job.MsgID)
@@ -613,13 +629,16 @@ func (a *Activity) RecordAttempt(job *deliver.Job, at deliver.Attempt, outcome s
 		}
 		rec.addEvent(Event{
 			At: ar.At, Type: "attempt", JobID: job.ID, Kind: string(job.Kind), Target: job.Target,
-			Outcome: outcome, Status: ar.Status, LatencyMS: ar.LatencyMS, Error: ar.Error,
+			Outcome: string(outcome), Status: ar.Status, LatencyMS: ar.LatencyMS, Error: ar.Error,
 		})
 		if err := putRecord(tx, rec, now); err != nil {
 			return err
 		}
+		if outcome == deliver.SettleReleased {
+			return nil
+		}
 		return bumpSeries(tx, ar.At, func(c *seriesCell) {
-			if outcome == OutcomeDelivered {
+			if outcome == deliver.SettleDelivered {
 				c.Delivered++
 			} else {
 				c.Failed++
@@ -699,8 +718,12 @@ func (a *Activity) RecordSent(jobID string, body []byte) error {
 
 // newAttemptRecord is at as the activity store and the API show it.
 func newAttemptRecord(at deliver.Attempt, outcome string) AttemptRecord {
+	class := statusClass(at.Status)
+	if at.Status == 0 && at.Error == "" {
+		class = "none" // no reply code and no error: a mailbox append
+	}
 	return AttemptRecord{
-		At: at.At, Status: at.Status, StatusClass: statusClass(at.Status),
+		At: at.At, Status: at.Status, StatusClass: class,
 		LatencyMS: float64(at.Latency) / float64(time.Millisecond),
 		Error:     at.Error, Response: at.Response, Outcome: outcome,
 	}
@@ -841,8 +864,12 @@ type Query struct {
 	Rcpt string
 	// Route matches messages that any rule of this name routed.
 	Route string
-	// Status matches the message status exactly (see Status*).
+	// Status matches the message status (see Status*); StatusDead also
+	// matches partially delivered messages, which have dead jobs too.
 	Status string
+	// Text matches messages whose sender (envelope or From), subject,
+	// Message-ID, recipient or ids contain it (case-insensitive).
+	Text string
 	// Since and Until bound ReceivedAt: Since <= t < Until; zero is open.
 	Since, Until time.Time
 	// Cursor is the next value of a previous page.
@@ -873,6 +900,7 @@ func (a *Activity) Messages(q Query) (page []MessageSummary, next string, err er
 		}
 	}
 	rcpt := strings.ToLower(q.Rcpt)
+	text := strings.ToLower(strings.TrimSpace(q.Text))
 	page = []MessageSummary{}
 	err = a.db.View(func(tx *bolt.Tx) error {
 		c := tx.Bucket(bIndex).Cursor()
@@ -916,7 +944,7 @@ func (a *Activity) Messages(q Query) (page []MessageSummary, next string, err er
 			if err := json.Unmarshal(v, &s); err != nil {
 				continue
 			}
-			if !q.matches(&s, rcpt) {
+			if !q.matches(&s, rcpt, text) {
 				continue
 			}
 			if len(page) == limit {
@@ -933,8 +961,12 @@ func (a *Activity) Messages(q Query) (page []MessageSummary, next string, err er
 	return page, next, nil
 }
 
-func (q *Query) matches(s *MessageSummary, rcpt string) bool {
-	if q.Status != "" && s.Status != q.Status {
+func (q *Query) matches(s *MessageSummary, rcpt, text string) bool {
+	if q.Status != "" && s.Status != q.Status && (q.Status != StatusDead || s.Status != StatusPartial) {
+		return false
+	}
+	if text != "" && !slices.ContainsFunc(append([]string{s.ID, s.StableID, s.MailFrom, s.From, s.Subject, s.MessageID}, s.RcptTo...),
+		func(f string) bool { return strings.Contains(strings.ToLower(f), text) }) {
 		return false
 	}
 	if q.Route != "" && !slices.Contains(s.Routes, q.Route) {
@@ -946,11 +978,30 @@ func (q *Query) matches(s *MessageSummary, rcpt string) bool {
 	return true
 }
 
+// resolve returns the message id that id names: a message id itself, the
+// id of one of its jobs (a webhook delivery's webhook-id), or its stable id
+// (the webhook JSON's id).
+func resolve(tx *bolt.Tx, id string) string {
+	if tx.Bucket(bMsgs).Get([]byte(id)) != nil {
+		return id
+	}
+	if v := tx.Bucket(bJobs).Get([]byte(id)); v != nil {
+		return string(v)
+	}
+	if v := tx.Bucket(bAlias).Get([]byte(id)); v != nil {
+		return string(v)
+	}
+	return id
+}
+
 // Message returns everything recorded about one message, or ErrNotFound.
+// id is any of the message's ids: its msg_id, its stable id, or the id of
+// one of its jobs (the webhook-id of a webhook delivery).
 func (a *Activity) Message(id string) (*MessageDetail, error) {
 	var rec *msgRecord
 	err := a.db.View(func(tx *bolt.Tx) error {
 		var err error
+		id = resolve(tx, id)
 		if rec, err = getRecord(tx, id); err != nil {
 			return err
 		}
@@ -1251,6 +1302,9 @@ func (a *Activity) PurgeOnce() (int, error) {
 					for _, j := range rec.Jobs {
 						tx.Bucket(bJobs).Delete([]byte(j.ID))
 						tx.Bucket(bSent).Delete([]byte(j.ID))
+					}
+					if rec.StableID != "" {
+						tx.Bucket(bAlias).Delete([]byte(rec.StableID))
 					}
 				}
 				if err := tx.Bucket(bMsgs).Delete([]byte(id)); err != nil {

@@ -42,7 +42,7 @@ func TestActivityQuery(t *testing.T) {
 	}
 	// m3 is delivered.
 	j := &deliver.Job{ID: "m3-w", MsgID: "m3", Kind: deliver.KindWebhook, Target: "tickets-hook"}
-	if err := a.RecordAttempt(j, deliver.Attempt{At: c.Now(), Status: 200}, OutcomeDelivered); err != nil {
+	if err := a.RecordAttempt(j, deliver.Attempt{At: c.Now(), Status: 200}, deliver.SettleDelivered); err != nil {
 		t.Fatal(err)
 	}
 
@@ -141,7 +141,7 @@ func TestActivityStatus(t *testing.T) {
 		}
 		return d.Status
 	}
-	step := func(j *deliver.Job, code int, outcome, want string) {
+	step := func(j *deliver.Job, code int, outcome deliver.Settlement, want string) {
 		t.Helper()
 		c.Add(time.Second)
 		err := a.RecordAttempt(j, deliver.Attempt{Status: code, Latency: 42 * time.Millisecond, Error: "e", Response: strings.Repeat("x", 2000)}, outcome)
@@ -155,23 +155,23 @@ func TestActivityStatus(t *testing.T) {
 	if got := status(); got != StatusQueued {
 		t.Fatalf("status = %q, want queued", got)
 	}
-	step(jobs[0], 503, OutcomeRetry, StatusRetrying)
-	step(jobs[1], 250, OutcomeDelivered, StatusRetrying)
-	step(jobs[0], 410, OutcomeDead, StatusPartial)
+	step(jobs[0], 503, deliver.SettleRetry, StatusRetrying)
+	step(jobs[1], 250, deliver.SettleDelivered, StatusRetrying)
+	step(jobs[0], 410, deliver.SettleDead, StatusPartial)
 	if err := a.RecordReplayed("j1"); err != nil {
 		t.Fatal(err)
 	}
 	if got := status(); got != StatusQueued {
 		t.Fatalf("after replay: %q, want queued", got)
 	}
-	step(jobs[0], 200, OutcomeDelivered, StatusDelivered)
+	step(jobs[0], 200, deliver.SettleDelivered, StatusDelivered)
 
 	d, _ := a.Message("m")
 	if n := len(d.Jobs[0].Attempts); n != 3 {
 		t.Fatalf("j1 attempts = %d, want 3", n)
 	}
 	at := d.Jobs[0].Attempts[0]
-	if at.Status != 503 || at.StatusClass != "5xx" || at.LatencyMS != 42 || len(at.Response) != maxResponse || at.Outcome != OutcomeRetry {
+	if at.Status != 503 || at.StatusClass != "5xx" || at.LatencyMS != 42 || len(at.Response) != maxResponse || at.Outcome != string(deliver.SettleRetry) {
 		t.Fatalf("attempt = %+v", at)
 	}
 	var types []string
@@ -213,7 +213,7 @@ func TestActivityAttemptBeforeAccepted(t *testing.T) {
 	c := newClock()
 	a := openActivity(t, c.Now)
 	j := &deliver.Job{ID: "m-w", MsgID: "m", Kind: deliver.KindWebhook, Target: "tickets-hook", Route: "tickets", CreatedAt: c.Now()}
-	if err := a.RecordAttempt(j, deliver.Attempt{Status: 204}, OutcomeDelivered); err != nil {
+	if err := a.RecordAttempt(j, deliver.Attempt{Status: 204}, deliver.SettleDelivered); err != nil {
 		t.Fatal(err)
 	}
 	accept(t, nil, a, mailOpts{id: "m", received: c.Now()})
@@ -398,6 +398,37 @@ func TestActivitySentBounded(t *testing.T) {
 	}
 }
 
+// TestRecordAttemptSettlements: every way the Runner settles an attempt
+// is recorded (an unknown one was refused, and the warning was logged at
+// every shutdown for the jobs released then). A released job is queued
+// again.
+func TestRecordAttemptSettlements(t *testing.T) {
+	c := newClock()
+	a := openActivity(t, c.Now)
+	want := map[deliver.Settlement]string{
+		deliver.SettleDelivered: StatusDelivered,
+		deliver.SettleRetry:     StatusRetrying,
+		deliver.SettleDead:      StatusDead,
+		deliver.SettleReleased:  StatusQueued,
+	}
+	for _, how := range deliver.Settlements {
+		id := "m-" + string(how)
+		j := &deliver.Job{ID: id + "-w", MsgID: id, Kind: deliver.KindWebhook, Target: "hook", Route: "r"}
+		accept(t, nil, a, mailOpts{id: id, jobs: []*deliver.Job{j}})
+		if err := a.RecordAttempt(j, deliver.Attempt{Error: "x"}, how); err != nil {
+			t.Fatalf("RecordAttempt(%s) = %v", how, err)
+		}
+		d, err := a.Message(id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := d.Jobs[0]
+		if got.Status != want[how] || len(got.Attempts) != 1 || got.Attempts[0].Outcome != string(how) {
+			t.Errorf("after %s: job %+v, want status %q and the attempt recorded", how, got, want[how])
+		}
+	}
+}
+
 func TestActivitySeries(t *testing.T) {
 	c := newClock()
 	c.t = c.t.Truncate(time.Hour).Add(30 * time.Minute)
@@ -410,8 +441,9 @@ func TestActivitySeries(t *testing.T) {
 	a.SampleQueue(3)
 	c.Add(3 * time.Minute)
 	j := &deliver.Job{ID: "a1-w", MsgID: "a1", Kind: deliver.KindWebhook}
-	a.RecordAttempt(j, deliver.Attempt{Status: 500}, OutcomeRetry)
-	a.RecordAttempt(j, deliver.Attempt{Status: 200}, OutcomeDelivered)
+	a.RecordAttempt(j, deliver.Attempt{Status: 500}, deliver.SettleRetry)
+	a.RecordAttempt(j, deliver.Attempt{}, deliver.SettleReleased) // neither delivered nor failed
+	a.RecordAttempt(j, deliver.Attempt{Status: 200}, deliver.SettleDelivered)
 	a.SampleQueue(1)
 
 	pts, err := a.Series(start.Add(-2*time.Minute), 2*time.Minute)
@@ -451,7 +483,7 @@ func TestActivityConcurrent(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for range per {
-				if err := a.RecordAttempt(j, deliver.Attempt{Status: 503}, OutcomeRetry); err != nil {
+				if err := a.RecordAttempt(j, deliver.Attempt{Status: 503}, deliver.SettleRetry); err != nil {
 					t.Error(err)
 				}
 			}
@@ -561,7 +593,7 @@ func TestActivityParsedApart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := a.RecordAttempt(jobs[0], deliver.Attempt{Status: 200}, OutcomeDelivered); err != nil {
+	if err := a.RecordAttempt(jobs[0], deliver.Attempt{Status: 200}, deliver.SettleDelivered); err != nil {
 		t.Fatal(err)
 	}
 	d, err := a.Message("m1")

@@ -109,7 +109,7 @@ func BenchmarkRecordAttempt(b *testing.B) {
 			b.Fatal(err)
 		}
 		b.StartTimer()
-		if err := a.RecordAttempt(js[0], at, OutcomeDelivered); err != nil {
+		if err := a.RecordAttempt(js[0], at, deliver.SettleDelivered); err != nil {
 			b.Fatal(err)
 		}
 	}

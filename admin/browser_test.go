@@ -53,82 +53,26 @@ func TestDashboardBrowser(t *testing.T) {
 	jobs, _ := e.q.Take(ctx, deliver.Kinds, 1, time.Minute)
 	retry := deliver.Attempt{At: e.clock.Now(), Status: 503, Latency: 231 * time.Millisecond, Error: "webhook: 503 Service Unavailable", Response: "upstream busy"}
 	e.q.Retry(ctx, jobs[0], e.clock.Now(), retry)
-	e.act.RecordAttempt(jobs[0], retry, OutcomeRetry)
+	e.act.RecordAttempt(jobs[0], retry, deliver.SettleRetry)
 	e.act.RecordSent(jobs[0].ID, []byte(`{"type":"message.received","id":"fire","route":"tickets"}`))
 	jobs, _ = e.q.Take(ctx, deliver.Kinds, 1, time.Minute)
 	ok := deliver.Attempt{At: e.clock.Now(), Status: 200, Latency: 48 * time.Millisecond}
 	e.q.Ack(ctx, jobs[0])
-	e.act.RecordAttempt(jobs[0], ok, OutcomeDelivered)
+	e.act.RecordAttempt(jobs[0], ok, deliver.SettleDelivered)
 	// A dead letter.
 	e.clock.Add(time.Second)
 	accept(t, e.q, e.act, mailOpts{id: "lost", rcpt: "sales@example.test", route: "people", received: e.clock.Now()})
 	jobs, _ = e.q.Take(ctx, deliver.Kinds, 1, time.Minute)
 	gone := deliver.Attempt{At: e.clock.Now(), Status: 410, Latency: 12 * time.Millisecond, Error: "webhook: 410 Gone"}
 	e.q.Dead(ctx, jobs[0], gone)
-	e.act.RecordAttempt(jobs[0], gone, OutcomeDead)
+	e.act.RecordAttempt(jobs[0], gone, deliver.SettleDead)
 	deadID := jobs[0].ID
 	e.act.RecordRefused(Refused{RemoteIP: "198.51.100.7", Code: 550, Enhanced: "5.7.1", Reason: "relay_denied", Stage: "rcpt"})
 	for i := range 5 {
 		e.act.SampleQueue(i)
 	}
 
-	actx, cancelA := chromedp.NewExecAllocator(ctx,
-		chromedp.ExecPath(bin),
-		chromedp.Flag("headless", true),
-		chromedp.NoSandbox,
-		chromedp.DisableGPU,
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.Flag("disable-dev-shm-usage", true),
-		chromedp.NoFirstRun,
-		chromedp.UserDataDir(t.TempDir()),
-		chromedp.WindowSize(1280, 1000),
-	)
-	defer cancelA()
-	bctx, cancelB := chromedp.NewContext(actx)
-	defer cancelB()
-
-	// Uncaught exceptions in the page fail the test.
-	var mu sync.Mutex
-	var jsErrors []string
-	if err := chromedp.Listen(bctx, func(ev any) {
-		if ex, ok := ev.(*runtime.EventExceptionThrown); ok {
-			mu.Lock()
-			jsErrors = append(jsErrors, fmt.Sprintf("%s (%s:%d)", exceptionText(ex.ExceptionDetails), ex.ExceptionDetails.URL, ex.ExceptionDetails.LineNumber))
-			mu.Unlock()
-		}
-	}); err != nil {
-		t.Fatalf("start chromium: %v", err)
-	}
-	defer func() {
-		mu.Lock()
-		defer mu.Unlock()
-		for _, s := range jsErrors {
-			t.Errorf("JavaScript exception: %s", s)
-		}
-	}()
-
-	// Each step has its own deadline (derived after the browser started, so
-	// the browser outlives it).
-	step := func(name string, actions ...chromedp.Action[chromedp.Void]) {
-		t.Helper()
-		sctx, cancel := context.WithTimeout(bctx, 20*time.Second)
-		defer cancel()
-		if err := chromedp.Do(sctx, actions...); err != nil {
-			t.Fatalf("%s: %v", name, err)
-		}
-	}
-	text := func(sel string) string {
-		t.Helper()
-		sctx, cancel := context.WithTimeout(bctx, 20*time.Second)
-		defer cancel()
-		s, err := chromedp.Run(sctx, chromedp.Text(chromedp.CSS(sel)))
-		if err != nil {
-			t.Fatalf("text of %s: %v", sel, err)
-		}
-		return s
-	}
+	bctx, step, text := startBrowser(t, bin)
 
 	step("load", chromedp.Navigate(e.base+"/"), chromedp.WaitVisible(chromedp.CSS("#login-form")))
 	step("bad login", chromedp.SendKeys(chromedp.CSS("#token"), "not the token"), chromedp.Click(chromedp.CSS("#login-submit")),
@@ -204,6 +148,69 @@ func TestDashboardBrowser(t *testing.T) {
 	shot(t, bctx, "messages.png")
 
 	step("logout", chromedp.Click(chromedp.CSS("#logout-form button")), chromedp.WaitVisible(chromedp.CSS("#login-form")))
+}
+
+// startBrowser starts a headless Chromium for the test; uncaught
+// JavaScript exceptions in its pages fail the test. step runs actions
+// with a deadline each; text returns the text of the first element sel
+// matches.
+func startBrowser(t *testing.T, bin string) (bctx context.Context, step func(name string, actions ...chromedp.Action[chromedp.Void]), text func(sel string) string) {
+	t.Helper()
+	actx, cancelA := chromedp.NewExecAllocator(t.Context(),
+		chromedp.ExecPath(bin),
+		chromedp.Flag("headless", true),
+		chromedp.NoSandbox,
+		chromedp.DisableGPU,
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("disable-dev-shm-usage", true),
+		chromedp.NoFirstRun,
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.WindowSize(1280, 1000),
+	)
+	bctx, cancelB := chromedp.NewContext(actx)
+	t.Cleanup(func() { cancelB(); cancelA() })
+
+	var mu sync.Mutex
+	var jsErrors []string
+	if err := chromedp.Listen(bctx, func(ev any) {
+		if ex, ok := ev.(*runtime.EventExceptionThrown); ok {
+			mu.Lock()
+			jsErrors = append(jsErrors, fmt.Sprintf("%s (%s:%d)", exceptionText(ex.ExceptionDetails), ex.ExceptionDetails.URL, ex.ExceptionDetails.LineNumber))
+			mu.Unlock()
+		}
+	}); err != nil {
+		t.Fatalf("start chromium: %v", err)
+	}
+	t.Cleanup(func() {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, s := range jsErrors {
+			t.Errorf("JavaScript exception: %s", s)
+		}
+	})
+	// Each step has its own deadline (derived after the browser started, so
+	// the browser outlives it).
+	step = func(name string, actions ...chromedp.Action[chromedp.Void]) {
+		t.Helper()
+		sctx, cancel := context.WithTimeout(bctx, 20*time.Second)
+		defer cancel()
+		if err := chromedp.Do(sctx, actions...); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+	}
+	text = func(sel string) string {
+		t.Helper()
+		sctx, cancel := context.WithTimeout(bctx, 20*time.Second)
+		defer cancel()
+		s, err := chromedp.Run(sctx, chromedp.Text(chromedp.CSS(sel)))
+		if err != nil {
+			t.Fatalf("text of %s: %v", sel, err)
+		}
+		return s
+	}
+	return bctx, step, text
 }
 
 func exceptionText(d *runtime.ExceptionDetails) string {

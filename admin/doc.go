@@ -71,7 +71,7 @@
 //	act.KeepRaw(mail.ID, mail.RawPath)            // before Queue.Commit moves the file (none when mail.Raw is set)
 //	act.RecordAccepted(mail, decisions, jobs)     // after Commit succeeds; keeps mail.Raw, if set
 //	act.RecordRefused(admin.Refused{...})         // on each 4xx/5xx that ends a message or recipient
-//	act.RecordAttempt(job, attempt, outcome)      // after each attempt: delivered, retry or dead
+//	act.RecordAttempt(job, attempt, settlement)   // after each attempt: delivered, retry, dead or released
 //	act.RecordSent(job.ID, body)                  // the webhook body sent
 //	go act.Purge(ctx); go act.SampleQueueEvery(ctx, 15*time.Second, q.Stats)
 //

@@ -141,6 +141,7 @@ type mailOpts struct {
 	route    string
 	received time.Time
 	raw      string
+	stable   string
 	jobs     []*deliver.Job
 	spam     *rspamd.Result // rspamd's verdict, if any
 }
@@ -160,6 +161,7 @@ func accept(t testing.TB, q deliver.Queue, a *Activity, o mailOpts) (*route.Mail
 	}
 	mail := queuetest.NewMail(t, o.id, o.raw)
 	mail.Envelope.RcptTo = []string{o.rcpt}
+	mail.StableID = o.stable
 	if !o.received.IsZero() {
 		mail.ReceivedAt = o.received
 	}

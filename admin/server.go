@@ -56,6 +56,13 @@ type ServerOptions struct {
 	SessionTTL time.Duration
 	// Now returns the current time; nil means time.Now.
 	Now func() time.Time
+	// RunningConfig returns the config.Fingerprint of what the server runs
+	// (POST /api/config/diff); nil leaves that endpoint answering 501.
+	RunningConfig func() map[string]string
+	// Wake, when set, is called after jobs were made due by an operator
+	// (retry now, replay), so the workers take them at once rather than
+	// at their next poll.
+	Wake func()
 }
 
 // Server is the admin listener: health and readiness probes, Prometheus
@@ -142,6 +149,7 @@ func (s *Server) routes() {
 	m.HandleFunc("POST /api/queue/replay", s.api(s.replayAll))
 	m.HandleFunc("DELETE /api/jobs/{id}", s.api(s.dropJob))
 	m.HandleFunc("GET /api/series", s.api(s.series))
+	s.jobRoutes(m)
 	m.HandleFunc("/api/", s.api(func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no such API endpoint")
 	}))
@@ -407,7 +415,15 @@ func (s *Server) listMessages(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	v := r.URL.Query()
-	q := Query{Rcpt: v.Get("rcpt"), Route: v.Get("route"), Status: v.Get("status"), Cursor: v.Get("cursor")}
+	q := Query{Rcpt: v.Get("rcpt"), Route: v.Get("route"), Status: v.Get("status"), Text: v.Get("q"), Cursor: v.Get("cursor")}
+	if id := strings.TrimSpace(q.Text); id != "" && q.Cursor == "" {
+		// Any of a message's ids finds it, even those (job ids) the list
+		// does not show.
+		if d, err := s.opts.Activity.Message(id); err == nil {
+			writeJSON(w, http.StatusOK, map[string]any{"messages": []MessageSummary{d.MessageSummary}, "next": ""})
+			return
+		}
+	}
 	var err error
 	if q.Since, err = parseTime(v.Get("since")); err != nil {
 		writeError(w, http.StatusBadRequest, "since: want an RFC 3339 time")
@@ -436,46 +452,69 @@ func (s *Server) listMessages(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) getMessage(w http.ResponseWriter, r *http.Request) {
-	id := r.PathValue("id")
-	var d *MessageDetail
-	var err error
-	if s.opts.Activity != nil {
-		d, err = s.opts.Activity.Message(id)
-		if err != nil && !errors.Is(err, ErrNotFound) {
-			s.internalError(w, r, err)
-			return
-		}
+	d, err := FindMessage(r.Context(), s.opts.Queue, s.opts.Activity, r.PathValue("id"), s.now())
+	if errors.Is(err, ErrNotFound) {
+		writeError(w, http.StatusNotFound, "no such message (no message, stable id or job has this id)")
+		return
 	}
-	if d == nil {
-		if d, err = s.detailFromQueue(r.Context(), id); errors.Is(err, deliver.ErrNotFound) {
-			writeError(w, http.StatusNotFound, "no such message")
-			return
-		} else if err != nil {
-			s.internalError(w, r, err)
-			return
-		}
+	if err != nil {
+		s.internalError(w, r, err)
+		return
 	}
-	s.addQueueState(r.Context(), d)
 	writeJSON(w, http.StatusOK, d)
 }
 
+// FindMessage returns what is known about the message any of whose ids is
+// id (its msg_id, its stable id, or a job id, which is the webhook-id of a
+// webhook delivery): the activity store's record, else what the queue still
+// holds, with each job's live state in the queue. act or q may be nil. It
+// returns ErrNotFound when neither knows the id.
+func FindMessage(ctx context.Context, q deliver.Queue, act *Activity, id string, now time.Time) (*MessageDetail, error) {
+	var d *MessageDetail
+	if act != nil {
+		var err error
+		d, err = act.Message(id)
+		if err != nil && !errors.Is(err, ErrNotFound) {
+			return nil, err
+		}
+	}
+	if d == nil {
+		var err error
+		if d, err = detailFromQueue(ctx, q, id, now); errors.Is(err, deliver.ErrNotFound) {
+			return nil, ErrNotFound
+		} else if err != nil {
+			return nil, err
+		}
+	}
+	addQueueState(ctx, q, d, now)
+	return d, nil
+}
+
 // detailFromQueue builds what it can of a message the activity store does
-// not know from the queue.
-func (s *Server) detailFromQueue(ctx context.Context, id string) (*MessageDetail, error) {
-	if s.opts.Queue == nil {
+// not know from the queue; id is the message's or one of its jobs'.
+func detailFromQueue(ctx context.Context, q deliver.Queue, id string, now time.Time) (*MessageDetail, error) {
+	if q == nil {
 		return nil, deliver.ErrNotFound
 	}
-	mail, err := s.opts.Queue.Mail(ctx, id)
+	mail, err := q.Mail(ctx, id)
+	if errors.Is(err, deliver.ErrNotFound) {
+		j, jerr := q.Get(ctx, id)
+		if jerr != nil {
+			return nil, err
+		}
+		id = j.MsgID
+		mail, err = q.Mail(ctx, id)
+	}
 	if err != nil {
 		return nil, err
 	}
-	jobs, err := s.opts.Queue.List(ctx, deliver.ListOptions{MsgID: id, Limit: 1000})
+	jobs, err := q.List(ctx, deliver.ListOptions{MsgID: id, Limit: 1000})
 	if err != nil {
 		return nil, err
 	}
-	d := &MessageDetail{StableID: mail.StableID, RawSize: mail.RawSize, Envelope: mail.Envelope, Auth: mail.Auth}
+	d := &MessageDetail{RawSize: mail.RawSize, Envelope: mail.Envelope, Auth: mail.Auth}
 	d.Message, d.Truncated = trimMessage(mail.Message)
-	d.ID, d.ReceivedAt, d.MailFrom, d.RcptTo = mail.ID, mail.ReceivedAt, mail.Envelope.MailFrom, mail.Envelope.RcptTo
+	d.ID, d.StableID, d.ReceivedAt, d.MailFrom, d.RcptTo = mail.ID, mail.StableID, mail.ReceivedAt, mail.Envelope.MailFrom, mail.Envelope.RcptTo
 	d.Timeline = []Event{{At: mail.ReceivedAt, Type: "accepted"}}
 	d.HasRaw = true
 	for _, j := range jobs {
@@ -483,7 +522,7 @@ func (s *Server) detailFromQueue(ctx context.Context, id string) (*MessageDetail
 		for _, a := range j.History {
 			jr.Attempts = append(jr.Attempts, newAttemptRecord(a, ""))
 		}
-		switch j.StateAt(s.now()) {
+		switch j.StateAt(now) {
 		case deliver.StateDead:
 			jr.Status = StatusDead
 		default:
@@ -502,13 +541,12 @@ func (s *Server) detailFromQueue(ctx context.Context, id string) (*MessageDetail
 }
 
 // addQueueState fills each job's live state from the queue.
-func (s *Server) addQueueState(ctx context.Context, d *MessageDetail) {
-	if s.opts.Queue == nil {
+func addQueueState(ctx context.Context, q deliver.Queue, d *MessageDetail, now time.Time) {
+	if q == nil {
 		return
 	}
-	now := s.now()
 	for i := range d.Jobs {
-		j, err := s.opts.Queue.Get(ctx, d.Jobs[i].ID)
+		j, err := q.Get(ctx, d.Jobs[i].ID)
 		if err != nil {
 			continue
 		}
@@ -574,13 +612,41 @@ func (s *Server) listRefused(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "since: want an RFC 3339 time")
 		return
 	}
-	limit, _ := strconv.Atoi(r.URL.Query().Get("limit"))
-	list, err := s.opts.Activity.Refusals(since, limit)
+	v := r.URL.Query()
+	limit, _ := strconv.Atoi(v.Get("limit"))
+	list, err := s.opts.Activity.RefusalsMatching(since, limit, refusedFilter(v.Get("q"), v.Get("stage"), v.Get("class")))
 	if err != nil {
 		s.internalError(w, r, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"refused": list})
+}
+
+// refusedFilter matches refusals by text (in the client IP, MAIL FROM,
+// recipients or reply), SMTP stage, and reply class ("4xx" or "5xx"); nil
+// when there is nothing to filter by.
+func refusedFilter(text, stage, class string) func(*Refused) bool {
+	text = strings.ToLower(strings.TrimSpace(text))
+	if text == "" && stage == "" && class == "" {
+		return nil
+	}
+	return func(r *Refused) bool {
+		if stage != "" && r.Stage != stage {
+			return false
+		}
+		if class != "" && fmt.Sprintf("%dxx", r.Code/100) != class {
+			return false
+		}
+		if text == "" {
+			return true
+		}
+		for _, f := range append([]string{r.RemoteIP, r.MailFrom, r.Reason, r.Enhanced, strconv.Itoa(r.Code)}, r.Rcpts...) {
+			if strings.Contains(strings.ToLower(f), text) {
+				return true
+			}
+		}
+		return false
+	}
 }
 
 func (s *Server) needQueue(w http.ResponseWriter) bool {
@@ -616,33 +682,7 @@ func (s *Server) listDead(w http.ResponseWriter, r *http.Request) {
 	if !s.needQueue(w) {
 		return
 	}
-	v := r.URL.Query()
-	opts := deliver.ListOptions{Kind: deliver.Kind(v.Get("kind")), MsgID: v.Get("msg_id"), After: v.Get("cursor"), Limit: 100}
-	if opts.Kind != "" && !opts.Kind.Valid() {
-		writeError(w, http.StatusBadRequest, "kind: want webhook, relay or mailbox")
-		return
-	}
-	if l := v.Get("limit"); l != "" {
-		n, err := strconv.Atoi(l)
-		if err != nil || n < 1 {
-			writeError(w, http.StatusBadRequest, "limit: want a positive number (at most 500)")
-			return
-		}
-		opts.Limit = min(n, MaxPageSize)
-	}
-	jobs, err := s.opts.Queue.ListDead(r.Context(), opts)
-	if err != nil {
-		s.internalError(w, r, err)
-		return
-	}
-	next := ""
-	if len(jobs) == opts.Limit {
-		next = jobs[len(jobs)-1].ID
-	}
-	if jobs == nil {
-		jobs = []*deliver.Job{}
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"jobs": jobs, "next": next})
+	s.jobPage(w, r, s.opts.Queue.ListDead)
 }
 
 func (s *Server) replayJob(w http.ResponseWriter, r *http.Request) {
@@ -662,6 +702,7 @@ func (s *Server) replayJob(w http.ResponseWriter, r *http.Request) {
 		s.internalError(w, r, err)
 		return
 	}
+	s.wake()
 	s.log.Info("job replayed by operator", "job_id", id, "remote_ip", remoteIP(r))
 	if s.opts.Activity != nil {
 		if err := s.opts.Activity.RecordReplayed(id); err != nil && !errors.Is(err, ErrNotFound) {
@@ -712,6 +753,7 @@ func (s *Server) replayAll(w http.ResponseWriter, r *http.Request) {
 		s.internalError(w, r, err)
 		return
 	}
+	s.wake()
 	s.log.Info("dead letters replayed by operator", "since", since, "jobs", n, "remote_ip", remoteIP(r))
 	for _, id := range ids {
 		if err := s.opts.Activity.RecordReplayed(id); err != nil && !errors.Is(err, ErrNotFound) {

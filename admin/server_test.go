@@ -196,7 +196,7 @@ func TestAPIMessageDetailAndRaw(t *testing.T) {
 	if err := e.q.Retry(t.Context(), jobs[0], time.Now().Add(time.Hour), a); err != nil {
 		t.Fatal(err)
 	}
-	e.act.RecordAttempt(jobs[0], a, OutcomeRetry)
+	e.act.RecordAttempt(jobs[0], a, deliver.SettleRetry)
 	e.act.RecordSent(jobs[0].ID, []byte(`{"type":"message.received","id":"fire"}`))
 
 	var d MessageDetail
@@ -276,7 +276,7 @@ func TestAPIQueueReplayDrop(t *testing.T) {
 		if err := e.q.Dead(ctx, j, a); err != nil {
 			t.Fatal(err)
 		}
-		e.act.RecordAttempt(j, a, OutcomeDead)
+		e.act.RecordAttempt(j, a, deliver.SettleDead)
 	}
 	var st queueStatsJSON
 	json.Unmarshal(e.get("/api/queue/stats"), &st)
@@ -587,9 +587,9 @@ func TestMetricsMove(t *testing.T) {
 	m.VerifyResult("dmarc", "pass")
 	m.ParseWarnings(3)
 	m.RouteMatch("tickets")
-	m.Attempt("webhook", "tickets-hook", 503, 250*time.Millisecond, OutcomeRetry)
-	m.Attempt("webhook", "tickets-hook", 0, time.Second, OutcomeRetry)
-	m.Attempt("webhook", "tickets-hook", 200, 40*time.Millisecond, OutcomeDelivered)
+	m.Attempt("webhook", "tickets-hook", 503, 250*time.Millisecond, string(deliver.SettleRetry))
+	m.Attempt("webhook", "tickets-hook", 0, time.Second, string(deliver.SettleRetry))
+	m.Attempt("webhook", "tickets-hook", 200, 40*time.Millisecond, string(deliver.SettleDelivered))
 	m.Delivered("webhook", 90*time.Second)
 	m.IMAPSession()
 	m.POP3Session()

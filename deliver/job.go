@@ -83,6 +83,24 @@ type Outcome struct {
 	Rcpts []string
 }
 
+// Settlement is how the Runner settled an attempt, as OnAttempt is told:
+// its values are the words the activity log and the metrics show.
+type Settlement string
+
+// Settlements of an attempt.
+const (
+	SettleDelivered Settlement = "delivered" // acked: the job is done
+	SettleRetry     Settlement = "retry"     // failed, due again by the schedule
+	SettleDead      Settlement = "dead"      // dead-lettered
+	// SettleReleased is an attempt abandoned because mailhook is stopping:
+	// the job is given back to the queue, due at once, for the next
+	// process. It is neither a delivery nor a failure.
+	SettleReleased Settlement = "released"
+)
+
+// Settlements lists every Settlement, for consumers that must handle each.
+var Settlements = []Settlement{SettleDelivered, SettleRetry, SettleDead, SettleReleased}
+
 // Handler performs one attempt of a job. It must honour ctx and must not
 // return before the attempt is finished or abandoned.
 type Handler interface {

@@ -73,10 +73,10 @@ type RunnerOptions struct {
 	Logger *slog.Logger
 	// Now returns the current time; nil means time.Now.
 	Now func() time.Time
-	// OnAttempt, when set, is told of every settled attempt (metrics, the
-	// activity log): outcome is "delivered", "retry", "dead" or "released".
-	// It runs on the worker's goroutine and must not block.
-	OnAttempt func(job *Job, mail *route.Mail, a Attempt, outcome string)
+	// OnAttempt, when set, is told of every settled attempt and how it was
+	// settled (metrics, the activity log). It runs on the worker's
+	// goroutine and must not block.
+	OnAttempt func(job *Job, mail *route.Mail, a Attempt, how Settlement)
 }
 
 // Runner takes jobs from a Queue and runs their handlers, with retries by
@@ -284,10 +284,11 @@ func (r *Runner) attempt(workCtx context.Context, job *Job, h Handler) {
 	defer cancel()
 	log := r.log.With("msg_id", job.MsgID, "route", job.Route, "attempt", job.Attempts,
 		"status", out.Attempt.Status, "job_id", job.ID, "kind", job.Kind, "target", job.Target)
-	var what, outcome string // the operation, and its name for OnAttempt
+	var what string // the operation, for the log
+	var how Settlement
 	switch {
 	case out.Done:
-		what, outcome, err = "ack", "delivered", r.opt.Queue.Ack(opCtx, job)
+		what, how, err = "ack", SettleDelivered, r.opt.Queue.Ack(opCtx, job)
 		if err == nil {
 			log.Info("delivered", "latency", out.Attempt.Latency)
 		}
@@ -296,26 +297,26 @@ func (r *Runner) attempt(workCtx context.Context, job *Job, h Handler) {
 		if out.Attempt.Error == "" {
 			out.Attempt.Error = "abandoned: mailhook is stopping"
 		}
-		what, outcome, err = "release", "released", r.opt.Queue.Retry(opCtx, job, end, out.Attempt)
+		what, how, err = "release", SettleReleased, r.opt.Queue.Retry(opCtx, job, end, out.Attempt)
 		if err == nil {
 			log.Info("released on stop")
 		}
 	default:
 		next, reason := r.next(job, out, end)
 		if reason != "" {
-			what, outcome, err = "dead-letter", "dead", r.opt.Queue.Dead(opCtx, job, out.Attempt)
+			what, how, err = "dead-letter", SettleDead, r.opt.Queue.Dead(opCtx, job, out.Attempt)
 			if err == nil {
 				log.Warn("dead-lettered", "reason", reason, "err", out.Attempt.Error)
 			}
 		} else {
-			what, outcome, err = "retry", "retry", r.opt.Queue.Retry(opCtx, job, next, out.Attempt)
+			what, how, err = "retry", SettleRetry, r.opt.Queue.Retry(opCtx, job, next, out.Attempt)
 			if err == nil {
 				log.Info("attempt failed; will retry", "err", out.Attempt.Error, "next_at", next)
 			}
 		}
 	}
 	if err == nil && r.opt.OnAttempt != nil {
-		r.opt.OnAttempt(job, mail, out.Attempt, outcome)
+		r.opt.OnAttempt(job, mail, out.Attempt, how)
 	}
 	if errors.Is(err, ErrLeaseLost) {
 		log.Warn("lease lost before "+what+"; another worker owns the job now", "err", err)

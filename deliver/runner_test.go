@@ -271,7 +271,11 @@ func TestRunnerStop(t *testing.T) {
 			<-ctx.Done()
 			return deliver.Outcome{Attempt: deliver.Attempt{Error: ctx.Err().Error()}}
 		})
-		r, err := deliver.NewRunner(deliver.RunnerOptions{Queue: q, Handlers: map[deliver.Kind]deliver.Handler{deliver.KindWebhook: h}, StopTimeout: time.Millisecond, Lease: time.Hour})
+		var settled []deliver.Settlement // written before Run returns
+		r, err := deliver.NewRunner(deliver.RunnerOptions{Queue: q, Handlers: map[deliver.Kind]deliver.Handler{deliver.KindWebhook: h}, StopTimeout: time.Millisecond, Lease: time.Hour,
+			OnAttempt: func(_ *deliver.Job, _ *route.Mail, _ deliver.Attempt, how deliver.Settlement) {
+				settled = append(settled, how)
+			}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -282,6 +286,9 @@ func TestRunnerStop(t *testing.T) {
 		cancel()
 		if err := <-done; err != nil {
 			t.Fatalf("Run = %v", err)
+		}
+		if !slices.Equal(settled, []deliver.Settlement{deliver.SettleReleased}) {
+			t.Errorf("OnAttempt told %v, want [released]", settled)
 		}
 		j, err := q.Get(t.Context(), "j1")
 		if err != nil || j.StateAt(time.Now()) != deliver.StateReady || j.Attempts != 1 || len(j.History) != 1 {
@@ -326,10 +333,10 @@ func TestRunnerOnAttempt(t *testing.T) {
 	commitOne(t, q, deliver.KindWebhook)
 	h, _ := recorder(fail, ok)
 	var mu sync.Mutex
-	var outcomes []string
+	var outcomes []deliver.Settlement
 	start(t, deliver.RunnerOptions{Queue: q, Handlers: map[deliver.Kind]deliver.Handler{deliver.KindWebhook: h},
 		Schedule: []time.Duration{time.Millisecond},
-		OnAttempt: func(job *deliver.Job, mail *route.Mail, a deliver.Attempt, outcome string) {
+		OnAttempt: func(job *deliver.Job, mail *route.Mail, a deliver.Attempt, outcome deliver.Settlement) {
 			mu.Lock()
 			defer mu.Unlock()
 			if mail == nil || mail.ID != "m1" || job.ID != "j1" {
@@ -339,7 +346,7 @@ func TestRunnerOnAttempt(t *testing.T) {
 		}})
 	waitFor(t, "delivery", empty(t, q))
 	waitFor(t, "two hooks", func() bool { mu.Lock(); defer mu.Unlock(); return len(outcomes) == 2 })
-	if outcomes[0] != "retry" || outcomes[1] != "delivered" {
+	if outcomes[0] != deliver.SettleRetry || outcomes[1] != deliver.SettleDelivered {
 		t.Errorf("outcomes = %v, want [retry delivered]", outcomes)
 	}
 }

@@ -8,9 +8,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mailhook/mailhook/dns/dnstest"
 	"github.com/mailhook/mailhook/header"
 	"github.com/mailhook/mailhook/ingest/auth"
-	"github.com/mailhook/mailhook/ingest/auth/dnstest"
 	"github.com/mailhook/mailhook/internal/rawsmtp"
 	"github.com/mailhook/mailhook/route"
 )

@@ -116,16 +116,25 @@
       const box = $("#queue-stats");
       box.replaceChildren(
         el("span", { title: "Ready to deliver" }, "ready ", el("b", {}, st.ready)),
-        el("span", { title: "Waiting for a retry" }, "scheduled ", el("b", {}, st.scheduled)),
+        el("span", { title: "Waiting for a retry" }, "scheduled ", el("b", {}, st.scheduled),
+          st.scheduled > 0 ? el("button", { class: "link retry-all", title: "Attempt every waiting delivery now", onclick: retryAll }, "retry now") : ""),
         el("span", { title: "Being delivered" }, "in flight ", el("b", {}, st.leased)),
         el("a", { href: "#/dead", class: st.dead > 0 ? "dead-count bad" : "dead-count" }, "dead ", el("b", {}, st.dead)),
       );
     } catch (e) { /* shown elsewhere */ }
   }
 
+  async function retryAll() {
+    try {
+      const r = await api("/api/queue/retry", { method: "POST" });
+      flash(r.retried + " waiting deliveries will be attempted now.");
+      loadStats();
+    } catch (e) { if (e.status !== 401) flash("Retry failed: " + e.message, true); }
+  }
+
   // --- message list ---
-  function filterQuery() {
-    const f = new FormData($("#filters"));
+  function filterQuery(form) {
+    const f = new FormData(form || $("#filters"));
     const q = new URLSearchParams();
     for (const [k, v] of f) if (v) q.set(k, v);
     return q;
@@ -241,6 +250,22 @@
     } catch (e) { if (e.status !== 401) flash("Replay failed: " + e.message, true); }
   }
 
+  async function retryNow(jobID, after) {
+    try {
+      await api("/api/jobs/" + encodeURIComponent(jobID) + "/retry", { method: "POST" });
+      flash("Job " + jobID + " will be attempted now.");
+      setTimeout(after, 1500);
+    } catch (e) { if (e.status !== 401) flash("Retry failed: " + e.message, true); }
+  }
+
+  // attemptStatus is an attempt's reply code, or for deliveries that have
+  // none (a mailbox append) what happened.
+  function attemptStatus(a) {
+    if (a.status) return badge(String(a.status), "c" + a.status_class);
+    if (a.error) return badge("error", "bad");
+    return badge(a.outcome === "delivered" ? "stored" : "—", a.outcome === "delivered" ? "good" : "neutral");
+  }
+
   async function drop(jobID, after) {
     if (!confirm("Drop job " + jobID + "? It will not be delivered.")) return;
     try {
@@ -259,13 +284,14 @@
           j.queue_state ? el("span", { class: "muted" }, " queue: " + j.queue_state + (j.next_at ? ", next " + fmtTime(j.next_at) : "")) : "",
           el("span", { class: "muted small" }, " job " + j.id + (j.route ? ", route " + j.route : "")),
           j.queue_state === "dead" ? el("button", { class: "replay", "data-job": j.id, onclick: () => replay(j.id, reload) }, "Replay") : "",
+          j.queue_state === "scheduled" ? el("button", { class: "retry", "data-job": j.id, onclick: () => retryNow(j.id, reload) }, "Retry now") : "",
         ),
         j.attempts && j.attempts.length ?
           el("table", { class: "list attempts" },
             el("thead", {}, el("tr", {}, el("th", {}, "Time"), el("th", {}, "Status"), el("th", {}, "Latency"), el("th", {}, "Outcome"), el("th", {}, "Error / response"))),
             el("tbody", {}, j.attempts.map(a => el("tr", {},
               el("td", { class: "nowrap" }, fmtTime(a.at)),
-              el("td", {}, badge(a.status ? String(a.status) : "—", "c" + a.status_class)),
+              el("td", {}, attemptStatus(a)),
               el("td", { class: "num" }, fmtMS(a.latency_ms)),
               el("td", {}, a.outcome ? badge(a.outcome === "retry" ? "retrying" : a.outcome) : ""),
               el("td", { class: "err" }, a.error || "", a.response ? el("code", { class: "resp" }, a.response) : ""),
@@ -315,6 +341,8 @@
           d.has_raw ? el("a", { class: "button secondary", href: "/api/messages/" + encodeURIComponent(id) + "/raw" }, "Raw source") : ""),
         section("Envelope", "msg-envelope", kv([
           ["ID", d.id],
+          ["Stable ID", d.stable_id || ""],
+          ["Message-ID", (m && m.message_id) || ""],
           ["Received", fmtTime(d.received_at)],
           ["MAIL FROM", env.mail_from || "<>"],
           ["RCPT TO", (env.rcpt_to || []).join(", ")],
@@ -359,8 +387,10 @@
   // --- refusals ---
   async function loadRefused() {
     try {
-      const res = await api("/api/refused?limit=200");
-      $("#refused tbody").replaceChildren(...res.refused.map(r => el("tr", {},
+      const q = filterQuery($("#refused-filters"));
+      q.set("limit", "200");
+      const res = await api("/api/refused?" + q);
+      $("#refused tbody").replaceChildren(...res.refused.map(r => el("tr", { "data-ip": r.remote_ip },
         el("td", { class: "nowrap" }, fmtTime(r.at)),
         el("td", {}, r.remote_ip || ""),
         el("td", {}, r.mail_from || "<>"),
@@ -478,6 +508,7 @@
 
   async function start() {
     $("#filters").addEventListener("submit", e => { e.preventDefault(); poll(loadMessages); });
+    $("#refused-filters").addEventListener("submit", e => { e.preventDefault(); poll(loadRefused); });
     $("#more").addEventListener("click", loadMore);
     $("#hours").addEventListener("change", loadCharts);
     window.addEventListener("hashchange", route);

@@ -17,9 +17,11 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/mailhook/mailhook/admin"
+	"github.com/mailhook/mailhook/config"
 	"github.com/mailhook/mailhook/deliver"
 	"github.com/mailhook/mailhook/deliver/webhook"
 	"github.com/mailhook/mailhook/ingest"
+	"github.com/mailhook/mailhook/parse"
 	"github.com/mailhook/mailhook/route"
 )
 
@@ -87,6 +89,9 @@ func attachmentKey(dataDir string) ([]byte, error) {
 
 // adminServer adds the admin listener when admin.listen is set.
 func (a *app) adminServer() error {
+	if _, warn := attachmentBase(a.cfg); warn != "" {
+		a.log.Warn(warn)
+	}
 	if a.cfg.Admin.Listen == "" {
 		return nil
 	}
@@ -100,6 +105,8 @@ func (a *app) adminServer() error {
 		AttachmentOnce: a.cfg.Admin.AttachmentOnce,
 		Logger:         a.log,
 		EnablePprof:    a.cfg.Admin.Pprof,
+		RunningConfig:  func() map[string]string { return *a.running.Load() },
+		Wake:           a.runner.Notify,
 	})
 	l, err := net.Listen("tcp", a.cfg.Admin.Listen)
 	if err != nil {
@@ -144,8 +151,12 @@ func (a *app) beforeCommit(ctx context.Context, m *route.Mail, d []route.Decisio
 	if a.activity == nil {
 		return nil
 	}
-	if base := a.cfg.Admin.PublicURL; base != "" && m.Message != nil {
-		admin.AttachmentKey(a.attachKey).FillAttachmentURLs(m.Message, strings.TrimSuffix(base, "/"), m.ID, time.Now().Add(a.cfg.Retention))
+	if m.Message != nil {
+		if base, _ := attachmentBase(a.cfg); base != "" {
+			admin.AttachmentKey(a.attachKey).FillAttachmentURLs(m.Message, base, m.ID, time.Now().Add(a.cfg.Retention))
+		} else {
+			warnAttachmentsWithoutURL(m.Message)
+		}
 	}
 	if m.RawPath == "" {
 		return nil // held in memory: RecordAccepted keeps m.Raw
@@ -274,9 +285,9 @@ func refusalReason(e *smtp.SMTPError) string {
 }
 
 // onAttempt feeds the metrics and the activity log from the workers.
-func (a *app) onAttempt(job *deliver.Job, mail *route.Mail, at deliver.Attempt, outcome string) {
-	a.metrics.Attempt(string(job.Kind), job.Target, at.Status, at.Latency, outcome)
-	if outcome == "delivered" && mail != nil {
+func (a *app) onAttempt(job *deliver.Job, mail *route.Mail, at deliver.Attempt, outcome deliver.Settlement) {
+	a.metrics.Attempt(string(job.Kind), job.Target, at.Status, at.Latency, string(outcome))
+	if outcome == deliver.SettleDelivered && mail != nil {
 		a.metrics.Delivered(string(job.Kind), time.Since(mail.ReceivedAt))
 	}
 	j := *job
@@ -303,4 +314,41 @@ func (a *app) background(ctx context.Context) {
 			a.log.Warn("queue sampling stopped", "error", err)
 		}
 	}()
+}
+
+// attachmentBase returns the base of the URLs of attachments over
+// parse.inline_limit: admin.public_url, or else the admin listener (the
+// host name for an unspecified address), with a warning that receivers
+// elsewhere may not reach it; or "" and a warning when there is no admin
+// listener either.
+func attachmentBase(c *config.Config) (base, warning string) {
+	if c.Admin.PublicURL != "" {
+		return strings.TrimSuffix(c.Admin.PublicURL, "/"), ""
+	}
+	limit := fmt.Sprintf("attachments over parse.inline_limit (%d bytes)", c.Parse.InlineLimit)
+	host, port, err := net.SplitHostPort(c.Admin.Listen)
+	if c.Admin.Listen == "" || err != nil {
+		return "", "admin.public_url and admin.listen are not set: " + limit + " reach webhooks with neither content nor url (the payload's parse_warnings says so)"
+	}
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		host = c.Hostname
+	}
+	base = "http://" + net.JoinHostPort(host, port)
+	where := "receivers that reach it"
+	if ip := net.ParseIP(host); (ip != nil && ip.IsLoopback()) || host == "localhost" {
+		where = "only receivers on this machine"
+	}
+	return base, "admin.public_url is not set: " + limit + " get URLs under the admin listener " + base + ", which " + where +
+		" can fetch; set admin.public_url to a base your webhook receivers reach"
+}
+
+// warnAttachmentsWithoutURL notes, in the payload's parse_warnings, each
+// attachment that has neither content nor url, so the receiver is told.
+func warnAttachmentsWithoutURL(msg *parse.Message) {
+	for i, at := range msg.Attachments {
+		if at.Content == "" && at.URL == "" && at.Size > 0 {
+			msg.Warnings = append(msg.Warnings, fmt.Sprintf(
+				"attachment %d (%q, %d bytes) is over parse.inline_limit and has no url: the gateway has no admin.public_url or admin.listen", i, at.Filename, at.Size))
+		}
+	}
 }

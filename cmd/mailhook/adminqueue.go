@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -20,7 +21,8 @@ import (
 // adminQueue is the queue of a running `mailhook serve`, reached through
 // its admin API: the embedded store is locked by the server, so `mailhook
 // queue` asks the server instead. It implements the operator's part of
-// deliver.Queue; the rest answers errNotThroughAPI.
+// deliver.Queue (and deliver.NowRetrier); the workers' part answers
+// errNotThroughAPI.
 type adminQueue struct {
 	base  string
 	token string
@@ -46,9 +48,26 @@ func newAdminQueue(cfg *config.Config) (*adminQueue, error) {
 }
 
 func (q *adminQueue) do(ctx context.Context, method, path string, out any) error {
-	req, err := http.NewRequestWithContext(ctx, method, q.base+path, nil)
+	return q.send(ctx, method, path, nil, out)
+}
+
+// send calls the API with in (when not nil) as the JSON body and decodes
+// the answer into out (when not nil).
+func (q *adminQueue) send(ctx context.Context, method, path string, in, out any) error {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return err
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, q.base+path, body)
 	if err != nil {
 		return err
+	}
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
 	}
 	req.Header.Set("Authorization", "Bearer "+q.token)
 	resp, err := q.c.Do(req)
@@ -56,17 +75,17 @@ func (q *adminQueue) do(ctx context.Context, method, path string, out any) error
 		return fmt.Errorf("admin API: %w", err)
 	}
 	defer resp.Body.Close()
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 32<<20))
+	answer, _ := io.ReadAll(io.LimitReader(resp.Body, 32<<20))
 	if resp.StatusCode == http.StatusNotFound {
 		return deliver.ErrNotFound
 	}
 	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("admin API: %s %s: %s: %s", method, path, resp.Status, strings.TrimSpace(string(body)))
+		return fmt.Errorf("admin API: %s %s: %s: %s", method, path, resp.Status, strings.TrimSpace(string(answer)))
 	}
 	if out == nil {
 		return nil
 	}
-	return json.Unmarshal(body, out)
+	return json.Unmarshal(answer, out)
 }
 
 func (q *adminQueue) Stats(ctx context.Context) (deliver.Stats, error) {
@@ -131,9 +150,54 @@ func (q *adminQueue) Mail(context.Context, string) (*route.Mail, error) { return
 func (q *adminQueue) OpenRaw(context.Context, string) (io.ReadCloser, error) {
 	return nil, errNotThroughAPI
 }
-func (q *adminQueue) List(context.Context, deliver.ListOptions) ([]*deliver.Job, error) {
-	return nil, errNotThroughAPI
+func (q *adminQueue) List(ctx context.Context, o deliver.ListOptions) ([]*deliver.Job, error) {
+	v := url.Values{}
+	for k, x := range map[string]string{"kind": string(o.Kind), "state": string(o.State), "msg_id": o.MsgID, "cursor": o.After} {
+		if x != "" {
+			v.Set(k, x)
+		}
+	}
+	if o.Limit > 0 {
+		v.Set("limit", fmt.Sprint(min(o.Limit, 500)))
+	}
+	var page struct {
+		Jobs []*deliver.Job `json:"jobs"`
+	}
+	err := q.do(ctx, "GET", "/api/jobs?"+v.Encode(), &page)
+	return page.Jobs, err
 }
-func (q *adminQueue) Get(context.Context, string) (*deliver.Job, error) { return nil, errNotThroughAPI }
 
-var _ deliver.Queue = (*adminQueue)(nil)
+func (q *adminQueue) Get(ctx context.Context, id string) (*deliver.Job, error) {
+	j := new(deliver.Job)
+	if err := q.do(ctx, "GET", "/api/jobs/"+url.PathEscape(id), j); err != nil {
+		return nil, err
+	}
+	return j, nil
+}
+
+// RetryNow implements deliver.NowRetrier through the API.
+func (q *adminQueue) RetryNow(ctx context.Context, id string) error {
+	return q.do(ctx, "POST", "/api/jobs/"+url.PathEscape(id)+"/retry", nil)
+}
+
+// retryAll brings every scheduled job forward in one request.
+func (q *adminQueue) retryAll(ctx context.Context) (int, error) {
+	var out struct {
+		Retried int `json:"retried"`
+	}
+	err := q.do(ctx, "POST", "/api/queue/retry", &out)
+	return out.Retried, err
+}
+
+// message is GET /api/messages/{id}: everything the server recorded about
+// the message any of whose ids is id.
+func (q *adminQueue) message(ctx context.Context, id string) (json.RawMessage, error) {
+	var m json.RawMessage
+	err := q.do(ctx, "GET", "/api/messages/"+url.PathEscape(id), &m)
+	return m, err
+}
+
+var (
+	_ deliver.Queue      = (*adminQueue)(nil)
+	_ deliver.NowRetrier = (*adminQueue)(nil)
+)

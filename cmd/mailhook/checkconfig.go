@@ -1,12 +1,15 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"maps"
+	"net"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/mailhook/mailhook/config"
 )
@@ -30,7 +33,9 @@ func checkConfig(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 			}
 			return 1
 		}
-		return exitErr(stderr, err)
+		code := exitErr(stderr, err)
+		noConfigHint(stderr, err)
+		return code
 	}
 	describe(stdout, *path, cfg)
 	if cfg.Queue.Backend == "redis" && holdsMailbox(cfg) {
@@ -43,7 +48,57 @@ func checkConfig(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stdout, "mailbox    role %s\n", note)
 		}
 	}
+	if _, warn := attachmentBase(cfg); warn != "" {
+		fmt.Fprintf(stdout, "warning    %s\n", warn)
+	}
+	compareRunning(stdout, cfg)
 	return 0
+}
+
+// compareRunning asks the server the config describes, through its admin
+// API, which keys of the file differ from what it runs, and which of those
+// a reload applies. Without an API (no admin.listen or admin.token) or a
+// server, it says nothing more than that.
+func compareRunning(w io.Writer, cfg *config.Config) {
+	aq, err := newAdminQueue(cfg)
+	if err != nil {
+		return
+	}
+	aq.c.Timeout = 3 * time.Second
+	var out struct {
+		Changed []string `json:"changed"`
+	}
+	err = aq.send(context.Background(), "POST", "/api/config/diff", map[string]any{"fingerprint": config.Fingerprint(cfg)}, &out)
+	var opErr *net.OpError
+	switch {
+	case errors.As(err, &opErr):
+		fmt.Fprintf(w, "running    no server answers at %s\n", aq.base)
+		return
+	case err != nil && strings.Contains(err.Error(), "401"):
+		fmt.Fprintf(w, "running    the server at %s refuses this file's admin.token: the token changed, and a new admin.token needs a restart\n", aq.base)
+		return
+	case err != nil:
+		fmt.Fprintf(w, "running    could not compare with the server at %s: %v\n", aq.base, err)
+		return
+	case len(out.Changed) == 0:
+		fmt.Fprintf(w, "running    the server at %s runs this config\n", aq.base)
+		return
+	}
+	var reload, restart []string
+	for _, k := range out.Changed {
+		if reloadable(k) {
+			reload = append(reload, k)
+		} else {
+			restart = append(restart, k)
+		}
+	}
+	fmt.Fprintf(w, "running    the server at %s runs a config that differs in %d key(s):\n", aq.base, len(out.Changed))
+	if len(reload) > 0 {
+		fmt.Fprintf(w, "  a reload (SIGHUP, or saving the file) applies: %s\n", strings.Join(reload, ", "))
+	}
+	if len(restart) > 0 {
+		fmt.Fprintf(w, "  these need a restart: %s\n", strings.Join(restart, ", "))
+	}
 }
 
 // describe prints what a configuration will do.

@@ -67,3 +67,42 @@ func TestKeyAndSecretCommands(t *testing.T) {
 		t.Errorf("unknown command exit %d, want 2", code)
 	}
 }
+
+// TestKeyToolsRefuseToOverwrite: a second keygen or selfsigned to the same
+// files leaves them as they were unless --force; keygen needs --domain.
+func TestKeyToolsRefuseToOverwrite(t *testing.T) {
+	dir := t.TempDir()
+	key := filepath.Join(dir, "dkim.pem")
+	if _, _, code := runCLI(t, "", "dkim", "keygen", "--algo", "ed25519", "--out", key, "--domain", "a.test"); code != 0 {
+		t.Fatalf("first keygen exit %d", code)
+	}
+	first := mustRead(t, key)
+	if _, errOut, code := runCLI(t, "", "dkim", "keygen", "--algo", "ed25519", "--out", key, "--domain", "b.test"); code == 0 || !strings.Contains(errOut, "already exists") || !strings.Contains(errOut, "--force") {
+		t.Errorf("second keygen: exit %d, %q", code, errOut)
+	}
+	if mustRead(t, key) != first {
+		t.Fatal("the second keygen replaced the first key")
+	}
+	if _, _, code := runCLI(t, "", "dkim", "keygen", "--algo", "ed25519", "--out", key, "--domain", "b.test", "--force"); code != 0 || mustRead(t, key) == first {
+		t.Errorf("keygen --force: exit %d, key replaced %v", code, mustRead(t, key) != first)
+	}
+	if _, errOut, code := runCLI(t, "", "dkim", "keygen", "--out", filepath.Join(dir, "x.pem")); code != 2 || !strings.Contains(errOut, "--domain") {
+		t.Errorf("keygen without --domain: exit %d, %q", code, errOut)
+	}
+	// The default file name carries the domain and selector.
+	t.Chdir(dir)
+	if out, _, code := runCLI(t, "", "dkim", "keygen", "--algo", "ed25519", "--domain", "c.test", "--selector", "s2"); code != 0 || !strings.Contains(out, "c.test.s2.dkim.pem") {
+		t.Errorf("keygen default file: exit %d, %q", code, out)
+	}
+	cert, keyf := filepath.Join(dir, "c.pem"), filepath.Join(dir, "k.pem")
+	if _, _, code := runCLI(t, "", "tls", "selfsigned", "--cert", cert, "--key", keyf); code != 0 {
+		t.Fatalf("selfsigned exit %d", code)
+	}
+	firstCert := mustRead(t, cert)
+	if _, errOut, code := runCLI(t, "", "tls", "selfsigned", "--cert", cert, "--key", keyf); code == 0 || !strings.Contains(errOut, "already exists") || mustRead(t, cert) != firstCert {
+		t.Errorf("second selfsigned: exit %d, %q", code, errOut)
+	}
+	if _, _, code := runCLI(t, "", "tls", "selfsigned", "--cert", cert, "--key", keyf, "--force"); code != 0 || mustRead(t, cert) == firstCert {
+		t.Errorf("selfsigned --force: exit %d", code)
+	}
+}

@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mailhook/mailhook/ingest/auth/dnstest"
+	"github.com/mailhook/mailhook/dns/dnstest"
 )
 
 func httpGet(t *testing.T, url, token string) (int, string) {
@@ -110,7 +110,7 @@ func TestAdminEndToEnd(t *testing.T) {
 	if out := run1(t, "queue", "stats", "--config", cfg); !strings.Contains(out, "ready 0") || !strings.Contains(out, "dead 0") {
 		t.Errorf("queue stats through the API:\n%s", out)
 	}
-	if out, err := exec.Command(binary(t), "queue", "list", "--config", cfg).CombinedOutput(); err == nil || !strings.Contains(string(out), "dashboard") {
+	if out, err := exec.Command(binary(t), "queue", "list", "--config", cfg).CombinedOutput(); err != nil || !strings.Contains(string(out), "JOB") {
 		t.Errorf("queue list through the API: %v\n%s", err, out)
 	}
 

@@ -11,8 +11,8 @@ import (
 
 	"golang.org/x/crypto/bcrypt"
 
+	"github.com/mailhook/mailhook/dns/dnstest"
 	"github.com/mailhook/mailhook/header"
-	"github.com/mailhook/mailhook/ingest/auth/dnstest"
 	"github.com/mailhook/mailhook/internal/rawsmtp"
 )
 

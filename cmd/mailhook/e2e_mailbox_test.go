@@ -20,8 +20,8 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/mailhook/mailhook/deliver/relay"
-	"github.com/mailhook/mailhook/ingest/auth"
-	"github.com/mailhook/mailhook/ingest/auth/dnstest"
+	"github.com/mailhook/mailhook/dns"
+	"github.com/mailhook/mailhook/dns/dnstest"
 )
 
 // sink is an SMTP server that records what it is sent: the smarthost.
@@ -92,15 +92,15 @@ func TestMailboxAndForwardEndToEnd(t *testing.T) {
 	}
 	keyFile := filepath.Join(dir, "dkim.pem")
 	os.WriteFile(keyFile, pemKey, 0o600)
-	dns := dnstest.Start(t, "")
-	dns.AddTXT("mh._domainkey.example.test.", 300, txt)
+	zone := dnstest.Start(t, "")
+	zone.AddTXT("mh._domainkey.example.test.", 300, txt)
 	hash, _ := bcrypt.GenerateFromPassword([]byte("correct horse"), bcrypt.MinCost)
 	snk, sinkAddr := startSink(t)
 	rcv := newReceiver(t, testSecret)
 	smtpAddr, imapAddr, popAddr := freePort(t), freePort(t), freePort(t)
 	extra := forwardAndMailbox(sinkAddr, fmt.Sprintf("  dkim: {domain: example.test, selector: mh, private_key_file: %q}\n", keyFile), imapAddr, popAddr, hash)
 	adminAddr := freePort(t)
-	cfg := writeConfig(t, dir, smtpAddr, dns.Addr(), rcv.srv.URL, extra)
+	cfg := writeConfig(t, dir, smtpAddr, zone.Addr(), rcv.srv.URL, extra)
 	os.WriteFile(cfg, []byte(strings.Replace(mustRead(t, cfg), "admin: {listen: \"\"}", fmt.Sprintf("admin: {listen: %q}", adminAddr), 1)), 0o600)
 	p := startServe(t, cfg, smtpAddr)
 
@@ -195,7 +195,7 @@ func TestMailboxAndForwardEndToEnd(t *testing.T) {
 	if len(got.to) != 1 || got.to[0] != "someone@elsewhere.test" {
 		t.Errorf("forwarded RCPT TO = %v", got.to)
 	}
-	res, err := auth.NewResolver(auth.ResolverOptions{Server: dns.Addr()})
+	res, err := dns.NewResolver(dns.ResolverOptions{Server: zone.Addr()})
 	if err != nil {
 		t.Fatal(err)
 	}

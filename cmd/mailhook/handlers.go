@@ -21,7 +21,7 @@ import (
 	"github.com/mailhook/mailhook/deliver"
 	"github.com/mailhook/mailhook/deliver/relay"
 	"github.com/mailhook/mailhook/deliver/webhook"
-	"github.com/mailhook/mailhook/ingest/auth"
+	"github.com/mailhook/mailhook/dns"
 	"github.com/mailhook/mailhook/mailbox"
 	"github.com/mailhook/mailhook/mailbox/pop3"
 	"github.com/mailhook/mailhook/route"
@@ -30,7 +30,7 @@ import (
 // handlers returns a delivery handler per job kind this node takes:
 // webhooks and the relay on a deliver node (forward rules and SRS bounces
 // need the relay), mailboxes when the store is open (the mailbox node).
-func (a *app) handlers(resolver *auth.Resolver) (map[deliver.Kind]deliver.Handler, error) {
+func (a *app) handlers(resolver *dns.Resolver) (map[deliver.Kind]deliver.Handler, error) {
 	h := map[deliver.Kind]deliver.Handler{}
 	sender, err := newSender(a.cfg, a.log)
 	if err != nil {

@@ -11,6 +11,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/mailhook/mailhook/admin"
 	"github.com/mailhook/mailhook/config"
 	"github.com/mailhook/mailhook/deliver"
 	"github.com/mailhook/mailhook/deliver/boltq"
@@ -20,7 +21,8 @@ func init() {
 	register(command{name: "queue stats", summary: "count jobs by state", run: queueCmd("stats")})
 	register(command{name: "queue list", summary: "list jobs (--kind, --state, --limit)", run: queueCmd("list")})
 	register(command{name: "queue dead", summary: "list dead letters with their last attempt", run: queueCmd("dead")})
-	register(command{name: "queue show", summary: "show one job with every attempt", run: queueCmd("show")})
+	register(command{name: "queue show", summary: "show a message and its jobs by any id: msg_id, JSON id, webhook-id or job id (--json)", run: queueCmd("show")})
+	register(command{name: "queue retry", summary: "attempt waiting jobs now (ID: a job or every job of a message; or --all)", run: queueCmd("retry")})
 	register(command{name: "queue replay", summary: "replay a dead letter (ID, or --all --since T)", run: queueCmd("replay")})
 	register(command{name: "queue drop", summary: "delete a job", run: queueCmd("drop")})
 }
@@ -52,7 +54,7 @@ func openQueueForCLI(cfg *config.Config) (deliver.Queue, func(), error) {
 func queueCmd(verb string) func([]string, io.Reader, io.Writer, io.Writer) int {
 	return func(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 		fs, path := newFlags("queue "+verb, stderr)
-		all := fs.Bool("all", false, "replay: every dead letter since --since")
+		all := fs.Bool("all", false, "replay: every dead letter since --since; retry: every scheduled job")
 		since := fs.String("since", "", "replay --all: RFC 3339 time or a duration ago (like 2h)")
 		kind := fs.String("kind", "", "list: only this kind (webhook, relay, mailbox)")
 		state := fs.String("state", "", "list: only this state (ready, scheduled, leased, dead)")
@@ -82,7 +84,7 @@ func queueCmd(verb string) func([]string, io.Reader, io.Writer, io.Writer) int {
 		}
 		needID := func() (string, bool) {
 			if len(pos) != 1 {
-				fmt.Fprintf(stderr, "usage: mailhook queue %s JOB_ID\n", verb)
+				fmt.Fprintf(stderr, "usage: mailhook queue %s ID\n", verb)
 				return "", false
 			}
 			return pos[0], true
@@ -128,11 +130,39 @@ func queueCmd(verb string) func([]string, io.Reader, io.Writer, io.Writer) int {
 			if !ok {
 				return 2
 			}
-			j, err := q.Get(ctx, id)
+			d, err := findMessage(ctx, cfg, q, id)
 			if err != nil {
 				return exitErr(stderr, err)
 			}
-			return out(j)
+			if *asJSON {
+				return out(d)
+			}
+			printMessage(stdout, d, id, time.Now())
+		case "retry":
+			if *all {
+				var n int
+				if aq, ok := q.(*adminQueue); ok {
+					n, err = aq.retryAll(ctx)
+				} else {
+					n, err = admin.RetryAllScheduled(ctx, q)
+				}
+				if err != nil {
+					return exitErr(stderr, err)
+				}
+				fmt.Fprintf(stdout, "%d scheduled job(s): next attempt now\n", n)
+				return 0
+			}
+			id, ok := needID()
+			if !ok {
+				return 2
+			}
+			ids, err := retryNow(ctx, cfg, q, id)
+			if err != nil {
+				return exitErr(stderr, err)
+			}
+			for _, j := range ids {
+				fmt.Fprintf(stdout, "%s: next attempt now\n", j)
+			}
 		case "replay":
 			if *all {
 				t, err := parseSince(*since)

@@ -148,18 +148,18 @@ func assumedAuth(s, host string) (*auth.Results, error) {
 		}
 		switch k {
 		case "spf":
-			r.SPF.Result = v
+			r.SPF.Result = auth.Verdict(v)
 		case "dkim":
-			r.DKIM = []auth.DKIMResult{{Result: v}}
+			r.DKIM = []auth.DKIMResult{{Result: auth.Verdict(v)}}
 		case "dmarc":
-			r.DMARC.Result = v
+			r.DMARC.Result = auth.Verdict(v)
 		case "dmarc_policy":
 			r.DMARC.Policy = v
 		default:
 			return nil, errors.New("--auth: keys are spf, dkim, dmarc, dmarc_policy")
 		}
 	}
-	r.Quarantine = r.DMARC.Result == "fail" && r.DMARC.Policy == "quarantine"
+	r.Quarantine = r.DMARC.Result == auth.Fail && r.DMARC.Policy == "quarantine"
 	r.AuthenticationResults = fmt.Sprintf("%s; spf=%s; dkim=%s; dmarc=%s (assumed by route test)", host, r.SPF.Result, r.Summary()["dkim"], r.DMARC.Result)
 	return r, nil
 }

@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
+	"maps"
 	"net"
 	"os"
 	"os/signal"
@@ -21,6 +23,7 @@ import (
 	"github.com/mailhook/mailhook/deliver"
 	"github.com/mailhook/mailhook/deliver/boltq"
 	"github.com/mailhook/mailhook/deliver/relay"
+	"github.com/mailhook/mailhook/dns"
 	"github.com/mailhook/mailhook/header"
 	"github.com/mailhook/mailhook/ingest"
 	"github.com/mailhook/mailhook/ingest/auth"
@@ -69,10 +72,19 @@ func loadConfig(path string, stderr io.Writer) (*config.Config, error) {
 			}
 		} else {
 			fmt.Fprintf(stderr, "mailhook: %v\n", err)
+			noConfigHint(stderr, err)
 		}
 		return nil, err
 	}
 	return cfg, nil
+}
+
+// noConfigHint tells a newcomer where a config comes from when the file is
+// missing.
+func noConfigHint(stderr io.Writer, err error) {
+	if errors.Is(err, fs.ErrNotExist) {
+		fmt.Fprintln(stderr, "mailhook: to start from the example: cp config.example.yaml config.yaml (or give --config FILE, or set $MAILHOOK_CONFIG)")
+	}
 }
 
 func newLogger(c config.Log, w io.Writer) *slog.Logger {
@@ -111,6 +123,9 @@ type app struct {
 	// servers run beside the SMTP listener (IMAP, POP3, admin): each
 	// serve blocks until shutdown is called.
 	servers []server
+	// running is the config.Fingerprint of what runs: the file at start,
+	// with the reloadable keys of each accepted reload.
+	running atomic.Pointer[map[string]string]
 }
 
 type server struct {
@@ -121,6 +136,8 @@ type server struct {
 
 func newApp(cfg *config.Config, path string, log *slog.Logger) (_ *app, err error) {
 	a := &app{cfg: cfg, path: path, log: log}
+	fp := config.Fingerprint(cfg)
+	a.running.Store(&fp)
 	// On failure, close what was opened (a, not the nil returned).
 	defer func() {
 		if err != nil {
@@ -143,10 +160,18 @@ func newApp(cfg *config.Config, path string, log *slog.Logger) (_ *app, err erro
 			return nil, err
 		}
 	}
+	// One resolver, with one cache, for verification and the relay.
+	resolver, err := dns.NewResolver(dns.ResolverOptions{
+		Server:  cfg.Verify.DNSResolver,
+		Timeout: cfg.Verify.LookupTimeout,
+		Logger:  log,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("verify: resolver: %w", err)
+	}
 	verifier, err := auth.NewVerifier(auth.Options{
-		Resolver:       cfg.Verify.DNSResolver,
+		DNS:            resolver,
 		AuthServID:     cfg.Hostname,
-		LookupTimeout:  cfg.Verify.LookupTimeout,
 		MessageTimeout: cfg.Verify.MessageTimeout,
 		MaxHeaderBytes: int(cfg.Parse.MaxHeaderBytes),
 		Logger:         log,
@@ -167,7 +192,7 @@ func newApp(cfg *config.Config, path string, log *slog.Logger) (_ *app, err erro
 	if err := a.openAdmin(); err != nil {
 		return nil, err
 	}
-	handlers, err := a.handlers(verifier.Resolver())
+	handlers, err := a.handlers(resolver)
 	if err != nil {
 		return nil, err
 	}
@@ -462,4 +487,32 @@ func (a *app) reload() {
 	a.policy.Store(pol)
 	a.webhooks.swap(sender, cfg.Queue.Lease)
 	a.log.Info("config reloaded", "routes", len(cfg.Routes), "domains", len(cfg.Domains))
+	if restart := a.noteReload(config.Fingerprint(cfg)); len(restart) > 0 {
+		a.log.Warn("config changes that need a restart to take effect (the running values stay until then)", "keys", strings.Join(restart, ","))
+	}
+}
+
+// reloadable reports whether a reload applies key's new value; every other
+// key (listeners, admin.token, the queue, data_dir...) needs a restart.
+func reloadable(key string) bool {
+	return key == "domains" || key == "routes" || key == "mailbox.users" || strings.HasPrefix(key, "webhooks.")
+}
+
+// noteReload records the reloadable keys of a reloaded config as running
+// and returns the changed keys that are not (they need a restart).
+func (a *app) noteReload(next map[string]string) (restart []string) {
+	old := *a.running.Load()
+	now := maps.Clone(old)
+	for _, k := range config.Changed(old, next) {
+		switch v, ok := next[k]; {
+		case !reloadable(k):
+			restart = append(restart, k)
+		case ok:
+			now[k] = v
+		default:
+			delete(now, k)
+		}
+	}
+	a.running.Store(&now)
+	return restart
 }

@@ -36,7 +36,11 @@ func tlsSelfSigned(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 	certOut := fs.String("cert", "cert.pem", "certificate file to write")
 	keyOut := fs.String("key", "key.pem", "key file to write")
 	days := fs.Int("days", 365, "validity in days")
+	force := fs.Bool("force", false, "overwrite existing files")
 	if _, err := parseFlags(fs, args); err != nil {
+		return exitErr(stderr, err)
+	}
+	if err := refuseOverwrite(*force, *certOut, *keyOut); err != nil {
 		return exitErr(stderr, err)
 	}
 	if err := writeSelfSigned(strings.Split(*host, ","), *certOut, *keyOut, time.Duration(*days)*24*time.Hour); err != nil {
@@ -81,16 +85,56 @@ func writeSelfSigned(hosts []string, certFile, keyFile string, validFor time.Dur
 	if err != nil {
 		return err
 	}
-	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
+	if err := writeKeyFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
 		return err
 	}
-	return os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kb}), 0o600)
+	return writeKeyFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kb}), 0o600)
+}
+
+// refuseOverwrite says which of files exist unless force: the key tools
+// never destroy a key silently (a second `dkim keygen` for another domain
+// would replace the first domain's key, whose DNS record still names it).
+func refuseOverwrite(force bool, files ...string) error {
+	if force {
+		return nil
+	}
+	var exist []string
+	for _, f := range files {
+		if _, err := os.Lstat(f); err == nil {
+			exist = append(exist, f)
+		}
+	}
+	if len(exist) > 0 {
+		return fmt.Errorf("%s already exists: not overwritten (choose another file, or give --force to replace it)", strings.Join(exist, " and "))
+	}
+	return nil
+}
+
+// writeKeyFile writes data to a new file at path, through a temporary file
+// renamed into place, so a failed write leaves no half key.
+func writeKeyFile(path string, data []byte, mode os.FileMode) error {
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, data, mode); err != nil {
+		return err
+	}
+	if err := os.Chmod(tmp, mode); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	return os.Rename(tmp, path)
 }
 
 func userAdd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs, _ := newFlags("user add", stderr)
 	var addrs multiFlag
 	fs.Var(&addrs, "address", "an address of the user (repeat for several)")
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "usage: mailhook user add NAME --address ADDR [--address ADDR...] < password\n\n"+
+			"Reads the password (at least 8 characters) from the first line of stdin and prints the\n"+
+			"mailbox.users entry with its bcrypt hash, for example:\n"+
+			"  printf '%%s\\n' 'a long password' | mailhook user add carol --address carol@example.test\n\n")
+		fs.PrintDefaults()
+	}
 	pos, err := parseFlags(fs, args)
 	if err != nil {
 		return exitErr(stderr, err)
@@ -146,17 +190,30 @@ func dkimKeygen(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 	fs, _ := newFlags("dkim keygen", stderr)
 	algo := fs.String("algo", "rsa", "rsa or ed25519 (publish both for the widest support)")
 	bits := fs.Int("bits", 2048, "RSA key size")
-	out := fs.String("out", "dkim.pem", "private key file to write (mode 0600)")
-	domain := fs.String("domain", "example.test", "the signing domain (d=)")
+	out := fs.String("out", "", "private key file to write (mode 0600); default DOMAIN.SELECTOR.dkim.pem")
+	domain := fs.String("domain", "", "the signing domain (d=), required")
 	selector := fs.String("selector", "mailhook", "the selector (s=)")
+	force := fs.Bool("force", false, "overwrite an existing key file")
 	if _, err := parseFlags(fs, args); err != nil {
+		return exitErr(stderr, err)
+	}
+	if *domain == "" {
+		fmt.Fprintln(stderr, "usage: mailhook dkim keygen --domain D [--selector S] [--algo rsa|ed25519] [--out FILE] [--force]")
+		return 2
+	}
+	if *out == "" {
+		// One file per domain and selector by default, so keys for
+		// several domains never share a name.
+		*out = *domain + "." + *selector + ".dkim.pem"
+	}
+	if err := refuseOverwrite(*force, *out); err != nil {
 		return exitErr(stderr, err)
 	}
 	key, txt, err := relay.GenerateDKIMKey(*algo, *bits)
 	if err != nil {
 		return exitErr(stderr, err)
 	}
-	if err := os.WriteFile(*out, key, 0o600); err != nil {
+	if err := writeKeyFile(*out, key, 0o600); err != nil {
 		return exitErr(stderr, err)
 	}
 	fmt.Fprintf(stdout, "wrote %s\n\nconfig:\n  relay:\n    dkim: {domain: %s, selector: %s, private_key_file: %s}\n\n", *out, *domain, *selector, *out)

@@ -1111,3 +1111,26 @@ func syncDir(dir string) error {
 	}
 	return nil
 }
+
+var _ deliver.NowRetrier = (*Queue)(nil)
+
+// RetryNow implements deliver.NowRetrier.
+func (q *Queue) RetryNow(ctx context.Context, jobID string) error {
+	err := q.db.Update(func(tx *bolt.Tx) error {
+		j, err := getJob(tx, jobID)
+		if err != nil {
+			return err
+		}
+		now := q.now()
+		if waiting, err := j.Waiting(now); !waiting {
+			return err
+		}
+		old := *j
+		j.NextAt = now
+		return replaceJob(tx, &old, j)
+	})
+	if err != nil {
+		return fmt.Errorf("boltq: retry now %s: %w", jobID, err)
+	}
+	return nil
+}

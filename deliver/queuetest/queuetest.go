@@ -40,6 +40,7 @@ func Run(t *testing.T, newQueue func(t *testing.T) deliver.Queue) {
 		{"CommitRawBytes", testCommitRawBytes},
 		{"CommitInvalid", testCommitInvalid},
 		{"List", testList},
+		{"RetryNow", testRetryNow},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -710,5 +711,43 @@ func testList(t *testing.T, q deliver.Queue) {
 		if err != nil || !slices.Equal(ids(got), tc.want) {
 			t.Errorf("List(%+v) = %v, %v; want %v", tc.opts, ids(got), err, tc.want)
 		}
+	}
+}
+
+func testRetryNow(t *testing.T, q deliver.Queue) {
+	r, ok := q.(deliver.NowRetrier)
+	if !ok {
+		t.Fatalf("%T does not implement deliver.NowRetrier", q)
+	}
+	commit(t, q, NewMail(t, "m1", "x"), NewJob("j1", "m1", deliver.KindWebhook, time.Time{}), NewJob("j2", "m1", deliver.KindRelay, time.Time{}))
+	j := take(t, q, 1, deliver.KindWebhook)[0]
+	if err := r.RetryNow(ctx(t), "j1"); !errors.Is(err, deliver.ErrInFlight) {
+		t.Errorf("RetryNow of a leased job = %v, want ErrInFlight", err)
+	}
+	a := deliver.Attempt{At: time.Now().UTC(), Status: 503, Error: "busy"}
+	if err := q.Retry(ctx(t), j, time.Now().Add(time.Hour), a); err != nil {
+		t.Fatal(err)
+	}
+	if got := take(t, q, 1, deliver.KindWebhook); len(got) != 0 {
+		t.Fatalf("Take before due = %v", ids(got))
+	}
+	if err := r.RetryNow(ctx(t), "j1"); err != nil {
+		t.Fatalf("RetryNow = %v", err)
+	}
+	if err := r.RetryNow(ctx(t), "j2"); err != nil {
+		t.Errorf("RetryNow of a job already due = %v, want nil", err)
+	}
+	if err := r.RetryNow(ctx(t), "nope"); !errors.Is(err, deliver.ErrNotFound) {
+		t.Errorf("RetryNow(unknown) = %v, want ErrNotFound", err)
+	}
+	got := take(t, q, 1, deliver.KindWebhook)
+	if len(got) != 1 || got[0].ID != "j1" || got[0].Attempts != 2 || len(got[0].History) != 1 {
+		t.Fatalf("Take after RetryNow = %+v, want j1 with attempts 2 and its history", got)
+	}
+	if err := q.Dead(ctx(t), got[0], a); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.RetryNow(ctx(t), "j1"); !errors.Is(err, deliver.ErrIsDead) {
+		t.Errorf("RetryNow of a dead job = %v, want ErrIsDead", err)
 	}
 }

@@ -351,3 +351,64 @@ func (q *Queue) Drop(ctx context.Context, jobID string) error {
 	}
 	return nil
 }
+
+var _ deliver.NowRetrier = (*Queue)(nil)
+
+// RetryNow implements deliver.NowRetrier.
+func (q *Queue) RetryNow(ctx context.Context, jobID string) error {
+	for range 5 { // the job changed under us: read it again
+		err := q.retryNow(ctx, jobID)
+		if replyCode(err) == "CHANGED" {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("redisq: retry now %s: %w", jobID, err)
+		}
+		return nil
+	}
+	return fmt.Errorf("redisq: retry now %s: the job keeps changing", jobID)
+}
+
+func (q *Queue) retryNow(ctx context.Context, jobID string) error {
+	q.lazyRefresh(ctx)
+	sh, err := q.shardOfJob(ctx, jobID)
+	if err != nil {
+		return err
+	}
+	cur, err := q.c.HGet(ctx, sh.kJob, jobID).Result()
+	if errors.Is(err, redis.Nil) {
+		return deliver.ErrNotFound
+	}
+	if err != nil {
+		return err
+	}
+	j, err := q.Get(ctx, jobID) // read after cur: the script's compare catches a change
+	if err != nil {
+		return err
+	}
+	now := q.now()
+	if waiting, err := j.Waiting(now); !waiting {
+		return err
+	}
+	stored := new(deliver.Job)
+	if err := json.Unmarshal([]byte(cur), stored); err != nil {
+		return err
+	}
+	stored.NextAt = now
+	b, err := json.Marshal(stored)
+	if err != nil {
+		return err
+	}
+	rk, err := sh.readyKey(j.Kind)
+	if err != nil {
+		return err
+	}
+	err = retryNowScript.Run(ctx, q.c, []string{sh.kJob, rk}, jobID, cur, b, ms(now)).Err()
+	switch replyCode(err) {
+	case "NOTFOUND":
+		return deliver.ErrNotFound
+	case "NOTREADY":
+		return deliver.ErrInFlight // taken (or dead-lettered) since we read it
+	}
+	return err
+}

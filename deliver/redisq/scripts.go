@@ -320,3 +320,32 @@ if redis.call("GET", KEYS[1]) == ARGV[1] then
 end
 return 0
 `)
+
+// retryNowScript makes a waiting job due now, if it is still the job the
+// caller read (the stored JSON is compared, so an attempt that settled in
+// between is not overwritten).
+//
+// KEYS[1] -> {p}:job     hash
+// KEYS[2] -> {p}:ready:<the job's kind> zset
+// ARGV[1] -> job id
+// ARGV[2] -> the job JSON read
+// ARGV[3] -> the job JSON with next_at = now
+// ARGV[4] -> now
+//
+// Returns 1, or the error "NOTFOUND" / "CHANGED" / "NOTREADY" (leased or
+// dead: not in the ready set; nothing written).
+var retryNowScript = redis.NewScript(`
+local cur = redis.call("HGET", KEYS[1], ARGV[1])
+if not cur then
+  return redis.error_reply("NOTFOUND")
+end
+if cur ~= ARGV[2] then
+  return redis.error_reply("CHANGED")
+end
+if not redis.call("ZSCORE", KEYS[2], ARGV[1]) then
+  return redis.error_reply("NOTREADY")
+end
+redis.call("HSET", KEYS[1], ARGV[1], ARGV[3])
+redis.call("ZADD", KEYS[2], "XX", ARGV[4], ARGV[1])
+return 1
+`)

@@ -15,8 +15,8 @@ import (
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 
-	"github.com/mailhook/mailhook/ingest/auth"
-	"github.com/mailhook/mailhook/ingest/auth/dnstest"
+	"github.com/mailhook/mailhook/dns"
+	"github.com/mailhook/mailhook/dns/dnstest"
 )
 
 func TestSmarthostAuthPlainSTARTTLS(t *testing.T) {
@@ -354,7 +354,7 @@ func TestDirectDelivery(t *testing.T) {
 	busy := startSink(t, sinkOpts{ip: "127.0.0.3", port: fmt.Sprint(s.port())}, func(s *sink) {
 		s.refuse = &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 3, 2}, Message: "too busy"}
 	})
-	authRes, err := auth.NewResolver(auth.ResolverOptions{Server: zone.Addr(), CacheSize: -1})
+	dnsRes, err := dns.NewResolver(dns.ResolverOptions{Server: zone.Addr(), CacheSize: -1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -362,7 +362,7 @@ func TestDirectDelivery(t *testing.T) {
 	for _, res := range []struct {
 		name string
 		r    MXResolver
-	}{{"auth", authRes}, {"net", NetResolver(zone.Addr())}} {
+	}{{"auth", dnsRes}, {"net", NetResolver(zone.Addr())}} {
 		r := newRelayer(t, Options{Resolver: res.r, Port: s.port()})
 		for _, tc := range []struct {
 			domain string
@@ -419,11 +419,11 @@ func TestDirectDeliveryTemporaryDNS(t *testing.T) {
 	zone.ServFail("flaky.test.")
 	zone.Add("flakyhost.test. 60 IN MX 10 mx.flaky.test.")
 	zone.ServFail("mx.flaky.test.")
-	authRes, err := auth.NewResolver(auth.ResolverOptions{Server: zone.Addr(), CacheSize: -1})
+	dnsRes, err := dns.NewResolver(dns.ResolverOptions{Server: zone.Addr(), CacheSize: -1})
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, res := range []MXResolver{authRes, NetResolver(zone.Addr())} {
+	for _, res := range []MXResolver{dnsRes, NetResolver(zone.Addr())} {
 		r := newRelayer(t, Options{Resolver: res, Port: 1})
 		for _, domain := range []string{"flaky.test", "flakyhost.test"} {
 			f := newFixture(t, testMsg(), domain, "bob@"+domain)

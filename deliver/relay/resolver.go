@@ -11,7 +11,7 @@ import (
 )
 
 // MXResolver is the DNS the relay needs for direct delivery. The
-// verification resolver (ingest/auth.Resolver) satisfies it, as does
+// shared resolver (dns.Resolver) satisfies it, as does
 // *net.Resolver.
 //
 // Errors are classified as net.Resolver's are: a *net.DNSError with
@@ -34,8 +34,8 @@ type netResolver struct{ r *net.Resolver }
 // NetResolver returns an MXResolver using Go's resolver. server is a DNS
 // server "host:port" to ask instead of the system's nameservers (for a
 // local resolver, or the loopback DNS of tests); empty means the system's.
-// Production wiring should prefer the verification resolver
-// (ingest/auth.Resolver), which caches and tells NXDOMAIN from NODATA.
+// Production wiring should prefer the shared resolver (dns.Resolver),
+// which caches and tells NXDOMAIN from NODATA.
 func NetResolver(server string) MXResolver {
 	r := &net.Resolver{PreferGo: true}
 	if server != "" {

@@ -37,11 +37,11 @@ func (v *Verifier) formatAR(res *Results) string {
 	return strings.TrimSpace(strings.ReplaceAll(s, " ;", ";"))
 }
 
-func orNone(s string) string {
-	if s == "" {
-		return "none"
+func orNone(v Verdict) Verdict {
+	if v == "" {
+		return None
 	}
-	return s
+	return v
 }
 
 // HeaderField returns the whole Authentication-Results field to prepend to

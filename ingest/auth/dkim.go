@@ -37,7 +37,7 @@ func (v *Verifier) verifyDKIM(ctx context.Context, fields []header.Field, msg io
 		// or reading failed (the caller checks for that).
 		out := make([]DKIMResult, 0, min(len(sigs), v.maxSigs))
 		for _, s := range sigs[:min(len(sigs), v.maxSigs)] {
-			out = append(out, DKIMResult{Result: "permerror", Domain: s["d"], Selector: s["s"], Error: err.Error()})
+			out = append(out, DKIMResult{Result: PermError, Domain: s["d"], Selector: s["s"], Error: err.Error()})
 		}
 		return out
 	}
@@ -56,13 +56,13 @@ func (v *Verifier) verifyDKIM(ctx context.Context, fields []header.Field, msg io
 		// RFC 8601 §2.7.1 result values.
 		switch {
 		case vr.Err == nil:
-			r.Result = "pass"
+			r.Result = Pass
 		case dkim.IsTempFail(vr.Err):
-			r.Result = "temperror"
+			r.Result = TempError
 		case dkim.IsPermFail(vr.Err):
-			r.Result = "permerror"
+			r.Result = PermError
 		default:
-			r.Result = "fail"
+			r.Result = Fail
 		}
 		if vr.Err != nil {
 			r.Error = vr.Err.Error()

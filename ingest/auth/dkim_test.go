@@ -14,7 +14,7 @@ import (
 
 	"github.com/emersion/go-msgauth/dkim"
 
-	"github.com/mailhook/mailhook/ingest/auth/dnstest"
+	"github.com/mailhook/mailhook/dns/dnstest"
 )
 
 func TestDKIMRFCVectors(t *testing.T) {
@@ -104,7 +104,7 @@ func TestDKIMSignedAndTampered(t *testing.T) {
 		})
 		relaxedBody := vr.bod == dkim.CanonicalizationRelaxed
 		relaxedHdr := vr.hdr == dkim.CanonicalizationRelaxed
-		pick := func(relaxed bool) string {
+		pick := func(relaxed bool) Verdict {
 			if relaxed {
 				return "pass"
 			}
@@ -113,7 +113,7 @@ func TestDKIMSignedAndTampered(t *testing.T) {
 		tampers := []struct {
 			name   string
 			tamper func(string) string
-			want   string
+			want   Verdict
 		}{
 			{"untouched", func(s string) string { return s }, "pass"},
 			{"body word changed", func(s string) string { return strings.Replace(s, "arrived", "arrives", 1) }, "fail"},
@@ -217,7 +217,7 @@ func TestDKIMKeyProblems(t *testing.T) {
 	srv.Timeout("slow._domainkey.example.test")
 	srv.ServFail("broken._domainkey.example.test")
 	v := testVerifier(t, srv, nil)
-	for sel, want := range map[string]string{
+	for sel, want := range map[string]Verdict{
 		"missing": "permerror", // NXDOMAIN: no key (RFC 6376 §6.1.2)
 		"revoked": "permerror",
 		"garbage": "permerror",

@@ -10,14 +10,8 @@ import (
 	"github.com/mailhook/mailhook/header"
 )
 
-// DMARC result and policy values (RFC 7489 §11.2, §6.3).
+// DMARC policy values (RFC 7489 §6.3).
 const (
-	dmarcPass      = "pass"
-	dmarcFail      = "fail"
-	dmarcNone      = "none"
-	dmarcTempError = "temperror"
-	dmarcPermError = "permerror"
-
 	policyNone       = string(dmarc.PolicyNone)
 	policyQuarantine = dmarc.PolicyQuarantine
 	policyReject     = dmarc.PolicyReject
@@ -46,7 +40,7 @@ const (
 func (v *Verifier) checkDMARC(ctx context.Context, author *header.Author, spf SPFResult, dkimRes []DKIMResult) DMARCResult {
 	domains := author.Domains
 	if len(domains) == 0 {
-		return DMARCResult{Result: dmarcNone, Policy: policyNone}
+		return DMARCResult{Result: None, Policy: policyNone}
 	}
 	var best DMARCResult
 	for i, d := range domains {
@@ -62,7 +56,7 @@ func (v *Verifier) checkDMARC(ctx context.Context, author *header.Author, spf SP
 // author domains.
 func dmarcRank(r DMARCResult) int {
 	switch r.Result {
-	case dmarcFail:
+	case Fail:
 		switch r.Policy {
 		case policyReject:
 			return 0
@@ -70,11 +64,11 @@ func dmarcRank(r DMARCResult) int {
 			return 1
 		}
 		return 2
-	case dmarcTempError:
+	case TempError:
 		return 3
-	case dmarcPermError:
+	case PermError:
 		return 4
-	case dmarcNone:
+	case None:
 		return 5
 	}
 	return 6
@@ -86,14 +80,14 @@ func (v *Verifier) evalDMARC(ctx context.Context, from string, spf SPFResult, dk
 	rec, atOrg, err := v.lookupDMARC(ctx, from)
 	switch {
 	case errors.Is(err, dmarc.ErrNoPolicy):
-		out.Result = dmarcNone
+		out.Result = None
 		return out
 	case dmarc.IsTempFail(err):
-		out.Result = dmarcTempError
+		out.Result = TempError
 		return out
 	case err != nil:
 		v.log.Debug("dmarc record unusable", "domain", from, "err", err)
-		out.Result = dmarcPermError
+		out.Result = PermError
 		return out
 	}
 
@@ -107,30 +101,30 @@ func (v *Verifier) evalDMARC(ctx context.Context, from string, spf SPFResult, dk
 
 	// RFC 7489 §3.1: identifier alignment. A pass needs one
 	// authenticated and aligned identifier (§4.2).
-	aligned := spf.Result == "pass" && alignedDomain(spf.Domain, from, rec.SPFAlignment)
+	aligned := spf.Result == Pass && alignedDomain(spf.Domain, from, rec.SPFAlignment)
 	for _, d := range dkimRes {
 		if aligned {
 			break
 		}
-		aligned = d.Result == "pass" && alignedDomain(d.Domain, from, rec.DKIMAlignment)
+		aligned = d.Result == Pass && alignedDomain(d.Domain, from, rec.DKIMAlignment)
 	}
 	if aligned {
-		out.Result = dmarcPass
+		out.Result = Pass
 		return out
 	}
 	// No aligned pass. If an aligned identifier could not be checked for
 	// a transient DNS reason, the verdict is not final: temperror, so that
 	// ingest can defer (451 4.4.3) rather than reject mail whose DNS
 	// merely timed out.
-	transient := spf.Result == "temperror" && alignedDomain(spf.Domain, from, rec.SPFAlignment)
+	transient := spf.Result == TempError && alignedDomain(spf.Domain, from, rec.SPFAlignment)
 	for _, d := range dkimRes {
-		transient = transient || (d.Result == "temperror" && alignedDomain(d.Domain, from, rec.DKIMAlignment))
+		transient = transient || (d.Result == TempError && alignedDomain(d.Domain, from, rec.DKIMAlignment))
 	}
 	if transient {
-		out.Result = dmarcTempError
+		out.Result = TempError
 		return out
 	}
-	out.Result = dmarcFail
+	out.Result = Fail
 
 	// RFC 7489 §6.6.4: with pct below 100, messages outside the sample get
 	// the next less strict policy.

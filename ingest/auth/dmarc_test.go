@@ -6,8 +6,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/mailhook/mailhook/dns/dnstest"
 	"github.com/mailhook/mailhook/header"
-	"github.com/mailhook/mailhook/ingest/auth/dnstest"
 )
 
 const dmarcZone = `
@@ -32,7 +32,7 @@ func TestDMARC(t *testing.T) {
 	always := testVerifier(t, srv, func(int) bool { return true })
 
 	pass := func(d string) SPFResult { return SPFResult{Result: "pass", Domain: d, Identity: "mailfrom"} }
-	dk := func(res, d string) []DKIMResult { return []DKIMResult{{Result: res, Domain: d, Selector: "s"}} }
+	dk := func(res Verdict, d string) []DKIMResult { return []DKIMResult{{Result: res, Domain: d, Selector: "s"}} }
 	none := SPFResult{Result: "none"}
 
 	tests := []struct {

@@ -15,10 +15,28 @@ type Results struct {
 	Quarantine bool `json:"quarantine,omitempty"`
 }
 
+// Verdict is one check's result, as Authentication-Results writes it
+// (RFC 8601 §2.7) and the webhook's "auth" object carries it.
+type Verdict string
+
+// Verdicts. Not every check gives every one: SPF has softfail (RFC 7208
+// §2.6), DMARC has neither softfail nor neutral (RFC 7489 §11.2); policy
+// (RFC 8601 §2.7.1) is for route rules only.
+const (
+	Pass      Verdict = "pass"
+	Fail      Verdict = "fail"
+	SoftFail  Verdict = "softfail"
+	Neutral   Verdict = "neutral"
+	None      Verdict = "none"
+	TempError Verdict = "temperror"
+	PermError Verdict = "permerror"
+	Policy    Verdict = "policy"
+)
+
 // SPFResult is the SPF verdict for MAIL FROM (or HELO when MAIL FROM is null).
 type SPFResult struct {
-	Result string `json:"result"` // pass fail softfail neutral none temperror permerror
-	Domain string `json:"domain"`
+	Result Verdict `json:"result"` // pass fail softfail neutral none temperror permerror
+	Domain string  `json:"domain"`
 	// Identity is the identity checked: "mailfrom", or "helo" when MAIL
 	// FROM was null (RFC 7208 §2.3, §2.4).
 	Identity string `json:"identity,omitempty"`
@@ -26,17 +44,17 @@ type SPFResult struct {
 
 // DKIMResult is the verdict for one DKIM-Signature.
 type DKIMResult struct {
-	Result   string `json:"result"` // pass fail neutral temperror permerror
-	Domain   string `json:"domain"`
-	Selector string `json:"selector"`
-	Error    string `json:"error,omitempty"`
+	Result   Verdict `json:"result"` // pass fail neutral temperror permerror
+	Domain   string  `json:"domain"`
+	Selector string  `json:"selector"`
+	Error    string  `json:"error,omitempty"`
 }
 
 // DMARCResult is the DMARC verdict for the From domain.
 type DMARCResult struct {
-	Result string `json:"result"` // pass fail none temperror permerror
-	Policy string `json:"policy"` // none quarantine reject (the one that applies)
-	Domain string `json:"domain"`
+	Result Verdict `json:"result"` // pass fail none temperror permerror
+	Policy string  `json:"policy"` // none quarantine reject (the one that applies)
+	Domain string  `json:"domain"`
 }
 
 // Summary returns the single results matchable by route rules:
@@ -46,20 +64,20 @@ func (r *Results) Summary() map[string]string {
 	if r == nil {
 		return map[string]string{}
 	}
-	dkim := "none"
+	dkim := None
 	for i, d := range r.DKIM {
 		if i == 0 {
 			dkim = d.Result
 		}
-		if d.Result == "pass" {
-			dkim = "pass"
+		if d.Result == Pass {
+			dkim = Pass
 			break
 		}
 	}
 	return map[string]string{
-		"spf":          r.SPF.Result,
-		"dkim":         dkim,
-		"dmarc":        r.DMARC.Result,
+		"spf":          string(r.SPF.Result),
+		"dkim":         string(dkim),
+		"dmarc":        string(r.DMARC.Result),
 		"dmarc_policy": r.DMARC.Policy,
 	}
 }

@@ -43,7 +43,7 @@ func (v *Verifier) CheckSPF(ctx context.Context, ip net.IP, helo, mailFrom strin
 	// RFC 7208 §4.3: a malformed domain (not a multi-label FQDN, empty or
 	// over-long labels, an address literal) gives "none" without lookups.
 	if !validSPFDomain(domain) {
-		res.Result = string(spf.None)
+		res.Result = None
 		return res
 	}
 	r, err := spf.CheckHostWithSender(ip, helo, sender,
@@ -55,7 +55,7 @@ func (v *Verifier) CheckSPF(ctx context.Context, ip net.IP, helo, mailFrom strin
 			}
 		}),
 	)
-	res.Result = string(r)
+	res.Result = Verdict(r)
 	if v.log.Enabled(ctx, slog.LevelDebug) {
 		v.log.Debug("spf checked", "remote_ip", ip.String(), "mail_from", mailFrom, "helo", helo,
 			"result", res.Result, "reason", errString(err))

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mailhook/mailhook/dns"
 	"github.com/mailhook/mailhook/header"
 )
 
@@ -23,19 +24,25 @@ const (
 
 // Options configures a Verifier.
 type Options struct {
+	// DNS is the resolver for every lookup, shared with the other stages
+	// that need DNS (the relay's MX lookups). Nil means the verifier makes
+	// its own from Resolver, LookupTimeout, CacheSize and Logger.
+	DNS *dns.Resolver
 	// Resolver is the DNS server used for every lookup ("127.0.0.1:5353");
-	// empty means the system configuration (/etc/resolv.conf).
+	// empty means the system configuration (/etc/resolv.conf). Unused
+	// when DNS is set.
 	Resolver string
 	// AuthServID is our hostname, the authserv-id of the
 	// Authentication-Results we write (RFC 8601 §2.5). Required.
 	AuthServID string
-	// LookupTimeout bounds each DNS lookup (DefaultLookupTimeout if zero).
+	// LookupTimeout bounds each DNS lookup (dns.DefaultLookupTimeout if
+	// zero).
 	LookupTimeout time.Duration
 	// MessageTimeout bounds the DNS work for one message: CheckSPF, and
 	// Verify's DKIM and DMARC (DefaultMessageTimeout if zero).
 	MessageTimeout time.Duration
-	// CacheSize bounds the DNS cache (DefaultCacheSize if zero, none if
-	// negative).
+	// CacheSize bounds the DNS cache (dns.DefaultCacheSize if zero, none
+	// if negative).
 	CacheSize int
 	// MaxSignatures bounds how many DKIM-Signature fields are verified per
 	// message, to bound the work a hostile message can cause
@@ -70,7 +77,7 @@ type Options struct {
 //     DMARC "temperror" (a DNS failure that kept an aligned identifier
 //     from passing) maps to 451 4.4.3 or accept-and-flag, by config.
 type Verifier struct {
-	res        *Resolver
+	res        *dns.Resolver
 	authServID string
 	msgTimeout time.Duration
 	maxSigs    int
@@ -89,14 +96,18 @@ func NewVerifier(o Options) (*Verifier, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	res, err := NewResolver(ResolverOptions{
-		Server:    o.Resolver,
-		Timeout:   o.LookupTimeout,
-		CacheSize: o.CacheSize,
-		Logger:    log,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("auth: resolver: %w", err)
+	res := o.DNS
+	if res == nil {
+		var err error
+		res, err = dns.NewResolver(dns.ResolverOptions{
+			Server:    o.Resolver,
+			Timeout:   o.LookupTimeout,
+			CacheSize: o.CacheSize,
+			Logger:    log,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("auth: resolver: %w", err)
+		}
 	}
 	v := &Verifier{
 		res:        res,
@@ -120,9 +131,9 @@ func NewVerifier(o Options) (*Verifier, error) {
 	return v, nil
 }
 
-// Resolver returns the DNS resolver the verifier uses, for other stages
-// (the relay's MX lookups) to share.
-func (v *Verifier) Resolver() *Resolver { return v.res }
+// Resolver returns the DNS resolver the verifier uses: Options.DNS, or
+// the one it made.
+func (v *Verifier) Resolver() *dns.Resolver { return v.res }
 
 // Verify checks the DKIM signatures of msg (the message as received,
 // header and body, CRLF line ends) and DMARC (RFC 7489) for its From
@@ -153,7 +164,7 @@ func (v *Verifier) Verify(ctx context.Context, spf SPFResult, msg io.Reader) (*R
 		_ = hdr.Write(&hb, nil)
 		res.DKIM = v.verifyDKIM(ctx, hdr.Fields, io.MultiReader(&hb, bytes.NewReader(hdr.Rest), br))
 	} else {
-		res.DKIM = []DKIMResult{{Result: "permerror", Error: "header block too large"}}
+		res.DKIM = []DKIMResult{{Result: PermError, Error: "header block too large"}}
 	}
 	if _, err := io.Copy(io.Discard, br); err != nil || rd.err != nil {
 		return nil, fmt.Errorf("auth: read message: %w", errors.Join(rd.err, err))
@@ -163,9 +174,9 @@ func (v *Verifier) Verify(ctx context.Context, spf SPFResult, msg io.Reader) (*R
 		author := header.ReadAuthor(hdr)
 		res.DMARC = v.checkDMARC(ctx, &author, spf, res.DKIM)
 	} else {
-		res.DMARC = DMARCResult{Result: "permerror", Policy: "none"}
+		res.DMARC = DMARCResult{Result: PermError, Policy: "none"}
 	}
-	res.Quarantine = res.DMARC.Result == "fail" && res.DMARC.Policy == "quarantine"
+	res.Quarantine = res.DMARC.Result == Fail && res.DMARC.Policy == "quarantine"
 	res.AuthenticationResults = v.formatAR(res)
 	if v.log.Enabled(ctx, slog.LevelDebug) { // Summary builds a map: only when logged
 		v.log.Debug("message verified", "spf", spf.Result, "dkim", res.Summary()["dkim"],
@@ -179,7 +190,7 @@ func (v *Verifier) Verify(ctx context.Context, spf SPFResult, msg io.Reader) (*R
 // When enforcement is off, ingest should set Quarantine instead, as the
 // Results.Quarantine comment says.
 func (r *Results) Reject() bool {
-	return r != nil && r.DMARC.Result == "fail" && r.DMARC.Policy == "reject"
+	return r != nil && r.DMARC.Result == Fail && r.DMARC.Policy == "reject"
 }
 
 // captureReader remembers the first read error that is not io.EOF, so read

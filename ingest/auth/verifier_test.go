@@ -15,8 +15,9 @@ import (
 
 	"github.com/emersion/go-msgauth/dkim"
 
+	"github.com/mailhook/mailhook/dns"
+	"github.com/mailhook/mailhook/dns/dnstest"
 	"github.com/mailhook/mailhook/header"
-	"github.com/mailhook/mailhook/ingest/auth/dnstest"
 )
 
 const e2eZone = `
@@ -268,8 +269,17 @@ func TestNewVerifier(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if v.msgTimeout != DefaultMessageTimeout || v.maxSigs != DefaultMaxSignatures || v.Resolver().timeout != DefaultLookupTimeout {
+	if v.msgTimeout != DefaultMessageTimeout || v.maxSigs != DefaultMaxSignatures {
 		t.Errorf("defaults not applied: %+v", v)
+	}
+	// A resolver given in Options is the one used, so the relay can share
+	// it and its cache.
+	res, err := dns.NewResolver(dns.ResolverOptions{Server: "127.0.0.1:53"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, err = NewVerifier(Options{DNS: res, Resolver: "192.0.2.1:53", AuthServID: "mx.test"}); err != nil || v.Resolver() != res {
+		t.Errorf("NewVerifier with Options.DNS: resolver %p, want %p (%v)", v.Resolver(), res, err)
 	}
 }
 

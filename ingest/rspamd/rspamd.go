@@ -271,21 +271,21 @@ func authHeaders(a *auth.Results) map[string]string {
 // spfWord is rspamd's word for an SPF result (RFC 7208 §2.6). temperror
 // has none that makes a symbol; it is still sent, so rspamd does not
 // repeat the lookup that just failed.
-func spfWord(r string) string {
+func spfWord(r auth.Verdict) string {
 	switch r {
-	case "pass", "fail", "softfail", "neutral":
-		return r
+	case auth.Pass, auth.Fail, auth.SoftFail, auth.Neutral:
+		return string(r)
 	}
 	return errWord(r)
 }
 
 // dkimWord is rspamd's word for a DKIM result (RFC 6376 §6.1, RFC 8601
 // §2.7.1); neutral and policy have none, and such a signature is left out.
-func dkimWord(r string) string {
+func dkimWord(r auth.Verdict) string {
 	switch r {
-	case "pass", "fail":
-		return r
-	case "temperror", "permerror":
+	case auth.Pass, auth.Fail:
+		return string(r)
+	case auth.TempError, auth.PermError:
 		return errWord(r)
 	}
 	return ""
@@ -295,9 +295,9 @@ func dkimWord(r string) string {
 // policy that applies to it (RFC 7489 §6.3), as rspamd's own symbols are.
 func dmarcWord(d auth.DMARCResult) string {
 	switch d.Result {
-	case "pass":
+	case auth.Pass:
 		return "pass"
-	case "fail":
+	case auth.Fail:
 		switch d.Policy {
 		case "reject":
 			return "reject"
@@ -311,13 +311,13 @@ func dmarcWord(d auth.DMARCResult) string {
 
 // errWord is rspamd's word for the results the methods share: none,
 // temperror and permerror (RFC 8601 §2.7).
-func errWord(r string) string {
+func errWord(r auth.Verdict) string {
 	switch r {
-	case "none":
+	case auth.None:
 		return "na"
-	case "temperror":
+	case auth.TempError:
 		return "tempfail"
-	case "permerror":
+	case auth.PermError:
 		return "permfail"
 	}
 	return ""

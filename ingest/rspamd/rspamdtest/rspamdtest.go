@@ -1,7 +1,7 @@
 // Package rspamdtest runs a real rspamd (the Debian package) for tests: one
 // normal worker on a free loopback port, its configuration, database,
 // run and log files in the test's temporary directory, and its DNS
-// pointed at a loopback server (ingest/auth/dnstest) that answers NXDOMAIN
+// pointed at a loopback server (dns/dnstest) that answers NXDOMAIN
 // for everything, so scans do not wait on lookups that cannot leave the
 // machine. It needs no Redis: the modules that want one stay off.
 package rspamdtest
@@ -22,7 +22,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mailhook/mailhook/ingest/auth/dnstest"
+	"github.com/mailhook/mailhook/dns/dnstest"
 	"github.com/mailhook/mailhook/internal/testenv"
 )
 

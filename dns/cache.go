@@ -1,11 +1,11 @@
-package auth
+package dns
 
 import (
 	"container/list"
 	"sync"
 	"time"
 
-	"github.com/miekg/dns"
+	miekg "github.com/miekg/dns"
 )
 
 // maxCacheTTL caps how long any answer is kept, whatever its TTL says.
@@ -20,7 +20,7 @@ type cacheKey struct {
 // answer is the outcome of one question after CNAME chasing: the records of
 // the asked type, or NXDOMAIN. Temporary failures are never cached.
 type answer struct {
-	rrs      []dns.RR
+	rrs      []miekg.RR
 	nxdomain bool
 }
 

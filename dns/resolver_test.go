@@ -1,4 +1,4 @@
-package auth
+package dns
 
 import (
 	"context"
@@ -10,9 +10,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/miekg/dns"
+	miekg "github.com/miekg/dns"
 
-	"github.com/mailhook/mailhook/ingest/auth/dnstest"
+	"github.com/mailhook/mailhook/dns/dnstest"
 )
 
 const resolverZone = `
@@ -69,7 +69,7 @@ func TestResolverLookups(t *testing.T) {
 		t.Errorf("LookupIP(v6only) = %v, %v", ips, err)
 	}
 	ips, err = r.LookupIP(ctx, "192.0.2.77")
-	if err != nil || len(ips) != 1 || srv.Queries("192.0.2.77", dns.TypeA) != 0 {
+	if err != nil || len(ips) != 1 || srv.Queries("192.0.2.77", miekg.TypeA) != 0 {
 		t.Errorf("LookupIP(literal) = %v, %v; want it back without a query", ips, err)
 	}
 	names, err := r.LookupAddr(ctx, "192.0.2.1")
@@ -85,7 +85,7 @@ func TestResolverErrors(t *testing.T) {
 	srv := dnstest.Start(t, resolverZone)
 	srv.ServFail("broken.example.test")
 	srv.Timeout("slow.example.test")
-	srv.ServFail("mx2.example.test", dns.TypeAAAA)
+	srv.ServFail("mx2.example.test", miekg.TypeAAAA)
 	r := newTestResolver(t, srv, 0)
 	ctx := context.Background()
 
@@ -110,7 +110,7 @@ func TestResolverErrors(t *testing.T) {
 	if _, err := r.LookupTXT(ctx, long); !dnsErrOf(t, err).IsNotFound {
 		t.Errorf("64-octet label: %v, want not found", err)
 	}
-	if srv.Queries(long, dns.TypeTXT) != 0 {
+	if srv.Queries(long, miekg.TypeTXT) != 0 {
 		t.Errorf("a query was sent for an invalid name")
 	}
 	// One family failing does not hide the other's addresses.
@@ -192,14 +192,14 @@ func TestResolverCache(t *testing.T) {
 		qtype uint16
 		want  int
 	}{
-		{"example.test", dns.TypeMX, 1},
-		{"nope.example.test", dns.TypeTXT, 1},
-		{"broken.example.test", dns.TypeTXT, 3},
-		{"zero.example.test", dns.TypeA, 3},
-		{"alias.example.test", dns.TypeA, 1},
+		{"example.test", miekg.TypeMX, 1},
+		{"nope.example.test", miekg.TypeTXT, 1},
+		{"broken.example.test", miekg.TypeTXT, 3},
+		{"zero.example.test", miekg.TypeA, 3},
+		{"alias.example.test", miekg.TypeA, 1},
 	} {
 		if got := srv.Queries(c.name, c.qtype); got != c.want {
-			t.Errorf("queries for %s %s = %d, want %d", c.name, dns.TypeToString[c.qtype], got, c.want)
+			t.Errorf("queries for %s %s = %d, want %d", c.name, miekg.TypeToString[c.qtype], got, c.want)
 		}
 	}
 
@@ -208,15 +208,15 @@ func TestResolverCache(t *testing.T) {
 	now = now.Add(61 * time.Second)
 	_, _ = r.LookupTXT(ctx, "nope.example.test")
 	_, _ = r.LookupMX(ctx, "example.test")
-	if got := srv.Queries("nope.example.test", dns.TypeTXT); got != 2 {
+	if got := srv.Queries("nope.example.test", miekg.TypeTXT); got != 2 {
 		t.Errorf("NXDOMAIN after 61 s: %d queries, want 2", got)
 	}
-	if got := srv.Queries("example.test", dns.TypeMX); got != 1 {
+	if got := srv.Queries("example.test", miekg.TypeMX); got != 1 {
 		t.Errorf("MX after 61 s: %d queries, want 1 (TTL 300)", got)
 	}
 	now = now.Add(300 * time.Second)
 	_, _ = r.LookupMX(ctx, "example.test")
-	if got := srv.Queries("example.test", dns.TypeMX); got != 2 {
+	if got := srv.Queries("example.test", miekg.TypeMX); got != 2 {
 		t.Errorf("MX after its TTL: %d queries, want 2", got)
 	}
 }
@@ -236,17 +236,17 @@ func TestResolverCacheBound(t *testing.T) {
 	// LRU: mx1 was used last, mx2 was evicted by alias.
 	_, _ = r.LookupTXT(ctx, "mx1.example.test")
 	_, _ = r.LookupTXT(ctx, "mx2.example.test")
-	if got := srv.Queries("mx1.example.test", dns.TypeTXT); got != 1 {
+	if got := srv.Queries("mx1.example.test", miekg.TypeTXT); got != 1 {
 		t.Errorf("mx1 queried %d times, want 1 (kept)", got)
 	}
-	if got := srv.Queries("mx2.example.test", dns.TypeTXT); got != 2 {
+	if got := srv.Queries("mx2.example.test", miekg.TypeTXT); got != 2 {
 		t.Errorf("mx2 queried %d times, want 2 (evicted)", got)
 	}
 
 	off := newTestResolver(t, srv, -1)
 	_, _ = off.LookupTXT(ctx, "example.test")
 	_, _ = off.LookupTXT(ctx, "example.test")
-	if got := srv.Queries("example.test", dns.TypeTXT); got != 2 {
+	if got := srv.Queries("example.test", miekg.TypeTXT); got != 2 {
 		t.Errorf("with the cache off: %d queries, want 2", got)
 	}
 }
@@ -255,11 +255,11 @@ func TestResolverCacheBound(t *testing.T) {
 // does not chase it: the resolver asks for the target itself.
 func TestParseCNAMENotChased(t *testing.T) {
 	r := &Resolver{}
-	m := new(dns.Msg)
-	m.SetQuestion("a.example.test.", dns.TypeA)
-	cn, _ := dns.NewRR("a.example.test. 60 IN CNAME b.example.test.")
-	m.Answer = []dns.RR{cn}
-	_, next, _, err := r.parse("a.example.test", "a.example.test.", dns.TypeA, m)
+	m := new(miekg.Msg)
+	m.SetQuestion("a.example.test.", miekg.TypeA)
+	cn, _ := miekg.NewRR("a.example.test. 60 IN CNAME b.example.test.")
+	m.Answer = []miekg.RR{cn}
+	_, next, _, err := r.parse("a.example.test", "a.example.test.", miekg.TypeA, m)
 	if err != nil || next != "b.example.test." {
 		t.Errorf("parse = next %q, %v; want b.example.test.", next, err)
 	}
@@ -288,5 +288,8 @@ func TestResolverSystemConfig(t *testing.T) {
 	r, err = NewResolver(ResolverOptions{Server: "127.0.0.1"})
 	if err != nil || r.servers[0] != "127.0.0.1:53" {
 		t.Errorf("Server without port: %v, %v", r.servers, err)
+	}
+	if r.timeout != DefaultLookupTimeout || r.cache == nil || r.cache.max != DefaultCacheSize {
+		t.Errorf("defaults not applied: timeout %v, cache %+v", r.timeout, r.cache)
 	}
 }

@@ -1,4 +1,4 @@
-package auth
+package dns
 
 import (
 	"context"
@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"blitiri.com.ar/go/spf"
-	"github.com/miekg/dns"
+	miekg "github.com/miekg/dns"
 )
 
 // Defaults for ResolverOptions.
@@ -48,8 +48,8 @@ type ResolverOptions struct {
 }
 
 // Resolver is a DNS stub resolver with a per-lookup timeout and a small
-// TTL-respecting cache. It is the one resolver used for SPF, DKIM and DMARC,
-// and is meant to be shared with the relay for MX lookups.
+// TTL-respecting cache. One Resolver serves SPF, DKIM and DMARC and the
+// relay's MX lookups, so they share its cache.
 //
 // Errors are *net.DNSError, so code written for net.Resolver classifies them
 // the same way: IsNotFound for NXDOMAIN (and for names that cannot exist,
@@ -64,8 +64,8 @@ type Resolver struct {
 	servers []string
 	timeout time.Duration
 	cache   *cache
-	udp     *dns.Client
-	tcp     *dns.Client
+	udp     *miekg.Client
+	tcp     *miekg.Client
 	log     *slog.Logger
 }
 
@@ -82,8 +82,8 @@ func NewResolver(o ResolverOptions) (*Resolver, error) {
 	}
 	// The clients' own timeout must not be shorter than ours: miekg/dns
 	// otherwise cuts reads at 2 s whatever the context allows.
-	r.udp = &dns.Client{Net: "udp", UDPSize: ednsUDPSize, Timeout: r.timeout}
-	r.tcp = &dns.Client{Net: "tcp", Timeout: r.timeout}
+	r.udp = &miekg.Client{Net: "udp", UDPSize: ednsUDPSize, Timeout: r.timeout}
+	r.tcp = &miekg.Client{Net: "tcp", Timeout: r.timeout}
 	if r.log == nil {
 		r.log = slog.New(slog.DiscardHandler)
 	}
@@ -100,7 +100,7 @@ func NewResolver(o ResolverOptions) (*Resolver, error) {
 		}
 		r.servers = []string{srv}
 	} else {
-		cfg, err := dns.ClientConfigFromFile(resolvConf)
+		cfg, err := miekg.ClientConfigFromFile(resolvConf)
 		if err != nil {
 			return nil, fmt.Errorf("read %s: %w", resolvConf, err)
 		}
@@ -141,7 +141,7 @@ func (r *Resolver) dnsError(name string, kind errKind, detail string) *net.DNSEr
 }
 
 // query answers one question, from the cache when it can.
-func (r *Resolver) query(ctx context.Context, name string, qtype uint16) ([]dns.RR, error) {
+func (r *Resolver) query(ctx context.Context, name string, qtype uint16) ([]miekg.RR, error) {
 	fqdn, ok := canonicalName(name)
 	if !ok {
 		// A name that cannot be encoded cannot exist (RFC 1035 §2.3.4).
@@ -191,16 +191,16 @@ func (r *Resolver) query(ctx context.Context, name string, qtype uint16) ([]dns.
 // names of answers. ok is false for a name that cannot be encoded (RFC
 // 1035 §2.3.4: labels of 1 to 63 octets, 255 in all) or the root.
 func canonicalName(name string) (string, bool) {
-	n := strings.ToLower(dns.Fqdn(name))
-	if _, ok := dns.IsDomainName(n); !ok || n == "." {
+	n := strings.ToLower(miekg.Fqdn(name))
+	if _, ok := miekg.IsDomainName(n); !ok || n == "." {
 		return "", false
 	}
 	var buf [256]byte
-	off, err := dns.PackDomainName(n, buf[:], 0, nil, false)
+	off, err := miekg.PackDomainName(n, buf[:], 0, nil, false)
 	if err != nil {
 		return "", false
 	}
-	u, _, err := dns.UnpackDomainName(buf[:off], 0)
+	u, _, err := miekg.UnpackDomainName(buf[:off], 0)
 	if err != nil {
 		return "", false
 	}
@@ -212,23 +212,23 @@ func canonicalName(name string) (string, bool) {
 // ends at a name the answer says nothing about. ttl is the time the
 // answer may be cached: the smallest TTL used, or for a negative answer
 // the SOA rule of RFC 2308 §5 (zero, i.e. not cached, without an SOA).
-func (r *Resolver) parse(name, target string, qtype uint16, resp *dns.Msg) (a answer, next string, ttl uint32, err error) {
+func (r *Resolver) parse(name, target string, qtype uint16, resp *miekg.Msg) (a answer, next string, ttl uint32, err error) {
 	switch resp.Rcode {
-	case dns.RcodeSuccess, dns.RcodeNameError:
+	case miekg.RcodeSuccess, miekg.RcodeNameError:
 	default:
-		return a, "", 0, r.dnsError(name, errTemporary, "server answered "+dns.RcodeToString[resp.Rcode])
+		return a, "", 0, r.dnsError(name, errTemporary, "server answered "+miekg.RcodeToString[resp.Rcode])
 	}
 	ttl = 1<<31 - 1
 	followed := false
 	for range maxCNAMEHops + 1 {
-		var cn *dns.CNAME
+		var cn *miekg.CNAME
 		for _, rr := range resp.Answer {
-			if c, ok := rr.(*dns.CNAME); ok && strings.EqualFold(c.Hdr.Name, target) {
+			if c, ok := rr.(*miekg.CNAME); ok && strings.EqualFold(c.Hdr.Name, target) {
 				cn = c
 				break
 			}
 		}
-		if cn == nil || qtype == dns.TypeCNAME {
+		if cn == nil || qtype == miekg.TypeCNAME {
 			break
 		}
 		ttl = min(ttl, cn.Hdr.Ttl)
@@ -247,14 +247,14 @@ func (r *Resolver) parse(name, target string, qtype uint16, resp *dns.Msg) (a an
 	}
 	negTTL, haveSOA := uint32(0), false
 	for _, rr := range resp.Ns {
-		if soa, ok := rr.(*dns.SOA); ok {
+		if soa, ok := rr.(*miekg.SOA); ok {
 			negTTL, haveSOA = min(soa.Hdr.Ttl, soa.Minttl), true
 		}
 	}
-	if followed && !haveSOA && resp.Rcode == dns.RcodeSuccess {
+	if followed && !haveSOA && resp.Rcode == miekg.RcodeSuccess {
 		return a, target, ttl, nil
 	}
-	a.nxdomain = resp.Rcode == dns.RcodeNameError
+	a.nxdomain = resp.Rcode == miekg.RcodeNameError
 	return a, "", min(ttl, negTTL), nil
 }
 
@@ -263,8 +263,8 @@ func (r *Resolver) parse(name, target string, qtype uint16, resp *dns.Msg) (a an
 // server, without retransmission: the servers are expected to be near (a
 // local recursive resolver), and a lost datagram costs a temperror, which
 // the sender retries.
-func (r *Resolver) exchange(ctx context.Context, name string, qtype uint16) (*dns.Msg, error) {
-	m := new(dns.Msg)
+func (r *Resolver) exchange(ctx context.Context, name string, qtype uint16) (*miekg.Msg, error) {
+	m := new(miekg.Msg)
 	m.SetQuestion(name, qtype)
 	m.RecursionDesired = true
 	m.SetEdns0(ednsUDPSize, false)
@@ -278,11 +278,11 @@ func (r *Resolver) exchange(ctx context.Context, name string, qtype uint16) (*dn
 			resp, _, err = r.tcp.ExchangeContext(actx, m, srv)
 		}
 		cancel()
-		if err == nil && resp.Rcode != dns.RcodeServerFailure && resp.Rcode != dns.RcodeRefused {
+		if err == nil && resp.Rcode != miekg.RcodeServerFailure && resp.Rcode != miekg.RcodeRefused {
 			return resp, nil
 		}
 		if err == nil {
-			lastErr = r.dnsError(name, errTemporary, "server answered "+dns.RcodeToString[resp.Rcode])
+			lastErr = r.dnsError(name, errTemporary, "server answered "+miekg.RcodeToString[resp.Rcode])
 		} else {
 			kind := errTemporary
 			var nerr net.Error
@@ -291,7 +291,7 @@ func (r *Resolver) exchange(ctx context.Context, name string, qtype uint16) (*dn
 			}
 			lastErr = r.dnsError(name, kind, err.Error())
 		}
-		r.log.Debug("dns lookup failed", "name", name, "type", dns.TypeToString[qtype], "server", srv, "err", lastErr)
+		r.log.Debug("dns lookup failed", "name", name, "type", miekg.TypeToString[qtype], "server", srv, "err", lastErr)
 		if ctx.Err() != nil {
 			break
 		}
@@ -302,14 +302,14 @@ func (r *Resolver) exchange(ctx context.Context, name string, qtype uint16) (*dn
 // LookupTXT returns the TXT records of name, each one's character-strings
 // joined without separator (RFC 7208 §3.3, RFC 6376 §3.6.2.2).
 func (r *Resolver) LookupTXT(ctx context.Context, name string) ([]string, error) {
-	rrs, err := r.query(ctx, name, dns.TypeTXT)
+	rrs, err := r.query(ctx, name, miekg.TypeTXT)
 	if err != nil {
 		return nil, err
 	}
 	out := make([]string, 0, len(rrs))
 	for _, rr := range rrs {
 		var b strings.Builder
-		for _, s := range rr.(*dns.TXT).Txt {
+		for _, s := range rr.(*miekg.TXT).Txt {
 			b.WriteString(unescapeTXT(s))
 		}
 		out = append(out, b.String())
@@ -345,13 +345,13 @@ func isDigit(c byte) bool { return c >= '0' && c <= '9' }
 // LookupMX returns the MX records of name sorted by preference. Hosts are
 // FQDNs with the trailing dot, as net.Resolver gives them.
 func (r *Resolver) LookupMX(ctx context.Context, name string) ([]*net.MX, error) {
-	rrs, err := r.query(ctx, name, dns.TypeMX)
+	rrs, err := r.query(ctx, name, miekg.TypeMX)
 	if err != nil {
 		return nil, err
 	}
 	out := make([]*net.MX, 0, len(rrs))
 	for _, rr := range rrs {
-		mx := rr.(*dns.MX)
+		mx := rr.(*miekg.MX)
 		out = append(out, &net.MX{Host: mx.Mx, Pref: mx.Preference})
 	}
 	slices.SortStableFunc(out, func(a, b *net.MX) int { return int(a.Pref) - int(b.Pref) })
@@ -367,14 +367,14 @@ func (r *Resolver) LookupIPAddr(ctx context.Context, host string) ([]net.IPAddr,
 	}
 	var out []net.IPAddr
 	var errs [2]error
-	for i, qt := range []uint16{dns.TypeA, dns.TypeAAAA} {
+	for i, qt := range []uint16{miekg.TypeA, miekg.TypeAAAA} {
 		rrs, err := r.query(ctx, host, qt)
 		errs[i] = err
 		for _, rr := range rrs {
 			switch rr := rr.(type) {
-			case *dns.A:
+			case *miekg.A:
 				out = append(out, net.IPAddr{IP: rr.A})
-			case *dns.AAAA:
+			case *miekg.AAAA:
 				out = append(out, net.IPAddr{IP: rr.AAAA})
 			}
 		}
@@ -406,17 +406,17 @@ func (r *Resolver) LookupIP(ctx context.Context, host string) ([]net.IP, error) 
 // LookupAddr returns the PTR names of the IP address addr (RFC 1035 §3.5,
 // RFC 3596 §2.5), FQDNs with the trailing dot.
 func (r *Resolver) LookupAddr(ctx context.Context, addr string) ([]string, error) {
-	arpa, err := dns.ReverseAddr(addr)
+	arpa, err := miekg.ReverseAddr(addr)
 	if err != nil {
 		return nil, &net.DNSError{Name: addr, Err: "not an ip address", IsNotFound: true}
 	}
-	rrs, err := r.query(ctx, arpa, dns.TypePTR)
+	rrs, err := r.query(ctx, arpa, miekg.TypePTR)
 	if err != nil {
 		return nil, err
 	}
 	out := make([]string, 0, len(rrs))
 	for _, rr := range rrs {
-		out = append(out, rr.(*dns.PTR).Ptr)
+		out = append(out, rr.(*miekg.PTR).Ptr)
 	}
 	return out, nil
 }

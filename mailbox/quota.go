@@ -1,0 +1,47 @@
+package mailbox
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+)
+
+func (u *userTx) used() int64 {
+	if v := u.b.Get(kUsed); len(v) == 8 {
+		return int64(binary.BigEndian.Uint64(v))
+	}
+	return 0
+}
+
+func (u *userTx) addUsed(d int64) error {
+	return u.b.Put(kUsed, u64(uint64(max(u.used()+d, 0))))
+}
+
+func (u *userTx) quotaCheck(add int64) error {
+	if u.s.opts.Quota == nil || add <= 0 {
+		return nil
+	}
+	q := u.s.opts.Quota(u.name)
+	if q > 0 && u.used()+add > q {
+		return fmt.Errorf("mailbox: user %s: %d+%d bytes exceeds %d: %w", u.name, u.used(), add, q, ErrOverQuota)
+	}
+	return nil
+}
+
+// CheckQuota reports whether size more bytes fit in the user's quota: nil,
+// or an error wrapping ErrOverQuota. The SMTP front end calls it at end of
+// data to refuse with 452 4.2.2 while it still can (RFC 3463 §3.3); the
+// append itself checks again.
+func (s *Store) CheckQuota(ctx context.Context, user string, size int64) error {
+	if s.opts.Quota == nil {
+		return nil
+	}
+	return s.readUser(ctx, user, func(u *userTx) error { return u.quotaCheck(size) })
+}
+
+// Usage returns the bytes stored for user (what the quota counts).
+func (s *Store) Usage(ctx context.Context, user string) (int64, error) {
+	var n int64
+	err := s.readUser(ctx, user, func(u *userTx) error { n = u.used(); return nil })
+	return n, err
+}

@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/mailhook/mailhook/deliver"
-	"github.com/mailhook/mailhook/ingest/auth/dnstest"
+	"github.com/mailhook/mailhook/dns/dnstest"
 )
 
 // TestQueueThroughAPI: while serve holds the embedded store, `mailhook

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mailhook/mailhook/ingest/auth/dnstest"
+	"github.com/mailhook/mailhook/dns/dnstest"
 	"github.com/mailhook/mailhook/internal/testenv"
 )
 

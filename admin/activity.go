@@ -27,6 +27,8 @@ import (
 	"github.com/mailhook/mailhook/deliver"
 	"github.com/mailhook/mailhook/ingest/auth"
 	"github.com/mailhook/mailhook/ingest/rspamd"
+	"github.com/mailhook/mailhook/internal/clip"
+	"github.com/mailhook/mailhook/internal/safefile"
 	"github.com/mailhook/mailhook/parse"
 	"github.com/mailhook/mailhook/route"
 )
@@ -342,10 +344,10 @@ func (a *Activity) RecordAccepted(mail *route.Mail, decisions []route.Decision, 
 		d.Decisions = []route.Decision{}
 	}
 	if m := d.Message; m != nil {
-		d.Subject = truncUTF8(m.Subject, maxSummaryText)
-		d.MessageID = truncUTF8(m.MessageID, maxSummaryText)
+		d.Subject = clip.UTF8(m.Subject, maxSummaryText, "")
+		d.MessageID = clip.UTF8(m.MessageID, maxSummaryText, "")
 		if m.From != nil {
-			d.From = truncUTF8(m.From.Address, maxSummaryText)
+			d.From = clip.UTF8(m.From.Address, maxSummaryText, "")
 		}
 	}
 	parsed, err := json.Marshal(d.Message)
@@ -441,26 +443,15 @@ func trimMessage(m *parse.Message) (*parse.Message, []string) {
 		c.Attachments[i].Content = ""
 	}
 	if len(c.Text) > maxBodyText {
-		c.Text, cut = truncUTF8(c.Text, maxBodyText), append(cut, "message.text")
+		c.Text, cut = clip.UTF8(c.Text, maxBodyText, ""), append(cut, "message.text")
 	}
 	if len(c.HTML) > maxBodyText {
-		c.HTML, cut = truncUTF8(c.HTML, maxBodyText), append(cut, "message.html")
+		c.HTML, cut = clip.UTF8(c.HTML, maxBodyText, ""), append(cut, "message.html")
 	}
 	if len(c.StrippedText) > maxBodyText {
-		c.StrippedText, cut = truncUTF8(c.StrippedText, maxBodyText), append(cut, "message.stripped_text")
+		c.StrippedText, cut = clip.UTF8(c.StrippedText, maxBodyText, ""), append(cut, "message.stripped_text")
 	}
 	return &c, cut
-}
-
-// truncUTF8 cuts s to at most n bytes without splitting a UTF-8 sequence.
-func truncUTF8(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	for n > 0 && n < len(s) && s[n]&0xC0 == 0x80 {
-		n--
-	}
-	return s[:n]
 }
 
 // RecordRefused records a refusal in the SMTP dialogue.
@@ -468,8 +459,8 @@ func (a *Activity) RecordRefused(ev Refused) error {
 	if ev.At.IsZero() {
 		ev.At = a.now()
 	}
-	ev.MailFrom = truncUTF8(ev.MailFrom, maxSummaryText*2)
-	ev.Reason = truncUTF8(ev.Reason, maxErrorText)
+	ev.MailFrom = clip.UTF8(ev.MailFrom, maxSummaryText*2, "")
+	ev.Reason = clip.UTF8(ev.Reason, maxErrorText, "")
 	if len(ev.Rcpts) > 100 {
 		ev.Rcpts = ev.Rcpts[:100]
 	}
@@ -599,7 +590,7 @@ func (a *Activity) RecordAttempt(job *deliver.Job, at deliver.Attempt, outcome d
 		at.At = now
 	}
 	ar := newAttemptRecord(at, string(outcome))
-	ar.Error, ar.Response = truncUTF8(ar.Error, maxErrorText), truncUTF8(ar.Response, maxResponse)
+	ar.Error, ar.Response = clip.UTF8(ar.Error, maxErrorText, ""), clip.UTF8(ar.Response, maxResponse, "")
 	err := a.db.Batch(func(tx *bolt.Tx) error {
 		rec, err := getRecord(tx, job.MsgID)
 		if errors.Is(err, ErrNotFound) {
@@ -1077,8 +1068,7 @@ func (a *Activity) KeepRaw(msgID, rawPath string) error {
 		if errors.Is(err, os.ErrNotExist) {
 			return fmt.Errorf("admin: activity: keep raw %s: %w", msgID, err)
 		}
-		if err := copyFile(rawPath, tmp); err != nil {
-			os.Remove(tmp)
+		if err := safefile.Copy(rawPath, tmp); err != nil {
 			return fmt.Errorf("admin: activity: keep raw %s: %w", msgID, err)
 		}
 	}
@@ -1087,23 +1077,6 @@ func (a *Activity) KeepRaw(msgID, rawPath string) error {
 		return fmt.Errorf("admin: activity: keep raw %s: %w", msgID, err)
 	}
 	return nil
-}
-
-func copyFile(src, dst string) error {
-	in, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		return err
-	}
-	return out.Close()
 }
 
 // OpenRaw opens the kept raw source of a message, or returns ErrNotFound.

@@ -47,13 +47,19 @@
 // compared in constant time, or as the dashboard's session cookie. With no
 // token configured they are disabled (403), never open.
 //
-// Ten failed logins (bearer or dashboard) from one address within a minute
-// lock that address out (429) for the rest of the minute; failures are
-// counted in mailhook_failed_logins_total{proto="admin"}.
+// Every token presented is checked (a constant-time compare of SHA-256
+// digests costs nothing), so the right token is never refused because
+// other clients behind the same address failed. After ten failed logins
+// (bearer or dashboard) from one address within a minute, that address's
+// wrong tokens are answered 429 with Retry-After for the rest of the
+// minute instead of 401; failures are counted in
+// mailhook_failed_logins_total{proto="admin"}. The limiter is the
+// loginlimit.Limiter IMAP and POP3 use (see login.go).
 //
-// The dashboard's login sets an HttpOnly, SameSite=Strict cookie holding an
-// expiry and its HMAC under a key derived from the token (never the token
-// itself; changing the token ends every session). Writes authenticated by
+// The dashboard's login sets an HttpOnly, SameSite=Strict cookie holding a
+// random session id (never the token); the server keeps the session and
+// logging out deletes it, so a copied cookie is worthless afterwards. A
+// restart or a new token ends every session. Writes authenticated by
 // the cookie must also carry the X-Mailhook-Request header, which a
 // cross-site page cannot send without a CORS preflight the server never
 // grants. Pages are served with a strict Content-Security-Policy; every

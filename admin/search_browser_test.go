@@ -42,11 +42,11 @@ func TestDashboardSearch(t *testing.T) {
 		case "half-w":
 			a := deliver.Attempt{At: e.clock.Now(), Status: 410, Error: "webhook: 410 Gone"}
 			e.q.Dead(ctx, j, a)
-			e.act.RecordAttempt(j, a, OutcomeDead)
+			e.act.RecordAttempt(j, a, deliver.SettleDead)
 		case "half-m":
 			a := deliver.Attempt{At: e.clock.Now(), Latency: 3 * time.Millisecond}
 			e.q.Ack(ctx, j)
-			e.act.RecordAttempt(j, a, OutcomeDelivered)
+			e.act.RecordAttempt(j, a, deliver.SettleDelivered)
 		default:
 			e.q.Retry(ctx, j, e.clock.Now().Add(time.Hour), deliver.Attempt{At: e.clock.Now(), Status: 503})
 		}

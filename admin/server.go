@@ -2,11 +2,7 @@ package admin
 
 import (
 	"context"
-	"crypto/hmac"
 	"crypto/sha256"
-	"crypto/subtle"
-	"encoding/base64"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -21,6 +17,7 @@ import (
 	"time"
 
 	"github.com/mailhook/mailhook/deliver"
+	"github.com/mailhook/mailhook/internal/loginlimit"
 	"github.com/mailhook/mailhook/parse"
 )
 
@@ -73,15 +70,15 @@ type ServerOptions struct {
 // must stay on loopback or behind a firewall that only lets the monitoring
 // system in. Everything else under /api/ and the dashboard needs the token.
 type Server struct {
-	opts    ServerOptions
-	mux     *http.ServeMux
-	hs      *http.Server
-	sessKey []byte
-	tokenH  [32]byte
-	attKey  AttachmentKey
-	limiter loginLimiter
-	log     *slog.Logger
-	now     func() time.Time
+	opts     ServerOptions
+	mux      *http.ServeMux
+	hs       *http.Server
+	tokenH   [32]byte
+	attKey   AttachmentKey
+	limiter  *loginlimit.Limiter
+	sessions sessionStore
+	log      *slog.Logger
+	now      func() time.Time
 }
 
 // Header names of the dashboard's CSRF defence: a state-changing request
@@ -107,12 +104,8 @@ func NewServer(opts ServerOptions) *Server {
 	}
 	if opts.Token != "" {
 		s.tokenH = sha256.Sum256([]byte(opts.Token))
-		// Sessions are signed with a key derived from the token, so a new
-		// token ends every session and the cookie never holds the token.
-		m := hmac.New(sha256.New, []byte(opts.Token))
-		m.Write([]byte("mailhook admin session v1"))
-		s.sessKey = m.Sum(nil)
 	}
+	s.limiter = newAdminLimiter(s.now)
 	s.routes()
 	s.hs = &http.Server{
 		Handler:           s,
@@ -245,8 +238,7 @@ func (s *Server) authenticate(r *http.Request) authVia {
 		if !ok || !strings.EqualFold(scheme, "Bearer") {
 			return authNone
 		}
-		got := sha256.Sum256([]byte(strings.TrimSpace(tok)))
-		if subtle.ConstantTimeCompare(got[:], s.tokenH[:]) == 1 {
+		if s.checkToken(tok) {
 			return authBearer
 		}
 		return authNone
@@ -265,14 +257,11 @@ func (s *Server) api(h http.HandlerFunc) http.HandlerFunc {
 			writeError(w, http.StatusForbidden, disabledText)
 			return
 		}
-		if s.throttled(w, r) {
-			return
-		}
 		via := s.authenticate(r)
 		switch {
 		case via == authNone:
-			if r.Header.Get("Authorization") != "" {
-				s.loginFailed(r)
+			if r.Header.Get("Authorization") != "" && s.refuseLogin(w, r) {
+				return
 			}
 			w.Header().Set("WWW-Authenticate", `Bearer realm="mailhook admin"`)
 			writeError(w, http.StatusUnauthorized, "authentication required: Authorization: Bearer <admin token>")
@@ -303,85 +292,6 @@ func (s *Server) dashboard(h http.Handler) http.HandlerFunc {
 		hd.Set("Referrer-Policy", "no-referrer")
 		h.ServeHTTP(w, r)
 	}
-}
-
-// newSession returns a cookie value: the expiry and an HMAC of it under a
-// key derived from the token.
-func (s *Server) newSession(exp time.Time) string {
-	var b [8 + sha256.Size]byte
-	binary.BigEndian.PutUint64(b[:8], uint64(exp.Unix()))
-	m := hmac.New(sha256.New, s.sessKey)
-	m.Write(b[:8])
-	copy(b[8:], m.Sum(nil))
-	return base64.RawURLEncoding.EncodeToString(b[:])
-}
-
-func (s *Server) validSession(v string) bool {
-	b, err := base64.RawURLEncoding.DecodeString(v)
-	if err != nil || len(b) != 8+sha256.Size || len(s.sessKey) == 0 {
-		return false
-	}
-	m := hmac.New(sha256.New, s.sessKey)
-	m.Write(b[:8])
-	if !hmac.Equal(m.Sum(nil), b[8:]) {
-		return false
-	}
-	return s.now().Unix() < int64(binary.BigEndian.Uint64(b[:8]))
-}
-
-func (s *Server) login(w http.ResponseWriter, r *http.Request) {
-	if s.throttled(w, r) {
-		return
-	}
-	r.Body = http.MaxBytesReader(w, r.Body, 8<<10)
-	tok := r.PostFormValue("token")
-	got := sha256.Sum256([]byte(strings.TrimSpace(tok)))
-	if tok == "" || subtle.ConstantTimeCompare(got[:], s.tokenH[:]) != 1 {
-		s.loginFailed(r)
-		http.Redirect(w, r, "/?login=failed", http.StatusSeeOther)
-		return
-	}
-	exp := s.now().Add(s.opts.SessionTTL)
-	http.SetCookie(w, &http.Cookie{
-		Name: sessionName, Value: s.newSession(exp), Path: "/",
-		Expires: exp, MaxAge: int(s.opts.SessionTTL / time.Second),
-		HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: r.TLS != nil,
-	})
-	http.Redirect(w, r, "/", http.StatusSeeOther)
-}
-
-func (s *Server) logout(w http.ResponseWriter, r *http.Request) {
-	http.SetCookie(w, &http.Cookie{
-		Name: sessionName, Value: "", Path: "/", MaxAge: -1,
-		HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: r.TLS != nil,
-	})
-	http.Redirect(w, r, "/", http.StatusSeeOther)
-}
-
-// throttled answers 429 when the client's address failed to log in too
-// often lately.
-func (s *Server) throttled(w http.ResponseWriter, r *http.Request) bool {
-	blocked, until := s.limiter.blocked(remoteIP(r), s.now())
-	if !blocked {
-		return false
-	}
-	w.Header().Set("Retry-After", strconv.Itoa(max(1, int(until.Sub(s.now()).Seconds()+0.5))))
-	writeError(w, http.StatusTooManyRequests, "too many failed logins from this address; try again later")
-	return true
-}
-
-func (s *Server) loginFailed(r *http.Request) {
-	s.opts.Metrics.FailedLogin("admin")
-	s.limiter.fail(remoteIP(r), s.now())
-	s.log.Warn("admin login failed", "remote_ip", remoteIP(r), "path", r.URL.Path)
-}
-
-func remoteIP(r *http.Request) string {
-	h, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
-	}
-	return h
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {

@@ -740,44 +740,6 @@ func (r *recorder) Write(b []byte) (int, error) {
 	return r.body.Write(b)
 }
 
-func TestLoginThrottle(t *testing.T) {
-	e := newEnv(t, testToken)
-	for i := range maxFailures {
-		if code, _, _ := e.do("GET", "/api/queue/stats", "wrong"); code != 401 {
-			t.Fatalf("failure %d = %d, want 401", i, code)
-		}
-	}
-	code, hdr, _ := e.do("GET", "/api/queue/stats", testToken)
-	if code != http.StatusTooManyRequests || hdr.Get("Retry-After") == "" {
-		t.Fatalf("after %d failures, right token = %d (Retry-After %q), want 429", maxFailures, code, hdr.Get("Retry-After"))
-	}
-	res, err := http.PostForm(e.base+"/login", url.Values{"token": {testToken}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	res.Body.Close()
-	if res.StatusCode != http.StatusTooManyRequests {
-		t.Fatalf("login while throttled = %d, want 429", res.StatusCode)
-	}
-	e.clock.Add(failureWindow)
-	if code, _, _ := e.do("GET", "/api/queue/stats", testToken); code != 200 {
-		t.Fatalf("after the window = %d, want 200", code)
-	}
-	after := scrape(t, e)
-	if after[`mailhook_failed_logins_total{proto="admin"}`] != maxFailures {
-		t.Fatalf("failed logins counted %v, want %d", after[`mailhook_failed_logins_total{proto="admin"}`], maxFailures)
-	}
-
-	var l loginLimiter
-	now := time.Now()
-	for i := range maxTracked + 5 {
-		l.fail(fmt.Sprintf("10.0.%d.%d", i/256, i%256), now)
-	}
-	if len(l.recs) > maxTracked {
-		t.Fatalf("limiter tracks %d addresses, max %d", len(l.recs), maxTracked)
-	}
-}
-
 func TestPublicHandler(t *testing.T) {
 	e := newEnv(t, testToken)
 	f := newFixture(t)

@@ -8,12 +8,14 @@ import (
 	"maps"
 	"net"
 	"net/mail"
+	"net/netip"
 	"net/url"
 	"os"
 	"regexp"
 	"slices"
 	"strings"
 
+	"github.com/mailhook/mailhook/deliver/webhook"
 	"github.com/mailhook/mailhook/route"
 )
 
@@ -154,16 +156,27 @@ func (c *Config) Validate() ValidationErrors {
 		if !nameRE.MatchString(name) {
 			add(key, "name must be letters, digits, '_', '.', '-'")
 		}
+		// The URL is shown redacted: it may carry credentials.
 		u, err := url.Parse(w.URL)
 		switch {
 		case w.URL == "":
 			add(key+".url", "must be set")
 		case err != nil:
-			add(key+".url", "%q is not a URL: %v", w.URL, err)
+			add(key+".url", "is not a URL: %v", urlReason(err))
 		case u.Scheme != "https" && u.Scheme != "http":
-			add(key+".url", "%q must be an http or https URL", w.URL)
-		case u.Host == "":
-			add(key+".url", "%q has no host", w.URL)
+			add(key+".url", "%q must be an http or https URL", RedactURL(w.URL))
+		case u.Host == "" || u.Hostname() == "":
+			add(key+".url", "%q has no host", RedactURL(w.URL))
+		case !w.AllowPrivate:
+			// The rule serve applies (deliver/webhook): an address
+			// literal that is loopback, private, link-local, ... needs
+			// allow_private. Names are checked when dialled.
+			if a, err := netip.ParseAddr(u.Hostname()); err == nil {
+				var re *webhook.RefusedError
+				if errors.As(webhook.CheckAddr(a), &re) {
+					add(key+".url", "%s is a %s; set allow_private to allow it", a, re.Reason)
+				}
+			}
 		}
 		secrets := w.AllSecrets()
 		if len(secrets) == 0 {
@@ -271,7 +284,7 @@ func (c *Config) Validate() ValidationErrors {
 	checkListen(add, "admin.listen", c.Admin.Listen, false)
 	if u := c.Admin.PublicURL; u != "" {
 		if pu, err := url.Parse(u); err != nil || (pu.Scheme != "http" && pu.Scheme != "https") || pu.Host == "" {
-			add("admin.public_url", "%q is not an http or https URL", u)
+			add("admin.public_url", "%q is not an http or https URL", RedactURL(u))
 		}
 	}
 	positive(add, "retention", int64(c.Retention))
@@ -307,6 +320,16 @@ func (c *Config) HasDomain(domain string) bool {
 		}
 	}
 	return false
+}
+
+// urlReason is why url.Parse failed, without the URL itself (which
+// *url.Error repeats, credentials and all).
+func urlReason(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return ue.Err
+	}
+	return err
 }
 
 func boolInt(b bool) int {

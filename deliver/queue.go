@@ -7,8 +7,8 @@ import (
 	"fmt"
 	"io"
 	"time"
-	"unicode/utf8"
 
+	"github.com/mailhook/mailhook/internal/clip"
 	"github.com/mailhook/mailhook/route"
 )
 
@@ -194,22 +194,11 @@ const MaxHistory = 100
 // MaxAttemptText bounds an Attempt's Error and Response as stored.
 const MaxAttemptText = 4096
 
-// truncate cuts s to at most n bytes on a UTF-8 boundary.
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	for n > 0 && !utf8.RuneStart(s[n]) {
-		n--
-	}
-	return s[:n]
-}
-
 // AddAttempt appends a to j.History, keeps it and a's texts bounded and
 // sets LastError.
 func (j *Job) AddAttempt(a Attempt) {
-	a.Error = truncate(a.Error, MaxAttemptText)
-	a.Response = truncate(a.Response, MaxAttemptText)
+	a.Error = clip.UTF8(a.Error, MaxAttemptText, "")
+	a.Response = clip.UTF8(a.Response, MaxAttemptText, "")
 	j.History = append(j.History, a)
 	if len(j.History) > MaxHistory {
 		j.History = append([]Attempt(nil), j.History[len(j.History)-MaxHistory:]...)

@@ -7,6 +7,8 @@ import (
 	"net"
 	"sync"
 	"time"
+
+	"github.com/mailhook/mailhook/internal/clientip"
 )
 
 // limitListener enforces the connection limits at accept time: past the
@@ -27,7 +29,7 @@ func (l *limitListener) Accept() (net.Conn, error) {
 		if err != nil {
 			return nil, err
 		}
-		ip := remoteIP(c.RemoteAddr())
+		ip := clientip.String(c.RemoteAddr())
 		if obs := l.s.o.Observer; obs != nil {
 			obs.Connection(ip)
 		}
@@ -157,15 +159,4 @@ func (c *sessionConn) SetReadDeadline(t time.Time) error { return nil }
 func (c *sessionConn) Close() error {
 	c.once.Do(func() { c.l.release(c.ip) })
 	return c.Conn.Close()
-}
-
-func remoteIP(a net.Addr) string {
-	if ta, ok := a.(*net.TCPAddr); ok {
-		return ta.IP.String()
-	}
-	host, _, err := net.SplitHostPort(a.String())
-	if err != nil {
-		return a.String()
-	}
-	return host
 }

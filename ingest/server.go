@@ -15,6 +15,7 @@ import (
 
 	"github.com/mailhook/mailhook/header"
 	"github.com/mailhook/mailhook/ingest/auth"
+	"github.com/mailhook/mailhook/internal/clientip"
 	"github.com/mailhook/mailhook/parse"
 	"github.com/mailhook/mailhook/route"
 )
@@ -215,7 +216,7 @@ func New(o Options) (*Server, error) {
 	if l.MinDataRate == 0 {
 		l.MinDataRate = DefaultMinDataRate
 	}
-	if err := os.MkdirAll(o.SpoolDir, 0o750); err != nil {
+	if err := os.MkdirAll(o.SpoolDir, 0o700); err != nil {
 		return nil, fmt.Errorf("ingest: spool dir: %w", err)
 	}
 	if err := cleanSpool(o.SpoolDir); err != nil {
@@ -267,7 +268,7 @@ func (s *Server) Close() error { return s.smtp.Close() }
 func (s *Server) NewSession(c *smtp.Conn) (smtp.Session, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	_, isTLS := c.TLSConnectionState()
-	ip := remoteIP(c.Conn().RemoteAddr())
+	ip := clientip.String(c.Conn().RemoteAddr())
 	sc, _ := c.Conn().(*sessionConn)
 	return &session{
 		s: s, c: c, ctx: ctx, cancel: cancel, conn: sc,

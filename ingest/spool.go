@@ -219,7 +219,9 @@ func (s *spool) finalize(dir, id string, prepend []Field, hdr *header.Header, dr
 		}
 		return "", b.Bytes(), int64(b.Len()), dropped, nil
 	}
-	out, err := os.Create(filepath.Join(dir, "msg-"+id+".eml"))
+	// 0600: the message is private mail; the queue moves this file and
+	// the admin history hard-links it, so its mode is theirs too.
+	out, err := os.OpenFile(filepath.Join(dir, "msg-"+id+".eml"), os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
 		return "", nil, 0, nil, fmt.Errorf("ingest: spool: %w", err)
 	}

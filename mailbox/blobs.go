@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"sync"
 
+	"github.com/mailhook/mailhook/internal/safefile"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -123,16 +124,7 @@ func (s *Store) syncDir(dir string) error {
 	if s.opts.noSync {
 		return nil
 	}
-	return syncDir(dir)
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
+	return safefile.SyncDir(dir)
 }
 
 func blobRef(tx *bolt.Tx, id [blobIDLen]byte, d int) (left uint32, err error) {

@@ -1,7 +1,8 @@
 // Package mailbox keeps mail for people who read it with a mail client:
-// the local store, the users, the login limiter and the IMAP server. The
-// POP3 server lives in mailbox/pop3 and uses the same Store, Users and
-// Limiter. The package imports nothing else of mailhook.
+// the local store, the users and the IMAP server. The POP3 server lives in
+// mailbox/pop3 and uses the same Store, Users and login limiter
+// (internal/loginlimit, which the admin listener uses too). The package
+// imports nothing else of mailhook.
 //
 // # Store
 //
@@ -42,8 +43,12 @@
 //
 // Users holds the configured users (bcrypt or argon2id hashes), swapped
 // atomically on reload; Lookup maps addresses, plus-addresses included, to
-// users. Limiter, shared by IMAP and POP3, delays then refuses logins after
-// failures per client IP and per user, and bounds sessions per user.
+// users. A loginlimit.Limiter, shared by IMAP and POP3, delays then refuses
+// logins after failures per client address and per (user, address), never
+// per user alone, so that no one can lock a user out from elsewhere; it
+// schedules password hashes so that a client from an address that has not
+// failed is not queued behind an attacker's; and it bounds sessions per
+// user.
 //
 // # IMAP
 //

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/netip"
 	"runtime/debug"
 	"strings"
 	"sync"
@@ -16,6 +15,8 @@ import (
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapserver"
+	"github.com/mailhook/mailhook/internal/clientip"
+	"github.com/mailhook/mailhook/internal/loginlimit"
 )
 
 // IMAPOptions configures NewIMAPServer.
@@ -24,9 +25,10 @@ type IMAPOptions struct {
 	Store *Store
 	// Users authenticates logins. Required.
 	Users *Users
-	// Limiter throttles failed logins and counts sessions per user; it is
-	// shared with POP3. Nil means a Limiter with default options.
-	Limiter *Limiter
+	// Limiter throttles failed logins, schedules password checks and
+	// counts sessions per user; it is shared with POP3. Nil means a
+	// Limiter with default options.
+	Limiter *loginlimit.Limiter
 	// TLSConfig enables STARTTLS (RFC 3501 §6.2.1) and is used by
 	// ServeTLS / ListenAndServeTLS for implicit TLS (RFC 8314).
 	TLSConfig *tls.Config
@@ -53,7 +55,7 @@ type IMAPOptions struct {
 type IMAPServer struct {
 	opts     IMAPOptions
 	log      *slog.Logger
-	limiter  *Limiter
+	limiter  *loginlimit.Limiter
 	secure   *imapserver.Server // passwords only over TLS
 	insecure *imapserver.Server // passwords also in clear
 	// implicit serves implicit TLS: imapserver sees the frontConn, not
@@ -96,7 +98,7 @@ func NewIMAPServer(opts IMAPOptions) (*IMAPServer, error) {
 	}
 	s.loopbackTrusted.Store(true)
 	if s.limiter == nil {
-		s.limiter = NewLimiter(LimiterOptions{})
+		s.limiter = loginlimit.New(loginlimit.Options{})
 	}
 	caps := imap.CapSet{
 		imap.CapIMAP4rev1: {}, imap.CapIMAP4rev2: {},
@@ -200,7 +202,7 @@ func (s *IMAPServer) Serve(l net.Listener) error {
 		_, isTLS := c.(*tls.Conn)
 		if isTLS {
 			target = s.implicitL
-		} else if s.opts.AllowPlaintextAuth || (s.loopbackTrusted.Load() && remoteIP(c.RemoteAddr()).IsLoopback()) {
+		} else if s.opts.AllowPlaintextAuth || (s.loopbackTrusted.Load() && clientip.Of(c.RemoteAddr()).IsLoopback()) {
 			target = s.insecL
 		}
 		fc := newFrontConn(c, s.opts.Store.opts.MaxMessageSize, !isTLS && s.opts.TLSConfig != nil)
@@ -262,14 +264,6 @@ func (s *IMAPServer) Close() error {
 	return nil
 }
 
-func remoteIP(a net.Addr) netip.Addr {
-	ap, err := netip.ParseAddrPort(a.String())
-	if err != nil {
-		return netip.Addr{}
-	}
-	return ap.Addr().Unmap()
-}
-
 // chanListener is a net.Listener fed by IMAPServer.Serve.
 type chanListener struct {
 	c    chan net.Conn
@@ -323,7 +317,7 @@ func (s *IMAPServer) newSession(c *imapserver.Conn) (imapserver.Session, *imapse
 	if s.opts.OnSession != nil {
 		s.opts.OnSession()
 	}
-	ip := remoteIP(c.NetConn().RemoteAddr())
+	ip := clientip.Of(c.NetConn().RemoteAddr())
 	ctx, cancel := context.WithCancel(context.Background())
 	sess := &imapSession{
 		srv:    s,

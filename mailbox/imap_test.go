@@ -24,6 +24,7 @@ import (
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
 	"github.com/emersion/go-sasl"
+	"github.com/mailhook/mailhook/internal/loginlimit"
 	"golang.org/x/crypto/bcrypt"
 )
 
@@ -92,7 +93,7 @@ func newIMAPEnv(t testing.TB, mod func(*IMAPOptions)) *imapEnv {
 		t.Fatal(err)
 	}
 	opts := IMAPOptions{Store: st, Users: users, TLSConfig: testTLS(t), Logger: testLogger(t),
-		Limiter: NewLimiter(LimiterOptions{BaseDelay: time.Millisecond, MaxDelay: 2 * time.Millisecond, LockAfter: 4})}
+		Limiter: loginlimit.New(loginlimit.Options{BaseDelay: time.Millisecond, MaxDelay: 2 * time.Millisecond, LockAfter: 4})}
 	if mod != nil {
 		mod(&opts)
 	}
@@ -506,13 +507,15 @@ func TestIMAPLoginThrottled(t *testing.T) {
 	if err := c.Login("alice", "secret").Wait(); !isCode(err, imap.ResponseCodeUnavailable) {
 		t.Fatalf("login while throttled = %v, want UNAVAILABLE", err)
 	}
-	if err := c.Login("nobody", "x").Wait(); !isCode(err, imap.ResponseCodeUnavailable) {
-		t.Fatalf("other user from the throttled IP = %v, want UNAVAILABLE", err)
+	// The lock is per (user, address): another name from the same address
+	// is checked, until the address's own limit.
+	if err := c.Login("nobody", "x").Wait(); !isCode(err, imap.ResponseCodeAuthenticationFailed) {
+		t.Fatalf("other user from the throttled IP = %v, want AUTHENTICATIONFAILED", err)
 	}
 }
 
 func TestIMAPConnLimit(t *testing.T) {
-	e := newIMAPEnv(t, func(o *IMAPOptions) { o.Limiter = NewLimiter(LimiterOptions{MaxConnsPerUser: 1}) })
+	e := newIMAPEnv(t, func(o *IMAPOptions) { o.Limiter = loginlimit.New(loginlimit.Options{MaxConnsPerUser: 1}) })
 	a := e.login(t, nil)
 	b := e.dial(t, nil)
 	if err := b.Login("alice", "secret").Wait(); !isCode(err, imap.ResponseCodeLimit) {

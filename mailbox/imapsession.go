@@ -84,15 +84,30 @@ func (s *imapSession) Close() error {
 }
 
 // Login checks a password (RFC 3501 §6.2.3; AUTHENTICATE PLAIN ends here
-// too). Throttled attempts are refused before the password is looked at.
+// too). Throttled attempts are refused before the password is looked at;
+// the hash is computed in the limiter's Turn, so that a client from a
+// clean address is not queued behind an attacker's hashes.
 func (s *imapSession) Login(username, password string) error {
 	lim := s.srv.limiter
 	key := s.srv.opts.Users.Canonical(username)
-	if err := lim.Check(s.ip, key); err != nil {
-		s.log.Warn("imap: login throttled", "user", username)
+	throttled := func(err error) error {
+		s.log.Warn("imap: login throttled", "user", username, "err", err)
 		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeUnavailable, Text: "Too many failed logins, try again later"}
 	}
+	if err := lim.Check(s.ip, key); err != nil {
+		return throttled(err)
+	}
+	done, err := lim.Turn(s.ctx, s.ip)
+	if err != nil {
+		return throttled(err)
+	}
+	// Failures counted while this attempt waited may have locked it out.
+	if err := lim.Check(s.ip, key); err != nil {
+		done()
+		return throttled(err)
+	}
 	name, err := s.srv.opts.Users.Authenticate(username, password)
+	done()
 	if err != nil {
 		d := lim.Failed(s.ip, key)
 		if f := s.srv.opts.OnFailedLogin; f != nil {

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mailhook/mailhook/internal/safefile"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -109,7 +110,7 @@ func (s *Store) cleanup() error {
 	}
 	if removed > 0 {
 		s.log.Info("mailbox: removed orphan bodies", "count", removed)
-		return syncDir(filepath.Join(s.dir, blobDir))
+		return safefile.SyncDir(filepath.Join(s.dir, blobDir))
 	}
 	return nil
 }

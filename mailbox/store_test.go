@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
@@ -414,44 +413,6 @@ func argonHash(pw string, salt []byte, mem, time uint32, threads uint8) string {
 	key := argon2.IDKey([]byte(pw), salt, time, mem, threads, 32)
 	return fmt.Sprintf("$argon2id$v=19$m=%d,t=%d,p=%d$%s$%s", mem, time, threads,
 		base64.RawStdEncoding.EncodeToString(salt), base64.RawStdEncoding.EncodeToString(key))
-}
-
-func TestLimiter(t *testing.T) {
-	now := time.Now()
-	l := NewLimiter(LimiterOptions{FreeFailures: 1, BaseDelay: time.Second, MaxDelay: 4 * time.Second, LockAfter: 5,
-		Window: time.Minute, MaxConnsPerUser: 2, Now: func() time.Time { return now }})
-	ip := netip.MustParseAddr("192.0.2.1")
-	var delays []time.Duration
-	for i := 0; i < 5; i++ {
-		if err := l.Check(ip, "u"); err != nil {
-			t.Fatalf("Check #%d = %v", i, err)
-		}
-		delays = append(delays, l.Failed(ip, "u"))
-	}
-	if want := []time.Duration{0, time.Second, 2 * time.Second, 4 * time.Second, 4 * time.Second}; !slices.Equal(delays, want) {
-		t.Errorf("delays = %v, want %v", delays, want)
-	}
-	if err := l.Check(ip, "other"); !errors.Is(err, ErrThrottled) {
-		t.Errorf("Check same IP = %v, want ErrThrottled", err)
-	}
-	if err := l.Check(netip.MustParseAddr("192.0.2.2"), "u"); !errors.Is(err, ErrThrottled) {
-		t.Errorf("Check same user = %v, want ErrThrottled", err)
-	}
-	now = now.Add(2 * time.Minute)
-	if err := l.Check(ip, "u"); err != nil {
-		t.Errorf("Check after window = %v", err)
-	}
-	r1, _ := l.Acquire("u")
-	r2, _ := l.Acquire("u")
-	if _, err := l.Acquire("u"); !errors.Is(err, ErrTooManyConnections) {
-		t.Errorf("third Acquire = %v", err)
-	}
-	r1()
-	r1() // idempotent
-	if _, err := l.Acquire("u"); err != nil {
-		t.Errorf("Acquire after release = %v", err)
-	}
-	r2()
 }
 
 // TestConcurrentDeliverDedup: workers racing on the same jobs (a queue

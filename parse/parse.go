@@ -8,12 +8,12 @@ import (
 	"io"
 	"strings"
 	"sync"
-	"unicode/utf8"
 
 	"github.com/emersion/go-message"
 	"github.com/emersion/go-message/textproto"
 
 	"github.com/mailhook/mailhook/header"
+	"github.com/mailhook/mailhook/internal/clip"
 )
 
 var (
@@ -220,11 +220,7 @@ func (p *parser) finish() (*Message, error) {
 		if len(src) > maxHTMLRender {
 			// The HTML tree takes several times the size of its source.
 			p.warnf("html larger than %d bytes: text taken from the first %d", maxHTMLRender, maxHTMLRender)
-			n := maxHTMLRender
-			for n > 0 && !utf8.RuneStart(src[n]) {
-				n--
-			}
-			src = src[:n]
+			src = clip.UTF8(src, maxHTMLRender, "")
 		}
 		full, quoteless := htmlTexts(src)
 		m.Text = joinBodies([]string{full, m.Text})

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/go-viper/mapstructure/v2"
+	"github.com/mailhook/mailhook/internal/clip"
 )
 
 // Accepts reports whether any rule could accept mail for rcpt, looking only
@@ -214,7 +215,7 @@ func (r *rule) explain(in *input, rcpt string) string {
 	for i := range r.header {
 		h := &r.header[i]
 		v := in.m.Message.Headers[h.value(in)][1]
-		parts = append(parts, fmt.Sprintf("header %s %q matched %s", h.name, clip(v), h.re))
+		parts = append(parts, fmt.Sprintf("header %s %q matched %s", h.name, clip.UTF8(v, 60, "…"), h.re))
 	}
 	if r.subject != nil {
 		parts = append(parts, fmt.Sprintf("subject matched %s", r.subject))
@@ -239,20 +240,6 @@ func (r *rule) explain(in *input, rcpt string) string {
 		return "rule " + r.name + ": no matchers, matches everything"
 	}
 	return "rule " + r.name + ": " + strings.Join(parts, "; ")
-}
-
-// clip shortens a header value for Why.
-func clip(s string) string {
-	const n = 60
-	if len(s) <= n {
-		return s
-	}
-	for i := n; i > 0; i-- {
-		if s[i]&0xC0 != 0x80 { // a rune boundary
-			return s[:i] + "…"
-		}
-	}
-	return s[:n] + "…"
 }
 
 // StringListHook returns a mapstructure decode hook that lets a StringList

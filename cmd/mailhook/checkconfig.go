@@ -1,10 +1,12 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"maps"
 	"net"
 	"slices"
@@ -12,6 +14,8 @@ import (
 	"time"
 
 	"github.com/mailhook/mailhook/config"
+	"github.com/mailhook/mailhook/deliver/relay"
+	"github.com/mailhook/mailhook/mailbox"
 )
 
 func init() {
@@ -36,6 +40,10 @@ func checkConfig(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 		code := exitErr(stderr, err)
 		noConfigHint(stderr, err)
 		return code
+	}
+	if err := preflight(cfg); err != nil {
+		fmt.Fprintf(stderr, "%s: serve would refuse it:\n  %s\n", *path, strings.ReplaceAll(err.Error(), "\n", "\n  "))
+		return 1
 	}
 	describe(stdout, *path, cfg)
 	if cfg.Queue.Backend == "redis" && holdsMailbox(cfg) {
@@ -101,6 +109,40 @@ func compareRunning(w io.Writer, cfg *config.Config) {
 	}
 }
 
+// preflight builds, opening no listener, store or connection, what serve
+// builds from the configuration alone and may refuse: the route table,
+// the webhook endpoints, the mailbox users, the relay's DKIM key and SRS
+// secret. It calls the functions serve calls, so that check-config
+// refuses what serve refuses.
+func preflight(cfg *config.Config) error {
+	var errs []error
+	if _, err := buildPolicy(cfg); err != nil {
+		errs = append(errs, err)
+	}
+	if s, err := newSender(cfg, slog.New(slog.DiscardHandler)); err != nil {
+		errs = append(errs, err)
+	} else {
+		s.Close()
+	}
+	if len(cfg.Mailbox.Users) > 0 {
+		if _, err := mailbox.NewUsers(mailboxUsers(cfg.Mailbox.Users)); err != nil {
+			errs = append(errs, fmt.Errorf("mailbox.users: %w", err))
+		}
+	}
+	if d := cfg.Relay.DKIM; d.PrivateKeyFile != "" {
+		if _, err := relay.LoadDKIMSigner(d.Domain, d.Selector, d.PrivateKeyFile); err != nil {
+			errs = append(errs, fmt.Errorf("relay.dkim: %w", err))
+		}
+	}
+	if secret := cfg.Relay.SRS.Secret; secret != "" {
+		domain := cmp.Or(cfg.Relay.SRS.Domain, cfg.Domains[0])
+		if _, err := relay.NewSRS([]byte(secret), domain, 0); err != nil {
+			errs = append(errs, fmt.Errorf("relay.srs: %w", err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
 // describe prints what a configuration will do.
 func describe(w io.Writer, path string, c *config.Config) {
 	fmt.Fprintf(w, "%s: ok\n", path)
@@ -130,7 +172,7 @@ func describe(w io.Writer, path string, c *config.Config) {
 	fmt.Fprintf(w, "queue      %s\n", q)
 	fmt.Fprintf(w, "node       %s, roles %s\n", nodeName(c), strings.Join(c.Node.Roles, ", "))
 	if r := c.Verify.Rspamd; r.Enabled() {
-		fmt.Fprintf(w, "rspamd     %s (timeout %s, on_error %s, enforce %t)\n", r.URL, r.Timeout, r.OnError, r.Enforce)
+		fmt.Fprintf(w, "rspamd     %s (timeout %s, on_error %s, enforce %t)\n", config.RedactURL(r.URL), r.Timeout, r.OnError, r.Enforce)
 	}
 	if holdsMailbox(c) {
 		fmt.Fprintf(w, "imap       %s", c.Mailbox.IMAPListen)
@@ -147,7 +189,8 @@ func describe(w io.Writer, path string, c *config.Config) {
 		fmt.Fprintf(w, "admin      %s\n", c.Admin.Listen)
 	}
 	for _, name := range slices.Sorted(maps.Keys(c.Webhooks)) {
-		fmt.Fprintf(w, "webhook    %s -> %s\n", name, c.Webhooks[name].URL)
+		// Redacted: a webhook URL may carry credentials.
+		fmt.Fprintf(w, "webhook    %s -> %s\n", name, config.RedactURL(c.Webhooks[name].URL))
 	}
 	for i, r := range c.Routes {
 		var acts []string

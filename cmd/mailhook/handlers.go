@@ -22,6 +22,7 @@ import (
 	"github.com/mailhook/mailhook/deliver/relay"
 	"github.com/mailhook/mailhook/deliver/webhook"
 	"github.com/mailhook/mailhook/dns"
+	"github.com/mailhook/mailhook/internal/loginlimit"
 	"github.com/mailhook/mailhook/mailbox"
 	"github.com/mailhook/mailhook/mailbox/pop3"
 	"github.com/mailhook/mailhook/route"
@@ -146,7 +147,7 @@ func (a *app) openMailbox() error {
 	}
 	a.store = store
 	a.closers = append(a.closers, func() { store.Close() })
-	a.limiter = mailbox.NewLimiter(mailbox.LimiterOptions{})
+	a.limiter = loginlimit.New(loginlimit.Options{})
 	return nil
 }
 

@@ -15,6 +15,7 @@ import (
 	"github.com/mailhook/mailhook/config"
 	"github.com/mailhook/mailhook/deliver"
 	"github.com/mailhook/mailhook/deliver/boltq"
+	"github.com/mailhook/mailhook/internal/clip"
 )
 
 func init() {
@@ -122,7 +123,7 @@ func queueCmd(verb string) func([]string, io.Reader, io.Writer, io.Writer) int {
 					when = j.DeadAt
 				}
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", j.ID, j.Kind, j.Target, j.Route, j.Attempts,
-					j.StateAt(now), when.Local().Format(time.DateTime), truncate(j.LastError, 60))
+					j.StateAt(now), when.Local().Format(time.DateTime), oneLine(j.LastError, 60))
 			}
 			tw.Flush()
 		case "show":
@@ -213,10 +214,11 @@ func parseSince(s string) (time.Time, error) {
 	return t, nil
 }
 
-func truncate(s string, n int) string {
+// oneLine fits s on one line of about n columns.
+func oneLine(s string, n int) string {
 	s = strings.ReplaceAll(s, "\n", " ")
 	if len(s) <= n {
 		return s
 	}
-	return s[:n-1] + "…"
+	return clip.UTF8(s, n-1, "…")
 }

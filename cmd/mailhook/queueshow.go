@@ -158,10 +158,10 @@ func printMessage(w io.Writer, d *admin.MessageDetail, asked string, now time.Ti
 				fmt.Fprintf(w, "  %s", a.Outcome)
 			}
 			if a.Error != "" {
-				fmt.Fprintf(w, "  error: %s", truncate(a.Error, 200))
+				fmt.Fprintf(w, "  error: %s", oneLine(a.Error, 200))
 			}
 			if a.Response != "" {
-				fmt.Fprintf(w, "  response: %s", truncate(a.Response, 200))
+				fmt.Fprintf(w, "  response: %s", oneLine(a.Response, 200))
 			}
 			fmt.Fprintln(w)
 		}

@@ -27,6 +27,7 @@ import (
 	"github.com/mailhook/mailhook/header"
 	"github.com/mailhook/mailhook/ingest"
 	"github.com/mailhook/mailhook/ingest/auth"
+	"github.com/mailhook/mailhook/internal/loginlimit"
 	"github.com/mailhook/mailhook/mailbox"
 	"github.com/mailhook/mailhook/parse"
 	"github.com/mailhook/mailhook/route"
@@ -107,7 +108,7 @@ type app struct {
 	runner  *deliver.Runner
 	store   *mailbox.Store
 	users   *mailbox.Users
-	limiter *mailbox.Limiter
+	limiter *loginlimit.Limiter
 	srs     *relay.SRS
 	// webhooks is the webhook handler; reload swaps its endpoints
 	webhooks *swapSender
@@ -144,7 +145,8 @@ func newApp(cfg *config.Config, path string, log *slog.Logger) (_ *app, err erro
 			a.close()
 		}
 	}()
-	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
+	// 0700: everything below is mail, queue state or secrets.
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("data_dir: %w", err)
 	}
 	pol, err := buildPolicy(cfg)

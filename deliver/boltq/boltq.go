@@ -43,13 +43,13 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
 	bolterrors "go.etcd.io/bbolt/errors"
 
 	"github.com/mailhook/mailhook/deliver"
+	"github.com/mailhook/mailhook/internal/safefile"
 	"github.com/mailhook/mailhook/route"
 )
 
@@ -299,7 +299,7 @@ func (q *Queue) recover() error {
 		}
 	}
 	if orphans > 0 {
-		if err := syncDir(q.msgDir); err != nil {
+		if err := safefile.SyncDir(q.msgDir); err != nil {
 			return err
 		}
 	}
@@ -362,7 +362,7 @@ func (q *Queue) Commit(ctx context.Context, mail *route.Mail, jobs []*deliver.Jo
 		}
 		name = fileName(mail.ID)
 		stored = filepath.Join(q.msgDir, name)
-		if err := writeDurably(stored, mail.Raw, q.msgDir); err != nil {
+		if err := safefile.Write(stored, bytes.NewReader(mail.Raw)); err != nil {
 			return fmt.Errorf("boltq: commit %s: %w", mail.ID, err)
 		}
 	default:
@@ -381,7 +381,7 @@ func (q *Queue) Commit(ctx context.Context, mail *route.Mail, jobs []*deliver.Jo
 		}
 		name = fileName(mail.ID)
 		stored = filepath.Join(q.msgDir, name)
-		if err := moveDurably(rawPath, stored, q.msgDir); err != nil {
+		if err := safefile.Move(rawPath, stored); err != nil {
 			return fmt.Errorf("boltq: commit %s: %w", mail.ID, err)
 		}
 		rawPath = ""
@@ -1031,85 +1031,6 @@ func fileName(msgID string) string {
 		base = "h" + hex.EncodeToString(h[:12])
 	}
 	return base + "-" + newToken()[:12] + ".eml"
-}
-
-// moveDurably makes src durable at dst: fsync src, rename it into dir (copy
-// and fsync when on another file system), fsync dir.
-func moveDurably(src, dst, dir string) error {
-	f, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	err = f.Sync()
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return fmt.Errorf("fsync raw file: %w", err)
-	}
-	err = os.Rename(src, dst)
-	if errors.Is(err, syscall.EXDEV) {
-		err = copyFile(src, dst)
-		if err == nil {
-			os.Remove(src)
-		}
-	}
-	if err != nil {
-		return err
-	}
-	return syncDir(dir)
-}
-
-// writeDurably writes b to a new file at dst, fsyncs it and its directory.
-func writeDurably(dst string, b []byte, dir string) error {
-	if err := createSynced(dst, bytes.NewReader(b)); err != nil {
-		return fmt.Errorf("write raw file: %w", err)
-	}
-	return syncDir(dir)
-}
-
-func copyFile(src, dst string) error {
-	in, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	return createSynced(dst, in)
-}
-
-// createSynced creates dst (which must not exist) with the bytes of r and
-// fsyncs it; on failure dst is removed.
-func createSynced(dst string, r io.Reader) error {
-	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return err
-	}
-	_, err = io.Copy(out, r)
-	if err == nil {
-		err = out.Sync()
-	}
-	if cerr := out.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		os.Remove(dst)
-	}
-	return err
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return fmt.Errorf("fsync %s: %w", dir, err)
-	}
-	return nil
 }
 
 var _ deliver.NowRetrier = (*Queue)(nil)

@@ -11,10 +11,10 @@ import (
 	"net/textproto"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
+	"github.com/mailhook/mailhook/internal/clip"
 )
 
 // maxNotes bounds the failure notes kept in Attempt.Error.
@@ -442,15 +442,7 @@ func replyText(se *smtp.SMTPError) string {
 }
 
 // truncate cuts s to at most n bytes, on a rune boundary.
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	for n > 0 && !utf8.RuneStart(s[n]) {
-		n--
-	}
-	return s[:n] + "..."
-}
+func truncate(s string, n int) string { return clip.UTF8(s, n, "...") }
 
 // protoErr turns a textproto reply error into an *smtp.SMTPError, as
 // go-smtp's client reports them.

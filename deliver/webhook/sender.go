@@ -2,6 +2,7 @@ package webhook
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/ed25519"
 	"crypto/tls"
@@ -231,7 +232,7 @@ func NewSender(o Options) *Sender {
 		now:     o.Now,
 	}
 	if s.ua == "" {
-		s.ua = "mailhook/" + orDefault(o.Version, "dev")
+		s.ua = "mailhook/" + cmp.Or(o.Version, "dev")
 	}
 	if s.maxResp <= 0 {
 		s.maxResp = DefaultMaxResponseBytes
@@ -271,13 +272,6 @@ func NewSender(o Options) *Sender {
 		if ep.AllowPrivate {
 			ep.client = openClient
 		}
-	}
-	return s
-}
-
-func orDefault(s, def string) string {
-	if s == "" {
-		return def
 	}
 	return s
 }

@@ -19,7 +19,9 @@
 // Options.MaxErrors bad commands is closed; an idle session is closed after
 // Options.IdleTimeout (RFC 1939 §3: ten minutes); failed logins are delayed
 // and then refused for a while ("-ERR [SYS/TEMP]") by a Limiter, per
-// client IP and user name: the mailbox.Limiter the IMAP server shares.
+// client address and (user, address): the loginlimit.Limiter the IMAP
+// server shares. A lockout never reaches a user logging in from an address
+// that has not failed.
 //
 // StoreBackend adapts the mailbox store: a user's INBOX is the maildrop,
 // and the unique-id of UIDL is "UIDVALIDITY.UID", so it stays the same

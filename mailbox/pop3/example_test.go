@@ -7,6 +7,7 @@ import (
 	"net"
 	"time"
 
+	"github.com/mailhook/mailhook/internal/loginlimit"
 	"github.com/mailhook/mailhook/mailbox"
 	"github.com/mailhook/mailhook/mailbox/pop3"
 )
@@ -16,10 +17,10 @@ import (
 // sharing the login limiter with the IMAP server.
 func Example() {
 	var (
-		store   *mailbox.Store   // mailbox.Open(dataDir+"/mailboxes", ...)
-		users   *mailbox.Users   // mailbox.NewUsers(cfg.Mailbox.Users)
-		limiter *mailbox.Limiter // mailbox.NewLimiter(...), shared with IMAP
-		cert    tls.Certificate  // from mailbox.tls
+		store   *mailbox.Store      // mailbox.Open(dataDir+"/mailboxes", ...)
+		users   *mailbox.Users      // mailbox.NewUsers(cfg.Mailbox.Users)
+		limiter *loginlimit.Limiter // loginlimit.New(...), shared with IMAP
+		cert    tls.Certificate     // from mailbox.tls
 		log     *slog.Logger
 	)
 	tlsConfig := &tls.Config{Certificates: []tls.Certificate{cert}}

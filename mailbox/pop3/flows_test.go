@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mailhook/mailhook/mailbox"
+	"github.com/mailhook/mailhook/internal/loginlimit"
 )
 
 // env is one backend under test: the fake, or the real mailbox store.
@@ -319,7 +319,7 @@ func TestFlowWrongPassword(t *testing.T) {
 	eachFixture(t, func(t *testing.T, e env) {
 		lim := e.limiter
 		if lim == nil {
-			lim = mailbox.NewLimiter(mailbox.LimiterOptions{LockAfter: 4, BaseDelay: time.Second, MaxDelay: 4 * time.Second})
+			lim = loginlimit.New(loginlimit.Options{LockAfter: 4, BaseDelay: time.Second, MaxDelay: 4 * time.Second})
 		}
 		o := opts(e)
 		o.Limiter = lim

@@ -12,7 +12,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/mailhook/mailhook/mailbox"
+	"github.com/mailhook/mailhook/internal/clientip"
+	"github.com/mailhook/mailhook/internal/loginlimit"
 )
 
 // Defaults for the zero values of Options.
@@ -56,7 +57,7 @@ type Options struct {
 	// plaintext rule; tests use it.
 	LoopbackIsRemote bool
 	// Limiter throttles failed logins; nil means the Backend's (see
-	// StoreBackend) or else a mailbox.Limiter with defaults.
+	// StoreBackend) or else a loginlimit.Limiter with defaults.
 	Limiter Limiter
 	// Logger receives one line per session and, at debug level, the
 	// protocol trace with credentials redacted. Nil discards.
@@ -122,7 +123,7 @@ func New(opts Options) *Server {
 		if lp, ok := opts.Backend.(limiterProvider); ok {
 			s.limiter = lp.Limiter()
 		} else {
-			s.limiter = mailbox.NewLimiter(mailbox.LimiterOptions{})
+			s.limiter = loginlimit.New(loginlimit.Options{})
 		}
 	}
 	return s
@@ -233,7 +234,7 @@ func (s *Server) start(c net.Conn) {
 	}
 	s.mu.Unlock()
 	if full {
-		s.log.Warn("pop3 connection refused", "remote_ip", remoteIP(c.RemoteAddr()), "reason", "too many connections")
+		s.log.Warn("pop3 connection refused", "remote_ip", clientip.Of(c.RemoteAddr()), "reason", "too many connections")
 		go func() {
 			defer func() { _ = recover() }()
 			c.SetWriteDeadline(time.Now().Add(5 * time.Second))
@@ -251,7 +252,7 @@ func (s *Server) start(c net.Conn) {
 		}()
 		defer func() {
 			if r := recover(); r != nil {
-				s.log.Error("pop3 session panic", "remote_ip", remoteIP(c.RemoteAddr()),
+				s.log.Error("pop3 session panic", "remote_ip", clientip.Of(c.RemoteAddr()),
 					"panic", r, "stack", string(debug.Stack()))
 				sess.abort()
 			}

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/emersion/go-sasl"
+	"github.com/mailhook/mailhook/internal/clientip"
 )
 
 // state is the POP3 session state of RFC 1939 §3.
@@ -117,29 +118,13 @@ func newSession(srv *Server, c net.Conn) *session {
 		cancel: cancel,
 		conn:   c,
 	}
-	s.ip = addrIP(s.remote)
+	s.ip = clientip.Of(s.remote)
 	s.log = srv.log.With("remote_ip", s.ip.String())
 	size := max(srv.opts.MaxLineLength, DefaultMaxSASLLineLength)
 	s.r = bufio.NewReaderSize(c, size)
 	s.w = bufio.NewWriterSize(deadlineWriter{c, srv.opts.IdleTimeout}, 32*1024)
 	return s
 }
-
-func addrIP(a net.Addr) netip.Addr {
-	if ta, ok := a.(*net.TCPAddr); ok {
-		if ip, ok := netip.AddrFromSlice(ta.IP); ok {
-			return ip.Unmap()
-		}
-	}
-	if a != nil {
-		if ap, err := netip.ParseAddrPort(a.String()); err == nil {
-			return ap.Addr().Unmap()
-		}
-	}
-	return netip.Addr{}
-}
-
-func remoteIP(a net.Addr) string { return addrIP(a).String() }
 
 // deadlineWriter pushes the write deadline forward on every write, so a
 // client that stops reading is dropped after the idle timeout while a long
@@ -558,6 +543,24 @@ func (s *session) auth(args []string) bool {
 	return s.login(user, pass)
 }
 
+// checkPassword asks the backend in a turn of the limiter, so that a
+// client from a clean address is not queued behind an attacker's hashes.
+func (s *session) checkPassword(user, pass string) (Maildrop, error) {
+	lim := s.srv.limiter
+	done, err := lim.Turn(s.ctx, s.ip)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrThrottled, err)
+	}
+	defer done()
+	// Failures counted while this attempt waited may have locked it out.
+	if err := lim.Check(s.ip, user); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrThrottled, err)
+	}
+	ctx, cancel := context.WithTimeout(s.ctx, loginTimeout)
+	defer cancel()
+	return s.srv.opts.Backend.Login(ctx, user, pass, s.remote)
+}
+
 // login checks credentials through the limiter and the backend and, on
 // success, opens the maildrop and enters the TRANSACTION state.
 func (s *session) login(user, pass string) bool {
@@ -568,9 +571,7 @@ func (s *session) login(user, pass string) bool {
 	}
 	var drop Maildrop
 	if err == nil {
-		ctx, cancel := context.WithTimeout(s.ctx, loginTimeout)
-		drop, err = s.srv.opts.Backend.Login(ctx, user, pass, s.remote)
-		cancel()
+		drop, err = s.checkPassword(user, pass)
 	}
 	switch {
 	case err == nil:

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/mailhook/mailhook/internal/loginlimit"
 	"github.com/mailhook/mailhook/mailbox"
 )
 
@@ -23,9 +24,9 @@ import (
 //
 // The unique-id of UIDL is "UIDVALIDITY.UID" of the INBOX, the same in
 // every session and across restarts (RFC 1939 §7).
-func StoreBackend(store *mailbox.Store, users *mailbox.Users, limiter *mailbox.Limiter) Backend {
+func StoreBackend(store *mailbox.Store, users *mailbox.Users, limiter *loginlimit.Limiter) Backend {
 	if limiter == nil {
-		limiter = mailbox.NewLimiter(mailbox.LimiterOptions{})
+		limiter = loginlimit.New(loginlimit.Options{})
 	}
 	return &storeBackend{store: store, users: users, limiter: limiter}
 }
@@ -33,13 +34,13 @@ func StoreBackend(store *mailbox.Store, users *mailbox.Users, limiter *mailbox.L
 type storeBackend struct {
 	store   *mailbox.Store
 	users   *mailbox.Users
-	limiter *mailbox.Limiter
+	limiter *loginlimit.Limiter
 }
 
 var (
 	_ Backend         = (*storeBackend)(nil)
 	_ limiterProvider = (*storeBackend)(nil)
-	_ Limiter         = (*mailbox.Limiter)(nil)
+	_ Limiter         = (*loginlimit.Limiter)(nil)
 )
 
 // limiterProvider is implemented by a Backend that brings the Limiter the
@@ -54,8 +55,12 @@ type limiterProvider interface {
 func (b *storeBackend) Limiter() Limiter { return canonLimiter{b.limiter, b.users} }
 
 type canonLimiter struct {
-	l     *mailbox.Limiter
+	l     *loginlimit.Limiter
 	users *mailbox.Users
+}
+
+func (c canonLimiter) Turn(ctx context.Context, ip netip.Addr) (func(), error) {
+	return c.l.Turn(ctx, ip)
 }
 
 func (c canonLimiter) Check(ip netip.Addr, user string) error {

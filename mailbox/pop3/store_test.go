@@ -10,6 +10,7 @@ import (
 
 	"golang.org/x/crypto/bcrypt"
 
+	"github.com/mailhook/mailhook/internal/loginlimit"
 	"github.com/mailhook/mailhook/mailbox"
 )
 
@@ -35,7 +36,7 @@ func storeEnv(t testing.TB) env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	lim := mailbox.NewLimiter(mailbox.LimiterOptions{})
+	lim := loginlimit.New(loginlimit.Options{})
 	return env{
 		backend: StoreBackend(st, users, lim),
 		deliver: func(t testing.TB, user, raw string) {
@@ -49,7 +50,7 @@ func storeEnv(t testing.TB) env {
 				t.Fatal(err)
 			}
 			st = openStore(t, dir)
-			return StoreBackend(st, users, mailbox.NewLimiter(mailbox.LimiterOptions{}))
+			return StoreBackend(st, users, loginlimit.New(loginlimit.Options{}))
 		},
 	}
 }
@@ -142,12 +143,17 @@ func TestStoreLimiterKeysOnTheAccount(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	lim := mailbox.NewLimiter(mailbox.LimiterOptions{LockAfter: 3})
+	lim := loginlimit.New(loginlimit.Options{LockAfter: 3})
 	l := StoreBackend(nil, users, lim).(limiterProvider).Limiter()
-	for i, name := range []string{alice, "alice@example.test", "ALICE@Example.Test"} {
-		l.Failed(netip.AddrFrom4([4]byte{192, 0, 2, byte(i + 1)}), name)
+	ip := netip.MustParseAddr("192.0.2.1")
+	for _, name := range []string{alice, "alice@example.test", "ALICE@Example.Test"} {
+		l.Failed(ip, name)
 	}
-	if err := l.Check(netip.MustParseAddr("192.0.2.9"), alice); !errors.Is(err, mailbox.ErrThrottled) {
+	if err := l.Check(ip, "Alice"); !errors.Is(err, loginlimit.ErrThrottled) {
 		t.Errorf("Check after 3 failures under 3 spellings = %v, want ErrThrottled", err)
+	}
+	// The lock is the failing address's, not the user's everywhere.
+	if err := l.Check(netip.MustParseAddr("192.0.2.9"), alice); err != nil {
+		t.Errorf("Check from another address = %v, want nil", err)
 	}
 }

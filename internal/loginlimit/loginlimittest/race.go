@@ -1,0 +1,5 @@
+//go:build race
+
+package loginlimittest
+
+const raceEnabled = true

@@ -5,6 +5,7 @@
 package config
 
 import (
+	"slices"
 	"time"
 
 	"github.com/mailhook/mailhook/route"
@@ -17,6 +18,7 @@ type Config struct {
 	DataDir  string   `mapstructure:"data_dir"`
 	Domains  []string `mapstructure:"domains"`
 
+	Node     Node               `mapstructure:"node"`
 	Log      Log                `mapstructure:"log"`
 	SMTP     SMTP               `mapstructure:"smtp"`
 	Verify   Verify             `mapstructure:"verify"`
@@ -34,6 +36,29 @@ type Config struct {
 	// the admin API and dashboard; mailbox mail is not touched by it.
 	Retention time.Duration `mapstructure:"retention"`
 }
+
+// Node says what this process does when several share one Redis queue.
+type Node struct {
+	// Name identifies the node in leases and logs; default the hostname
+	// of the machine. It must be unique among the nodes of one queue and
+	// stay the same across restarts, so a restarted node returns the
+	// leases of its previous instance at once.
+	Name string `mapstructure:"name"`
+	// Roles: "mx" runs the SMTP listener, "deliver" takes webhook and
+	// relay jobs, "mailbox" holds the mailbox store (takes mailbox jobs
+	// and serves IMAP and POP3; one node per queue). Default all three.
+	Roles []string `mapstructure:"roles"`
+}
+
+// The node roles.
+const (
+	RoleMX      = "mx"
+	RoleDeliver = "deliver"
+	RoleMailbox = "mailbox"
+)
+
+// Has reports whether the node has role r.
+func (n Node) Has(r string) bool { return slices.Contains(n.Roles, r) }
 
 // Log configures log/slog output.
 type Log struct {
@@ -118,6 +143,10 @@ type Queue struct {
 	// Lease is how long a taken job stays with its worker before it returns
 	// to the queue (the visibility timeout).
 	Lease time.Duration `mapstructure:"lease"`
+	// DedupWindow is how long a committed message's stable id is
+	// remembered: the sender's retry of it within the window (after a
+	// lost 250, or a 451 for an unconfirmed commit) is not queued again.
+	DedupWindow time.Duration `mapstructure:"dedup_window"`
 }
 
 // Redis configures the Redis backend (standalone, Sentinel or Cluster).
@@ -129,6 +158,10 @@ type Redis struct {
 	Password   string   `mapstructure:"password"`
 	DB         int      `mapstructure:"db"`
 	Prefix     string   `mapstructure:"prefix"`
+	// Shards spreads the queue over N hash tags {prefix:0}..{prefix:N-1}
+	// (1: the one tag {prefix}), so Redis Cluster spreads it over masters.
+	// Changing it keeps the jobs already queued: the old shards drain.
+	Shards int `mapstructure:"shards"`
 	// WaitReplicas makes each commit wait (WAIT) until that many replicas
 	// acknowledged it before mailhook answers 250.
 	WaitReplicas int `mapstructure:"wait_replicas"`

@@ -65,7 +65,7 @@ func Default() Config {
 		},
 		Queue: Queue{
 			Backend: "embedded",
-			Redis:   Redis{Addr: "127.0.0.1:6379", Prefix: "mailhook"},
+			Redis:   Redis{Addr: "127.0.0.1:6379", Prefix: "mailhook", Shards: 1},
 			Retry: Retry{
 				// The Standard Webhooks retry guidance.
 				Schedule: []time.Duration{5 * time.Second, 5 * time.Minute, 30 * time.Minute,
@@ -74,12 +74,14 @@ func Default() Config {
 			},
 			Concurrency: Concurrency{Webhook: 32, Relay: 8, Mailbox: 4},
 			Lease:       2 * time.Minute,
+			DedupWindow: 24 * time.Hour,
 		},
 		Relay: Relay{TLS: "opportunistic", MaxReceived: 30, Timeout: 5 * time.Minute},
 		Mailbox: Mailbox{
 			IMAPListen: ":1143",
 			POP3Listen: ":1110",
 		},
+		Node:      Node{Roles: []string{RoleMX, RoleDeliver, RoleMailbox}},
 		Admin:     Admin{Listen: "127.0.0.1:8025"},
 		Retention: 7 * 24 * time.Hour,
 	}

@@ -114,6 +114,24 @@ func (c *Config) Validate() ValidationErrors {
 	default:
 		add("queue.backend", "%q is not one of embedded, redis", c.Queue.Backend)
 	}
+	if c.Queue.Redis.Shards < 1 || c.Queue.Redis.Shards > 1024 {
+		add("queue.redis.shards", "must be between 1 and 1024, got %d", c.Queue.Redis.Shards)
+	}
+	positive(add, "queue.dedup_window", int64(c.Queue.DedupWindow))
+	if len(c.Node.Roles) == 0 {
+		add("node.roles", "list at least one of mx, deliver, mailbox")
+	}
+	for i, r := range c.Node.Roles {
+		if r != RoleMX && r != RoleDeliver && r != RoleMailbox {
+			add(fmt.Sprintf("node.roles[%d]", i), "%q is not one of mx, deliver, mailbox", r)
+		}
+	}
+	if strings.ContainsAny(c.Node.Name, " /{}") {
+		add("node.name", "%q must not contain spaces, slashes or braces", c.Node.Name)
+	}
+	if c.Queue.Backend != "redis" && len(c.Node.Roles) != 3 {
+		add("node.roles", "a node with the embedded queue does everything: roles apply to queue.backend redis")
+	}
 	if c.Queue.Redis.WaitReplicas < 0 {
 		add("queue.redis.wait_replicas", "must not be negative")
 	}

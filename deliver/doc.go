@@ -25,7 +25,17 @@
 // job is taken again; a worker that comes back late gets ErrLeaseLost from
 // Ack, Retry or Dead and must forget the job. Delivery is therefore at least
 // once, and a webhook job's ID, stable across retries and derived from the
-// message ID, is its webhook-id so receivers can drop duplicates.
+// message's stable id (deliver.CommitKey), is its webhook-id so receivers
+// can drop duplicates.
+//
+// # Message identity
+//
+// A message has two ids: route.Mail.ID, unique to one acceptance (the id
+// in "250 queued as ID"), and StableID, a hash of the envelope and the
+// content, the same when the sending MTA retries after a lost 250 or after
+// a 451 for an unconfirmed commit. StableID is the commit key: Queue.Commit
+// of a key committed within the dedup window, or whose message is still
+// queued, is a no-op, so the retry is delivered once.
 //
 // # Backends
 //

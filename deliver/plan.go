@@ -19,18 +19,22 @@ import (
 //   - one relay job per destination domain of the forward addresses, with
 //     the addresses for that domain deduplicated across recipients and rules.
 //
-// Reject and drop actions make no job. Job IDs are derived from the message
-// ID, kind, rule and target, so the same message planned again (the sending
-// MTA retried after a lost 250) gets the same IDs: a webhook job's ID is its
-// webhook-id and receivers can drop the duplicate.
+// Reject and drop actions make no job. Job IDs are derived from the
+// message's CommitKey (its stable id: envelope + content hash), kind, rule
+// and target, so the same message planned again (the sending MTA retried
+// after a lost 250) gets the same IDs, and the queue's Commit finds it
+// already committed. Past the queue's dedup window a retry is delivered
+// again with the same IDs: a webhook job's ID is its webhook-id, and
+// receivers can drop the duplicate.
 func Plan(mail *route.Mail, decisions []route.Decision, now time.Time) []*Job {
 	var jobs []*Job
 	byKey := map[string]*Job{}
+	ck := CommitKey(mail)
 	add := func(key string, mk func() *Job, rcpts ...string) {
 		j := byKey[key]
 		if j == nil {
 			j = mk()
-			j.ID = JobID(mail.ID, key)
+			j.ID = JobID(ck, key)
 			j.MsgID = mail.ID
 			j.CreatedAt = now
 			j.NextAt = now
@@ -101,10 +105,10 @@ func domainOf(addr string) string {
 
 var idEncoding = base32.NewEncoding("0123456789abcdefghijklmnopqrstuv").WithPadding(base32.NoPadding)
 
-// JobID derives a stable job ID from a message ID and a key naming the job
-// within the message: "msg_" and 26 base32 characters (128 bits of SHA-256).
-func JobID(msgID, key string) string {
-	h := sha256.Sum256([]byte(msgID + "\x00" + key))
+// JobID derives a stable job ID from a message's CommitKey and a key naming
+// the job within the message: "msg_" and 26 base32 characters (128 bits of SHA-256).
+func JobID(commitKey, key string) string {
+	h := sha256.Sum256([]byte(commitKey + "\x00" + key))
 	return "msg_" + idEncoding.EncodeToString(h[:16])
 }
 

@@ -1,6 +1,7 @@
 package deliver
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -23,6 +24,15 @@ func (k Kind) Valid() bool {
 	}
 	return false
 }
+
+// DefaultDedupWindow is how long a queue remembers a committed message's
+// CommitKey (queue.dedup_window): a sender's retry within it is a no-op.
+const DefaultDedupWindow = 24 * time.Hour
+
+// CommitKey is the key a queue deduplicates commits by: the mail's
+// StableID (envelope + content hash, the same for the same message retried
+// by the sending MTA), or its ID when it has none.
+func CommitKey(m *route.Mail) string { return cmp.Or(m.StableID, m.ID) }
 
 // Queue errors.
 var (
@@ -58,9 +68,16 @@ type Queue interface {
 	// ownership whatever the result: on success the queue holds the raw
 	// message (the embedded backend renames the file into its store, the
 	// Redis backend stores the bytes and removes it); on failure the file is
-	// removed. Committing a message ID the queue already
-	// holds is a no-op that returns nil: the sending MTA retried after a lost
-	// 250 and the first copy is already queued.
+	// removed.
+	//
+	// The commit key is CommitKey(mail), the stable id (envelope + content
+	// hash). Committing a key the queue committed within its dedup window
+	// (DefaultDedupWindow unless configured), or whose message it still
+	// holds, or a message ID it holds, is a no-op that returns nil: the
+	// sending MTA retried after a lost 250, or after a 451 for a commit
+	// whose replication (Redis WAIT) was not confirmed, and the first copy
+	// is queued. Plan derives job IDs from the same key, so a webhook-id
+	// stays the same across such a retry.
 	Commit(ctx context.Context, mail *route.Mail, jobs []*Job) error
 	// Take leases up to n due jobs (NextAt <= now) of the given kinds,
 	// oldest NextAt first, for the lease duration. Each job's Attempts is

@@ -22,6 +22,8 @@ want() {
 	[ "$3" = - ] || services="$services $3"
 }
 want redis-server redis-server redis-server "the Redis queue backend's tests start their own redis-server"
+want redis-cli redis-tools - "redis-cli --cluster create builds the Redis Cluster of the failover test"
+want redis-sentinel redis-sentinel redis-sentinel "the Sentinel failover test starts its own sentinels"
 want doveadm "dovecot-imapd dovecot-pop3d" dovecot "the IMAP and POP3 servers are tested against Debian's dovecot"
 want "postfix|/usr/sbin/postfix" postfix postfix "the relay's smarthost test starts its own Postfix on a free loopback port"
 want rspamd rspamd rspamd "the spam check's tests start their own rspamd"

@@ -11,6 +11,7 @@ import (
 	"os"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -133,7 +134,8 @@ func runClient(ctx context.Context, o clientOptions) *clientStats {
 		return seq, true
 	}
 	var wg sync.WaitGroup
-	for range o.Sessions {
+	addrs := strings.Split(o.Addr, ",")
+	for i := range o.Sessions {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -142,7 +144,9 @@ func runClient(ctx context.Context, o clientOptions) *clientStats {
 					st.fail(fmt.Sprintf("panic: %v", r))
 				}
 			}()
-			s := &session{o: &o, st: st}
+			// Sessions spread over the servers of a comma-separated Addr
+			// (the nodes of --nodes), one server per session.
+			s := &session{o: &o, st: st, addr: addrs[i%len(addrs)]}
 			s.run(ctx, take)
 		}()
 	}
@@ -154,6 +158,7 @@ func runClient(ctx context.Context, o clientOptions) *clientStats {
 // session is one client connection at a time, reconnecting as needed.
 type session struct {
 	o          *clientOptions
+	addr       string
 	st         *clientStats
 	c          net.Conn
 	r          *bufio.Reader
@@ -192,7 +197,7 @@ func (s *session) run(ctx context.Context, take func() (int64, bool)) {
 
 // connect dials, reads the greeting and says EHLO (RFC 5321 §4.1.1.1).
 func (s *session) connect() bool {
-	c, err := net.DialTimeout("tcp", s.o.Addr, s.o.Timeout)
+	c, err := net.DialTimeout("tcp", s.addr, s.o.Timeout)
 	if err != nil {
 		s.st.fail("CONNECT io: " + ioKind(err))
 		return false

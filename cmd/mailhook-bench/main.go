@@ -57,9 +57,11 @@ func mainErr(args []string, stdout, stderr io.Writer) int {
 	var (
 		target   = fs.String("target", "serve", "serve (start bin/mailhook), sink (the no-op sink only), or HOST:PORT of a running server (client only)")
 		binary   = fs.String("mailhook", "bin/mailhook", "the mailhook binary for --target serve")
-		backend  = fs.String("backend", "embedded", "queue backend for --target serve: embedded or redis (REDIS_ADDR, or a redis-server the bench starts)")
+		backend  = fs.String("backend", "embedded", "queue backend for --target serve: embedded or redis (REDIS_ADDR, a comma-separated list for a Cluster, or a redis-server the bench starts)")
 		size     = fs.String("size", "2k", "message size: 2k, 100k, 10m, bytes, or mixed")
 		sessions = fs.Int("sessions", 20, "concurrent SMTP sessions")
+		nodes    = fs.Int("nodes", 1, "`mailhook serve` processes sharing the Redis queue (--backend redis); the sessions spread over them")
+		shards   = fs.Int("shards", 1, "queue.redis.shards for --backend redis")
 		perConn  = fs.Int("per-conn", 1, "messages per connection (0 = reuse a connection for the whole run)")
 		duration = fs.Duration("duration", 8*time.Second, "length of each run (0 = until --count)")
 		count    = fs.Int64("count", 0, "stop after this many messages (0 = until --duration)")
@@ -112,7 +114,11 @@ func mainErr(args []string, stdout, stderr io.Writer) int {
 	e := &env{mailhook: *binary, drain: *drain, rspamd: *rspamdAt, logLevel: *logLevel, keep: *keep, timeout: *timeout, log: log}
 	defer e.close()
 
-	base := runSpec{Target: *target, Backend: *backend, Size: *size, Sessions: *sessions, PerConn: *perConn,
+	if *nodes < 1 || *nodes > 1 && *backend != "redis" {
+		fmt.Fprintln(stderr, "mailhook-bench: --nodes: want 1, or more with --backend redis")
+		return 2
+	}
+	base := runSpec{Target: *target, Backend: *backend, Nodes: *nodes, Shards: *shards, Size: *size, Sessions: *sessions, PerConn: *perConn,
 		Duration: *duration, Count: *count, Rate: *rate, DKIM: *dkimKind}
 	// plan is a list of groups: a sink run (maybe nil) and the runs
 	// compared with it.
@@ -177,6 +183,9 @@ func mainErr(args []string, stdout, stderr io.Writer) int {
 		r.Name = *target
 		if *target == "serve" {
 			r.Name = fmt.Sprintf("serve %s %s×%d", *backend, *size, *sessions)
+			if *nodes > 1 || *shards > 1 {
+				r.Name += fmt.Sprintf(" nodes %d shards %d", *nodes, *shards)
+			}
 			r.Profile = *profile
 			r.HeapProfile = *heapProf
 		}

@@ -23,9 +23,14 @@ const benchSecret = "whsec_bWFpbGhvb2stYmVuY2gtc2VjcmV0LTMyLWJ5dGVzISE="
 
 // runSpec is one measured run.
 type runSpec struct {
-	Name     string
-	Target   string // "serve", "sink", or host:port of a server already running
-	Backend  string // embedded | redis (serve only)
+	Name    string
+	Target  string // "serve", "sink", or host:port of a server already running
+	Backend string // embedded | redis (serve only)
+	// Nodes is the number of `mailhook serve` processes sharing the Redis
+	// queue (redis only); the sessions spread over them.
+	Nodes int
+	// Shards is queue.redis.shards.
+	Shards   int
 	Size     string
 	Sessions int
 	PerConn  int
@@ -234,7 +239,7 @@ func (e *env) run(ctx context.Context, s runSpec) (res *result) {
 			}()
 		}
 		so := serveOptions{Binary: e.mailhook, Dir: dir, DNS: dns.Addr(), HookURL: rcv.URL(), Secret: benchSecret,
-			Backend: s.Backend, Prefix: "mhb-" + runID, LogLevel: e.logLevel, Rspamd: e.rspamd}
+			Backend: s.Backend, Prefix: "mhb-" + runID, LogLevel: e.logLevel, Rspamd: e.rspamd, Shards: s.Shards, Node: "node0"}
 		if s.Backend == "redis" {
 			if so.RedisAddr, err = e.redisAddr(ctx); err != nil {
 				res.Error = err.Error()
@@ -253,6 +258,25 @@ func (e *env) run(ctx context.Context, s runSpec) (res *result) {
 			return res
 		}
 		addr = proc.smtp
+		// More nodes on the same Redis queue: each a config and data dir
+		// of its own, all delivering; the client spreads its sessions.
+		for i := 1; i < s.Nodes; i++ {
+			o := so
+			o.Dir = filepath.Join(dir, fmt.Sprint("node", i))
+			o.Node = fmt.Sprint("node", i)
+			o.AdminAddr = ""
+			if err := os.MkdirAll(o.Dir, 0o700); err != nil {
+				res.Error = err.Error()
+				return res
+			}
+			more, err := startMailhook(ctx, o)
+			if err != nil {
+				res.Error = err.Error()
+				return res
+			}
+			defer more.stop()
+			addr += "," + more.smtp
+		}
 		defer func() {
 			if proc != nil {
 				proc.stop()

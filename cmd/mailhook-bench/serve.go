@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -26,6 +27,8 @@ type serveOptions struct {
 	Backend   string // embedded | redis
 	RedisAddr string
 	Prefix    string // Redis key prefix, fresh per run
+	Shards    int    // queue.redis.shards (0 = the default)
+	Node      string // node.name
 	AdminAddr string // "" = no admin listener
 	// AdminToken is the admin API's bearer token; with an admin listener
 	// the config also enables /debug/pprof (admin.pprof) behind it.
@@ -68,13 +71,19 @@ func writeServeConfig(o serveOptions) (path, smtpAddr string, err error) {
 	}
 	redis := ""
 	if o.Backend == "redis" {
-		redis = fmt.Sprintf(", redis: {addr: %q, prefix: %q}", o.RedisAddr, o.Prefix)
+		where := fmt.Sprintf("addr: %q", o.RedisAddr)
+		if strings.Contains(o.RedisAddr, ",") {
+			// REDIS_ADDR=host:port,host:port,...: a Redis Cluster.
+			where = fmt.Sprintf("addrs: [%s]", strings.ReplaceAll(o.RedisAddr, ",", ", "))
+		}
+		redis = fmt.Sprintf(", redis: {%s, prefix: %q, shards: %d}", where, o.Prefix, max(o.Shards, 1))
 	}
 	cfg := fmt.Sprintf(`# written by mailhook-bench
 hostname: mx.example.test
 data_dir: %q
 domains: [%s]
 log: {level: %s, format: text}
+node: {name: %q}
 smtp:
   listen: %q
   max_connections: 5000
@@ -91,7 +100,7 @@ routes:
   - name: bench
     match: {rcpt: "*@%s"}
     actions: [{webhook: bench}]
-`, filepath.Join(o.Dir, "data"), rcptDomain, o.LogLevel, smtpAddr, o.DNS, rspamd, o.Backend, redis,
+`, filepath.Join(o.Dir, "data"), rcptDomain, o.LogLevel, cmp.Or(o.Node, "node0"), smtpAddr, o.DNS, rspamd, o.Backend, redis,
 		o.HookURL, o.Secret, admin, rcptDomain)
 	path = filepath.Join(o.Dir, "config.yaml")
 	return path, smtpAddr, os.WriteFile(path, []byte(cfg), 0o600)

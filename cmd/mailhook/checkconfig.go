@@ -46,6 +46,16 @@ func checkConfig(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 		return 1
 	}
 	describe(stdout, *path, cfg)
+	if cfg.Queue.Backend == "redis" && holdsMailbox(cfg) {
+		holder, note := checkMailboxRole(cfg)
+		if holder != "" {
+			fmt.Fprintf(stderr, "%s: node.roles: mailbox is held by node %q on this queue; exactly one node may hold the mailbox store\n", *path, holder)
+			return 1
+		}
+		if note != "" {
+			fmt.Fprintf(stdout, "mailbox    role %s\n", note)
+		}
+	}
 	if _, warn := attachmentBase(cfg); warn != "" {
 		fmt.Fprintf(stdout, "warning    %s\n", warn)
 	}
@@ -143,7 +153,11 @@ func describe(w io.Writer, path string, c *config.Config) {
 	if c.SMTP.TLS.Enabled() {
 		tlsNote = "STARTTLS"
 	}
-	fmt.Fprintf(w, "smtp       %s (%s, max %d bytes, %d recipients)\n", c.SMTP.Listen, tlsNote, c.SMTP.MaxMessageBytes, c.SMTP.MaxRecipients)
+	if c.Node.Has(config.RoleMX) {
+		fmt.Fprintf(w, "smtp       %s (%s, max %d bytes, %d recipients)\n", c.SMTP.Listen, tlsNote, c.SMTP.MaxMessageBytes, c.SMTP.MaxRecipients)
+	} else {
+		fmt.Fprintf(w, "smtp       none (no mx role)\n")
+	}
 	q := c.Queue.Backend
 	if q == "redis" {
 		addr := c.Queue.Redis.Addr
@@ -151,12 +165,16 @@ func describe(w io.Writer, path string, c *config.Config) {
 			addr = strings.Join(c.Queue.Redis.Addrs, ",")
 		}
 		q += " at " + addr
+		if c.Queue.Redis.Shards > 1 {
+			q += fmt.Sprintf(" (%d shards)", c.Queue.Redis.Shards)
+		}
 	}
 	fmt.Fprintf(w, "queue      %s\n", q)
+	fmt.Fprintf(w, "node       %s, roles %s\n", nodeName(c), strings.Join(c.Node.Roles, ", "))
 	if r := c.Verify.Rspamd; r.Enabled() {
 		fmt.Fprintf(w, "rspamd     %s (timeout %s, on_error %s, enforce %t)\n", config.RedactURL(r.URL), r.Timeout, r.OnError, r.Enforce)
 	}
-	if len(c.Mailbox.Users) > 0 {
+	if holdsMailbox(c) {
 		fmt.Fprintf(w, "imap       %s", c.Mailbox.IMAPListen)
 		if c.Mailbox.IMAPSListen != "" {
 			fmt.Fprintf(w, ", imaps %s", c.Mailbox.IMAPSListen)

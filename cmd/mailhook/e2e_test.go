@@ -323,8 +323,8 @@ func TestServeEndToEnd(t *testing.T) {
 		"Message-ID: <e2e-1@sender.test>\r\nDate: Sun, 29 Nov 2026 04:00:00 +0000\r\n\r\nIt is burning.\r\n"
 	// Signed once: a retry resends the same bytes (a signature made a
 	// second later has another t= and so another stable id).
-	signedMsg := signed(t, key, msg)
-	if err := sendMail(addr, nil, "alice@sender.test", []string{"support@example.test"}, signedMsg); err != nil {
+	sent := signed(t, key, msg)
+	if err := sendMail(addr, nil, "alice@sender.test", []string{"support@example.test"}, sent); err != nil {
 		t.Fatalf("SendMail: %v", err)
 	}
 	// A forged From of a p=reject domain, from an IP its SPF does not allow
@@ -340,16 +340,27 @@ func TestServeEndToEnd(t *testing.T) {
 		t.Errorf("other domain: %v, want 554 at RCPT", err)
 	}
 
-	// The sending MTA retries after a lost 250: the same payload id (so the
-	// receiver can drop it), a new delivery.
-	if err := sendMail(addr, nil, "alice@sender.test", []string{"support@example.test"}, signedMsg); err != nil {
+	// The sending MTA retries the same bytes after a lost 250: the same
+	// stable id, so the commit is a no-op (DESIGN.md, "Round 2 contracts":
+	// the stable id is the commit key) and the receiver gets it once. A
+	// second, different message follows; its delivery is the second event.
+	if err := sendMail(addr, nil, "alice@sender.test", []string{"support@example.test"}, sent); err != nil {
 		t.Fatalf("SendMail again: %v", err)
 	}
+	other := strings.Replace(msg, "e2e-1@", "e2e-2@", 1)
+	if err := sendMail(addr, nil, "alice@sender.test", []string{"support@example.test"}, signed(t, key, other)); err != nil {
+		t.Fatalf("SendMail of a second message: %v", err)
+	}
 	rcv.wait(t, 2, 20*time.Second)
-	ev, hdr := rcv.events[0], rcv.hdrs[0]
-	if ev["id"] != rcv.events[1]["id"] || hdr.Get("webhook-id") == rcv.hdrs[1].Get("webhook-id") {
-		t.Errorf("resent message: ids %v/%v, webhook-ids %s/%s; want the same id, new webhook-ids",
-			ev["id"], rcv.events[1]["id"], hdr.Get("webhook-id"), rcv.hdrs[1].Get("webhook-id"))
+	first := 0
+	if rcv.events[1]["message"].(map[string]any)["message_id"] == "e2e-1@sender.test" {
+		first = 1
+	}
+	ev, hdr := rcv.events[first], rcv.hdrs[first]
+	if ev["id"] == rcv.events[1-first]["id"] || hdr.Get("webhook-id") == rcv.hdrs[1-first].Get("webhook-id") ||
+		rcv.events[1-first]["message"].(map[string]any)["message_id"] != "e2e-2@sender.test" {
+		t.Errorf("events: ids %v/%v, webhook-ids %s/%s; want the resent message once, then the second message",
+			ev["id"], rcv.events[1-first]["id"], hdr.Get("webhook-id"), rcv.hdrs[1-first].Get("webhook-id"))
 	}
 	if ev["type"] != "message.received" || ev["route"] != "tickets" || ev["id"] == "" {
 		t.Errorf("event head = type %v route %v id %v", ev["type"], ev["route"], ev["id"])

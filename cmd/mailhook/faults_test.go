@@ -291,20 +291,7 @@ func TestRedisRestartDuringDelivery(t *testing.T) {
 	if refused == 0 {
 		t.Error("no message was deferred while Redis was down")
 	}
-	waitFor(t, 60*time.Second, func() bool {
-		rcv.mu.Lock()
-		defer rcv.mu.Unlock()
-		seen := map[string]bool{}
-		for _, ev := range rcv.events {
-			seen[ev["message"].(map[string]any)["subject"].(string)] = true
-		}
-		for s := range acked {
-			if !seen[s] {
-				return false
-			}
-		}
-		return true
-	})
+	waitWebhooks(t, rcv, acked)
 	rcv.mu.Lock()
 	dups := len(rcv.events) - len(acked)
 	rcv.mu.Unlock()

@@ -28,9 +28,9 @@ import (
 	"github.com/mailhook/mailhook/route"
 )
 
-// handlers returns a delivery handler per job kind: webhooks always, the
-// relay always (forward rules and SRS bounces need it), mailboxes when the
-// store is open.
+// handlers returns a delivery handler per job kind this node takes:
+// webhooks and the relay on a deliver node (forward rules and SRS bounces
+// need the relay), mailboxes when the store is open (the mailbox node).
 func (a *app) handlers(resolver *dns.Resolver) (map[deliver.Kind]deliver.Handler, error) {
 	h := map[deliver.Kind]deliver.Handler{}
 	sender, err := newSender(a.cfg, a.log)
@@ -40,6 +40,16 @@ func (a *app) handlers(resolver *dns.Resolver) (map[deliver.Kind]deliver.Handler
 	a.webhooks = &swapSender{}
 	a.webhooks.p.Store(sender)
 	a.closers = append(a.closers, func() { a.webhooks.p.Load().Close() })
+	if a.store != nil {
+		h[deliver.KindMailbox] = &deliver.MailboxHandler{
+			Store:     a.store,
+			Permanent: mailbox.IsPermanent,
+		}
+	}
+	if !a.cfg.Node.Has(config.RoleDeliver) {
+		// Webhook and relay jobs are taken by the deliver nodes only.
+		return h, nil
+	}
 	h[deliver.KindWebhook] = a.webhooks
 
 	rc := a.cfg.Relay
@@ -68,13 +78,6 @@ func (a *app) handlers(resolver *dns.Resolver) (map[deliver.Kind]deliver.Handler
 		return nil, fmt.Errorf("relay: %w", err)
 	}
 	h[deliver.KindRelay] = relayer
-
-	if a.store != nil {
-		h[deliver.KindMailbox] = &deliver.MailboxHandler{
-			Store:     a.store,
-			Permanent: mailbox.IsPermanent,
-		}
-	}
 	return h, nil
 }
 

@@ -163,8 +163,12 @@ func newApp(cfg *config.Config, path string, log *slog.Logger) (_ *app, err erro
 		return nil, err
 	}
 
-	if err := a.openMailbox(); err != nil {
-		return nil, err
+	// A node without the mailbox role never opens a mailbox store: the
+	// one node that has it (claimed in Redis below) takes the mailbox jobs.
+	if cfg.Node.Has(config.RoleMailbox) {
+		if err := a.openMailbox(); err != nil {
+			return nil, err
+		}
 	}
 	// One resolver, with one cache, for verification and the relay.
 	resolver, err := dns.NewResolver(dns.ResolverOptions{
@@ -202,22 +206,14 @@ func newApp(cfg *config.Config, path string, log *slog.Logger) (_ *app, err erro
 	if err != nil {
 		return nil, err
 	}
-	a.runner, err = deliver.NewRunner(deliver.RunnerOptions{
-		Queue:    a.queue,
-		Handlers: handlers,
-		Concurrency: map[deliver.Kind]int{
-			deliver.KindWebhook: cfg.Queue.Concurrency.Webhook,
-			deliver.KindRelay:   cfg.Queue.Concurrency.Relay,
-			deliver.KindMailbox: cfg.Queue.Concurrency.Mailbox,
-		},
-		Lease:     cfg.Queue.Lease,
-		Schedule:  cfg.Queue.Retry.Schedule,
-		MaxAge:    cfg.Queue.Retry.MaxAge,
-		Logger:    log,
-		OnAttempt: a.onAttempt,
-	})
-	if err != nil {
-		return nil, err
+	// An mx-only node has no handlers and no runner: it commits, the
+	// other nodes deliver.
+	var notify func()
+	if len(handlers) > 0 {
+		if a.runner, err = a.newRunner(handlers); err != nil {
+			return nil, err
+		}
+		notify = a.runner.Notify
 	}
 
 	var tlsConfig *tls.Config
@@ -240,7 +236,7 @@ func newApp(cfg *config.Config, path string, log *slog.Logger) (_ *app, err erro
 		Policy:    a.policy.Load,
 		Verifier:  verifier,
 		Parse:     func(r io.Reader) (*parse.Message, error) { return parse.Parse(r, popts) },
-		Committer: &deliver.Committer{Queue: a.queue, Notify: a.runner.Notify, Committed: a.committed, Sync: syncStep.Run},
+		Committer: &deliver.Committer{Queue: a.queue, Notify: notify, Committed: a.committed, Sync: syncStep.Run},
 		SpoolDir:  filepath.Join(cfg.DataDir, "spool"),
 		Limits: ingest.Limits{
 			MaxMessageBytes:     cfg.SMTP.MaxMessageBytes,
@@ -284,6 +280,25 @@ func newApp(cfg *config.Config, path string, log *slog.Logger) (_ *app, err erro
 		return nil, err
 	}
 	return a, nil
+}
+
+// newRunner makes the workers for the job kinds this node handles.
+func (a *app) newRunner(handlers map[deliver.Kind]deliver.Handler) (*deliver.Runner, error) {
+	cfg, log := a.cfg, a.log
+	return deliver.NewRunner(deliver.RunnerOptions{
+		Queue:    a.queue,
+		Handlers: handlers,
+		Concurrency: map[deliver.Kind]int{
+			deliver.KindWebhook: cfg.Queue.Concurrency.Webhook,
+			deliver.KindRelay:   cfg.Queue.Concurrency.Relay,
+			deliver.KindMailbox: cfg.Queue.Concurrency.Mailbox,
+		},
+		Lease:     cfg.Queue.Lease,
+		Schedule:  cfg.Queue.Retry.Schedule,
+		MaxAge:    cfg.Queue.Retry.MaxAge,
+		Logger:    log,
+		OnAttempt: a.onAttempt,
+	})
 }
 
 // minDataRate maps smtp.min_data_rate to ingest's: 0 (off) is negative
@@ -344,7 +359,7 @@ func buildPolicy(cfg *config.Config) (*ingest.Policy, error) {
 func (a *app) openQueue() error {
 	switch a.cfg.Queue.Backend {
 	case "embedded":
-		q, err := boltq.Open(a.cfg.DataDir, boltq.Options{Logger: a.log})
+		q, err := boltq.Open(a.cfg.DataDir, boltq.Options{Logger: a.log, DedupWindow: a.cfg.Queue.DedupWindow})
 		if err != nil {
 			return fmt.Errorf("queue: %w", err)
 		}
@@ -356,6 +371,9 @@ func (a *app) openQueue() error {
 		}
 		a.queue = q
 		a.closers = append(a.closers, closeClient)
+		if err := startRedisNode(q, a.cfg); err != nil {
+			return err
+		}
 	default:
 		return fmt.Errorf("queue.backend: %q is not one of embedded, redis", a.cfg.Queue.Backend)
 	}
@@ -377,23 +395,33 @@ func (a *app) close() {
 // or go back to the queue), then close the store.
 func (a *app) run(ctx context.Context) error {
 	defer a.close()
-	l, err := net.Listen("tcp", a.cfg.SMTP.Listen)
-	if err != nil {
-		return fmt.Errorf("smtp.listen: %w", err)
+	smtpAddr := "(no mx role)"
+	var l net.Listener
+	if a.cfg.Node.Has(config.RoleMX) {
+		var err error
+		if l, err = net.Listen("tcp", a.cfg.SMTP.Listen); err != nil {
+			return fmt.Errorf("smtp.listen: %w", err)
+		}
+		smtpAddr = l.Addr().String()
 	}
-	a.log.Info("mailhook started", "version", version, "smtp", l.Addr().String(), "queue", a.cfg.Queue.Backend)
+	a.log.Info("mailhook started", "version", version, "smtp", smtpAddr, "queue", a.cfg.Queue.Backend,
+		"node", nodeName(a.cfg), "roles", strings.Join(a.cfg.Node.Roles, ","))
 
 	errc := make(chan error, 2+len(a.servers))
 	runCtx, cancelRun := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		if err := a.runner.Run(runCtx); err != nil && !errors.Is(err, context.Canceled) {
-			errc <- fmt.Errorf("workers: %w", err)
-		}
-	}()
-	go func() { errc <- a.smtp.Serve(l) }()
+	if a.runner != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := a.runner.Run(runCtx); err != nil && !errors.Is(err, context.Canceled) {
+				errc <- fmt.Errorf("workers: %w", err)
+			}
+		}()
+	}
+	if l != nil {
+		go func() { errc <- a.smtp.Serve(l) }()
+	}
 	a.background(runCtx)
 	for _, s := range a.servers {
 		if s.serve == nil {

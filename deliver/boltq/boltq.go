@@ -64,6 +64,9 @@ type Options struct {
 	// BatchDelay is how long a Commit waits for others to share its fsync
 	// (bbolt's MaxBatchDelay); 0 means 2ms.
 	BatchDelay time.Duration
+	// DedupWindow is how long a commit key is remembered (see
+	// deliver.Queue.Commit); default deliver.DefaultDedupWindow.
+	DedupWindow time.Duration
 	// InlineMax is the largest raw message stored inside the database
 	// (DefaultInlineMax when 0; negative stores every message as a file).
 	InlineMax int64
@@ -76,6 +79,7 @@ type Queue struct {
 	db        *bolt.DB
 	msgDir    string
 	inlineMax int64
+	dedup     time.Duration
 	log       *slog.Logger
 	now       func() time.Time
 
@@ -148,12 +152,13 @@ func Open(dataDir string, opts Options) (*Queue, error) {
 		db.MaxBatchDelay = 2 * time.Millisecond
 	}
 	q.db = db
+	q.dedup = cmp.Or(opts.DedupWindow, deliver.DefaultDedupWindow)
 	q.inlineMax = opts.InlineMax
 	if q.inlineMax == 0 {
 		q.inlineMax = DefaultInlineMax
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bJobs, bReady, bLeased, bDead, bMsgs, bRaw, bMail} {
+		for _, b := range [][]byte{bJobs, bReady, bLeased, bDead, bMsgs, bRaw, bMail, bDedup, bDedupExp} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -350,7 +355,7 @@ func (q *Queue) Commit(ctx context.Context, mail *route.Mail, jobs []*deliver.Jo
 		// Held in memory since the socket: written once, in the batch.
 		inline = mail.Raw
 	case mail.Raw != nil:
-		if dup, err := q.hasMsg(mail.ID); err != nil {
+		if dup, err := q.hasMsg(mail, now); err != nil {
 			return err
 		} else if dup {
 			return nil
@@ -368,7 +373,7 @@ func (q *Queue) Commit(ctx context.Context, mail *route.Mail, jobs []*deliver.Jo
 	if inline == nil && name == "" {
 		// A duplicate is found again inside the transaction; looking first
 		// only spares a large retried message its fsync'd move.
-		if dup, err := q.hasMsg(mail.ID); err != nil {
+		if dup, err := q.hasMsg(mail, now); err != nil {
 			return err
 		} else if dup {
 			os.Remove(rawPath)
@@ -388,9 +393,12 @@ func (q *Queue) Commit(ctx context.Context, mail *route.Mail, jobs []*deliver.Jo
 	var dup bool
 	err = q.db.Batch(func(tx *bolt.Tx) error {
 		dup = false
-		if tx.Bucket(bMsgs).Get([]byte(mail.ID)) != nil {
+		if tx.Bucket(bMsgs).Get([]byte(mail.ID)) != nil || seen(tx, deliver.CommitKey(mail), now) {
 			dup = true
 			return nil
+		}
+		if err := remember(tx, deliver.CommitKey(mail), mail.ID, now, q.dedup); err != nil {
+			return err
 		}
 		jb := tx.Bucket(bJobs)
 		for _, j := range jobs {
@@ -455,10 +463,12 @@ func (q *Queue) readInline(path string) ([]byte, error) {
 	return b, nil
 }
 
-func (q *Queue) hasMsg(id string) (bool, error) {
+// hasMsg reports whether mail is already committed (its ID held, or its
+// commit key seen).
+func (q *Queue) hasMsg(mail *route.Mail, now time.Time) (bool, error) {
 	var ok bool
 	err := q.db.View(func(tx *bolt.Tx) error {
-		ok = tx.Bucket(bMsgs).Get([]byte(id)) != nil
+		ok = tx.Bucket(bMsgs).Get([]byte(mail.ID)) != nil || seen(tx, deliver.CommitKey(mail), now)
 		return nil
 	})
 	return ok, err

@@ -36,6 +36,7 @@ func Run(t *testing.T, newQueue func(t *testing.T) deliver.Queue) {
 		{"ConcurrentWorkers", testConcurrentWorkers},
 		{"CommitAtomic", testCommitAtomic},
 		{"CommitIdempotent", testCommitIdempotent},
+		{"CommitStableID", testCommitStableID},
 		{"CommitRawBytes", testCommitRawBytes},
 		{"CommitInvalid", testCommitInvalid},
 		{"List", testList},
@@ -536,6 +537,133 @@ func testCommitIdempotent(t *testing.T, q deliver.Queue) {
 	}
 	wantStats(t, q, deliver.Stats{Ready: 1})
 	wantRaw(t, q, "m1", "first")
+}
+
+// NewRetry returns mail as the sending MTA's retry would make it: the same
+// StableID, a new ID and a raw file of its own.
+func NewRetry(t testing.TB, mail *route.Mail, id string) *route.Mail {
+	t.Helper()
+	m := NewMail(t, id, "retry of "+mail.ID)
+	m.StableID = mail.StableID
+	return m
+}
+
+// testCommitStableID: a message the sender retries after a lost 250 has a
+// new ID and the same StableID; it commits once, even after its first
+// copy was delivered, within the dedup window.
+func testCommitStableID(t *testing.T, q deliver.Queue) {
+	first := NewMail(t, "m1", "s1")
+	first.StableID = "s1"
+	commit(t, q, first, NewJob("j1", "m1", deliver.KindWebhook, time.Time{}))
+	retry := NewRetry(t, first, "m2")
+	commit(t, q, retry, NewJob("j1", "m2", deliver.KindWebhook, time.Time{}))
+	if _, err := q.Mail(ctx(t), "m2"); !errors.Is(err, deliver.ErrNotFound) {
+		t.Errorf("Mail(m2) of a retried message = %v, want ErrNotFound (committed once, as m1)", err)
+	}
+	if _, err := os.Stat(retry.RawPath); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("raw file of a retried commit left at RawPath: %v", err)
+	}
+	wantStats(t, q, deliver.Stats{Ready: 1})
+	jobs := take(t, q, 10)
+	if len(jobs) != 1 || jobs[0].MsgID != "m1" {
+		t.Fatalf("Take = %+v, want j1 of m1", jobs)
+	}
+	if err := q.Ack(ctx(t), jobs[0]); err != nil {
+		t.Fatal(err)
+	}
+	// Delivered, then retried by the sender: still a no-op.
+	commit(t, q, NewRetry(t, first, "m3"), NewJob("j1", "m3", deliver.KindWebhook, time.Time{}))
+	wantStats(t, q, deliver.Stats{})
+	// Another message (another stable id) is not deduplicated.
+	other := NewMail(t, "m4", "s2")
+	other.StableID = "s2"
+	commit(t, q, other, NewJob("j4", "m4", deliver.KindWebhook, time.Time{}))
+	wantStats(t, q, deliver.Stats{Ready: 1})
+}
+
+// RunDedup checks the dedup window: newQueue must return an empty queue
+// that remembers commit keys for window. It sleeps past windows of a few
+// tens of milliseconds (waiting for time to pass, not asserting on it).
+func RunDedup(t *testing.T, newQueue func(t *testing.T, window time.Duration) deliver.Queue) {
+	const window = 30 * time.Millisecond
+	t.Run("Expired", func(t *testing.T) {
+		q := newQueue(t, window)
+		t.Cleanup(func() { q.Close() })
+		first := NewMail(t, "m1", "s1")
+		first.StableID = "s1"
+		commit(t, q, first, NewJob("j1", "m1", deliver.KindWebhook, time.Time{}))
+		time.Sleep(2 * window)
+		// Past the window, a message still queued is still a duplicate.
+		commit(t, q, NewRetry(t, first, "m2"), NewJob("j1", "m2", deliver.KindWebhook, time.Time{}))
+		wantStats(t, q, deliver.Stats{Ready: 1})
+		jobs := take(t, q, 10)
+		if len(jobs) != 1 {
+			t.Fatalf("Take = %v, want j1", ids(jobs))
+		}
+		if err := q.Ack(ctx(t), jobs[0]); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(2 * window)
+		// Delivered and past the window: a new message again.
+		commit(t, q, NewRetry(t, first, "m3"), NewJob("j1", "m3", deliver.KindWebhook, time.Time{}))
+		if _, err := q.Mail(ctx(t), "m3"); err != nil {
+			t.Errorf("Mail(m3) committed past the window = %v", err)
+		}
+		wantStats(t, q, deliver.Stats{Ready: 1})
+	})
+	t.Run("Prune", func(t *testing.T) {
+		q := newQueue(t, window)
+		t.Cleanup(func() { q.Close() })
+		// Many expired keys, pruned a few per commit, never block a
+		// commit nor dedup a later one wrongly.
+		for i := range 50 {
+			m := NewMail(t, fmt.Sprint("a", i), "x")
+			m.StableID = fmt.Sprint("k", i)
+			commit(t, q, m, NewJob(fmt.Sprint("ja", i), m.ID, deliver.KindWebhook, time.Time{}))
+		}
+		for _, j := range take(t, q, 100) {
+			if err := q.Ack(ctx(t), j); err != nil {
+				t.Fatal(err)
+			}
+		}
+		time.Sleep(2 * window)
+		for i := range 50 {
+			m := NewMail(t, fmt.Sprint("b", i), "x")
+			m.StableID = fmt.Sprint("k", i)
+			commit(t, q, m, NewJob(fmt.Sprint("ja", i), m.ID, deliver.KindWebhook, time.Time{}))
+		}
+		wantStats(t, q, deliver.Stats{Ready: 50})
+	})
+}
+
+// CommitAfterFailedAck is the Redis WAIT-timeout case: failing commits to
+// the same store as q but answers an error after writing (its replication
+// was not confirmed), so the SMTP session said 451 and the sender retries.
+// The retry through failing fails again (no 250 without the confirmation)
+// and through q (confirmation back) succeeds; either way the message is
+// queued once.
+func CommitAfterFailedAck(t *testing.T, q, failing deliver.Queue) {
+	first := NewMail(t, "w1", "wait")
+	first.StableID = "wait-s1"
+	if err := failing.Commit(ctx(t), first, []*deliver.Job{NewJob("wj1", "w1", deliver.KindWebhook, time.Time{})}); err == nil {
+		t.Fatal("Commit through the failing queue = nil, want an error")
+	}
+	if _, err := q.Mail(ctx(t), "w1"); err != nil {
+		t.Fatalf("Mail(w1) after a commit whose ack failed = %v; the test needs it written", err)
+	}
+	if err := failing.Commit(ctx(t), NewRetry(t, first, "w2"), []*deliver.Job{NewJob("wj1", "w2", deliver.KindWebhook, time.Time{})}); err == nil {
+		t.Error("retried Commit through the failing queue = nil, want an error (still unconfirmed)")
+	}
+	commit(t, q, NewRetry(t, first, "w3"), NewJob("wj1", "w3", deliver.KindWebhook, time.Time{}))
+	for _, id := range []string{"w2", "w3"} {
+		if _, err := q.Mail(ctx(t), id); !errors.Is(err, deliver.ErrNotFound) {
+			t.Errorf("Mail(%s) = %v, want ErrNotFound: the retry must commit nothing new", id, err)
+		}
+	}
+	j, err := q.Get(ctx(t), "wj1")
+	if err != nil || j.MsgID != "w1" {
+		t.Errorf("Get(wj1) = %+v, %v; want the job of w1", j, err)
+	}
 }
 
 func testCommitInvalid(t *testing.T, q deliver.Queue) {

@@ -3,29 +3,55 @@
 // deliver it. It works with standalone Redis, Sentinel and Cluster through
 // redis.UniversalClient (Redis 7; WAITAOF needs 7.2).
 //
-// # Keys and Redis Cluster
+// # Keys, shards and Redis Cluster
 //
-// Every key carries one hash tag, {prefix} (default {mailhook}):
+// The queue is split in Options.Shards shards, each one hash tag: {prefix}
+// when there is one shard (the default, and the layout before shards), else
+// {prefix:0} .. {prefix:N-1} (each adjusted to {prefix:k.j} where needed
+// so that shard k's hash slot lies in the k-th of N equal slot ranges, see
+// shardTags). A message and all of its jobs live in one
+// shard, chosen from its commit key (deliver.CommitKey, the stable id), so
+// a sender's retry lands where the first copy is. Each shard holds:
 //
-//	{p}:job           hash  job id -> job JSON
-//	{p}:att           hash  job id -> attempts started (saved before each attempt)
-//	{p}:lease         hash  job id -> token of the lease a worker holds
-//	{p}:leased        zset  job id -> lease expiry (ms)
-//	{p}:ready:<kind>  zset  job id -> next attempt (ms), for ready and scheduled jobs
-//	{p}:dead          zset  job id -> dead-letter time (ms)
-//	{p}:msg           hash  msg id -> mail JSON
-//	{p}:raw           hash  msg id -> raw message
-//	{p}:msgjobs       hash  msg id -> jobs left
+//	{s}:job           hash  job id -> job JSON
+//	{s}:att           hash  job id -> attempts started (saved before each attempt)
+//	{s}:lease         hash  job id -> token of the lease a worker holds
+//	{s}:leased        zset  job id -> lease expiry (ms)
+//	{s}:ready:<kind>  zset  job id -> next attempt (ms), for ready and scheduled jobs
+//	{s}:dead          zset  job id -> dead-letter time (ms)
+//	{s}:msg           hash  msg id -> mail JSON
+//	{s}:raw           hash  msg id -> raw message
+//	{s}:msgjobs       hash  msg id -> jobs left
+//	{s}:dedup         hash  commit key -> msg id
+//	{s}:dedupexp      zset  commit key -> end of its dedup window (ms)
+//
+// and beside them, in the slot of {prefix}:
+//
+//	{prefix}:shards       set   every shard tag in use (old ones drain, then go)
+//	{prefix}:nodes        zset  node instance -> heartbeat deadline (ms)
+//	{prefix}:role:<role>  string  the instance holding a one-per-queue role
 //
 // Taking a job must atomically pop it from a sorted set of every due job
 // and change that job's state; committing a message must atomically write
 // the message and all of its jobs. In Redis Cluster a script may only touch
-// keys of one slot, so per-message keys tagged {msgid} plus global sorted
-// sets cannot be changed in one script. This backend therefore keeps the
-// whole queue, raw messages included, in the one slot of {prefix}: every
-// operation is one Lua script (see scripts.go), correct on Cluster, at the
-// price that one shard (and its replicas) holds the queue. Run several
-// queues (prefixes) to spread load over shards.
+// keys of one slot, so every operation is one Lua script on one shard (see
+// scripts.go, in the style of asynq). On Cluster the shards' tags hash to
+// slots spread over the masters, so N shards spread the load and the bytes
+// over up to N masters. Workers take from every shard, starting each Take
+// at the next shard in turn so none starves; operator commands (Stats,
+// List, ListDead, Replay, Drop) span every shard. Changing Shards keeps
+// the jobs queued: the shards of the previous value stay registered and
+// are read until empty.
+//
+// # Leases and nodes
+//
+// A lease token names its shard, the node instance that holds it (the node
+// name and a random id per process) and the Take. Start registers the
+// instance with a heartbeat; a node restarted under the same name returns
+// the leases of its previous instances at once, and any node returns the
+// leases of an instance whose heartbeat stopped, without waiting for the
+// lease to expire. Take also returns expired leases to the queue (a reaper
+// in the same script), the fallback for a node that never called Start.
 //
 // # Persistence: what "no loss" needs
 //
@@ -37,16 +63,15 @@
 // Options.WaitReplicas (WAIT: the commit reached that many replicas) so
 // Commit returns an error — and the SMTP session a 451 — when that did not
 // happen in time. After such an error the message is nevertheless queued;
-// the sender's retry commits the same message ID, which is a no-op, so the
-// worst case is one extra 451, never a loss.
-//
-// Leases: Take first returns expired leases to the queue (a reaper in the
-// same script), so a job whose worker died is taken again once its lease
-// expires; Reap does the same on demand.
+// the sender's retry has the same commit key (deliver.CommitKey: envelope
+// and content hash), so its commit is a no-op that waits again, and the
+// sender gets its 250 once replication is confirmed: at worst extra 451s,
+// never a loss and never a second copy within Options.DedupWindow.
 package redisq
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -54,10 +79,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"slices"
-	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -68,9 +95,21 @@ import (
 
 // Options configures New.
 type Options struct {
-	// Prefix names the queue; every key is "{Prefix}:...". Default
+	// Prefix names the queue; every key starts with "{Prefix". Default
 	// "mailhook".
 	Prefix string
+	// Shards is the number of shards (hash tags) the queue spreads over;
+	// default 1.
+	Shards int
+	// Node names this node in lease tokens and heartbeats (see Start);
+	// default "node".
+	Node string
+	// Heartbeat is how often Start's loop renews this instance's
+	// heartbeat; an instance missing three is dead and its leases return
+	// to the queue. Default 1s.
+	Heartbeat time.Duration
+	// Logger receives reports of leases returned; nil discards.
+	Logger *slog.Logger
 	// WaitReplicas, when > 0, makes Commit wait (WAIT) until that many
 	// replicas have the commit, failing after WaitTimeout.
 	WaitReplicas int
@@ -79,6 +118,9 @@ type Options struct {
 	WaitAOF *WaitAOF
 	// WaitTimeout bounds WAIT and WAITAOF; default 1s.
 	WaitTimeout time.Duration
+	// DedupWindow is how long a commit key is remembered (see
+	// deliver.Queue.Commit); default deliver.DefaultDedupWindow.
+	DedupWindow time.Duration
 	// MaxRawBytes refuses raw messages larger than this; 0 means no limit
 	// beyond the SMTP listener's.
 	MaxRawBytes int64
@@ -97,10 +139,24 @@ type Queue struct {
 	c   redis.UniversalClient
 	opt Options
 	now func() time.Time
+	log *slog.Logger
 
-	kJob, kAtt, kLease, kLeased, kDead, kMsg, kRaw, kMsgJobs string
-	kReady                                                   []string // in deliver.Kinds order
-	kindNames                                                string
+	shards    []*shard // current: where commits go
+	kindNames string
+	kShards   string // {prefix}:shards
+	kNodes    string // {prefix}:nodes
+	kRole     string // {prefix}:role:
+	instance  string // node name "/" random id
+	next      atomic.Uint32
+
+	mu        sync.Mutex
+	allShards []*shard          // current and draining
+	where     map[string]*shard // msg id -> shard, from Take
+	refreshed bool
+	reaped    time.Time // last reap of the shards a Take did not take from
+	stop      context.CancelFunc
+	done      chan struct{}
+	roles     []string
 }
 
 var _ deliver.Queue = (*Queue)(nil)
@@ -111,11 +167,24 @@ func New(c redis.UniversalClient, opts Options) (*Queue, error) {
 	if opts.Prefix == "" {
 		opts.Prefix = "mailhook"
 	}
-	if strings.ContainsAny(opts.Prefix, "{}") {
-		return nil, fmt.Errorf("redisq: prefix %q must not contain braces", opts.Prefix)
+	if strings.ContainsAny(opts.Prefix, "{}|") {
+		return nil, fmt.Errorf("redisq: prefix %q must not contain braces or |", opts.Prefix)
+	}
+	if opts.Shards <= 0 {
+		opts.Shards = 1
+	}
+	opts.Node = cmp.Or(opts.Node, "node")
+	if strings.ContainsAny(opts.Node, "|/ ") {
+		return nil, fmt.Errorf("redisq: node name %q must not contain |, / or spaces", opts.Node)
+	}
+	if opts.Heartbeat <= 0 {
+		opts.Heartbeat = time.Second
 	}
 	if opts.WaitTimeout <= 0 {
 		opts.WaitTimeout = time.Second
+	}
+	if opts.DedupWindow <= 0 {
+		opts.DedupWindow = deliver.DefaultDedupWindow
 	}
 	if opts.WaitReplicas > 0 || opts.WaitAOF != nil {
 		switch c.(type) {
@@ -124,35 +193,38 @@ func New(c redis.UniversalClient, opts Options) (*Queue, error) {
 			return nil, fmt.Errorf("redisq: WAIT/WAITAOF need a *redis.Client or *redis.ClusterClient, not %T", c)
 		}
 	}
-	q := &Queue{c: c, opt: opts, now: opts.Now}
+	q := &Queue{c: c, opt: opts, now: opts.Now, log: opts.Logger, where: map[string]*shard{}}
 	if q.now == nil {
 		q.now = time.Now
 	}
+	if q.log == nil {
+		q.log = slog.New(slog.DiscardHandler)
+	}
+	for _, tag := range shardTags(opts.Prefix, opts.Shards) {
+		q.shards = append(q.shards, newShard(tag))
+	}
+	q.allShards = q.shards
 	p := "{" + opts.Prefix + "}:"
-	q.kJob, q.kAtt, q.kLease, q.kLeased = p+"job", p+"att", p+"lease", p+"leased"
-	q.kDead, q.kMsg, q.kRaw, q.kMsgJobs = p+"dead", p+"msg", p+"raw", p+"msgjobs"
+	q.kShards, q.kNodes, q.kRole = p+"shards", p+"nodes", p+"role:"
+	q.instance = opts.Node + "/" + newToken()[:12]
 	var names []string
 	for _, k := range deliver.Kinds {
-		q.kReady = append(q.kReady, p+"ready:"+string(k))
 		names = append(names, string(k))
 	}
 	q.kindNames = strings.Join(names, " ")
 	return q, nil
 }
 
-// Close implements deliver.Queue; the client stays open.
-func (q *Queue) Close() error { return nil }
-
 func ms(t time.Time) int64 { return t.UnixMilli() }
 
 func kindIndex(k deliver.Kind) int { return slices.Index(deliver.Kinds, k) }
 
-func (q *Queue) readyKey(k deliver.Kind) (string, error) {
+func (s *shard) readyKey(k deliver.Kind) (string, error) {
 	i := kindIndex(k)
 	if i < 0 {
 		return "", fmt.Errorf("redisq: unknown kind %q", k)
 	}
-	return q.kReady[i], nil
+	return s.kReady[i], nil
 }
 
 // Commit implements deliver.Queue.
@@ -185,8 +257,10 @@ func (q *Queue) Commit(ctx context.Context, mail *route.Mail, jobs []*deliver.Jo
 	if err != nil {
 		return fmt.Errorf("redisq: commit %s: %w", mail.ID, err)
 	}
-	keys := append([]string{q.kJob, q.kMsg, q.kRaw, q.kMsgJobs}, q.kReady...)
-	args := []any{mail.ID, mailJSON, raw, len(jobs)}
+	ck := deliver.CommitKey(mail)
+	sh := q.shardFor(ck)
+	keys := append([]string{sh.kJob, sh.kMsg, sh.kRaw, sh.kMsgJobs, sh.kDedup, sh.kDedupExp}, sh.kReady...)
+	args := []any{mail.ID, mailJSON, raw, len(jobs), ck, ms(now), q.opt.DedupWindow.Milliseconds()}
 	for _, j := range jobs {
 		b, err := json.Marshal(j)
 		if err != nil {
@@ -194,8 +268,11 @@ func (q *Queue) Commit(ctx context.Context, mail *route.Mail, jobs []*deliver.Jo
 		}
 		args = append(args, j.ID, kindIndex(j.Kind)+1, ms(j.NextAt), b)
 	}
+	if err := q.uniqueElsewhere(ctx, sh, jobs); err != nil {
+		return fmt.Errorf("redisq: commit %s: %w", mail.ID, err)
+	}
 	if q.opt.WaitReplicas > 0 || q.opt.WaitAOF != nil {
-		err = q.commitAndWait(ctx, keys, args)
+		err = q.commitAndWait(ctx, sh, keys, args)
 	} else {
 		err = commitScript.Run(ctx, q.c, keys, args...).Err()
 	}
@@ -204,6 +281,42 @@ func (q *Queue) Commit(ctx context.Context, mail *route.Mail, jobs []*deliver.Jo
 			err = fmt.Errorf("%w: %q", deliver.ErrDuplicateJob, id)
 		}
 		return fmt.Errorf("redisq: commit %s: %w", mail.ID, err)
+	}
+	return nil
+}
+
+// uniqueElsewhere checks that no other shard holds one of jobs' IDs: the
+// commit script checks its own shard. Plan's job IDs derive from the
+// commit key, which also picks the shard, so this only catches IDs made
+// otherwise; it is one pipelined round trip, and only with several shards.
+func (q *Queue) uniqueElsewhere(ctx context.Context, sh *shard, jobs []*deliver.Job) error {
+	all := q.all()
+	if len(all) == 1 {
+		return nil
+	}
+	type probe struct {
+		id  string
+		cmd *redis.BoolCmd
+	}
+	var probes []probe
+	_, err := q.c.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for _, o := range all {
+			if o == sh {
+				continue
+			}
+			for _, j := range jobs {
+				probes = append(probes, probe{j.ID, p.HExists(ctx, o.kJob, j.ID)})
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, p := range probes {
+		if p.cmd.Val() {
+			return fmt.Errorf("%w: %q", deliver.ErrDuplicateJob, p.id)
+		}
 	}
 	return nil
 }
@@ -240,25 +353,24 @@ func (q *Queue) readRaw(path string) ([]byte, error) {
 
 // commitAndWait runs the commit and WAIT/WAITAOF on one connection to the
 // node that holds the queue: both count the writes of their own connection.
-func (q *Queue) commitAndWait(ctx context.Context, keys []string, args []any) error {
+func (q *Queue) commitAndWait(ctx context.Context, sh *shard, keys []string, args []any) error {
 	var node *redis.Client
 	switch c := q.c.(type) {
 	case *redis.Client:
 		node = c
 	case *redis.ClusterClient:
 		var err error
-		if node, err = c.MasterForKey(ctx, q.kJob); err != nil {
+		if node, err = c.MasterForKey(ctx, sh.kJob); err != nil {
 			return err
 		}
 	}
 	conn := node.Conn()
 	defer conn.Close()
-	res, err := commitScript.Run(ctx, conn, keys, args...).Int()
-	if err != nil {
+	// A commit found already queued (res 0) waits too: it is the sender's
+	// retry after a 451 for an earlier WAIT that timed out, and the 250 it
+	// gets now must mean what any 250 means.
+	if err := commitScript.Run(ctx, conn, keys, args...).Err(); err != nil {
 		return err
-	}
-	if res == 0 {
-		return nil // already queued by an earlier commit
 	}
 	tmo := q.opt.WaitTimeout.Milliseconds()
 	if n := q.opt.WaitReplicas; n > 0 {
@@ -305,7 +417,8 @@ func newToken() string {
 // reapBatch bounds the expired leases returned per Take.
 const reapBatch = 100
 
-// Take implements deliver.Queue.
+// Take implements deliver.Queue. It takes from every shard, starting at
+// the next one in turn, until it has n jobs.
 func (q *Queue) Take(ctx context.Context, kinds []deliver.Kind, n int, lease time.Duration) ([]*deliver.Job, error) {
 	if n <= 0 {
 		return nil, nil
@@ -316,21 +429,119 @@ func (q *Queue) Take(ctx context.Context, kinds []deliver.Kind, n int, lease tim
 			want = append(want, i+1)
 		}
 	}
-	return q.take(ctx, want, n, lease)
+	q.lazyRefresh(ctx)
+	all := q.all()
+	if len(all) == 1 {
+		return q.take(ctx, all[0], want, n, lease)
+	}
+	plan, err := q.plan(ctx, all, want, n)
+	if err != nil {
+		return nil, err
+	}
+	// The shards' scripts run side by side: each is a write its master
+	// persists (an fsync with appendfsync always) before answering, and
+	// on Cluster the shards sit on different masters.
+	start := int(q.next.Add(1))
+	got := make([][]*deliver.Job, len(all))
+	errs := make([]error, len(all))
+	var wg sync.WaitGroup
+	for i := range all {
+		sh := all[(start+i)%len(all)]
+		if plan[sh] == 0 {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() {
+				if p := recover(); p != nil {
+					errs[i] = fmt.Errorf("redisq: take: panic: %v", p)
+				}
+			}()
+			got[i], errs[i] = q.take(ctx, sh, want, plan[sh], lease)
+		}()
+	}
+	wg.Wait()
+	var out []*deliver.Job
+	for i := range got {
+		out = append(out, got[i]...)
+	}
+	return out, errors.Join(errs...)
+}
+
+// plan decides how many jobs to take from each shard so that a Take
+// across shards returns the n due jobs with the oldest NextAt, as one
+// shard's script does: it reads the due heads of every shard in one
+// pipeline. Shards not planned are reaped of expired leases once a second.
+func (q *Queue) plan(ctx context.Context, all []*shard, want []any, n int) (map[*shard]int, error) {
+	now := q.now()
+	max := fmt.Sprint(ms(now))
+	type head struct {
+		sh    *shard
+		score float64
+		id    string
+	}
+	cmds := map[*shard][]*redis.ZSliceCmd{}
+	_, err := q.c.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for _, sh := range all {
+			for _, w := range want {
+				k := sh.kReady[w.(int)-1]
+				cmds[sh] = append(cmds[sh], p.ZRangeByScoreWithScores(ctx, k, &redis.ZRangeBy{Min: "-inf", Max: max, Count: int64(n)}))
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("redisq: take: %w", err)
+	}
+	var heads []head
+	for sh, cs := range cmds {
+		for _, c := range cs {
+			for _, z := range c.Val() {
+				heads = append(heads, head{sh, z.Score, z.Member.(string)})
+			}
+		}
+	}
+	slices.SortFunc(heads, func(a, b head) int { return cmp.Or(cmp.Compare(a.score, b.score), cmp.Compare(a.id, b.id)) })
+	plan := map[*shard]int{}
+	for _, h := range heads[:min(n, len(heads))] {
+		plan[h.sh]++
+	}
+	q.mu.Lock()
+	reap := now.Sub(q.reaped) >= time.Second
+	if reap {
+		q.reaped = now
+	}
+	q.mu.Unlock()
+	if reap {
+		for _, sh := range all {
+			if plan[sh] == 0 {
+				if _, err := q.take(ctx, sh, nil, 0, 0); err != nil {
+					return nil, err
+				}
+			}
+		}
+	}
+	return plan, nil
 }
 
 // Reap returns jobs whose lease expired to the queue now (Take does it
 // too).
 func (q *Queue) Reap(ctx context.Context) error {
-	_, err := q.take(ctx, nil, 0, 0)
-	return err
+	for _, sh := range q.all() {
+		if _, err := q.take(ctx, sh, nil, 0, 0); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
-func (q *Queue) take(ctx context.Context, want []any, n int, lease time.Duration) ([]*deliver.Job, error) {
+func (q *Queue) take(ctx context.Context, sh *shard, want []any, n int, lease time.Duration) ([]*deliver.Job, error) {
 	now := q.now()
 	until := now.Add(lease)
-	keys := append([]string{q.kJob, q.kAtt, q.kLease, q.kLeased}, q.kReady...)
-	args := append([]any{ms(now), n, ms(until), newToken(), reapBatch, q.kindNames}, want...)
+	keys := append([]string{sh.kJob, sh.kAtt, sh.kLease, sh.kLeased}, sh.kReady...)
+	token := sh.tag + "|" + q.instance + "|" + newToken()
+	args := append([]any{ms(now), n, ms(until), token, reapBatch, q.kindNames}, want...)
 	res, err := takeScript.Run(ctx, q.c, keys, args...).Slice()
 	if err != nil {
 		return nil, fmt.Errorf("redisq: take: %w", err)
@@ -348,21 +559,26 @@ func (q *Queue) take(ctx context.Context, want []any, n int, lease time.Duration
 		j.Attempts = int(att)
 		j.Lease, _ = res[i+2].(string)
 		j.LeaseUntil = time.UnixMilli(ms(until))
+		q.remember(j.MsgID, sh)
 		out = append(out, j)
 	}
 	return out, nil
 }
 
-func (q *Queue) settleKeys(k deliver.Kind) ([]string, error) {
-	rk, err := q.readyKey(k)
+func (s *shard) settleKeys(k deliver.Kind) ([]string, error) {
+	rk, err := s.readyKey(k)
 	if err != nil {
 		return nil, err
 	}
-	return []string{q.kJob, q.kAtt, q.kLease, q.kLeased, rk, q.kDead, q.kMsg, q.kRaw, q.kMsgJobs}, nil
+	return []string{s.kJob, s.kAtt, s.kLease, s.kLeased, rk, s.kDead, s.kMsg, s.kRaw, s.kMsgJobs}, nil
 }
 
 func (q *Queue) settle(ctx context.Context, op string, job *deliver.Job, j *deliver.Job, score time.Time) error {
-	keys, err := q.settleKeys(job.Kind)
+	sh, err := q.tokenShard(job.Lease)
+	if err != nil {
+		return fmt.Errorf("redisq: %s %s: %w", op, job.ID, deliver.ErrLeaseLost)
+	}
+	keys, err := sh.settleKeys(job.Kind)
 	if err != nil {
 		return err
 	}
@@ -410,334 +626,4 @@ func (q *Queue) Dead(ctx context.Context, job *deliver.Job, a deliver.Attempt) e
 	j.DeadAt = q.now()
 	j.AddAttempt(a)
 	return q.settle(ctx, "dead", job, &j, j.DeadAt)
-}
-
-// Mail implements deliver.Queue.
-func (q *Queue) Mail(ctx context.Context, msgID string) (*route.Mail, error) {
-	b, err := q.c.HGet(ctx, q.kMsg, msgID).Bytes()
-	if errors.Is(err, redis.Nil) {
-		err = deliver.ErrNotFound
-	}
-	if err != nil {
-		return nil, fmt.Errorf("redisq: mail %s: %w", msgID, err)
-	}
-	m := new(route.Mail)
-	if err := json.Unmarshal(b, m); err != nil {
-		return nil, fmt.Errorf("redisq: mail %s: %w", msgID, err)
-	}
-	return m, nil
-}
-
-// OpenRaw implements deliver.Queue. The message is read whole into memory
-// (its size is bounded by the SMTP listener's limit).
-func (q *Queue) OpenRaw(ctx context.Context, msgID string) (io.ReadCloser, error) {
-	b, err := q.c.HGet(ctx, q.kRaw, msgID).Bytes()
-	if errors.Is(err, redis.Nil) {
-		err = deliver.ErrNotFound
-	}
-	if err != nil {
-		return nil, fmt.Errorf("redisq: raw %s: %w", msgID, err)
-	}
-	return io.NopCloser(bytes.NewReader(b)), nil
-}
-
-// Stats implements deliver.Queue. Expired leases count as leased until a
-// Take or Reap returns them.
-func (q *Queue) Stats(ctx context.Context) (deliver.Stats, error) {
-	nowMs := ms(q.now())
-	now := strconv.FormatInt(nowMs, 10)
-	var ready, sched []*redis.IntCmd
-	var first []*redis.ZSliceCmd
-	var leased, dead *redis.IntCmd
-	_, err := q.c.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		for _, k := range q.kReady {
-			ready = append(ready, p.ZCount(ctx, k, "-inf", now))
-			sched = append(sched, p.ZCount(ctx, k, "("+now, "+inf"))
-			first = append(first, p.ZRangeWithScores(ctx, k, 0, 0))
-		}
-		leased = p.ZCard(ctx, q.kLeased)
-		dead = p.ZCard(ctx, q.kDead)
-		return nil
-	})
-	if err != nil {
-		return deliver.Stats{}, fmt.Errorf("redisq: stats: %w", err)
-	}
-	st := deliver.Stats{Leased: int(leased.Val()), Dead: int(dead.Val())}
-	var min float64 = -1
-	for i := range q.kReady {
-		st.Ready += int(ready[i].Val())
-		st.Scheduled += int(sched[i].Val())
-		if z := first[i].Val(); len(z) == 1 && z[0].Score <= float64(nowMs) && (min < 0 || z[0].Score < min) {
-			min = z[0].Score
-		}
-	}
-	if min >= 0 {
-		st.OldestAge = time.Duration(nowMs-int64(min)) * time.Millisecond
-	}
-	return st, nil
-}
-
-// load reads jobs with their attempt count and lease; missing ids are
-// skipped.
-func (q *Queue) load(ctx context.Context, ids []string) ([]*deliver.Job, error) {
-	if len(ids) == 0 {
-		return nil, nil
-	}
-	var js, atts, leases *redis.SliceCmd
-	var untils *redis.FloatSliceCmd
-	_, err := q.c.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		js = p.HMGet(ctx, q.kJob, ids...)
-		atts = p.HMGet(ctx, q.kAtt, ids...)
-		leases = p.HMGet(ctx, q.kLease, ids...)
-		untils = p.ZMScore(ctx, q.kLeased, ids...)
-		return nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	var out []*deliver.Job
-	for i := range ids {
-		s, ok := js.Val()[i].(string)
-		if !ok {
-			continue
-		}
-		j := new(deliver.Job)
-		if err := json.Unmarshal([]byte(s), j); err != nil {
-			return nil, fmt.Errorf("job %s: %w", ids[i], err)
-		}
-		if a, ok := atts.Val()[i].(string); ok {
-			j.Attempts, _ = strconv.Atoi(a)
-		}
-		if l, ok := leases.Val()[i].(string); ok {
-			j.Lease = l
-			if u := untils.Val()[i]; u > 0 {
-				j.LeaseUntil = time.UnixMilli(int64(u))
-			}
-		}
-		out = append(out, j)
-	}
-	return out, nil
-}
-
-// Get implements deliver.Queue.
-func (q *Queue) Get(ctx context.Context, jobID string) (*deliver.Job, error) {
-	js, err := q.load(ctx, []string{jobID})
-	if err == nil && len(js) == 0 {
-		err = deliver.ErrNotFound
-	}
-	if err != nil {
-		return nil, fmt.Errorf("redisq: get %s: %w", jobID, err)
-	}
-	return js[0], nil
-}
-
-// List implements deliver.Queue. It reads every job ID to order them: it is
-// for operators, not for the delivery path.
-func (q *Queue) List(ctx context.Context, opts deliver.ListOptions) ([]*deliver.Job, error) {
-	ids, err := q.c.HKeys(ctx, q.kJob).Result()
-	if err != nil {
-		return nil, fmt.Errorf("redisq: list: %w", err)
-	}
-	slices.Sort(ids)
-	if opts.After != "" {
-		i, found := slices.BinarySearch(ids, opts.After)
-		if found {
-			i++
-		}
-		ids = ids[i:]
-	}
-	return q.collect(ctx, ids, opts, opts)
-}
-
-// collect loads ids in chunks, keeping those matching filter, up to limit.
-func (q *Queue) collect(ctx context.Context, ids []string, filter, opts deliver.ListOptions) ([]*deliver.Job, error) {
-	var out []*deliver.Job
-	now := q.now()
-	for len(ids) > 0 && len(out) < opts.Lim() {
-		chunk := ids[:min(len(ids), 200)]
-		ids = ids[len(chunk):]
-		js, err := q.load(ctx, chunk)
-		if err != nil {
-			return nil, fmt.Errorf("redisq: list: %w", err)
-		}
-		for _, j := range js {
-			if filter.Matches(j, now) && len(out) < opts.Lim() {
-				out = append(out, j)
-			}
-		}
-	}
-	return out, nil
-}
-
-// ListDead implements deliver.Queue.
-func (q *Queue) ListDead(ctx context.Context, opts deliver.ListOptions) ([]*deliver.Job, error) {
-	start := int64(0)
-	if opts.After != "" {
-		r, err := q.c.ZRevRank(ctx, q.kDead, opts.After).Result()
-		if errors.Is(err, redis.Nil) {
-			return nil, fmt.Errorf("redisq: list dead after %s: %w", opts.After, deliver.ErrNotFound)
-		}
-		if err != nil {
-			return nil, fmt.Errorf("redisq: list dead: %w", err)
-		}
-		start = r + 1
-	}
-	filter := opts
-	filter.State = ""
-	var out []*deliver.Job
-	for len(out) < opts.Lim() {
-		ids, err := q.c.ZRevRange(ctx, q.kDead, start, start+199).Result()
-		if err != nil {
-			return nil, fmt.Errorf("redisq: list dead: %w", err)
-		}
-		if len(ids) == 0 {
-			break
-		}
-		start += int64(len(ids))
-		o := opts
-		o.Limit = opts.Lim() - len(out)
-		js, err := q.collect(ctx, ids, filter, o)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, js...)
-	}
-	return out, nil
-}
-
-// Replay implements deliver.Queue.
-func (q *Queue) Replay(ctx context.Context, jobID string) error {
-	if err := q.replay(ctx, jobID, q.now()); err != nil {
-		return fmt.Errorf("redisq: replay %s: %w", jobID, err)
-	}
-	return nil
-}
-
-func (q *Queue) replay(ctx context.Context, jobID string, now time.Time) error {
-	j, err := q.Get(ctx, jobID)
-	if err != nil {
-		return err
-	}
-	if j.DeadAt.IsZero() {
-		return deliver.ErrNotDead
-	}
-	rk, err := q.readyKey(j.Kind)
-	if err != nil {
-		return err
-	}
-	j.DeadAt = time.Time{}
-	j.NextAt = now
-	j.ReplayedAt = now
-	j.ReplayedAttempts = j.Attempts
-	b, err := json.Marshal(j)
-	if err != nil {
-		return err
-	}
-	err = replayScript.Run(ctx, q.c, []string{q.kJob, q.kDead, rk}, jobID, b, ms(now)).Err()
-	switch {
-	case err == nil:
-		return nil
-	case replyCode(err) == "NOTDEAD":
-		return deliver.ErrNotDead
-	case replyCode(err) == "NOTFOUND":
-		return deliver.ErrNotFound
-	}
-	return err
-}
-
-// ReplayAll implements deliver.Queue.
-func (q *Queue) ReplayAll(ctx context.Context, since time.Time) (int, error) {
-	ids, err := q.c.ZRangeByScore(ctx, q.kDead, &redis.ZRangeBy{Min: strconv.FormatInt(ms(since), 10), Max: "+inf"}).Result()
-	if err != nil {
-		return 0, fmt.Errorf("redisq: replay all: %w", err)
-	}
-	now := q.now()
-	n := 0
-	for _, id := range ids {
-		err := q.replay(ctx, id, now)
-		if errors.Is(err, deliver.ErrNotDead) || errors.Is(err, deliver.ErrNotFound) {
-			continue // replayed or dropped meanwhile
-		}
-		if err != nil {
-			return n, fmt.Errorf("redisq: replay all: %s: %w", id, err)
-		}
-		n++
-	}
-	return n, nil
-}
-
-// Drop implements deliver.Queue.
-func (q *Queue) Drop(ctx context.Context, jobID string) error {
-	j, err := q.Get(ctx, jobID)
-	if err != nil {
-		return fmt.Errorf("redisq: drop: %w", err)
-	}
-	keys, err := q.settleKeys(j.Kind)
-	if err != nil {
-		return err
-	}
-	err = dropScript.Run(ctx, q.c, keys, jobID, j.MsgID).Err()
-	if err != nil && replyCode(err) == "NOTFOUND" {
-		err = deliver.ErrNotFound
-	}
-	if err != nil {
-		return fmt.Errorf("redisq: drop %s: %w", jobID, err)
-	}
-	return nil
-}
-
-var _ deliver.NowRetrier = (*Queue)(nil)
-
-// RetryNow implements deliver.NowRetrier.
-func (q *Queue) RetryNow(ctx context.Context, jobID string) error {
-	for range 5 { // the job changed under us: read it again
-		err := q.retryNow(ctx, jobID)
-		if replyCode(err) == "CHANGED" {
-			continue
-		}
-		if err != nil {
-			return fmt.Errorf("redisq: retry now %s: %w", jobID, err)
-		}
-		return nil
-	}
-	return fmt.Errorf("redisq: retry now %s: the job keeps changing", jobID)
-}
-
-func (q *Queue) retryNow(ctx context.Context, jobID string) error {
-	cur, err := q.c.HGet(ctx, q.kJob, jobID).Result()
-	if errors.Is(err, redis.Nil) {
-		return deliver.ErrNotFound
-	}
-	if err != nil {
-		return err
-	}
-	j, err := q.Get(ctx, jobID)
-	if err != nil {
-		return err
-	}
-	now := q.now()
-	if waiting, err := j.Waiting(now); !waiting {
-		return err
-	}
-	stored := new(deliver.Job)
-	if err := json.Unmarshal([]byte(cur), stored); err != nil {
-		return err
-	}
-	stored.NextAt = now
-	b, err := json.Marshal(stored)
-	if err != nil {
-		return err
-	}
-	rk, err := q.readyKey(j.Kind)
-	if err != nil {
-		return err
-	}
-	err = retryNowScript.Run(ctx, q.c, []string{q.kJob, rk}, jobID, cur, b, ms(now)).Err()
-	switch replyCode(err) {
-	case "NOTFOUND":
-		return deliver.ErrNotFound
-	case "NOTREADY":
-		return deliver.ErrInFlight // taken (or dead-lettered) since we read it
-	}
-	return err
 }

@@ -122,6 +122,17 @@ func TestSuite(t *testing.T) {
 	})
 }
 
+func TestDedup(t *testing.T) {
+	need(t)
+	queuetest.RunDedup(t, func(t *testing.T, window time.Duration) deliver.Queue {
+		q, err := redisq.New(client(t), redisq.Options{Prefix: prefix(), DedupWindow: window})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return q
+	})
+}
+
 // TestOneSlot checks that every key the queue writes carries its one hash
 // tag, which is what makes every script legal on Redis Cluster.
 func TestOneSlot(t *testing.T) {
@@ -208,10 +219,10 @@ func TestWaitReplicas(t *testing.T) {
 	if err := q2.Commit(ctx, queuetest.NewMail(t, "m2", "x"), []*deliver.Job{queuetest.NewJob("j2", "m2", deliver.KindWebhook, time.Time{})}); err == nil {
 		t.Error("Commit with WAIT 2 and one replica = nil, want an error")
 	}
-	// The sender's retry of the same message finds it queued.
-	if err := q2.Commit(ctx, queuetest.NewMail(t, "m2", "x"), []*deliver.Job{queuetest.NewJob("j2", "m2", deliver.KindWebhook, time.Time{})}); err != nil {
-		t.Errorf("retried Commit = %v, want nil (already queued)", err)
-	}
+	// The sender's retries after the 451 (new message ids, one stable
+	// id): still 451 while the replicas are missing, 250 once they are
+	// there, and the message is queued once.
+	queuetest.CommitAfterFailedAck(t, q, q2)
 }
 
 type countHandler struct {

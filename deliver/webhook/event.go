@@ -27,8 +27,11 @@ const EventType = "message.received"
 // stream the raw message into the body after the rest.
 type Event struct {
 	Type string `json:"type"`
-	// ID is the stable message id (route.Mail.ID), the same for the same
-	// message retried by the sending MTA, so receivers can drop duplicates.
+	// ID is the stable message id (route.Mail.StableID: envelope + content
+	// hash), the same for the same message retried by the sending MTA. It
+	// is the queue's commit key (deliver.CommitKey), so such a retry within
+	// queue.dedup_window is not delivered again; past it, receivers can
+	// drop the duplicate by this id or by its unchanged webhook-id.
 	ID string `json:"id"`
 	// MsgID is the id of this acceptance: the one in the SMTP reply
 	// ("250 2.0.0 Ok: queued as ID"), the log, the API and the dashboard.

@@ -110,7 +110,8 @@ func TestFromTricksRefused(t *testing.T) {
 // TestAuthorShownIsJudged: under strictest, a From with several domains
 // of lenient policies is accepted; the address the payload shows is one
 // DMARC judged. A From after a line that is not a field is body for every
-// stage: no author shown, none judged, none in the stored copy's header.
+// stage: refused as a message without From under reject; under strictest
+// no author shown, none judged, none in the stored copy's header.
 func TestAuthorShownIsJudged(t *testing.T) {
 	h := startAuth(t, func(o *Options) { o.MultipleFrom = MultipleFromStrictest })
 	got := rawSend(t, h.addr, "x@attacker.test", []string{"support@example.test"},
@@ -123,11 +124,19 @@ func TestAuthorShownIsJudged(t *testing.T) {
 		t.Errorf("from %+v, dmarc %+v: want a@none.test judged", m.Message.From, m.Auth.DMARC)
 	}
 
+	// Under reject (the default) that message has no From at all, which
+	// RFC 5322 §3.6 forbids: refused. Under strictest it is accepted with
+	// no author.
+	fromInBody := "Subject: s\r\nnot a field\r\nFrom: CEO <ceo@bank.test>\r\n\r\nbody\r\n"
 	h = startAuth(t, nil)
-	got = rawSend(t, h.addr, "x@attacker.test", []string{"support@example.test"},
-		"Subject: s\r\nnot a field\r\nFrom: CEO <ceo@bank.test>\r\n\r\nbody\r\n")
+	got = rawSend(t, h.addr, "x@attacker.test", []string{"support@example.test"}, fromInBody)
+	if !strings.HasPrefix(last(got), "550 5.7.1") || h.rec.count() != 0 {
+		t.Fatalf("From in the body under reject: %q, %d committed; want 550 5.7.1, none", got, h.rec.count())
+	}
+	h = startAuth(t, func(o *Options) { o.MultipleFrom = MultipleFromStrictest })
+	got = rawSend(t, h.addr, "x@attacker.test", []string{"support@example.test"}, fromInBody)
 	if !strings.HasPrefix(last(got), "250 ") {
-		t.Fatalf("From in the body: %q", got)
+		t.Fatalf("From in the body under strictest: %q", got)
 	}
 	m = h.rec.mails[0]
 	if m.Message.From != nil || m.Auth.DMARC.Result != "none" {

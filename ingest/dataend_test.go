@@ -60,7 +60,7 @@ func sequences(alphabet string, n int) []string {
 }
 
 // runEndOfData sends, on a fresh connection, a transaction whose data is
-// "Subject: t<i>\r\n\r\nbody" + seq + "\r\n.\r\n", then pipelined behind
+// "From: a@sender.test\r\nSubject: t<i>\r\n\r\nbody" + seq + "\r\n.\r\n", then pipelined behind
 // it a second transaction and QUIT, and checks every reply and what was
 // committed against endOfData.
 func runEndOfData(t *testing.T, h *harness, i int, seq string, expect []string) {
@@ -76,8 +76,8 @@ func runEndOfData(t *testing.T, h *harness, i int, seq string, expect []string) 
 	reply() // greeting
 	fmt.Fprintf(c, "EHLO client.test\r\n")
 	reply()
-	first := fmt.Sprintf("Subject: t%d\r\n\r\nbody", i) + seq + "\r\n.\r\n"
-	second := fmt.Sprintf("Subject: s%d\r\n\r\nsecond\r\n.\r\n", i)
+	first := fmt.Sprintf("From: a@sender.test\r\nSubject: t%d\r\n\r\nbody", i) + seq + "\r\n.\r\n"
+	second := fmt.Sprintf("From: a@sender.test\r\nSubject: s%d\r\n\r\nsecond\r\n.\r\n", i)
 	fmt.Fprintf(c, "MAIL FROM:<a@sender.test>\r\nRCPT TO:<support@example.test>\r\nDATA\r\n%s"+
 		"MAIL FROM:<b@sender.test>\r\nRCPT TO:<support@example.test>\r\nDATA\r\n%sQUIT\r\n", first, second)
 	content, rest, want := endOfData(first)
@@ -174,8 +174,8 @@ func TestEndOfDataTable(t *testing.T) {
 func TestEndOfDataAfterRefusal(t *testing.T) {
 	h := start(t, func(o *Options) { o.Limits.MaxMessageBytes = 200 << 10 })
 	for _, tc := range []struct{ name, data, want string }{
-		{"bare CR first", "Subject: a\r\n\r\nx\ry\r\n" + strings.Repeat("z", 990) + "\r\n", "550 5.5.2"},
-		{"too large", "Subject: a\r\n\r\n" + strings.Repeat(strings.Repeat("z", 990)+"\r\n", 1), "552 5.3.4"},
+		{"bare CR first", "From: a@sender.test\r\nSubject: a\r\n\r\nx\ry\r\n" + strings.Repeat("z", 990) + "\r\n", "550 5.5.2"},
+		{"too large", "From: a@sender.test\r\nSubject: a\r\n\r\n" + strings.Repeat(strings.Repeat("z", 990)+"\r\n", 1), "552 5.3.4"},
 	} {
 		c := dial(t, h.addr)
 		c.startData()
@@ -184,7 +184,7 @@ func TestEndOfDataAfterRefusal(t *testing.T) {
 			n = 300
 		}
 		c.send(tc.data + strings.Repeat(strings.Repeat("z", 990)+"\r\n", n) + "end\r\r\n.\r\n" +
-			"MAIL FROM:<b@sender.test>\r\nRCPT TO:<support@example.test>\r\nDATA\r\nSubject: next\r\n\r\nnext\r\n.\r\n")
+			"MAIL FROM:<b@sender.test>\r\nRCPT TO:<support@example.test>\r\nDATA\r\nFrom: b@sender.test\r\nSubject: next\r\n\r\nnext\r\n.\r\n")
 		for _, want := range []string{tc.want, "250 ", "250 ", "354 ", "250 2.0.0 Ok: queued"} {
 			if got := c.reply(); !strings.HasPrefix(got, want) {
 				t.Fatalf("%s: reply %q, want %q", tc.name, got, want)
@@ -209,7 +209,7 @@ func TestUpstreamEndOfData(t *testing.T) {
 	// CR accepted.
 	c := dial(t, h.addr)
 	c.startData()
-	if got := c.cmd("Subject: a\r\n\r\nbody\r\n.\rx\r\n."); !strings.HasPrefix(got, "250 ") {
+	if got := c.cmd("From: a@sender.test\r\nSubject: a\r\n\r\nbody\r\n.\rx\r\n."); !strings.HasPrefix(got, "250 ") {
 		t.Errorf("upstream on \\r\\n.\\rx: %q, want 250 (the bug)", got)
 	}
 	if raw := string(h.rec.raws[len(h.rec.raws)-1]); !strings.HasSuffix(raw, "body\r\nx\r\n") {
@@ -219,7 +219,7 @@ func TestUpstreamEndOfData(t *testing.T) {
 	// "body\r\n.\r\r\n.\r\n" and a pipelined transaction: swallowed.
 	c = dial(t, h.addr)
 	c.startData()
-	c.send("Subject: b\r\n\r\nbody\r\n.\r\r\n.\r\nMAIL FROM:<b@sender.test>\r\nRCPT TO:<support@example.test>\r\nDATA\r\nsecond\r\n.\r\n")
+	c.send("From: a@sender.test\r\nSubject: b\r\n\r\nbody\r\n.\r\r\n.\r\nMAIL FROM:<b@sender.test>\r\nRCPT TO:<support@example.test>\r\nDATA\r\nFrom: b@sender.test\r\n\r\nsecond\r\n.\r\n")
 	if got := c.reply(); !strings.HasPrefix(got, "250 ") {
 		t.Errorf("upstream on .\\r\\r\\n.\\r\\n: %q, want 250 (the bug)", got)
 	}
@@ -231,7 +231,7 @@ func TestUpstreamEndOfData(t *testing.T) {
 	// <CRLF>.<CRLF>, and the pipelined transaction before it is lost.
 	c = dial(t, h.addr)
 	c.startData()
-	c.send("Subject: c\r\n\r\nx\r\r\n.\r\nMAIL FROM:<b@sender.test>\r\nRCPT TO:<support@example.test>\r\nDATA\r\nSubject: lost\r\n\r\nsecond\r\n.\r\n")
+	c.send("From: a@sender.test\r\nSubject: c\r\n\r\nx\r\r\n.\r\nMAIL FROM:<b@sender.test>\r\nRCPT TO:<support@example.test>\r\nDATA\r\nFrom: b@sender.test\r\nSubject: lost\r\n\r\nsecond\r\n.\r\n")
 	if got := c.reply(); !strings.HasPrefix(got, "550 5.5.2") {
 		t.Errorf("upstream on x\\r\\r\\n.\\r\\n: %q", got)
 	}

@@ -43,7 +43,7 @@ func FuzzSession(f *testing.F) {
 		}
 		f.Add([]byte(clientSide(string(b))))
 	}
-	f.Add([]byte("EHLO x\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<support@example.test>\r\nDATA\r\nSubject: x\r\n\r\nhi\r\n.\r\nQUIT\r\n"))
+	f.Add([]byte("EHLO x\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<support@example.test>\r\nDATA\r\nFrom: a@b.test\r\nSubject: x\r\n\r\nhi\r\n.\r\nQUIT\r\n"))
 	f.Add([]byte("HELO x\r\nMAIL FROM:<>\r\nRCPT TO:<support@example.test>\r\nBDAT 5 LAST\r\nhello"))
 
 	h := start(f, nil)

@@ -169,7 +169,7 @@ func TestAcceptAndCommit(t *testing.T) {
 // the same trace fields in front and the data unchanged.
 func TestRawInMemoryOrFile(t *testing.T) {
 	h := start(t, nil)
-	big := "Subject: big\r\n\r\n" + strings.Repeat(strings.Repeat("x", 76)+"\r\n", memMax/78+100)
+	big := "From: a@sender.test\r\nSubject: big\r\n\r\n" + strings.Repeat(strings.Repeat("x", 76)+"\r\n", memMax/78+100)
 	for _, msg := range []string{simpleMsg, big} {
 		if err := smtp.SendMail(h.addr, nil, "alice@sender.test", []string{"support@example.test"}, []byte(msg)); err != nil {
 			t.Fatalf("SendMail: %v", err)
@@ -330,7 +330,7 @@ func TestSizeLimits(t *testing.T) {
 	c.expect("RCPT TO:<support@example.test>", "250 ")
 	c.expect("DATA", "354 ")
 	// 50 KB: far past the limit; the excess is read and dropped, not kept.
-	c.send("Subject: big\r\n\r\n" + strings.Repeat(strings.Repeat("x", 98)+"\r\n", 500) + ".\r\n")
+	c.send("From: a@sender.test\r\nSubject: big\r\n\r\n" + strings.Repeat(strings.Repeat("x", 98)+"\r\n", 500) + ".\r\n")
 	if got := c.reply(); !strings.HasPrefix(got, "552 5.3.4") {
 		t.Fatalf("oversized DATA -> %q, want 552 5.3.4", got)
 	}
@@ -338,7 +338,7 @@ func TestSizeLimits(t *testing.T) {
 	c.expect("MAIL FROM:<a@sender.test>", "250 ")
 	c.expect("RCPT TO:<support@example.test>", "250 ")
 	c.expect("DATA", "354 ")
-	if got := c.cmd("Subject: small\r\n\r\nhi\r\n."); !strings.HasPrefix(got, "250 2.0.0") {
+	if got := c.cmd("From: a@sender.test\r\nSubject: small\r\n\r\nhi\r\n."); !strings.HasPrefix(got, "250 2.0.0") {
 		t.Fatalf("small DATA -> %q", got)
 	}
 	if h.rec.count() != 1 {
@@ -364,7 +364,7 @@ func TestLineTooLong(t *testing.T) {
 	c := dial(t, h.addr)
 	c.startData()
 	// The server stops reading at the limit, so the write may fail.
-	go io.WriteString(c.c, "Subject: x\r\n\r\n"+strings.Repeat("y", 5000)+"\r\n.\r\n")
+	go io.WriteString(c.c, "From: a@sender.test\r\nSubject: x\r\n\r\n"+strings.Repeat("y", 5000)+"\r\n.\r\n")
 	if got := c.reply(); !strings.HasPrefix(got, "500 5.5.6") {
 		t.Fatalf("long line -> %q, want 500 5.5.6", got)
 	}
@@ -398,7 +398,7 @@ func TestSmuggling(t *testing.T) {
 			h := start(t, nil)
 			c := dial(t, h.addr)
 			c.startData()
-			c.send("Subject: first\r\n\r\nhello" + tc.end +
+			c.send("From: a@sender.test\r\nSubject: first\r\n\r\nhello" + tc.end +
 				"MAIL FROM:<admin@example.test>\r\nRCPT TO:<support@example.test>\r\nDATA\r\nSubject: smuggled\r\n\r\nevil\r\n.\r\n")
 			got := c.reply()
 			if !strings.HasPrefix(got, "550 5.5.2") {
@@ -423,8 +423,8 @@ func TestCRCRLFEndsData(t *testing.T) {
 	h := start(t, nil)
 	c := dial(t, h.addr)
 	c.startData()
-	c.send("Subject: first\r\n\r\nhello\r\r\n.\r\n" +
-		"MAIL FROM:<b@sender.test>\r\nRCPT TO:<support@example.test>\r\nDATA\r\nSubject: next\r\n\r\nnext\r\n.\r\n")
+	c.send("From: a@sender.test\r\nSubject: first\r\n\r\nhello\r\r\n.\r\n" +
+		"MAIL FROM:<b@sender.test>\r\nRCPT TO:<support@example.test>\r\nDATA\r\nFrom: b@sender.test\r\nSubject: next\r\n\r\nnext\r\n.\r\n")
 	for _, want := range []string{"550 5.5.2", "250 ", "250 ", "354 ", "250 2.0.0 Ok: queued"} {
 		if got := c.reply(); !strings.HasPrefix(got, want) {
 			t.Fatalf("reply %q, want %q", got, want)
@@ -437,7 +437,7 @@ func TestCRCRLFEndsData(t *testing.T) {
 
 func TestDotStuffingKept(t *testing.T) {
 	h := start(t, nil)
-	msg := "Subject: dots\r\n\r\n.leading dot\r\n..two\r\nend\r\n"
+	msg := "From: a@sender.test\r\nSubject: dots\r\n\r\n.leading dot\r\n..two\r\nend\r\n"
 	if err := smtp.SendMail(h.addr, nil, "a@sender.test", []string{"support@example.test"}, []byte(msg)); err != nil {
 		t.Fatal(err)
 	}
@@ -748,11 +748,11 @@ func TestBounceAddressesAndBeforeCommit(t *testing.T) {
 	c.expect("RCPT TO:<SRS0=bad=xx=sender.test=orig@example.test>", "550 5.1.1")
 	c.expect("RCPT TO:<SRS0=good=xx=sender.test=orig@example.test>", "250 ")
 	c.expect("DATA", "354 ")
-	c.expect("Subject: bounce\r\n\r\nundeliverable\r\n.", "250 ")
+	c.expect("From: a@sender.test\r\nSubject: bounce\r\n\r\nundeliverable\r\n.", "250 ")
 	if h.rec.count() != 1 || h.rec.decs[0][0].Actions[0].Forward[0] != "orig@sender.test" || h.rec.decs[0][0].Rcpt != "SRS0=good=xx=sender.test=orig@example.test" {
 		t.Fatalf("bounce decision = %+v", h.rec.decs)
 	}
-	err := sendMail(h.addr, "a@sender.test", "support@example.test", "Subject: huge\r\n\r\nx\r\n")
+	err := sendMail(h.addr, "a@sender.test", "support@example.test", "From: a@sender.test\r\nSubject: huge\r\n\r\nx\r\n")
 	if !isReply(err, 452, "4.2.2") {
 		t.Fatalf("BeforeCommit refusal: %v", err)
 	}
@@ -776,7 +776,7 @@ func TestStuckParserDefers(t *testing.T) {
 	})
 	c := dial(t, h.addr)
 	c.startData()
-	c.expect("Subject: x\r\n\r\nbody\r\n.", "451 4.3.0")
+	c.expect("From: a@sender.test\r\nSubject: x\r\n\r\nbody\r\n.", "451 4.3.0")
 	c.expect("NOOP", "250 ")
 	if h.rec.count() != 0 {
 		t.Fatal("committed a message that was never parsed")

@@ -264,10 +264,13 @@ func (ss *session) data(r io.Reader) (err error) {
 	if err != nil {
 		return err
 	}
-	// A message without From shows no author and DMARC does not apply to
-	// it (RFC 7489 §6.6.1); one whose From does not give exactly one
-	// author address is refused unless multiple_from is "strictest".
-	if author := header.ReadAuthor(hdr); author.Fields > 0 && !author.Exact && o.MultipleFrom != MultipleFromStrictest {
+	// RFC 5322 §3.6 requires one From field; DMARC (RFC 7489 §6.6.1) needs
+	// exactly one author domain and leaves the handling of anything else
+	// to the receiver. A message whose From does not give exactly one
+	// author address, none included, is refused unless multiple_from is
+	// "strictest" (then DMARC judges every domain any reading recovers, and
+	// a message with no From at all shows no author).
+	if author := header.ReadAuthor(hdr); !author.Exact && o.MultipleFrom != MultipleFromStrictest {
 		return ErrAuthor
 	}
 

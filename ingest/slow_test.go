@@ -75,7 +75,7 @@ func TestMinDataRate(t *testing.T) {
 // rate limit, however long its DATA takes past the grace time.
 func TestMinDataRateFastClient(t *testing.T) {
 	_, c := inData(t, 100*time.Millisecond, 100)
-	c.send("Subject: slow but fine\r\n\r\n")
+	c.send("From: a@sender.test\r\nSubject: slow but fine\r\n\r\n")
 	for range 10 {
 		c.send(strings.Repeat("y", 100) + "\r\n")
 		time.Sleep(50 * time.Millisecond)

@@ -118,7 +118,7 @@ func TestAdminEndToEnd(t *testing.T) {
 	os.WriteFile(cfg, []byte(body+"routes: [{name: broken, actions: [{webhook: ghost}]}]\n"), 0o600)
 	p.cmd.Process.Signal(syscall.SIGHUP)
 	waitFor(t, 10*time.Second, func() bool { return strings.Contains(p.out.String(), "reload refused") })
-	if err := sendMail(smtpAddr, nil, "a@sender.test", []string{"support@example.test"}, []byte("Subject: after reload\r\n\r\nx\r\n")); err != nil {
+	if err := sendMail(smtpAddr, nil, "a@sender.test", []string{"support@example.test"}, []byte("From: a@sender.test\r\nSubject: after reload\r\n\r\nx\r\n")); err != nil {
 		t.Errorf("after a refused reload: %v", err)
 	}
 	rcv.wait(t, 2, 20*time.Second)
@@ -143,7 +143,7 @@ func TestReloadOnFileChange(t *testing.T) {
 	addr := freePort(t)
 	cfg := writeConfig(t, dir, addr, dns.Addr(), first.srv.URL+"/hook", "")
 	p := startServe(t, cfg, addr)
-	if err := sendMail(addr, nil, "a@sender.test", []string{"support@example.test"}, []byte("Subject: one\r\n\r\nx\r\n")); err != nil {
+	if err := sendMail(addr, nil, "a@sender.test", []string{"support@example.test"}, []byte("From: a@sender.test\r\nSubject: one\r\n\r\nx\r\n")); err != nil {
 		t.Fatal(err)
 	}
 	first.wait(t, 1, 20*time.Second)
@@ -152,7 +152,7 @@ func TestReloadOnFileChange(t *testing.T) {
 		"  - name: sales\n    match: {rcpt: \"sales@example.test\"}\n    actions: [{webhook: tickets}]\n"
 	os.WriteFile(cfg, []byte(body), 0o600)
 	waitFor(t, 10*time.Second, func() bool { return strings.Contains(p.out.String(), "config reloaded") })
-	if err := sendMail(addr, nil, "a@sender.test", []string{"sales@example.test"}, []byte("Subject: two\r\n\r\nx\r\n")); err != nil {
+	if err := sendMail(addr, nil, "a@sender.test", []string{"sales@example.test"}, []byte("From: a@sender.test\r\nSubject: two\r\n\r\nx\r\n")); err != nil {
 		t.Fatalf("the new route: %v", err)
 	}
 	second.wait(t, 1, 20*time.Second)

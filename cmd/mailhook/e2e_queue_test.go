@@ -36,7 +36,7 @@ func TestQueueThroughAPI(t *testing.T) {
 	os.WriteFile(cfg, []byte(body), 0o600)
 	startServe(t, cfg, smtpAddr)
 
-	if err := sendMail(smtpAddr, nil, "a@sender.test", []string{"support@example.test"}, []byte("Message-ID: <one@sender.test>\r\nSubject: retry me\r\n\r\nx\r\n")); err != nil {
+	if err := sendMail(smtpAddr, nil, "a@sender.test", []string{"support@example.test"}, []byte("From: a@sender.test\r\nMessage-ID: <one@sender.test>\r\nSubject: retry me\r\n\r\nx\r\n")); err != nil {
 		t.Fatal(err)
 	}
 	var jobs []deliver.Job

@@ -545,7 +545,7 @@ func TestGracefulStopWithIdleSession(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	io.WriteString(w, "Subject: last one\r\n\r\nbye\r\n")
+	io.WriteString(w, "From: a@sender.test\r\nSubject: last one\r\n\r\nbye\r\n")
 	if err := w.Close(); err != nil {
 		t.Fatalf("DATA during shutdown: %v", err)
 	}

@@ -11,7 +11,11 @@
 // so that shard k's hash slot lies in the k-th of N equal slot ranges, see
 // shardTags). A message and all of its jobs live in one
 // shard, chosen from its commit key (deliver.CommitKey, the stable id), so
-// a sender's retry lands where the first copy is. Each shard holds:
+// a sender's retry lands where the first copy is — while Shards is
+// unchanged: after a change, the retry of a message still queued in an old
+// shard fails with deliver.ErrDuplicateJob (its job IDs are there), and one
+// of a message already delivered is not found in the new shard's dedup
+// entries and is committed again. Each shard holds:
 //
 //	{s}:job           hash  job id -> job JSON
 //	{s}:att           hash  job id -> attempts started (saved before each attempt)

@@ -25,6 +25,7 @@ import (
 	gosmtp "github.com/emersion/go-smtp"
 
 	"github.com/mailhook/mailhook/ingest/auth"
+	"github.com/mailhook/mailhook/internal/rawsmtp"
 	"github.com/mailhook/mailhook/parse"
 	"github.com/mailhook/mailhook/route"
 )
@@ -216,19 +217,7 @@ func dial(t *testing.T, addr string) *client {
 }
 
 // reply reads one whole reply and returns its last line.
-func (c *client) reply() string {
-	c.t.Helper()
-	for {
-		line, err := c.r.ReadString('\n')
-		if err != nil {
-			return "EOF: " + line
-		}
-		line = strings.TrimRight(line, "\r\n")
-		if len(line) < 4 || line[3] != '-' {
-			return line
-		}
-	}
-}
+func (c *client) reply() string { return rawsmtp.Reply(c.r) }
 
 func (c *client) send(s string) {
 	c.t.Helper()

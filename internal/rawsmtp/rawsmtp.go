@@ -13,12 +13,12 @@ import (
 )
 
 // Reply reads one reply and returns its last line without the line end,
-// or "EOF" when the connection ends first.
+// or "EOF: " and any partial line when the connection ends first.
 func Reply(r *bufio.Reader) string {
 	for {
 		line, err := r.ReadString('\n')
 		if err != nil {
-			return "EOF"
+			return "EOF: " + line
 		}
 		if len(line) < 4 || line[3] != '-' {
 			return strings.TrimRight(line, "\r\n")

@@ -189,14 +189,6 @@ func (q *adminQueue) retryAll(ctx context.Context) (int, error) {
 	return out.Retried, err
 }
 
-// message is GET /api/messages/{id}: everything the server recorded about
-// the message any of whose ids is id.
-func (q *adminQueue) message(ctx context.Context, id string) (json.RawMessage, error) {
-	var m json.RawMessage
-	err := q.do(ctx, "GET", "/api/messages/"+url.PathEscape(id), &m)
-	return m, err
-}
-
 var (
 	_ deliver.Queue      = (*adminQueue)(nil)
 	_ deliver.NowRetrier = (*adminQueue)(nil)

@@ -53,6 +53,28 @@ func (q *adminQueue) do(ctx context.Context, method, path string, out any) error
 
 // send calls the API with in (when not nil) as the JSON body and decodes
 // the answer into out (when not nil).
+// apiError is a non-2xx answer of the admin API; callers that care which
+// (401: the token, 409: the job's state) test Code with errors.As.
+type apiError struct {
+	Method, Path string
+	Code         int
+	Status       string
+	Body         string
+}
+
+func (e *apiError) Error() string {
+	return fmt.Sprintf("admin API: %s %s: %s: %s", e.Method, e.Path, e.Status, e.Body)
+}
+
+// apiStatus is the HTTP status of an admin API error, or 0.
+func apiStatus(err error) int {
+	var ae *apiError
+	if errors.As(err, &ae) {
+		return ae.Code
+	}
+	return 0
+}
+
 func (q *adminQueue) send(ctx context.Context, method, path string, in, out any) error {
 	var body io.Reader
 	if in != nil {
@@ -80,7 +102,7 @@ func (q *adminQueue) send(ctx context.Context, method, path string, in, out any)
 		return deliver.ErrNotFound
 	}
 	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("admin API: %s %s: %s: %s", method, path, resp.Status, strings.TrimSpace(string(answer)))
+		return &apiError{Method: method, Path: path, Code: resp.StatusCode, Status: resp.Status, Body: strings.TrimSpace(string(answer))}
 	}
 	if out == nil {
 		return nil

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"maps"
 	"net"
+	"net/http"
 	"slices"
 	"strings"
 	"time"
@@ -82,7 +83,7 @@ func compareRunning(w io.Writer, cfg *config.Config) {
 	case errors.As(err, &opErr):
 		fmt.Fprintf(w, "running    no server answers at %s\n", aq.base)
 		return
-	case err != nil && strings.Contains(err.Error(), "401"):
+	case apiStatus(err) == http.StatusUnauthorized:
 		fmt.Fprintf(w, "running    the server at %s refuses this file's admin.token: the token changed, and a new admin.token needs a restart\n", aq.base)
 		return
 	case err != nil:

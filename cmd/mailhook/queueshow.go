@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"net/url"
 	"path/filepath"
 	"strings"
@@ -94,7 +95,7 @@ func explainRetry(id string, err error) error {
 		return fmt.Errorf("job %s is dead-lettered: `mailhook queue replay %s` brings it back", id, id)
 	case errors.Is(err, deliver.ErrInFlight):
 		return fmt.Errorf("job %s: an attempt is running now", id)
-	case strings.Contains(err.Error(), "409 Conflict"):
+	case apiStatus(err) == http.StatusConflict:
 		// Through the API, the server's reply says which.
 		return fmt.Errorf("job %s: %w", id, err)
 	}

@@ -24,16 +24,23 @@
 //	GET  /healthz                      alive (no auth)
 //	GET  /readyz                       200, or 503 with the failing check (no auth)
 //	GET  /metrics                      Prometheus text exposition (no auth)
-//	GET  /api/messages                 ?rcpt= &route= &status= &since= &until= (RFC 3339) &cursor= &limit= (<= 500)
-//	GET  /api/messages/{id}            envelope, auth verdicts, decisions, jobs with every attempt, timeline
+//	GET  /api/session                  200 when the token or dashboard session is valid
+//	GET  /api/messages                 ?q= (sender, subject, Message-ID, ids) &rcpt= &route= &status= (dead includes partial) &since= &until= (RFC 3339) &cursor= &limit= (<= 500)
+//	GET  /api/messages/{id}            any of its ids (msg_id, stable id, webhook-id, job id): envelope, auth verdicts, decisions, jobs with every attempt, timeline
 //	GET  /api/messages/{id}/raw        the raw source, message/rfc822
-//	GET  /api/refused                  recent refusals
+//	GET  /api/refused                  recent refusals (?q= &stage= &class=4xx|5xx)
 //	GET  /api/queue/stats              job counts by state and the queue's lag
 //	GET  /api/queue/dead               dead letters, newest first (?cursor= &limit= &kind=)
+//	GET  /api/jobs                     ?state= &kind= &msg_id=
+//	GET  /api/jobs/{id}                one job
+//	POST /api/jobs/{id}/retry          attempt a waiting job now
+//	POST /api/queue/retry              attempt every waiting job now
 //	POST /api/jobs/{id}/replay         replay one dead job
 //	POST /api/queue/replay?since=T     replay every job dead-lettered at or after T
 //	DELETE /api/jobs/{id}              drop a job
 //	GET  /api/series?hours=N           per-step counters for the charts
+//	POST /api/reply-addresses          mint a signed reply address ({"thread", "ttl"})
+//	POST /api/config/diff              which keys of a config fingerprint differ from the running one
 //	GET  /attachments/{msgid}/{index}  ?exp= &sig= (signed, see AttachmentKey)
 //	GET  /                             the dashboard (login with the token)
 //	/debug/pprof/                      only with EnablePprof, behind the token

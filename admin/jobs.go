@@ -3,7 +3,6 @@ package admin
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net/http"
 	"strconv"
 
@@ -91,28 +90,14 @@ func (s *Server) wake() {
 	}
 }
 
-// retrier returns the queue's NowRetrier, or answers 501.
-func (s *Server) retrier(w http.ResponseWriter) (deliver.NowRetrier, bool) {
-	if !s.needQueue(w) {
-		return nil, false
-	}
-	rq, ok := s.opts.Queue.(deliver.NowRetrier)
-	if !ok {
-		writeError(w, http.StatusNotImplemented, "this queue cannot retry jobs early")
-		return nil, false
-	}
-	return rq, true
-}
-
 // retryJob is POST /api/jobs/{id}/retry: the job's next attempt now
 // rather than at its scheduled time.
 func (s *Server) retryJob(w http.ResponseWriter, r *http.Request) {
-	rq, ok := s.retrier(w)
-	if !ok {
+	if !s.needQueue(w) {
 		return
 	}
 	id := r.PathValue("id")
-	switch err := rq.RetryNow(r.Context(), id); {
+	switch err := s.opts.Queue.RetryNow(r.Context(), id); {
 	case errors.Is(err, deliver.ErrNotFound):
 		writeError(w, http.StatusNotFound, "no such job in the queue (delivered, or dropped)")
 		return
@@ -137,7 +122,7 @@ const maxRetryAll = 10000
 // retryAll is POST /api/queue/retry: every scheduled job's next attempt
 // now.
 func (s *Server) retryAll(w http.ResponseWriter, r *http.Request) {
-	if _, ok := s.retrier(w); !ok {
+	if !s.needQueue(w) {
 		return
 	}
 	n, err := RetryAllScheduled(r.Context(), s.opts.Queue)
@@ -151,12 +136,8 @@ func (s *Server) retryAll(w http.ResponseWriter, r *http.Request) {
 }
 
 // RetryAllScheduled makes every job waiting for a retry due now (up to
-// 10000 at a time) and returns how many. q must be a deliver.NowRetrier.
-func RetryAllScheduled(ctx context.Context, q deliver.Queue) (int, error) {
-	rq, ok := q.(deliver.NowRetrier)
-	if !ok {
-		return 0, fmt.Errorf("%T cannot retry jobs early", q)
-	}
+// 10000 at a time) and returns how many.
+func RetryAllScheduled(ctx context.Context, q deliver.Operator) (int, error) {
 	n, after := 0, ""
 	for n < maxRetryAll {
 		jobs, err := q.List(ctx, deliver.ListOptions{State: deliver.StateScheduled, After: after, Limit: 500})
@@ -164,7 +145,7 @@ func RetryAllScheduled(ctx context.Context, q deliver.Queue) (int, error) {
 			return n, err
 		}
 		for _, j := range jobs {
-			err := rq.RetryNow(ctx, j.ID)
+			err := q.RetryNow(ctx, j.ID)
 			switch {
 			case err == nil:
 				n++

@@ -28,7 +28,7 @@ type ServerOptions struct {
 	// and metrics still answer.
 	Token string
 	// Queue is the delivery queue the API inspects and acts on.
-	Queue deliver.Queue
+	Queue Queue
 	// Activity is the message history; nil limits the message API to what
 	// the queue still holds.
 	Activity *Activity
@@ -383,7 +383,7 @@ func (s *Server) getMessage(w http.ResponseWriter, r *http.Request) {
 // webhook delivery): the activity store's record, else what the queue still
 // holds, with each job's live state in the queue. act or q may be nil. It
 // returns ErrNotFound when neither knows the id.
-func FindMessage(ctx context.Context, q deliver.Queue, act *Activity, id string, now time.Time) (*MessageDetail, error) {
+func FindMessage(ctx context.Context, q Queue, act *Activity, id string, now time.Time) (*MessageDetail, error) {
 	var d *MessageDetail
 	if act != nil {
 		var err error
@@ -406,7 +406,7 @@ func FindMessage(ctx context.Context, q deliver.Queue, act *Activity, id string,
 
 // detailFromQueue builds what it can of a message the activity store does
 // not know from the queue; id is the message's or one of its jobs'.
-func detailFromQueue(ctx context.Context, q deliver.Queue, id string, now time.Time) (*MessageDetail, error) {
+func detailFromQueue(ctx context.Context, q Queue, id string, now time.Time) (*MessageDetail, error) {
 	if q == nil {
 		return nil, deliver.ErrNotFound
 	}
@@ -455,7 +455,7 @@ func detailFromQueue(ctx context.Context, q deliver.Queue, id string, now time.T
 }
 
 // addQueueState fills each job's live state from the queue.
-func addQueueState(ctx context.Context, q deliver.Queue, d *MessageDetail, now time.Time) {
+func addQueueState(ctx context.Context, q deliver.Operator, d *MessageDetail, now time.Time) {
 	if q == nil {
 		return
 	}

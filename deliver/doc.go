@@ -41,7 +41,11 @@
 //
 // deliver/boltq is the embedded backend (bbolt and one file per raw
 // message under data_dir, single node); deliver/redisq is the Redis backend
-// (several nodes share one queue). Both pass the suite in deliver/queuetest.
+// (several nodes share one queue). Each is a Backend: the pipeline's Queue
+// (Commit for the listener; Take, Ack, Retry, Dead, Mail and OpenRaw for
+// the workers) and the Operator (Stats, List, ListDead, Get, Replay,
+// ReplayAll, RetryNow, Drop for the admin API and `mailhook queue`). Both
+// pass the suite in deliver/queuetest, on both interfaces.
 // Message data is deleted with the message's last job (acked or dropped);
 // dead letters keep theirs until replayed and delivered, or dropped.
 package deliver

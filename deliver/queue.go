@@ -51,15 +51,34 @@ var (
 	ErrClosed = errors.New("deliver: queue closed")
 )
 
-// Queue is the durable job queue every action goes through. Both backends
-// (deliver/boltq, the embedded default, and deliver/redisq) implement it and
-// pass the shared suite in deliver/queuetest.
+// The queue's interfaces. A backend (deliver/boltq, the embedded default,
+// and deliver/redisq) implements all of them (Backend) and passes the
+// shared suite in deliver/queuetest, on every interface. Each user takes
+// the part it calls: the SMTP listener's committer and the workers take a
+// Queue, the operators (the admin API and dashboard, `mailhook queue`) an
+// Operator, the process that opened the backend a Backend, to close it.
 //
 // A job is in exactly one state (see State): ready or scheduled (waiting for
 // NextAt), leased (taken by a worker until LeaseUntil), or dead. Delivery is
 // at least once: a worker that dies holding a lease loses it when the lease
 // expires and the job is taken again.
+
+// Messages reads the messages a queue holds: the workers read a job's
+// message to deliver it, the admin server to show it.
+type Messages interface {
+	// Mail returns a message's stored mail (ErrNotFound once its last job
+	// is gone).
+	Mail(ctx context.Context, msgID string) (*route.Mail, error)
+	// OpenRaw opens a message's stored raw bytes.
+	OpenRaw(ctx context.Context, msgID string) (io.ReadCloser, error)
+}
+
+// Queue is the durable job queue every action goes through, as the
+// pipeline uses it: the committer commits messages with their jobs, the
+// workers take, settle and read them.
 type Queue interface {
+	Messages
+
 	// Commit durably records a message and all of its jobs in one
 	// transaction; nothing of it is visible to Take before Commit returns
 	// nil, and nothing of it remains when Commit fails. The raw message is
@@ -95,13 +114,13 @@ type Queue interface {
 	// Dead records attempt a and moves the job to the dead-letter set, where
 	// it stays, with its history, until an operator replays or drops it.
 	Dead(ctx context.Context, job *Job, a Attempt) error
+}
 
-	// Mail returns a message's stored mail (ErrNotFound once its last job
-	// is gone).
-	Mail(ctx context.Context, msgID string) (*route.Mail, error)
-	// OpenRaw opens a message's stored raw bytes.
-	OpenRaw(ctx context.Context, msgID string) (io.ReadCloser, error)
-
+// Operator is the queue as an operator sees it: counting, listing and
+// looking up jobs, and acting on one (replay, retry now, drop). The admin
+// API serves it, and `mailhook queue` uses it, directly or, while `mailhook
+// serve` holds the store, through that API.
+type Operator interface {
 	// Stats counts jobs by state.
 	Stats(ctx context.Context) (Stats, error)
 	// List returns jobs ordered by ID, filtered by opts.
@@ -116,10 +135,22 @@ type Queue interface {
 	// ReplayAll replays every job dead-lettered at or after since and
 	// returns how many.
 	ReplayAll(ctx context.Context, since time.Time) (int, error)
+	// RetryNow brings a waiting job's next attempt forward, so an operator
+	// who fixed the receiver need not wait for the retry schedule: it
+	// makes the job due now, keeping its attempts and history. A job
+	// already due is left as it is (nil); a leased job gives ErrInFlight, a
+	// dead one ErrIsDead, an unknown one ErrNotFound.
+	RetryNow(ctx context.Context, jobID string) error
 	// Drop deletes a job in any state (a worker holding it gets
 	// ErrLeaseLost), and its message data if it was the message's last job.
 	Drop(ctx context.Context, jobID string) error
+}
 
+// Backend is a queue backend as the process that opened it holds it: the
+// pipeline's Queue, the Operator, and Close.
+type Backend interface {
+	Queue
+	Operator
 	// Close releases the queue's resources. The embedded backend's data
 	// directory lock is released; the Redis backend does not close the
 	// client it was given.

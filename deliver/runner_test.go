@@ -31,7 +31,7 @@ type seen struct {
 	mailID   string
 }
 
-func newQueue(t *testing.T) deliver.Queue {
+func newQueue(t *testing.T) deliver.Backend {
 	t.Helper()
 	q, err := boltq.Open(t.TempDir(), boltq.Options{})
 	if err != nil {
@@ -87,14 +87,14 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-func empty(t *testing.T, q deliver.Queue) func() bool {
+func empty(t *testing.T, q deliver.Operator) func() bool {
 	return func() bool {
 		st, err := q.Stats(context.Background())
 		return err == nil && st == (deliver.Stats{})
 	}
 }
 
-func deadJob(t *testing.T, q deliver.Queue) func() bool {
+func deadJob(t *testing.T, q deliver.Operator) func() bool {
 	return func() bool {
 		st, err := q.Stats(context.Background())
 		return err == nil && st.Dead == 1

@@ -15,21 +15,17 @@ import (
 
 	"github.com/mailhook/mailhook/config"
 	"github.com/mailhook/mailhook/deliver"
-	"github.com/mailhook/mailhook/route"
 )
 
 // adminQueue is the queue of a running `mailhook serve`, reached through
 // its admin API: the embedded store is locked by the server, so `mailhook
-// queue` asks the server instead. It implements the operator's part of
-// deliver.Queue (and deliver.NowRetrier); the workers' part answers
-// errNotThroughAPI.
+// queue` asks the server instead. It is a deliver.Operator (and a
+// cliQueue): the workers' verbs are never asked of it.
 type adminQueue struct {
 	base  string
 	token string
 	c     *http.Client
 }
-
-var errNotThroughAPI = errors.New("not available through the admin API while `mailhook serve` runs (use the dashboard, or stop the server)")
 
 // newAdminQueue returns the admin API of cfg's server, or an error saying
 // why there is none.
@@ -153,25 +149,6 @@ func (q *adminQueue) Drop(ctx context.Context, id string) error {
 	return q.do(ctx, "DELETE", "/api/jobs/"+url.PathEscape(id), nil)
 }
 
-func (q *adminQueue) Close() error { return nil }
-
-func (q *adminQueue) Commit(context.Context, *route.Mail, []*deliver.Job) error {
-	return errNotThroughAPI
-}
-func (q *adminQueue) Take(context.Context, []deliver.Kind, int, time.Duration) ([]*deliver.Job, error) {
-	return nil, errNotThroughAPI
-}
-func (q *adminQueue) Ack(context.Context, *deliver.Job) error { return errNotThroughAPI }
-func (q *adminQueue) Retry(context.Context, *deliver.Job, time.Time, deliver.Attempt) error {
-	return errNotThroughAPI
-}
-func (q *adminQueue) Dead(context.Context, *deliver.Job, deliver.Attempt) error {
-	return errNotThroughAPI
-}
-func (q *adminQueue) Mail(context.Context, string) (*route.Mail, error) { return nil, errNotThroughAPI }
-func (q *adminQueue) OpenRaw(context.Context, string) (io.ReadCloser, error) {
-	return nil, errNotThroughAPI
-}
 func (q *adminQueue) List(ctx context.Context, o deliver.ListOptions) ([]*deliver.Job, error) {
 	v := url.Values{}
 	for k, x := range map[string]string{"kind": string(o.Kind), "state": string(o.State), "msg_id": o.MsgID, "cursor": o.After} {
@@ -197,7 +174,7 @@ func (q *adminQueue) Get(ctx context.Context, id string) (*deliver.Job, error) {
 	return j, nil
 }
 
-// RetryNow implements deliver.NowRetrier through the API.
+// RetryNow implements deliver.Operator through the API.
 func (q *adminQueue) RetryNow(ctx context.Context, id string) error {
 	return q.do(ctx, "POST", "/api/jobs/"+url.PathEscape(id)+"/retry", nil)
 }
@@ -211,7 +188,4 @@ func (q *adminQueue) retryAll(ctx context.Context) (int, error) {
 	return out.Retried, err
 }
 
-var (
-	_ deliver.Queue      = (*adminQueue)(nil)
-	_ deliver.NowRetrier = (*adminQueue)(nil)
-)
+var _ cliQueue = (*adminQueue)(nil)

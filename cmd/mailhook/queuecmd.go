@@ -28,17 +28,34 @@ func init() {
 	register(command{name: "queue drop", summary: "delete a job", run: queueCmd("drop")})
 }
 
-// openQueueForCLI opens the configured queue directly. The embedded store
-// is locked while `mailhook serve` runs; the error says so.
-func openQueueForCLI(cfg *config.Config) (deliver.Queue, func(), error) {
+// cliQueue is what the `queue` verbs use: the operator's verbs, and two
+// that a running server answers in one request each (finding a message by
+// any of its ids needs the activity store, which that server holds).
+type cliQueue interface {
+	deliver.Operator
+	// findMessage finds the message any of whose ids is id, as the admin
+	// API's GET /api/messages/{id} does.
+	findMessage(ctx context.Context, id string) (*admin.MessageDetail, error)
+	// retryAll brings every scheduled job forward and returns how many.
+	retryAll(ctx context.Context) (int, error)
+}
+
+// openQueueForCLI opens the configured queue directly, or, while `mailhook
+// serve` holds the embedded store, reaches it through the server's admin
+// API. The function it returns closes what it opened.
+func openQueueForCLI(cfg *config.Config) (cliQueue, func(), error) {
 	log := slog.New(slog.DiscardHandler)
 	switch cfg.Queue.Backend {
 	case "redis":
-		return openRedisQueue(cfg, log)
+		q, closeClient, err := openRedisQueue(cfg, log)
+		if err != nil {
+			return nil, nil, err
+		}
+		return directQueue{q, cfg}, func() { q.Close(); closeClient() }, nil
 	default:
 		q, err := boltq.Open(cfg.DataDir, boltq.Options{Logger: log})
 		if err == nil {
-			return q, func() {}, nil
+			return directQueue{q, cfg}, func() { q.Close() }, nil
 		}
 		if !errors.Is(err, boltq.ErrLocked) {
 			return nil, nil, err
@@ -73,7 +90,7 @@ func queueCmd(verb string) func([]string, io.Reader, io.Writer, io.Writer) int {
 		if err != nil {
 			return exitErr(stderr, err)
 		}
-		defer func() { q.Close(); closeQ() }()
+		defer closeQ()
 		ctx := context.Background()
 		out := func(v any) int {
 			enc := json.NewEncoder(stdout)
@@ -131,7 +148,7 @@ func queueCmd(verb string) func([]string, io.Reader, io.Writer, io.Writer) int {
 			if !ok {
 				return 2
 			}
-			d, err := findMessage(ctx, cfg, q, id)
+			d, err := q.findMessage(ctx, id)
 			if err != nil {
 				return exitErr(stderr, err)
 			}
@@ -141,12 +158,7 @@ func queueCmd(verb string) func([]string, io.Reader, io.Writer, io.Writer) int {
 			printMessage(stdout, d, id, time.Now())
 		case "retry":
 			if *all {
-				var n int
-				if aq, ok := q.(*adminQueue); ok {
-					n, err = aq.retryAll(ctx)
-				} else {
-					n, err = admin.RetryAllScheduled(ctx, q)
-				}
+				n, err := q.retryAll(ctx)
 				if err != nil {
 					return exitErr(stderr, err)
 				}
@@ -157,7 +169,7 @@ func queueCmd(verb string) func([]string, io.Reader, io.Writer, io.Writer) int {
 			if !ok {
 				return 2
 			}
-			ids, err := retryNow(ctx, cfg, q, id)
+			ids, err := retryNow(ctx, q, id)
 			if err != nil {
 				return exitErr(stderr, err)
 			}

@@ -16,18 +16,20 @@ import (
 	"github.com/mailhook/mailhook/deliver"
 )
 
-// findMessage finds the message any of whose ids is id, as the admin API's
-// GET /api/messages/{id} does: through the API while `mailhook serve` runs,
-// else from the activity store and the queue directly.
-func findMessage(ctx context.Context, cfg *config.Config, q deliver.Queue, id string) (*admin.MessageDetail, error) {
-	if aq, ok := q.(*adminQueue); ok {
-		return aq.findMessage(ctx, id)
-	}
-	act, err := admin.OpenActivity(filepath.Join(cfg.DataDir, "activity"), admin.ActivityOptions{Retention: cfg.Retention})
+// directQueue is the queue backend the CLI opened itself (no server
+// holds it).
+type directQueue struct {
+	deliver.Backend
+	cfg *config.Config
+}
+
+// findMessage looks id up in the activity store and the queue directly.
+// The Redis backend needs no lock, but a running server holds the activity
+// store: then the server is asked, through its API.
+func (q directQueue) findMessage(ctx context.Context, id string) (*admin.MessageDetail, error) {
+	act, err := admin.OpenActivity(filepath.Join(q.cfg.DataDir, "activity"), admin.ActivityOptions{Retention: q.cfg.Retention})
 	if err != nil {
-		// The Redis backend needs no lock, but a running server holds the
-		// activity store: ask it.
-		if aq, aerr := newAdminQueue(cfg); aerr == nil {
+		if aq, aerr := newAdminQueue(q.cfg); aerr == nil {
 			if d, err := aq.findMessage(ctx, id); err == nil {
 				return d, nil
 			}
@@ -36,11 +38,15 @@ func findMessage(ctx context.Context, cfg *config.Config, q deliver.Queue, id st
 	} else {
 		defer act.Close()
 	}
-	d, err := admin.FindMessage(ctx, q, act, id, time.Now())
+	d, err := admin.FindMessage(ctx, q.Backend, act, id, time.Now())
 	if errors.Is(err, admin.ErrNotFound) {
-		return nil, fmt.Errorf("%s: no message, stable id or job has this id (delivered messages stay inspectable for retention, %s)", id, cfg.Retention)
+		return nil, fmt.Errorf("%s: no message, stable id or job has this id (delivered messages stay inspectable for retention, %s)", id, q.cfg.Retention)
 	}
 	return d, err
+}
+
+func (q directQueue) retryAll(ctx context.Context) (int, error) {
+	return admin.RetryAllScheduled(ctx, q.Backend)
 }
 
 func (q *adminQueue) findMessage(ctx context.Context, id string) (*admin.MessageDetail, error) {
@@ -57,19 +63,15 @@ func (q *adminQueue) findMessage(ctx context.Context, id string) (*admin.Message
 
 // retryNow makes the job id, or every waiting job of the message id names,
 // due now, and returns the jobs it retried.
-func retryNow(ctx context.Context, cfg *config.Config, q deliver.Queue, id string) ([]string, error) {
-	rq, ok := q.(deliver.NowRetrier)
-	if !ok {
-		return nil, fmt.Errorf("this queue cannot retry jobs early")
-	}
-	err := rq.RetryNow(ctx, id)
+func retryNow(ctx context.Context, q cliQueue, id string) ([]string, error) {
+	err := q.RetryNow(ctx, id)
 	if err == nil {
 		return []string{id}, nil
 	}
 	if !errors.Is(err, deliver.ErrNotFound) {
 		return nil, explainRetry(id, err)
 	}
-	d, ferr := findMessage(ctx, cfg, q, id)
+	d, ferr := q.findMessage(ctx, id)
 	if ferr != nil {
 		return nil, ferr
 	}
@@ -78,7 +80,7 @@ func retryNow(ctx context.Context, cfg *config.Config, q deliver.Queue, id strin
 		if j.QueueState != deliver.StateScheduled && j.QueueState != deliver.StateReady {
 			continue
 		}
-		if err := rq.RetryNow(ctx, j.ID); err != nil {
+		if err := q.RetryNow(ctx, j.ID); err != nil {
 			return done, explainRetry(j.ID, err)
 		}
 		done = append(done, j.ID)

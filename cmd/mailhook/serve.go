@@ -106,7 +106,7 @@ type app struct {
 	path    string
 	log     *slog.Logger
 	policy  atomic.Pointer[ingest.Policy]
-	queue   deliver.Queue
+	queue   deliver.Backend
 	runner  *deliver.Runner
 	store   *mailbox.Store
 	users   *mailbox.Users

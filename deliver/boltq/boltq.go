@@ -1,4 +1,4 @@
-// Package boltq is the embedded queue backend: a deliver.Queue in a bbolt
+// Package boltq is the embedded queue backend: a deliver.Backend in a bbolt
 // file under data_dir, with each raw message in its own file beside it. It
 // needs nothing installed and serves one node.
 //
@@ -74,7 +74,7 @@ type Options struct {
 	Now func() time.Time
 }
 
-// Queue is the embedded deliver.Queue.
+// Queue is the embedded deliver.Backend.
 type Queue struct {
 	db        *bolt.DB
 	msgDir    string
@@ -87,7 +87,7 @@ type Queue struct {
 	closeErr  error
 }
 
-var _ deliver.Queue = (*Queue)(nil)
+var _ deliver.Backend = (*Queue)(nil)
 
 var (
 	bJobs   = []byte("jobs")   // job id -> job JSON
@@ -656,7 +656,7 @@ func (q *Queue) Dead(ctx context.Context, job *deliver.Job, a deliver.Attempt) e
 	})
 }
 
-// Mail implements deliver.Queue.
+// Mail implements deliver.Messages.
 func (q *Queue) Mail(ctx context.Context, msgID string) (*route.Mail, error) {
 	m := new(route.Mail)
 	err := q.db.View(func(tx *bolt.Tx) error {
@@ -678,7 +678,7 @@ func (q *Queue) Mail(ctx context.Context, msgID string) (*route.Mail, error) {
 	return m, nil
 }
 
-// OpenRaw implements deliver.Queue.
+// OpenRaw implements deliver.Messages.
 func (q *Queue) OpenRaw(ctx context.Context, msgID string) (io.ReadCloser, error) {
 	var file string
 	var inline []byte
@@ -714,7 +714,7 @@ func (q *Queue) OpenRaw(ctx context.Context, msgID string) (io.ReadCloser, error
 	return f, nil
 }
 
-// Stats implements deliver.Queue.
+// Stats implements deliver.Operator.
 func (q *Queue) Stats(ctx context.Context) (deliver.Stats, error) {
 	var st deliver.Stats
 	err := q.db.View(func(tx *bolt.Tx) error {
@@ -748,7 +748,7 @@ func (q *Queue) Stats(ctx context.Context) (deliver.Stats, error) {
 	return st, err
 }
 
-// List implements deliver.Queue.
+// List implements deliver.Operator.
 func (q *Queue) List(ctx context.Context, opts deliver.ListOptions) ([]*deliver.Job, error) {
 	var out []*deliver.Job
 	err := q.db.View(func(tx *bolt.Tx) error {
@@ -775,7 +775,7 @@ func (q *Queue) List(ctx context.Context, opts deliver.ListOptions) ([]*deliver.
 	return out, err
 }
 
-// ListDead implements deliver.Queue.
+// ListDead implements deliver.Operator.
 func (q *Queue) ListDead(ctx context.Context, opts deliver.ListOptions) ([]*deliver.Job, error) {
 	var out []*deliver.Job
 	err := q.db.View(func(tx *bolt.Tx) error {
@@ -811,7 +811,7 @@ func (q *Queue) ListDead(ctx context.Context, opts deliver.ListOptions) ([]*deli
 	return out, err
 }
 
-// Get implements deliver.Queue.
+// Get implements deliver.Operator.
 func (q *Queue) Get(ctx context.Context, jobID string) (*deliver.Job, error) {
 	var j *deliver.Job
 	err := q.db.View(func(tx *bolt.Tx) error {
@@ -841,7 +841,7 @@ func (q *Queue) replay(tx *bolt.Tx, id string, now time.Time) error {
 	return replaceJob(tx, &old, j)
 }
 
-// Replay implements deliver.Queue.
+// Replay implements deliver.Operator.
 func (q *Queue) Replay(ctx context.Context, jobID string) error {
 	err := q.db.Update(func(tx *bolt.Tx) error { return q.replay(tx, jobID, q.now()) })
 	if err != nil {
@@ -850,7 +850,7 @@ func (q *Queue) Replay(ctx context.Context, jobID string) error {
 	return nil
 }
 
-// ReplayAll implements deliver.Queue.
+// ReplayAll implements deliver.Operator.
 func (q *Queue) ReplayAll(ctx context.Context, since time.Time) (int, error) {
 	var n int
 	err := q.db.Update(func(tx *bolt.Tx) error {
@@ -875,7 +875,7 @@ func (q *Queue) ReplayAll(ctx context.Context, since time.Time) (int, error) {
 	return n, nil
 }
 
-// Drop implements deliver.Queue.
+// Drop implements deliver.Operator.
 func (q *Queue) Drop(ctx context.Context, jobID string) error {
 	var remove string
 	err := q.db.Update(func(tx *bolt.Tx) error {
@@ -1033,9 +1033,7 @@ func fileName(msgID string) string {
 	return base + "-" + newToken()[:12] + ".eml"
 }
 
-var _ deliver.NowRetrier = (*Queue)(nil)
-
-// RetryNow implements deliver.NowRetrier.
+// RetryNow implements deliver.Operator.
 func (q *Queue) RetryNow(ctx context.Context, jobID string) error {
 	err := q.db.Update(func(tx *bolt.Tx) error {
 		j, err := getJob(tx, jobID)

@@ -20,7 +20,7 @@ func TestSuite(t *testing.T) {
 		inline int64
 	}{{"inline", 0}, {"files", -1}} {
 		t.Run(tc.name, func(t *testing.T) {
-			queuetest.Run(t, func(t *testing.T) deliver.Queue {
+			queuetest.Run(t, func(t *testing.T) deliver.Backend {
 				q, err := boltq.Open(t.TempDir(), boltq.Options{InlineMax: tc.inline})
 				if err != nil {
 					t.Fatal(err)

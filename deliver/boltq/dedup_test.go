@@ -10,7 +10,7 @@ import (
 )
 
 func TestDedup(t *testing.T) {
-	queuetest.RunDedup(t, func(t *testing.T, window time.Duration) deliver.Queue {
+	queuetest.RunDedup(t, func(t *testing.T, window time.Duration) deliver.Backend {
 		q, err := boltq.Open(t.TempDir(), boltq.Options{DedupWindow: window})
 		if err != nil {
 			t.Fatal(err)

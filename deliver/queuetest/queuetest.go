@@ -1,6 +1,8 @@
-// Package queuetest is the test suite every deliver.Queue backend must
-// pass: call Run from the backend's tests with a constructor of empty
-// queues.
+// Package queuetest is the test suite every queue backend must pass, on
+// both of its faces: the pipeline's deliver.Queue (Commit, Take, Ack,
+// Retry, Dead, Mail, OpenRaw) and the deliver.Operator (Stats, List,
+// ListDead, Get, Replay, ReplayAll, RetryNow, Drop). Call Run from the
+// backend's tests with a constructor of empty queues (deliver.Backend).
 package queuetest
 
 import (
@@ -21,10 +23,10 @@ import (
 )
 
 // Run runs the suite. newQueue must return an empty queue; Run closes it.
-func Run(t *testing.T, newQueue func(t *testing.T) deliver.Queue) {
+func Run(t *testing.T, newQueue func(t *testing.T) deliver.Backend) {
 	tests := []struct {
 		name string
-		fn   func(t *testing.T, q deliver.Queue)
+		fn   func(t *testing.T, q deliver.Backend)
 	}{
 		{"CommitTakeAck", testCommitTakeAck},
 		{"DueOrder", testDueOrder},
@@ -79,14 +81,14 @@ func NewJob(id, msgID string, kind deliver.Kind, next time.Time) *deliver.Job {
 
 func ctx(t *testing.T) context.Context { return t.Context() }
 
-func commit(t *testing.T, q deliver.Queue, m *route.Mail, jobs ...*deliver.Job) {
+func commit(t *testing.T, q deliver.Backend, m *route.Mail, jobs ...*deliver.Job) {
 	t.Helper()
 	if err := q.Commit(ctx(t), m, jobs); err != nil {
 		t.Fatalf("Commit(%s) = %v", m.ID, err)
 	}
 }
 
-func take(t *testing.T, q deliver.Queue, n int, kinds ...deliver.Kind) []*deliver.Job {
+func take(t *testing.T, q deliver.Backend, n int, kinds ...deliver.Kind) []*deliver.Job {
 	t.Helper()
 	if len(kinds) == 0 {
 		kinds = deliver.Kinds
@@ -106,7 +108,7 @@ func ids(jobs []*deliver.Job) []string {
 	return s
 }
 
-func stats(t *testing.T, q deliver.Queue) deliver.Stats {
+func stats(t *testing.T, q deliver.Backend) deliver.Stats {
 	t.Helper()
 	st, err := q.Stats(ctx(t))
 	if err != nil {
@@ -116,7 +118,7 @@ func stats(t *testing.T, q deliver.Queue) deliver.Stats {
 	return st
 }
 
-func wantStats(t *testing.T, q deliver.Queue, want deliver.Stats) {
+func wantStats(t *testing.T, q deliver.Backend, want deliver.Stats) {
 	t.Helper()
 	if got := stats(t, q); got != want {
 		t.Fatalf("Stats = %+v, want %+v", got, want)
@@ -126,7 +128,7 @@ func wantStats(t *testing.T, q deliver.Queue, want deliver.Stats) {
 // testCommitRawBytes commits messages held in memory (Raw, no file): a
 // small one and one of 200 KB (past the embedded backend's inline size),
 // and reads both back; a second commit of the same message is a no-op.
-func testCommitRawBytes(t *testing.T, q deliver.Queue) {
+func testCommitRawBytes(t *testing.T, q deliver.Backend) {
 	past := time.Now().Add(-time.Second)
 	large := "Subject: large\r\n\r\n" + strings.Repeat(strings.Repeat("y", 98)+"\r\n", 2000)
 	for i, raw := range []string{"Subject: small\r\n\r\nbody\r\n", large} {
@@ -149,7 +151,7 @@ func testCommitRawBytes(t *testing.T, q deliver.Queue) {
 	wantStats(t, q, deliver.Stats{})
 }
 
-func testCommitTakeAck(t *testing.T, q deliver.Queue) {
+func testCommitTakeAck(t *testing.T, q deliver.Backend) {
 	past := time.Now().Add(-time.Second)
 	m := NewMail(t, "m1", "Subject: hi\r\n\r\nbody\r\n")
 	raw := m.RawPath
@@ -213,7 +215,7 @@ func testCommitTakeAck(t *testing.T, q deliver.Queue) {
 	wantStats(t, q, deliver.Stats{})
 }
 
-func wantRaw(t *testing.T, q deliver.Queue, msgID, want string) {
+func wantRaw(t *testing.T, q deliver.Backend, msgID, want string) {
 	t.Helper()
 	rc, err := q.OpenRaw(ctx(t), msgID)
 	if err != nil {
@@ -226,7 +228,7 @@ func wantRaw(t *testing.T, q deliver.Queue, msgID, want string) {
 	}
 }
 
-func testDueOrder(t *testing.T, q deliver.Queue) {
+func testDueOrder(t *testing.T, q deliver.Backend) {
 	now := time.Now()
 	commit(t, q, NewMail(t, "m1", "x"),
 		NewJob("a", "m1", deliver.KindWebhook, now.Add(-1*time.Second)),
@@ -252,7 +254,7 @@ func testDueOrder(t *testing.T, q deliver.Queue) {
 	}
 }
 
-func testRetry(t *testing.T, q deliver.Queue) {
+func testRetry(t *testing.T, q deliver.Backend) {
 	commit(t, q, NewMail(t, "m1", "x"), NewJob("j1", "m1", deliver.KindRelay, time.Time{}))
 	j := take(t, q, 1)[0]
 	j.Rcpts = []string{"b@example.test"}
@@ -288,7 +290,7 @@ func testRetry(t *testing.T, q deliver.Queue) {
 	}
 }
 
-func testDeadReplay(t *testing.T, q deliver.Queue) {
+func testDeadReplay(t *testing.T, q deliver.Backend) {
 	commit(t, q, NewMail(t, "m1", "x"), NewJob("j1", "m1", deliver.KindWebhook, time.Time{}))
 	j := take(t, q, 1)[0]
 	if err := q.Dead(ctx(t), j, deliver.Attempt{At: time.Now(), Status: 410, Error: "gone"}); err != nil {
@@ -328,7 +330,7 @@ func testDeadReplay(t *testing.T, q deliver.Queue) {
 	wantStats(t, q, deliver.Stats{})
 }
 
-func testReplayAll(t *testing.T, q deliver.Queue) {
+func testReplayAll(t *testing.T, q deliver.Backend) {
 	var jobs []*deliver.Job
 	for i := range 5 {
 		jobs = append(jobs, NewJob(fmt.Sprint("j", i), "m1", deliver.KindWebhook, time.Time{}))
@@ -368,7 +370,7 @@ func testReplayAll(t *testing.T, q deliver.Queue) {
 	wantStats(t, q, deliver.Stats{Ready: 5})
 }
 
-func testDrop(t *testing.T, q deliver.Queue) {
+func testDrop(t *testing.T, q deliver.Backend) {
 	commit(t, q, NewMail(t, "m1", "x"),
 		NewJob("j1", "m1", deliver.KindWebhook, time.Time{}),
 		NewJob("j2", "m1", deliver.KindWebhook, time.Now().Add(time.Hour)),
@@ -396,7 +398,7 @@ func testDrop(t *testing.T, q deliver.Queue) {
 	wantStats(t, q, deliver.Stats{})
 }
 
-func testLeaseExpiry(t *testing.T, q deliver.Queue) {
+func testLeaseExpiry(t *testing.T, q deliver.Backend) {
 	commit(t, q, NewMail(t, "m1", "x"), NewJob("j1", "m1", deliver.KindWebhook, time.Time{}))
 	old, err := q.Take(ctx(t), deliver.Kinds, 1, 20*time.Millisecond)
 	if err != nil || len(old) != 1 {
@@ -429,7 +431,7 @@ func testLeaseExpiry(t *testing.T, q deliver.Queue) {
 	wantStats(t, q, deliver.Stats{})
 }
 
-func testConcurrentWorkers(t *testing.T, q deliver.Queue) {
+func testConcurrentWorkers(t *testing.T, q deliver.Backend) {
 	const nMsgs, perMsg, workers = 20, 3, 4
 	for i := range nMsgs {
 		var jobs []*deliver.Job
@@ -488,7 +490,7 @@ func testConcurrentWorkers(t *testing.T, q deliver.Queue) {
 	}
 }
 
-func testCommitAtomic(t *testing.T, q deliver.Queue) {
+func testCommitAtomic(t *testing.T, q deliver.Backend) {
 	commit(t, q, NewMail(t, "m1", "x"), NewJob("x", "m1", deliver.KindWebhook, time.Time{}))
 	m2 := NewMail(t, "m2", "y")
 	err := q.Commit(ctx(t), m2, []*deliver.Job{
@@ -528,7 +530,7 @@ func testCommitAtomic(t *testing.T, q deliver.Queue) {
 	wantStats(t, q, deliver.Stats{Ready: 1})
 }
 
-func testCommitIdempotent(t *testing.T, q deliver.Queue) {
+func testCommitIdempotent(t *testing.T, q deliver.Backend) {
 	commit(t, q, NewMail(t, "m1", "first"), NewJob("j1", "m1", deliver.KindWebhook, time.Time{}))
 	again := NewMail(t, "m1", "second")
 	commit(t, q, again, NewJob("j1", "m1", deliver.KindWebhook, time.Time{}))
@@ -551,7 +553,7 @@ func NewRetry(t testing.TB, mail *route.Mail, id string) *route.Mail {
 // testCommitStableID: a message the sender retries after a lost 250 has a
 // new ID and the same StableID; it commits once, even after its first
 // copy was delivered, within the dedup window.
-func testCommitStableID(t *testing.T, q deliver.Queue) {
+func testCommitStableID(t *testing.T, q deliver.Backend) {
 	first := NewMail(t, "m1", "s1")
 	first.StableID = "s1"
 	commit(t, q, first, NewJob("j1", "m1", deliver.KindWebhook, time.Time{}))
@@ -584,7 +586,7 @@ func testCommitStableID(t *testing.T, q deliver.Queue) {
 // RunDedup checks the dedup window: newQueue must return an empty queue
 // that remembers commit keys for window. It sleeps past windows of a few
 // tens of milliseconds (waiting for time to pass, not asserting on it).
-func RunDedup(t *testing.T, newQueue func(t *testing.T, window time.Duration) deliver.Queue) {
+func RunDedup(t *testing.T, newQueue func(t *testing.T, window time.Duration) deliver.Backend) {
 	const window = 30 * time.Millisecond
 	t.Run("Expired", func(t *testing.T) {
 		q := newQueue(t, window)
@@ -642,7 +644,7 @@ func RunDedup(t *testing.T, newQueue func(t *testing.T, window time.Duration) de
 // The retry through failing fails again (no 250 without the confirmation)
 // and through q (confirmation back) succeeds; either way the message is
 // queued once.
-func CommitAfterFailedAck(t *testing.T, q, failing deliver.Queue) {
+func CommitAfterFailedAck(t *testing.T, q deliver.Backend, failing deliver.Queue) {
 	first := NewMail(t, "w1", "wait")
 	first.StableID = "wait-s1"
 	if err := failing.Commit(ctx(t), first, []*deliver.Job{NewJob("wj1", "w1", deliver.KindWebhook, time.Time{})}); err == nil {
@@ -666,7 +668,7 @@ func CommitAfterFailedAck(t *testing.T, q, failing deliver.Queue) {
 	}
 }
 
-func testCommitInvalid(t *testing.T, q deliver.Queue) {
+func testCommitInvalid(t *testing.T, q deliver.Backend) {
 	for _, tc := range []struct {
 		name string
 		jobs []*deliver.Job
@@ -690,7 +692,7 @@ func testCommitInvalid(t *testing.T, q deliver.Queue) {
 	}
 }
 
-func testList(t *testing.T, q deliver.Queue) {
+func testList(t *testing.T, q deliver.Backend) {
 	commit(t, q, NewMail(t, "m1", "x"),
 		NewJob("a", "m1", deliver.KindWebhook, time.Time{}),
 		NewJob("b", "m1", deliver.KindRelay, time.Now().Add(time.Hour)),
@@ -714,11 +716,8 @@ func testList(t *testing.T, q deliver.Queue) {
 	}
 }
 
-func testRetryNow(t *testing.T, q deliver.Queue) {
-	r, ok := q.(deliver.NowRetrier)
-	if !ok {
-		t.Fatalf("%T does not implement deliver.NowRetrier", q)
-	}
+func testRetryNow(t *testing.T, q deliver.Backend) {
+	var r deliver.Operator = q
 	commit(t, q, NewMail(t, "m1", "x"), NewJob("j1", "m1", deliver.KindWebhook, time.Time{}), NewJob("j2", "m1", deliver.KindRelay, time.Time{}))
 	j := take(t, q, 1, deliver.KindWebhook)[0]
 	if err := r.RetryNow(ctx(t), "j1"); !errors.Is(err, deliver.ErrInFlight) {

@@ -191,7 +191,7 @@ func (q *Queue) lazyRefresh(ctx context.Context) {
 	}
 }
 
-// Close implements deliver.Queue: it stops the heartbeat, gives up the
+// Close implements deliver.Backend: it stops the heartbeat, gives up the
 // roles and the instance's registration (its leases are the runner's to
 // settle first); the client stays open.
 func (q *Queue) Close() error {

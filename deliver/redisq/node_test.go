@@ -26,7 +26,7 @@ func newQueue(t *testing.T, opts redisq.Options) *redisq.Queue {
 
 func TestSuiteSharded(t *testing.T) {
 	need(t)
-	queuetest.Run(t, func(t *testing.T) deliver.Queue {
+	queuetest.Run(t, func(t *testing.T) deliver.Backend {
 		q, err := redisq.New(client(t), redisq.Options{Prefix: prefix(), Shards: 4})
 		if err != nil {
 			t.Fatal(err)

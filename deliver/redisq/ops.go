@@ -31,7 +31,7 @@ func (q *Queue) hgetMsg(ctx context.Context, msgID string, key func(*shard) stri
 	return b, err
 }
 
-// Mail implements deliver.Queue.
+// Mail implements deliver.Messages.
 func (q *Queue) Mail(ctx context.Context, msgID string) (*route.Mail, error) {
 	b, err := q.hgetMsg(ctx, msgID, func(s *shard) string { return s.kMsg })
 	if err != nil {
@@ -44,7 +44,7 @@ func (q *Queue) Mail(ctx context.Context, msgID string) (*route.Mail, error) {
 	return m, nil
 }
 
-// OpenRaw implements deliver.Queue. The message is read whole into memory
+// OpenRaw implements deliver.Messages. The message is read whole into memory
 // (its size is bounded by the SMTP listener's limit).
 func (q *Queue) OpenRaw(ctx context.Context, msgID string) (io.ReadCloser, error) {
 	b, err := q.hgetMsg(ctx, msgID, func(s *shard) string { return s.kRaw })
@@ -54,7 +54,7 @@ func (q *Queue) OpenRaw(ctx context.Context, msgID string) (io.ReadCloser, error
 	return io.NopCloser(bytes.NewReader(b)), nil
 }
 
-// Stats implements deliver.Queue, summed over every shard. Expired leases
+// Stats implements deliver.Operator, summed over every shard. Expired leases
 // count as leased until a Take or Reap returns them.
 func (q *Queue) Stats(ctx context.Context) (deliver.Stats, error) {
 	q.lazyRefresh(ctx)
@@ -169,7 +169,7 @@ func (q *Queue) get(ctx context.Context, jobID string) (*deliver.Job, *shard, er
 	return js[0], sh, nil
 }
 
-// Get implements deliver.Queue.
+// Get implements deliver.Operator.
 func (q *Queue) Get(ctx context.Context, jobID string) (*deliver.Job, error) {
 	j, _, err := q.get(ctx, jobID)
 	if err != nil {
@@ -185,7 +185,7 @@ type ref struct {
 	score float64
 }
 
-// List implements deliver.Queue. It reads every job ID of every shard to
+// List implements deliver.Operator. It reads every job ID of every shard to
 // order them: it is for operators, not for the delivery path.
 func (q *Queue) List(ctx context.Context, opts deliver.ListOptions) ([]*deliver.Job, error) {
 	q.lazyRefresh(ctx)
@@ -239,7 +239,7 @@ func (q *Queue) collect(ctx context.Context, refs []ref, filter, opts deliver.Li
 	return out, nil
 }
 
-// ListDead implements deliver.Queue: dead jobs of every shard, most
+// ListDead implements deliver.Operator: dead jobs of every shard, most
 // recently dead first.
 func (q *Queue) ListDead(ctx context.Context, opts deliver.ListOptions) ([]*deliver.Job, error) {
 	q.lazyRefresh(ctx)
@@ -268,7 +268,7 @@ func (q *Queue) ListDead(ctx context.Context, opts deliver.ListOptions) ([]*deli
 	return q.collect(ctx, refs, filter, opts)
 }
 
-// Replay implements deliver.Queue.
+// Replay implements deliver.Operator.
 func (q *Queue) Replay(ctx context.Context, jobID string) error {
 	if err := q.replay(ctx, jobID, q.now()); err != nil {
 		return fmt.Errorf("redisq: replay %s: %w", jobID, err)
@@ -308,7 +308,7 @@ func (q *Queue) replay(ctx context.Context, jobID string, now time.Time) error {
 	return err
 }
 
-// ReplayAll implements deliver.Queue.
+// ReplayAll implements deliver.Operator.
 func (q *Queue) ReplayAll(ctx context.Context, since time.Time) (int, error) {
 	q.lazyRefresh(ctx)
 	now := q.now()
@@ -332,7 +332,7 @@ func (q *Queue) ReplayAll(ctx context.Context, since time.Time) (int, error) {
 	return n, nil
 }
 
-// Drop implements deliver.Queue.
+// Drop implements deliver.Operator.
 func (q *Queue) Drop(ctx context.Context, jobID string) error {
 	j, sh, err := q.get(ctx, jobID)
 	if err != nil {
@@ -352,9 +352,7 @@ func (q *Queue) Drop(ctx context.Context, jobID string) error {
 	return nil
 }
 
-var _ deliver.NowRetrier = (*Queue)(nil)
-
-// RetryNow implements deliver.NowRetrier.
+// RetryNow implements deliver.Operator.
 func (q *Queue) RetryNow(ctx context.Context, jobID string) error {
 	for range 5 { // the job changed under us: read it again
 		err := q.retryNow(ctx, jobID)

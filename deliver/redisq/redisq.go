@@ -1,4 +1,4 @@
-// Package redisq is the Redis queue backend: a deliver.Queue shared by
+// Package redisq is the Redis queue backend: a deliver.Backend shared by
 // several mailhook nodes, so any node can accept a message and any node can
 // deliver it. It works with standalone Redis, Sentinel and Cluster through
 // redis.UniversalClient (Redis 7; WAITAOF needs 7.2).
@@ -138,7 +138,7 @@ type WaitAOF struct {
 	Replicas int
 }
 
-// Queue is the Redis deliver.Queue.
+// Queue is the Redis deliver.Backend.
 type Queue struct {
 	c   redis.UniversalClient
 	opt Options
@@ -163,7 +163,7 @@ type Queue struct {
 	roles     []string
 }
 
-var _ deliver.Queue = (*Queue)(nil)
+var _ deliver.Backend = (*Queue)(nil)
 
 // New returns a queue on c. It does not take ownership of c: Close leaves
 // it open.

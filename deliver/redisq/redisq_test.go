@@ -113,7 +113,7 @@ func client(t *testing.T) *redis.Client {
 
 func TestSuite(t *testing.T) {
 	need(t)
-	queuetest.Run(t, func(t *testing.T) deliver.Queue {
+	queuetest.Run(t, func(t *testing.T) deliver.Backend {
 		q, err := redisq.New(client(t), redisq.Options{Prefix: prefix()})
 		if err != nil {
 			t.Fatal(err)
@@ -124,7 +124,7 @@ func TestSuite(t *testing.T) {
 
 func TestDedup(t *testing.T) {
 	need(t)
-	queuetest.RunDedup(t, func(t *testing.T, window time.Duration) deliver.Queue {
+	queuetest.RunDedup(t, func(t *testing.T, window time.Duration) deliver.Backend {
 		q, err := redisq.New(client(t), redisq.Options{Prefix: prefix(), DedupWindow: window})
 		if err != nil {
 			t.Fatal(err)
@@ -244,6 +244,7 @@ func TestTwoNodes(t *testing.T) {
 	p := prefix()
 	h := &countHandler{calls: map[string]int{}}
 	var committers []*deliver.Committer
+	var queues []*redisq.Queue
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	for range 2 {
@@ -256,6 +257,7 @@ func TestTwoNodes(t *testing.T) {
 			t.Fatal(err)
 		}
 		committers = append(committers, &deliver.Committer{Queue: q, Notify: r.Notify})
+		queues = append(queues, q)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -270,7 +272,7 @@ func TestTwoNodes(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	q := committers[0].Queue
+	q := queues[0]
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		st, err := q.Stats(t.Context())

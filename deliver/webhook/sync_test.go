@@ -258,7 +258,7 @@ func withRaw(e webhook.Endpoint) webhook.Endpoint {
 	return e
 }
 
-func jobIDs(t *testing.T, q deliver.Queue) map[string]bool {
+func jobIDs(t *testing.T, q deliver.Operator) map[string]bool {
 	ids := map[string]bool{}
 	for _, j := range listJobs(t, q) {
 		ids[j.ID] = true
@@ -266,7 +266,7 @@ func jobIDs(t *testing.T, q deliver.Queue) map[string]bool {
 	return ids
 }
 
-func listJobs(t *testing.T, q deliver.Queue) []*deliver.Job {
+func listJobs(t *testing.T, q deliver.Operator) []*deliver.Job {
 	t.Helper()
 	jobs, err := q.List(context.Background(), deliver.ListOptions{Limit: 1000})
 	if err != nil {

@@ -6,12 +6,19 @@
 package safefile
 
 import (
+	"bytes"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
+	"unicode"
+	"unicode/utf8"
 )
 
 // SyncDir fsyncs the directory dir, making the names created, renamed or
@@ -63,7 +70,13 @@ func create(dst string, r io.Reader) error {
 	if err != nil {
 		return err
 	}
-	_, err = io.Copy(out, r)
+	return fill(out, r)
+}
+
+// fill writes r to the new file out, fsyncs and closes it; on failure the
+// file is removed.
+func fill(out *os.File, r io.Reader) error {
+	_, err := io.Copy(out, r)
 	if err == nil {
 		err = out.Sync()
 	}
@@ -71,7 +84,7 @@ func create(dst string, r io.Reader) error {
 		err = cerr
 	}
 	if err != nil {
-		os.Remove(dst)
+		os.Remove(out.Name())
 	}
 	return err
 }
@@ -90,6 +103,80 @@ func Move(src, dst string) error {
 		}
 	}
 	if err != nil {
+		return err
+	}
+	return SyncDir(filepath.Dir(dst))
+}
+
+// LoadOrCreateSecret returns the secret kept in the file at path, making
+// one first when there is none: n random bytes, written as 2n hex digits
+// and a newline (text, so that it can be copied into a config, such as
+// relay.srs.secret, to give other nodes the same secret). The new file is
+// made atomically, mode 0600: a temporary file is written and fsync'd,
+// renamed to path, and the directory fsync'd, so a crash leaves either no
+// file or the whole secret. An empty file (an older version's write cut
+// short by a crash) is replaced.
+//
+// The secret is the file's content as it is kept: a text file's text
+// without the surrounding white space (the hex digits themselves, not
+// the bytes they encode), and a file that is not text (the raw random
+// bytes older versions wrote) byte for byte, so that a secret made by an
+// older version stays the same. A secret shorter than n bytes is an
+// error naming the file.
+func LoadOrCreateSecret(path string, n int) ([]byte, error) {
+	b, err := os.ReadFile(path)
+	switch {
+	case err == nil && len(b) > 0:
+		s := secretOf(b)
+		if len(s) < n {
+			return nil, fmt.Errorf("secret %s: %d bytes, want at least %d (remove the file to make a new one)", path, len(s), n)
+		}
+		return s, nil
+	case err != nil && !errors.Is(err, fs.ErrNotExist):
+		return nil, fmt.Errorf("secret: %w", err)
+	}
+	raw := make([]byte, n)
+	if _, err := rand.Read(raw); err != nil {
+		return nil, fmt.Errorf("secret %s: %w", path, err)
+	}
+	text := hex.EncodeToString(raw)
+	if err := Replace(path, strings.NewReader(text+"\n")); err != nil {
+		return nil, fmt.Errorf("secret: %w", err)
+	}
+	return []byte(text), nil
+}
+
+// secretOf is the secret a secret file's content b holds: the trimmed
+// text when b is text (UTF-8 without control characters but white space
+// around it), else b as it is.
+func secretOf(b []byte) []byte {
+	t := bytes.TrimSpace(b)
+	if !utf8.Valid(t) {
+		return b
+	}
+	for _, r := range string(t) {
+		if unicode.IsControl(r) {
+			return b
+		}
+	}
+	return t
+}
+
+// Replace makes the bytes of r durable at dst, replacing any file there,
+// atomically: r is written to a temporary file (mode 0600) beside dst and
+// fsync'd, the file is renamed to dst and the directory fsync'd. A reader
+// sees the old file or the whole new one, never part of it; on failure
+// the temporary file is removed and dst is left as it was.
+func Replace(dst string, r io.Reader) error {
+	tmp, err := os.CreateTemp(filepath.Dir(dst), "."+filepath.Base(dst)+".tmp-*") // mode 0600
+	if err != nil {
+		return err
+	}
+	if err := fill(tmp, r); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp.Name(), dst); err != nil {
+		os.Remove(tmp.Name())
 		return err
 	}
 	return SyncDir(filepath.Dir(dst))

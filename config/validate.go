@@ -295,11 +295,7 @@ func (c *Config) Validate() ValidationErrors {
 	if len(c.Routes) == 0 {
 		add("routes", "define at least one route; mail that matches no route is refused")
 	}
-	known := route.Known{Webhooks: map[string]bool{}, Users: users}
-	for name := range c.Webhooks {
-		known.Webhooks[name] = true
-	}
-	if _, err := route.Compile(c.Routes, known); err != nil {
+	if _, err := route.Compile(c.Routes, c.Known()); err != nil {
 		var rerrs route.ValidationErrors
 		if errors.As(err, &rerrs) {
 			for _, e := range rerrs {

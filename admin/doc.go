@@ -93,7 +93,9 @@
 // transaction, not fsync'd (history, not the queue: an OS crash may lose
 // the last records) and shared between concurrent callers through
 // DB.Batch, so call them from several goroutines after the SMTP reply is
-// written rather than before the 250.
+// written rather than before the 250: a Writer does (w.Go(func() {
+// act.RecordAccepted(...) })), dropping and counting records when it falls
+// a whole buffer behind.
 //
 // Attachment URLs: sign them with AttachmentKey.FillAttachmentURLs where the
 // webhook body is built; serve them from this listener, or mount

@@ -19,6 +19,9 @@ type MetricsOptions struct {
 	// Stats returns the queue's counts; it is called once per scrape. Nil
 	// leaves the queue gauges out.
 	Stats func() (deliver.Stats, error)
+	// Writer is the activity log's writer, whose dropped and panicked
+	// records are counted; nil leaves those counters out.
+	Writer *Writer
 }
 
 // Metrics holds mailhook's Prometheus metrics in their own registry (never
@@ -108,6 +111,11 @@ func NewMetrics(opts MetricsOptions) *Metrics {
 	}
 	if opts.Stats != nil {
 		f(newQueueCollector(opts.Backend, opts.Stats))
+	}
+	if opts.Writer != nil {
+		for _, c := range opts.Writer.collectors() {
+			f(c)
+		}
 	}
 	return m
 }

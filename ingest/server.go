@@ -43,7 +43,10 @@ type Verifier interface {
 
 // Committer is the commit step: it durably records every action of the
 // message (the queue) before ingest answers 250. It takes ownership of
-// m.RawPath, or stores m.Raw (a small message, held in memory). An error means nothing was recorded; the client gets 451.
+// m.RawPath, or stores m.Raw (a small message, held in memory). An error means nothing was recorded; the client gets 451,
+// unless the error is a reply: a *Refusal, or a bare *smtp.SMTPError (a
+// synchronous webhook's refusal or deferral, ReasonSyncWebhook), which is
+// sent as it is.
 type Committer interface {
 	Commit(ctx context.Context, m *route.Mail, decisions []route.Decision) error
 }
@@ -134,8 +137,9 @@ type Options struct {
 	// back, or drop it) in place of the rules.
 	Bounce func(mailFrom, rcpt string) (d *route.Decision, refuse *smtp.SMTPError, handled bool)
 	// BeforeCommit, when set, may refuse a routed message before it is
-	// committed: a *smtp.SMTPError it returns is the reply (452 4.2.2 for a
-	// full mailbox), any other error a 451.
+	// committed: a *Refusal it returns gives the reply and the reason (452
+	// 4.2.2 and ReasonMailboxFull for a full mailbox), a bare
+	// *smtp.SMTPError the reply (ReasonOther), any other error a 451.
 	BeforeCommit func(ctx context.Context, m *route.Mail, d []route.Decision) error
 	// Observer, when set, is told of every connection, acceptance and
 	// refusal (metrics, the activity log).
@@ -151,7 +155,9 @@ type Options struct {
 type Observer interface {
 	Connection(remoteIP string)
 	Accepted(m *route.Mail, d []route.Decision)
-	Refused(remoteIP, mailFrom string, rcpts []string, reply *smtp.SMTPError, stage string)
+	// Refused is told of each refusal: the reply sent and its reason, at
+	// stage "rcpt" (one recipient), "data" or "commit" (the message).
+	Refused(remoteIP, mailFrom string, rcpts []string, r Refusal, stage string)
 }
 
 // Server is the SMTP MX listener.

@@ -118,13 +118,13 @@ func (ss *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 	}
 	addr, _, rerr := checkRecipient(to, ss.utf8, func(d string) bool { return p.Domains[d] })
 	if rerr != nil {
-		ss.refused(to, rerr)
+		ss.refused(to, rerr, reasonOf(rerr))
 		return rerr
 	}
 	if b := ss.s.o.Bounce; b != nil {
 		if d, refuse, handled := b(ss.mailFrom, addr); handled {
 			if refuse != nil {
-				ss.refused(addr, refuse)
+				ss.refused(addr, refuse, ReasonUnknownUser)
 				return refuse
 			}
 			if ss.bounces == nil {
@@ -138,18 +138,18 @@ func (ss *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 		}
 	}
 	if e := rejectAtRcpt(p.Router, addr, ss.mailFrom); e != nil {
-		ss.refused(addr, e)
+		ss.refused(addr, e, ReasonRejectedByRule)
 		return e
 	}
 	if !p.Router.AcceptsEnvelope(addr, ss.mailFrom) {
-		ss.refused(addr, ErrUnknownUser)
+		ss.refused(addr, ErrUnknownUser, ReasonUnknownUser)
 		return ErrUnknownUser
 	}
 	if fw, ok := p.Router.(interface {
 		MayForward(rcpt, mailFrom string) bool
 	}); ok &&
 		unforwardable(ss.mailFrom) && fw.MayForward(addr, ss.mailFrom) {
-		ss.refused(addr, ErrSenderNotForwardable)
+		ss.refused(addr, ErrSenderNotForwardable, ReasonNotForwardable)
 		return ErrSenderNotForwardable
 	}
 	for _, r := range ss.rcpts {
@@ -161,10 +161,10 @@ func (ss *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 	return nil
 }
 
-func (ss *session) refused(rcpt string, e *smtp.SMTPError) {
+func (ss *session) refused(rcpt string, e *smtp.SMTPError, why Reason) {
 	ss.errors++
 	if obs := ss.s.o.Observer; obs != nil {
-		obs.Refused(ss.ip, ss.mailFrom, []string{rcpt}, e, "rcpt")
+		obs.Refused(ss.ip, ss.mailFrom, []string{rcpt}, Refusal{Reply: e, Reason: why}, "rcpt")
 	}
 	ss.log.Info("recipient refused", "mail_from", ss.mailFrom, "rcpt", rcpt,
 		"status", fmt.Sprintf("%d %d.%d.%d", e.Code, e.EnhancedCode[0], e.EnhancedCode[1], e.EnhancedCode[2]), "reason", e.Message)
@@ -214,12 +214,12 @@ func (ss *session) Data(r io.Reader) error {
 		defer ss.conn.endData()
 	}
 	err := ss.data(r)
-	var se *smtp.SMTPError
-	if errors.As(err, &se) {
+	if rf, ok := refusalOf(err); ok {
+		se := rf.Reply
 		if se.Code >= 400 {
 			ss.errors++
 			if obs := ss.s.o.Observer; obs != nil {
-				obs.Refused(ss.ip, ss.mailFrom, ss.rcpts, se, "data")
+				obs.Refused(ss.ip, ss.mailFrom, ss.rcpts, rf, "data")
 			}
 			ss.log.Info("message refused", "mail_from", ss.mailFrom, "rcpt", strings.Join(ss.rcpts, ","),
 				"status", fmt.Sprintf("%d %d.%d.%d", se.Code, se.EnhancedCode[0], se.EnhancedCode[1], se.EnhancedCode[2]), "reason", se.Message)
@@ -230,7 +230,7 @@ func (ss *session) Data(r io.Reader) error {
 		ss.log.Error("message deferred", "mail_from", ss.mailFrom, "rcpt", strings.Join(ss.rcpts, ","),
 			"status", "451 4.3.0", "error", err)
 		if obs := ss.s.o.Observer; obs != nil {
-			obs.Refused(ss.ip, ss.mailFrom, ss.rcpts, ErrTempFailure, "commit")
+			obs.Refused(ss.ip, ss.mailFrom, ss.rcpts, Refusal{Reply: ErrTempFailure, Reason: ReasonTempFailure}, "commit")
 		}
 		return ErrTempFailure
 	}
@@ -351,12 +351,12 @@ func (ss *session) data(r io.Reader) (err error) {
 		if !d.Matched() {
 			// Refused whole rather than delivered for some recipients and
 			// silently dropped for this one.
-			return &smtp.SMTPError{Code: ErrNoRoute.Code, EnhancedCode: ErrNoRoute.EnhancedCode,
-				Message: ErrNoRoute.Message + " for <" + rcpt + ">"}
+			return Refuse(&smtp.SMTPError{Code: ErrNoRoute.Code, EnhancedCode: ErrNoRoute.EnhancedCode,
+				Message: ErrNoRoute.Message + " for <" + rcpt + ">"}, ReasonNoRoute)
 		}
 		for _, a := range d.Actions {
 			if a.Kind == route.ActReject {
-				return &smtp.SMTPError{Code: a.RejectCode, EnhancedCode: smtp.EnhancedCode(a.RejectEnhanced), Message: a.RejectText}
+				return Refuse(&smtp.SMTPError{Code: a.RejectCode, EnhancedCode: smtp.EnhancedCode(a.RejectEnhanced), Message: a.RejectText}, ReasonRejectedByRule)
 			}
 		}
 		decisions = append(decisions, d)
@@ -364,7 +364,7 @@ func (ss *session) data(r io.Reader) (err error) {
 	mail.Reply, mail.ReplyRcpt = route.ReplyOf(decisions)
 	if o.CheckLoop != nil && forwards(decisions) {
 		if err := o.CheckLoop(hdr); err != nil {
-			return &smtp.SMTPError{Code: ErrMailLoop.Code, EnhancedCode: ErrMailLoop.EnhancedCode, Message: ErrMailLoop.Message + ": " + err.Error()}
+			return Refuse(&smtp.SMTPError{Code: ErrMailLoop.Code, EnhancedCode: ErrMailLoop.EnhancedCode, Message: ErrMailLoop.Message + ": " + err.Error()}, ReasonMailLoop)
 		}
 	}
 
@@ -399,6 +399,10 @@ func (ss *session) data(r io.Reader) (err error) {
 		}
 	}
 	if cerr != nil {
+		if rf, ok := refusalOf(cerr); ok && rf.Reason == ReasonOther {
+			// The committer's own reply: a synchronous webhook's.
+			cerr = Refuse(rf.Reply, ReasonSyncWebhook)
+		}
 		return fmt.Errorf("commit: %w", cerr)
 	}
 	routes := make([]string, 0, len(decisions))

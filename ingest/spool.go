@@ -90,8 +90,9 @@ func (s *spool) reader() io.ReadSeeker {
 	return bytes.NewReader(s.mem.Bytes())
 }
 
-// receive copies r to the spool file. It returns a bare *smtp.SMTPError for
-// the client's faults and a wrapped error for ours.
+// receive copies r to the spool file. It returns a reply (a bare
+// *smtp.SMTPError, or a *Refusal) for the client's faults and a wrapped
+// error for ours.
 func (s *spool) receive(r io.Reader) error {
 	bp := readBufPool.Get().(*[]byte)
 	defer readBufPool.Put(bp)
@@ -120,7 +121,7 @@ func (s *spool) receive(r io.Reader) error {
 			var se *smtp.SMTPError
 			switch {
 			case errors.As(rerr, &se):
-				return se // 552 5.3.4 past the size limit
+				return Refuse(se, ReasonSize) // 552 5.3.4 past the size limit
 			case errors.Is(rerr, smtp.ErrTooLongLine):
 				return ErrLineTooLong
 			}

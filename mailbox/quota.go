@@ -3,8 +3,38 @@ package mailbox
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
+
+	"github.com/emersion/go-smtp"
+
+	"github.com/mailhook/mailhook/route"
 )
+
+// ReplyMailboxFull refuses a message that would not fit a mailbox it goes
+// to: 452 4.2.2, mailbox full (RFC 3463 §3.3), a transient failure, so the
+// sender retries and the user may have made room by then.
+var ReplyMailboxFull = &smtp.SMTPError{Code: 452, EnhancedCode: smtp.EnhancedCode{4, 2, 2}, Message: "Mailbox full, try again later"}
+
+// QuotaReply answers, at end of data, for mail m and its routing decisions,
+// the SMTP reply that refuses it because it would not fit the quota of a
+// mailbox one of its actions delivers to (ReplyMailboxFull), or nil: the
+// sender is told while it still can be, rather than the message bouncing
+// later. Any other failure to read a quota is left to the delivery, which
+// checks the quota again.
+func (s *Store) QuotaReply(ctx context.Context, m *route.Mail, ds []route.Decision) *smtp.SMTPError {
+	for _, d := range ds {
+		for _, act := range d.Actions {
+			if act.Kind != route.ActMailbox {
+				continue
+			}
+			if err := s.CheckQuota(ctx, act.Mailbox, m.RawSize); errors.Is(err, ErrOverQuota) {
+				return ReplyMailboxFull
+			}
+		}
+	}
+	return nil
+}
 
 func (u *userTx) used() int64 {
 	if v := u.b.Get(kUsed); len(v) == 8 {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"net"
@@ -11,16 +10,14 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"time"
-
-	"github.com/emersion/go-smtp"
 
 	"github.com/mailhook/mailhook/admin"
 	"github.com/mailhook/mailhook/config"
 	"github.com/mailhook/mailhook/deliver"
 	"github.com/mailhook/mailhook/deliver/webhook"
 	"github.com/mailhook/mailhook/ingest"
+	"github.com/mailhook/mailhook/internal/safefile"
 	"github.com/mailhook/mailhook/parse"
 	"github.com/mailhook/mailhook/route"
 )
@@ -33,58 +30,27 @@ func (a *app) openAdmin() error {
 		return fmt.Errorf("activity: %w", err)
 	}
 	a.activity = act
-	a.activityCh = make(chan func(), 10000)
-	a.activityDone = make(chan struct{})
-	// Many writers, so that the store's batches gather many records into
-	// one transaction (one commit's page writes for dozens of records, not
-	// one each); they only wait on the batch.
-	const writers = 64
-	var wg sync.WaitGroup
-	for range writers {
-		wg.Add(1)
-		go func() { defer wg.Done(); a.activityWriter() }()
-	}
-	go func() { wg.Wait(); close(a.activityDone) }()
+	a.activityW = admin.NewWriter(admin.WriterOptions{Logger: a.log})
 	a.closers = append(a.closers, func() {
-		close(a.activityCh)
-		select {
-		case <-a.activityDone:
-		case <-time.After(5 * time.Second):
-			a.log.Warn("activity log: records still pending at exit were dropped", "pending", len(a.activityCh))
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := a.activityW.Close(ctx); err != nil {
+			a.log.Warn("activity log: records still pending at exit were dropped", "pending", a.activityW.Pending())
 		}
 		act.Close()
 	})
-	a.metrics = admin.NewMetrics(admin.MetricsOptions{Backend: a.cfg.Queue.Backend, Stats: func() (deliver.Stats, error) {
+	a.metrics = admin.NewMetrics(admin.MetricsOptions{Backend: a.cfg.Queue.Backend, Writer: a.activityW, Stats: func() (deliver.Stats, error) {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		return a.queue.Stats(ctx)
 	}})
-	key, err := attachmentKey(a.cfg.DataDir)
+	// The key that signs attachment URLs, kept in data_dir.
+	key, err := safefile.LoadOrCreateSecret(filepath.Join(a.cfg.DataDir, "attachment.key"), 32)
 	if err != nil {
-		return err
+		return fmt.Errorf("attachment key: %w", err)
 	}
 	a.attachKey = key
 	return nil
-}
-
-// attachmentKey is the key that signs attachment URLs, kept in data_dir.
-func attachmentKey(dataDir string) ([]byte, error) {
-	path := filepath.Join(dataDir, "attachment.key")
-	b, err := os.ReadFile(path)
-	if err == nil && len(b) >= 32 {
-		return b, nil
-	}
-	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		return nil, fmt.Errorf("attachment key: %w", err)
-	}
-	b = make([]byte, 32)
-	if _, err := rand.Read(b); err != nil {
-		return nil, err
-	}
-	if err := os.WriteFile(path, b, 0o600); err != nil {
-		return nil, fmt.Errorf("attachment key: %w", err)
-	}
-	return b, nil
 }
 
 // adminServer adds the admin listener when admin.listen is set.
@@ -146,8 +112,10 @@ func (a *app) ready(ctx context.Context) error {
 // to the raw message kept for the retention period (before the queue
 // takes the file).
 func (a *app) beforeCommit(ctx context.Context, m *route.Mail, d []route.Decision) error {
-	if err := a.quotaCheck(ctx, m, d); err != nil {
-		return err
+	if a.store != nil {
+		if reply := a.store.QuotaReply(ctx, m, d); reply != nil {
+			return ingest.Refuse(reply, ingest.ReasonMailboxFull)
+		}
 	}
 	if a.activity == nil {
 		return nil
@@ -196,10 +164,10 @@ func (o observer) Accepted(m *route.Mail, ds []route.Decision) {
 }
 
 // committed records a committed message with the jobs the committer made
-// for it, off the SMTP reply's path (the activity writers), with the
+// for it, off the SMTP reply's path (the activity writer), with the
 // webhook JSON each webhook job carries.
 func (a *app) committed(m *route.Mail, ds []route.Decision, jobs []*deliver.Job) {
-	a.record(func() {
+	a.activityW.Go(func() {
 		if err := a.activity.RecordAccepted(m, ds, jobs); err != nil {
 			a.log.Warn("activity: recording an accepted message", "msg_id", m.ID, "error", err)
 		}
@@ -214,75 +182,16 @@ func (a *app) committed(m *route.Mail, ds []route.Decision, jobs []*deliver.Job)
 	})
 }
 
-// record runs fn on the activity writer; when the writer is behind by
-// more than the buffer, the record is dropped (the mail is not: the queue
-// has it) and a warning says so.
-func (a *app) record(fn func()) {
-	defer func() { recover() }() // a session outliving shutdown: the log is closed
-	select {
-	case a.activityCh <- fn:
-	default:
-		a.log.Warn("activity log behind; a record was dropped")
-	}
-}
-
-// activityWriter applies records in order until the channel is closed.
-func (a *app) activityWriter() {
-	for fn := range a.activityCh {
-		func() {
-			defer func() {
-				if p := recover(); p != nil {
-					a.log.Error("activity record panicked", "panic", p)
-				}
-			}()
-			fn()
-		}()
-	}
-}
-
-func (o observer) Refused(ip, from string, rcpts []string, e *smtp.SMTPError, stage string) {
-	o.a.metrics.MessageRefused(refusalReason(e))
+func (o observer) Refused(ip, from string, rcpts []string, r ingest.Refusal, stage string) {
+	o.a.metrics.MessageRefused(string(r.Reason))
+	e := r.Reply
 	ev := admin.Refused{At: time.Now(), RemoteIP: ip, MailFrom: from, Rcpts: slices.Clone(rcpts), Code: e.Code,
 		Enhanced: fmt.Sprintf("%d.%d.%d", e.EnhancedCode[0], e.EnhancedCode[1], e.EnhancedCode[2]), Reason: e.Message, Stage: stage}
-	o.a.record(func() {
+	o.a.activityW.Go(func() {
 		if err := o.a.activity.RecordRefused(ev); err != nil {
 			o.a.log.Warn("activity: recording a refusal", "error", err)
 		}
 	})
-}
-
-// refusalReason names a refusal for the metrics' reason label, by the
-// replies ingest gives (the rules' own reject replies are "rejected_by_rule").
-func refusalReason(e *smtp.SMTPError) string {
-	switch {
-	case e == ingest.ErrRelayDenied:
-		return "relay_denied"
-	case e == ingest.ErrUnknownUser || e.EnhancedCode == smtp.EnhancedCode{5, 1, 1}:
-		return "unknown_user"
-	case e == ingest.ErrDMARCReject:
-		return "dmarc_reject"
-	case e == ingest.ErrSpamReject:
-		return "spam_reject"
-	case e == ingest.ErrSpamDefer:
-		return "spam_defer"
-	case e == ingest.ErrSpamCheckFailed:
-		return "spam_check_failed"
-	case e == smtp.ErrDataTooLarge || e.EnhancedCode == smtp.EnhancedCode{5, 3, 4}:
-		return "size"
-	case e == ingest.ErrBareLineEnding:
-		return "bare_line_ending"
-	case strings.HasPrefix(e.Message, ingest.ErrNoRoute.Message):
-		return "no_route"
-	case e.EnhancedCode == smtp.EnhancedCode{4, 2, 2}:
-		return "mailbox_full"
-	case e.Code == 451:
-		return "temp_failure"
-	case e.Code == 421:
-		return "limit"
-	case e.Code >= 500:
-		return "rejected_by_rule"
-	}
-	return "other"
 }
 
 // onAttempt feeds the metrics and the activity log from the workers.
@@ -293,7 +202,7 @@ func (a *app) onAttempt(job *deliver.Job, mail *route.Mail, at deliver.Attempt, 
 	}
 	j := *job
 	j.History = nil
-	a.record(func() {
+	a.activityW.Go(func() {
 		if err := a.activity.RecordAttempt(&j, at, outcome); err != nil {
 			a.log.Warn("activity: recording an attempt", "job_id", j.ID, "error", err)
 		}

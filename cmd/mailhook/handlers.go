@@ -2,20 +2,12 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/tls"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
-	"os"
 	"path/filepath"
-	"strings"
-	"sync/atomic"
-	"time"
-
-	"github.com/emersion/go-smtp"
 
 	"github.com/mailhook/mailhook/config"
 	"github.com/mailhook/mailhook/deliver"
@@ -23,9 +15,9 @@ import (
 	"github.com/mailhook/mailhook/deliver/webhook"
 	"github.com/mailhook/mailhook/dns"
 	"github.com/mailhook/mailhook/internal/loginlimit"
+	"github.com/mailhook/mailhook/internal/safefile"
 	"github.com/mailhook/mailhook/mailbox"
 	"github.com/mailhook/mailhook/mailbox/pop3"
-	"github.com/mailhook/mailhook/route"
 )
 
 // handlers returns a delivery handler per job kind this node takes:
@@ -37,9 +29,8 @@ func (a *app) handlers(resolver *dns.Resolver) (map[deliver.Kind]deliver.Handler
 	if err != nil {
 		return nil, err
 	}
-	a.webhooks = &swapSender{}
-	a.webhooks.p.Store(sender)
-	a.closers = append(a.closers, func() { a.webhooks.p.Load().Close() })
+	a.webhooks = webhook.NewSwapSender(sender)
+	a.closers = append(a.closers, a.webhooks.Close)
 	if a.store != nil {
 		h[deliver.KindMailbox] = &deliver.MailboxHandler{
 			Store:     a.store,
@@ -85,50 +76,19 @@ func (a *app) handlers(resolver *dns.Resolver) (map[deliver.Kind]deliver.Handler
 // a secret, and there always is one: relay.srs.secret, or one made once
 // and kept in data_dir (give every node of a cluster the same secret in
 // the config).
-func openSRS(cfgSecret, domain, dataDir string) (*relay.SRS, error) {
-	secret := cfgSecret
-	if secret == "" {
-		path := filepath.Join(dataDir, "srs.secret")
-		b, err := os.ReadFile(path)
-		switch {
-		case err == nil:
-			secret = strings.TrimSpace(string(b))
-		case errors.Is(err, os.ErrNotExist):
-			buf := make([]byte, 32)
-			if _, err := rand.Read(buf); err != nil {
-				return nil, err
-			}
-			secret = hex.EncodeToString(buf)
-			if err := os.WriteFile(path, []byte(secret+"\n"), 0o600); err != nil {
-				return nil, fmt.Errorf("relay.srs: keeping a new secret: %w", err)
-			}
-		default:
+func openSRS(cfg *config.Config) (*relay.SRS, error) {
+	domain := cfg.Relay.SRS.Domain
+	if domain == "" {
+		domain = cfg.Domains[0]
+	}
+	secret := []byte(cfg.Relay.SRS.Secret)
+	if len(secret) == 0 {
+		var err error
+		if secret, err = safefile.LoadOrCreateSecret(filepath.Join(cfg.DataDir, "srs.secret"), 32); err != nil {
 			return nil, fmt.Errorf("relay.srs: %w", err)
 		}
 	}
-	return relay.NewSRS([]byte(secret), domain, 0)
-}
-
-// bounceHook makes ingest treat SRS addresses of ours as bounce addresses:
-// a bad or expired one is refused at RCPT; a valid one is relayed back with
-// the null sender when the original sender verified, else accepted and
-// dropped (no backscatter).
-func bounceHook(s *relay.SRS) func(mailFrom, rcpt string) (*route.Decision, *smtp.SMTPError, bool) {
-	return func(mailFrom, rcpt string) (*route.Decision, *smtp.SMTPError, bool) {
-		if !s.IsSRS(rcpt) {
-			return nil, nil, false
-		}
-		act, err := s.HandleBounce(mailFrom, rcpt)
-		if err != nil {
-			return nil, &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "No such bounce address: " + err.Error()}, true
-		}
-		if !act.Relay {
-			return &route.Decision{Rules: []string{"srs-bounce"}, Actions: []route.Action{{Kind: route.ActDrop, Rule: "srs-bounce"}},
-				Why: []string{"bounce to an SRS address dropped: " + act.Reason}}, nil, true
-		}
-		return &route.Decision{Rules: []string{"srs-bounce"}, Actions: []route.Action{{Kind: route.ActForward, Forward: []string{act.To}, Rule: "srs-bounce"}},
-			Why: []string{"bounce to an SRS address relayed back to " + act.To}}, nil, true
-	}
+	return relay.NewSRS(secret, domain, 0)
 }
 
 // openMailbox opens the store and the users when any user is configured.
@@ -157,26 +117,6 @@ func mailboxUsers(cu []config.User) []mailbox.User {
 		out = append(out, mailbox.User{Name: u.Name, PasswordHash: u.PasswordHash, Addresses: u.Addresses, QuotaBytes: u.QuotaBytes})
 	}
 	return out
-}
-
-// quotaCheck refuses at end of data a message that would not fit a
-// mailbox it goes to (452 4.2.2, RFC 3463), while the sender can still be
-// told.
-func (a *app) quotaCheck(ctx context.Context, m *route.Mail, ds []route.Decision) error {
-	if a.store == nil {
-		return nil
-	}
-	for _, d := range ds {
-		for _, act := range d.Actions {
-			if act.Kind != route.ActMailbox {
-				continue
-			}
-			if err := a.store.CheckQuota(ctx, act.Mailbox, m.RawSize); errors.Is(err, mailbox.ErrOverQuota) {
-				return &smtp.SMTPError{Code: 452, EnhancedCode: smtp.EnhancedCode{4, 2, 2}, Message: "Mailbox full, try again later"}
-			}
-		}
-	}
-	return nil
 }
 
 // extraServers adds the IMAP and POP3 listeners when there are mailboxes.
@@ -271,23 +211,4 @@ func newSender(cfg *config.Config, log *slog.Logger) (*webhook.Sender, error) {
 		eps[name] = ep
 	}
 	return webhook.NewSender(webhook.Options{Endpoints: eps, Version: version, Logger: log}), nil
-}
-
-// swapSender is the webhook handler whose endpoints a reload replaces at
-// once: attempts in flight finish on the sender they started with.
-type swapSender struct {
-	p atomic.Pointer[webhook.Sender]
-}
-
-func (s *swapSender) Handle(ctx context.Context, job *deliver.Job, mail *route.Mail, raw deliver.RawOpener) deliver.Outcome {
-	return s.p.Load().Handle(ctx, job, mail, raw)
-}
-
-// swap installs a new sender and closes the old one's idle connections
-// after the attempts that hold it are done.
-func (s *swapSender) swap(n *webhook.Sender, grace time.Duration) {
-	old := s.p.Swap(n)
-	if old != nil {
-		time.AfterFunc(grace, old.Close)
-	}
 }

@@ -113,7 +113,7 @@ type app struct {
 	limiter *loginlimit.Limiter
 	srs     *relay.SRS
 	// webhooks is the webhook handler; reload swaps its endpoints
-	webhooks *swapSender
+	webhooks *webhook.SwapSender
 	// reply signs reply addresses for the admin API (nil: off); reload
 	// swaps it
 	reply atomic.Pointer[replyaddr.Signer]
@@ -121,11 +121,11 @@ type app struct {
 	activity  *admin.Activity
 	metrics   *admin.Metrics
 	attachKey []byte
-	// activityCh feeds the one goroutine that writes the activity log
-	activityCh   chan func()
-	activityDone chan struct{}
-	smtp         *ingest.Server
-	closers      []func()
+	// activityW writes the activity log's records off the SMTP reply's
+	// path and the workers'
+	activityW *admin.Writer
+	smtp      *ingest.Server
+	closers   []func()
 	// servers run beside the SMTP listener (IMAP, POP3, admin): each
 	// serve blocks until shutdown is called.
 	servers []server
@@ -189,11 +189,7 @@ func newApp(cfg *config.Config, path string, log *slog.Logger) (_ *app, err erro
 	if err != nil {
 		return nil, fmt.Errorf("verify: %w", err)
 	}
-	srsDomain := cfg.Relay.SRS.Domain
-	if srsDomain == "" {
-		srsDomain = cfg.Domains[0]
-	}
-	if a.srs, err = openSRS(cfg.Relay.SRS.Secret, srsDomain, cfg.DataDir); err != nil {
+	if a.srs, err = openSRS(cfg); err != nil {
 		return nil, err
 	}
 	if err := a.openQueue(); err != nil {
@@ -226,7 +222,7 @@ func newApp(cfg *config.Config, path string, log *slog.Logger) (_ *app, err erro
 	}
 	popts := parseOptions(cfg)
 	// Sync webhooks are POSTed during DATA, before the commit.
-	syncStep := &webhook.SyncStep{Sender: a.webhooks.p.Load, OnAttempt: a.onAttempt, OnRefusedAttempt: a.onRefusedAttempt, Logger: log}
+	syncStep := &webhook.SyncStep{Sender: a.webhooks.Current, OnAttempt: a.onAttempt, OnRefusedAttempt: a.onRefusedAttempt, Logger: log}
 	spam, err := spamOptions(cfg)
 	if err != nil {
 		return nil, err
@@ -264,7 +260,7 @@ func newApp(cfg *config.Config, path string, log *slog.Logger) (_ *app, err erro
 			hf.Received++
 			return relay.CheckLoop(hf, cfg.Hostname, cfg.Relay.MaxReceived)
 		},
-		Bounce:       bounceHook(a.srs),
+		Bounce:       a.srs.Bounce,
 		BeforeCommit: a.beforeCommit,
 		Observer:     observer{a},
 		Spam:         spam,
@@ -320,25 +316,11 @@ func parseOptions(cfg *config.Config) parse.Options {
 	}
 }
 
-// buildPolicy compiles the parts of the config that hot reload swaps.
+// buildPolicy compiles the parts of the config that hot reload swaps: the
+// domains, and the rules with each mailbox user's implicit one
+// (config.Rules).
 func buildPolicy(cfg *config.Config) (*ingest.Policy, error) {
-	known := route.Known{Webhooks: map[string]bool{}, Users: map[string]bool{}}
-	for n := range cfg.Webhooks {
-		known.Webhooks[n] = true
-	}
-	for _, u := range cfg.Mailbox.Users {
-		known.Users[u.Name] = true
-	}
-	// Each user's addresses reach its INBOX (plus-addresses too, by the
-	// glob), after the configured rules, which take precedence.
-	rules := append([]route.RuleConfig(nil), cfg.Routes...)
-	for _, u := range cfg.Mailbox.Users {
-		if len(u.Addresses) > 0 {
-			rules = append(rules, route.RuleConfig{Name: "user-" + u.Name, Match: route.MatchConfig{Rcpt: route.StringList(u.Addresses)},
-				Actions: []route.ActionConfig{{Mailbox: u.Name}}})
-		}
-	}
-	table, err := route.Compile(rules, known)
+	table, err := route.Compile(cfg.Rules(), cfg.Known())
 	if err != nil {
 		return nil, err
 	}
@@ -508,7 +490,7 @@ func (a *app) reload() {
 		return
 	}
 	a.policy.Store(pol)
-	a.webhooks.swap(sender, cfg.Queue.Lease)
+	a.webhooks.Swap(sender)
 	a.log.Info("config reloaded", "routes", len(cfg.Routes), "domains", len(cfg.Domains))
 	if restart := a.noteReload(config.Fingerprint(cfg)); len(restart) > 0 {
 		a.log.Warn("config changes that need a restart to take effect (the running values stay until then)", "keys", strings.Join(restart, ","))

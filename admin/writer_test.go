@@ -1,40 +1,21 @@
 package admin
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"log/slog"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/mailhook/mailhook/deliver"
+	"github.com/mailhook/mailhook/internal/testenv"
 )
 
-// lockedBuffer is a log sink safe for the writer's goroutines.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-func newTestWriter(t *testing.T, o WriterOptions) (*Writer, *lockedBuffer) {
+func newTestWriter(t *testing.T, o WriterOptions) (*Writer, *testenv.Buffer) {
 	t.Helper()
-	var logs lockedBuffer
+	var logs testenv.Buffer
 	o.Logger = slog.New(slog.NewTextHandler(&logs, nil))
 	w := NewWriter(o)
 	t.Cleanup(func() { w.Close(context.Background()) })

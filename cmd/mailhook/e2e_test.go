@@ -29,6 +29,7 @@ import (
 
 	"github.com/mailhook/mailhook/deliver/webhook"
 	"github.com/mailhook/mailhook/dns/dnstest"
+	"github.com/mailhook/mailhook/internal/testenv"
 )
 
 // The end-to-end tests run the real binary: `mailhook serve` as a
@@ -81,17 +82,7 @@ type proc struct {
 	smtp string
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+type syncBuffer = testenv.Buffer
 
 func startServe(t testing.TB, cfgPath, smtpAddr string) *proc {
 	t.Helper()

@@ -10,9 +10,10 @@ import (
 	"net"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/mailhook/mailhook/internal/testenv"
 )
 
 func TestLineTooLong(t *testing.T) {
@@ -262,22 +263,7 @@ func TestMaxConnections(t *testing.T) {
 }
 
 // syncBuffer is a bytes.Buffer safe for a logger and a test to share.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+type syncBuffer = testenv.Buffer
 
 func TestLogsRedactCredentials(t *testing.T) {
 	e := fakeEnv(t)

@@ -1,5 +1,10 @@
 package admin
 
+// The activity store: its type, its buckets, opening and closing. What it
+// holds is written and read in the files named for it: history.go,
+// query.go, refusals.go, claims.go, sent.go, rawcopies.go, series.go;
+// purge.go ages it all out.
+
 import (
 	"context"
 	"errors"

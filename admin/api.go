@@ -1,5 +1,8 @@
 package admin
 
+// The JSON API over the message history: messages, raw sources,
+// refusals, chart series; and the JSON answers every endpoint uses.
+
 import (
 	"context"
 	"encoding/json"

@@ -1,5 +1,8 @@
 package admin
 
+// Who may call what: the token or the dashboard session, the CSRF header,
+// the dashboard's security headers.
+
 import (
 	"io"
 	"net/http"

@@ -1,5 +1,7 @@
 package admin
 
+// One-time link claims (ServerOptions.AttachmentOnce).
+
 import (
 	"encoding/binary"
 	"errors"

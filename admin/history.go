@@ -1,5 +1,8 @@
 package admin
 
+// Message records: what was accepted, each attempt, replays and drops, and
+// the summary the list shows.
+
 import (
 	"encoding/binary"
 	"encoding/json"

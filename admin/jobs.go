@@ -1,5 +1,7 @@
 package admin
 
+// The JSON API over the queue: jobs, dead letters, retry, replay, drop.
+
 import (
 	"context"
 	"errors"

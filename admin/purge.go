@@ -1,5 +1,7 @@
 package admin
 
+// Purging what is older than the retention.
+
 import (
 	"context"
 	"errors"

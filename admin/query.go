@@ -1,5 +1,8 @@
 package admin
 
+// Reading the message records: the filtered list (Messages) and one
+// message by any of its ids (Message).
+
 import (
 	"encoding/base64"
 	"encoding/json"

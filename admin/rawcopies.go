@@ -1,5 +1,8 @@
 package admin
 
+// Raw copies of the messages: hard-linked files under raw/, or kept in
+// the database for messages that never had a file.
+
 import (
 	"bytes"
 	"crypto/rand"

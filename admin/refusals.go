@@ -1,5 +1,7 @@
 package admin
 
+// Refusals in the SMTP dialogue: recorded, and listed newest first.
+
 import (
 	"encoding/binary"
 	"encoding/json"

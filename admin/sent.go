@@ -1,5 +1,7 @@
 package admin
 
+// The webhook bodies sent, one per job, shown with the message.
+
 import (
 	"encoding/binary"
 	"errors"

@@ -1,5 +1,8 @@
 package admin
 
+// Per-minute counters for the dashboard's charts, and the queue depth
+// sampler.
+
 import (
 	"context"
 	"encoding/binary"

@@ -6,30 +6,60 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/mailhook/mailhook/deliver"
 )
 
-// BenchmarkRecordAccepted measures the activity write on the accept path
-// (one bbolt transaction, fsync shared between concurrent callers).
+// BenchmarkRecordAccepted measures the activity writes of one accepted
+// message (its record, its parsed form and the webhook body sent), as
+// concurrent SMTP sessions make them, for a 2 KB and a 100 KB text body.
 func BenchmarkRecordAccepted(b *testing.B) {
-	a := openActivity(b, nil)
-	mail, jobs := accept(b, nil, nil, mailOpts{id: "tpl"})
-	b.ReportAllocs()
-	b.RunParallel(func(pb *testing.PB) {
-		i := 0
-		for pb.Next() {
-			m := *mail
-			m.ID = fmt.Sprintf("m-%p-%d", pb, i)
-			i++
-			js := []*deliver.Job{{ID: m.ID + "-w", MsgID: m.ID, Kind: jobs[0].Kind, Target: jobs[0].Target, Route: jobs[0].Route}}
-			if err := a.RecordAccepted(&m, nil, js); err != nil {
-				b.Fatal(err)
-			}
-		}
-	})
+	for _, size := range []int{2 << 10, 100 << 10} {
+		b.Run(fmt.Sprintf("%dKB", size>>10), func(b *testing.B) {
+			a := openActivity(b, nil)
+			raw := "From: alice@example.org\r\nTo: support@example.test\r\nSubject: hello\r\n\r\n" +
+				strings.Repeat(strings.Repeat("x", 76)+"\r\n", size/78)
+			mail, jobs := accept(b, nil, nil, mailOpts{id: "tpl", raw: raw})
+			sent := make([]byte, 2*size)
+			b.SetBytes(int64(len(raw)))
+			b.ReportAllocs()
+			b.SetParallelism(10) // 20 sessions on 2 cores, as compare.sh runs them
+			defer reportCPU(b)()
+			b.RunParallel(func(pb *testing.PB) {
+				i := 0
+				for pb.Next() {
+					m := *mail
+					m.ID = fmt.Sprintf("m-%p-%d", pb, i)
+					i++
+					js := []*deliver.Job{{ID: m.ID + "-w", MsgID: m.ID, Kind: jobs[0].Kind, Target: jobs[0].Target, Route: jobs[0].Route}}
+					if err := a.RecordAccepted(&m, nil, js); err != nil {
+						b.Fatal(err)
+					}
+					if err := a.RecordSent(js[0].ID, sent); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		})
+	}
+}
+
+// reportCPU reports the process's CPU time (user and system) per
+// operation, from now to the call of the function it returns: unlike the
+// wall time, it does not count waiting for a batch's company.
+func reportCPU(b *testing.B) func() {
+	cpu := func() time.Duration {
+		var ru syscall.Rusage
+		syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+		return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	}
+	start := cpu()
+	return func() {
+		b.ReportMetric(float64(cpu()-start)/float64(b.N), "cpu-ns/op")
+	}
 }
 
 // BenchmarkMessagesFiltered measures a page of the message list over 5000

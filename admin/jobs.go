@@ -1,10 +1,13 @@
 package admin
 
+// The JSON API over the queue: jobs, dead letters, retry, replay, drop.
+
 import (
 	"context"
 	"errors"
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/mailhook/mailhook/deliver"
 )
@@ -161,4 +164,139 @@ func RetryAllScheduled(ctx context.Context, q deliver.Operator) (int, error) {
 		after = jobs[len(jobs)-1].ID
 	}
 	return n, nil
+}
+
+func (s *Server) needQueue(w http.ResponseWriter) bool {
+	if s.opts.Queue == nil {
+		writeError(w, http.StatusServiceUnavailable, "no queue")
+		return false
+	}
+	return true
+}
+
+// queueStatsJSON is Stats with the age in seconds.
+type queueStatsJSON struct {
+	Ready            int     `json:"ready"`
+	Scheduled        int     `json:"scheduled"`
+	Leased           int     `json:"leased"`
+	Dead             int     `json:"dead"`
+	OldestAgeSeconds float64 `json:"oldest_age_seconds"`
+}
+
+func (s *Server) queueStats(w http.ResponseWriter, r *http.Request) {
+	if !s.needQueue(w) {
+		return
+	}
+	st, err := s.opts.Queue.Stats(r.Context())
+	if err != nil {
+		s.internalError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, queueStatsJSON{st.Ready, st.Scheduled, st.Leased, st.Dead, st.OldestAge.Seconds()})
+}
+
+func (s *Server) listDead(w http.ResponseWriter, r *http.Request) {
+	if !s.needQueue(w) {
+		return
+	}
+	s.jobPage(w, r, s.opts.Queue.ListDead)
+}
+
+func (s *Server) replayJob(w http.ResponseWriter, r *http.Request) {
+	if !s.needQueue(w) {
+		return
+	}
+	id := r.PathValue("id")
+	err := s.opts.Queue.Replay(r.Context(), id)
+	switch {
+	case errors.Is(err, deliver.ErrNotFound):
+		writeError(w, http.StatusNotFound, "no such job")
+		return
+	case errors.Is(err, deliver.ErrNotDead):
+		writeError(w, http.StatusConflict, "the job is not dead-lettered")
+		return
+	case err != nil:
+		s.internalError(w, r, err)
+		return
+	}
+	s.wake()
+	s.log.Info("job replayed by operator", "job_id", id, "remote_ip", remoteIP(r))
+	if s.opts.Activity != nil {
+		if err := s.opts.Activity.RecordReplayed(id); err != nil && !errors.Is(err, ErrNotFound) {
+			s.log.Warn("activity: record replay", "job_id", id, "err", err)
+		}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"replayed": id})
+}
+
+// maxReplayNotes bounds the jobs a replay-all notes in the activity store.
+const maxReplayNotes = 10000
+
+func (s *Server) replayAll(w http.ResponseWriter, r *http.Request) {
+	if !s.needQueue(w) {
+		return
+	}
+	sinceV := r.URL.Query().Get("since")
+	since, err := time.Parse(time.RFC3339, sinceV)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "since: required, an RFC 3339 time (jobs dead-lettered at or after it are replayed)")
+		return
+	}
+	// Note the jobs first, so the activity store can mark them queued.
+	var ids []string
+	if s.opts.Activity != nil {
+		after := ""
+		for len(ids) < maxReplayNotes {
+			jobs, err := s.opts.Queue.ListDead(r.Context(), deliver.ListOptions{After: after, Limit: 500})
+			if err != nil || len(jobs) == 0 {
+				break
+			}
+			done := false
+			for _, j := range jobs {
+				if j.DeadAt.Before(since) {
+					done = true
+					break
+				}
+				ids = append(ids, j.ID)
+			}
+			if done || len(jobs) < 500 {
+				break
+			}
+			after = jobs[len(jobs)-1].ID
+		}
+	}
+	n, err := s.opts.Queue.ReplayAll(r.Context(), since)
+	if err != nil {
+		s.internalError(w, r, err)
+		return
+	}
+	s.wake()
+	s.log.Info("dead letters replayed by operator", "since", since, "jobs", n, "remote_ip", remoteIP(r))
+	for _, id := range ids {
+		if err := s.opts.Activity.RecordReplayed(id); err != nil && !errors.Is(err, ErrNotFound) {
+			s.log.Warn("activity: record replay", "job_id", id, "err", err)
+		}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"replayed": n})
+}
+
+func (s *Server) dropJob(w http.ResponseWriter, r *http.Request) {
+	if !s.needQueue(w) {
+		return
+	}
+	id := r.PathValue("id")
+	if err := s.opts.Queue.Drop(r.Context(), id); errors.Is(err, deliver.ErrNotFound) {
+		writeError(w, http.StatusNotFound, "no such job")
+		return
+	} else if err != nil {
+		s.internalError(w, r, err)
+		return
+	}
+	s.log.Info("job dropped by operator", "job_id", id, "remote_ip", remoteIP(r))
+	if s.opts.Activity != nil {
+		if err := s.opts.Activity.RecordDropped(id); err != nil && !errors.Is(err, ErrNotFound) {
+			s.log.Warn("activity: record drop", "job_id", id, "err", err)
+		}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"dropped": id})
 }

@@ -65,6 +65,10 @@ type Attempt struct {
 	// Response holds the first bytes of the response body, or the remote
 	// SMTP server's last reply.
 	Response string `json:"response,omitempty"`
+	// Body is what the attempt sent, as the activity history shows it (a
+	// webhook's JSON, without the raw message): for OnAttempt, never
+	// stored in the queue.
+	Body []byte `json:"-"`
 }
 
 // Outcome is what a handler reports for one attempt.

@@ -132,6 +132,9 @@ type Committer struct {
 	// (synchronous webhooks, webhook.SyncStep.Run) and returns the jobs
 	// left to commit. Its error refuses the message: nothing is committed.
 	Sync func(ctx context.Context, m *route.Mail, jobs []*Job) ([]*Job, error)
+	// Cache, when set, keeps each committed mail for this node's Runner
+	// (give both the same MailCache).
+	Cache *MailCache
 }
 
 // Commit plans and commits m. A message whose every action is a drop is
@@ -165,6 +168,7 @@ func (c *Committer) Commit(ctx context.Context, m *route.Mail, d []route.Decisio
 	if err := c.Queue.Commit(ctx, m, queued); err != nil {
 		return err
 	}
+	c.Cache.put(m, len(queued))
 	if c.Notify != nil {
 		c.Notify()
 	}

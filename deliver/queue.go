@@ -228,6 +228,7 @@ const MaxAttemptText = 4096
 // AddAttempt appends a to j.History, keeps it and a's texts bounded and
 // sets LastError.
 func (j *Job) AddAttempt(a Attempt) {
+	a.Body = nil // for OnAttempt only
 	a.Error = clip.UTF8(a.Error, MaxAttemptText, "")
 	a.Response = clip.UTF8(a.Response, MaxAttemptText, "")
 	j.History = append(j.History, a)

@@ -77,6 +77,9 @@ type RunnerOptions struct {
 	// settled (metrics, the activity log). It runs on the worker's
 	// goroutine and must not block.
 	OnAttempt func(job *Job, mail *route.Mail, a Attempt, how Settlement)
+	// Cache, when set, is the MailCache the Committer of this node fills:
+	// a job's mail is taken from it before the queue is asked.
+	Cache *MailCache
 }
 
 // Runner takes jobs from a Queue and runs their handlers, with retries by
@@ -258,7 +261,10 @@ func (r *Runner) attempt(workCtx context.Context, job *Job, h Handler) {
 	}()
 	start := r.opt.Now()
 	var out Outcome
-	mail, err := r.opt.Queue.Mail(workCtx, job.MsgID)
+	mail, err := r.opt.Cache.get(job.MsgID), error(nil)
+	if mail == nil {
+		mail, err = r.opt.Queue.Mail(workCtx, job.MsgID)
+	}
 	switch {
 	case errors.Is(err, ErrNotFound):
 		out = Outcome{Permanent: true, Attempt: Attempt{Error: "message data missing from the queue"}}
@@ -314,6 +320,9 @@ func (r *Runner) attempt(workCtx context.Context, job *Job, h Handler) {
 				log.Info("attempt failed; will retry", "err", out.Attempt.Error, "next_at", next)
 			}
 		}
+	}
+	if err == nil && (how == SettleDelivered || how == SettleDead) {
+		r.opt.Cache.settled(job.MsgID)
 	}
 	if err == nil && r.opt.OnAttempt != nil {
 		r.opt.OnAttempt(job, mail, out.Attempt, how)

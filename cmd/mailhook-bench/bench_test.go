@@ -234,8 +234,8 @@ func TestDNSServerAnswers(t *testing.T) {
 			}
 		}
 	}
-	if s.Queries() != 10 {
-		t.Errorf("queries = %d, want 10", s.Queries())
+	if s.TotalQueries() != 10 {
+		t.Errorf("queries = %d, want 10", s.TotalQueries())
 	}
 	// The message the client sends verifies against the published key.
 	fields := []byte("Message-ID: <x.1@bench.test>\r\nSubject: mhb x-1\r\n")

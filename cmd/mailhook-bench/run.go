@@ -16,6 +16,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/mailhook/mailhook/dns/dnstest"
 )
 
 // benchSecret signs the bench's webhooks (32 bytes, base64).
@@ -195,7 +197,7 @@ func (e *env) run(ctx context.Context, s runSpec) (res *result) {
 	addr := s.Target
 	var (
 		rcv  *receiver
-		dns  *dnsServer
+		dns  *dnstest.Server
 		proc *mailhookProc
 		dir  string
 		// heapStop ends the heap sampling when the load ends.
@@ -379,7 +381,7 @@ func (e *env) run(ctx context.Context, s runSpec) (res *result) {
 		rcv.mu.Lock()
 		res.Duplicates, res.BadSignatures, res.Malformed, res.AuthNotPass, res.AuthExample = rcv.dups, rcv.bad, rcv.malformed, rcv.authFail, rcv.authEx
 		rcv.mu.Unlock()
-		res.DNSQueries = dns.Queries()
+		res.DNSQueries = int64(dns.TotalQueries())
 	}
 	if proc != nil {
 		sr := proc.stop()

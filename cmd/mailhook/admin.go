@@ -15,7 +15,6 @@ import (
 	"github.com/mailhook/mailhook/admin"
 	"github.com/mailhook/mailhook/config"
 	"github.com/mailhook/mailhook/deliver"
-	"github.com/mailhook/mailhook/deliver/webhook"
 	"github.com/mailhook/mailhook/ingest"
 	"github.com/mailhook/mailhook/internal/safefile"
 	"github.com/mailhook/mailhook/parse"
@@ -164,20 +163,13 @@ func (o observer) Accepted(m *route.Mail, ds []route.Decision) {
 }
 
 // committed records a committed message with the jobs the committer made
-// for it, off the SMTP reply's path (the activity writer), with the
-// webhook JSON each webhook job carries.
+// for it, off the SMTP reply's path (the activity writer). The webhook
+// JSON each webhook job sends is recorded by its attempts (onAttempt), as
+// sent: it is not encoded again here.
 func (a *app) committed(m *route.Mail, ds []route.Decision, jobs []*deliver.Job) {
 	a.activityW.Go(func() {
 		if err := a.activity.RecordAccepted(m, ds, jobs); err != nil {
 			a.log.Warn("activity: recording an accepted message", "msg_id", m.ID, "error", err)
-		}
-		for _, j := range jobs {
-			if j.Kind != deliver.KindWebhook {
-				continue
-			}
-			if body, err := webhook.BuildEvent(j, m, nil); err == nil {
-				a.activity.RecordSent(j.ID, body)
-			}
 		}
 	})
 }
@@ -205,6 +197,11 @@ func (a *app) onAttempt(job *deliver.Job, mail *route.Mail, at deliver.Attempt, 
 	a.activityW.Go(func() {
 		if err := a.activity.RecordAttempt(&j, at, outcome); err != nil {
 			a.log.Warn("activity: recording an attempt", "job_id", j.ID, "error", err)
+		}
+		if len(at.Body) > 0 {
+			if err := a.activity.RecordSent(j.ID, at.Body); err != nil {
+				a.log.Warn("activity: recording a webhook body", "job_id", j.ID, "error", err)
+			}
 		}
 	})
 }

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"reflect"
 	"regexp"
 	"strings"
 	"syscall"
@@ -103,6 +104,25 @@ func TestAdminEndToEnd(t *testing.T) {
 	code, detail := httpGet(t, "http://"+adminAddr+"/api/messages/"+id, "t0ken")
 	if code != 200 || !strings.Contains(detail, `"tickets"`) || !regexp.MustCompile(`"status":\s*200`).MatchString(detail) {
 		t.Errorf("message detail = %d %s", code, detail[:min(500, len(detail))])
+	}
+	// The webhook body the history shows is the one the receiver got
+	// (recorded by the attempt, after it).
+	var sent map[string]any
+	waitFor(t, 10*time.Second, func() bool {
+		var d struct {
+			Jobs []struct {
+				Sent map[string]any `json:"sent"`
+			} `json:"jobs"`
+		}
+		_, b := httpGet(t, "http://"+adminAddr+"/api/messages/"+id, "t0ken")
+		if json.Unmarshal([]byte(b), &d) != nil || len(d.Jobs) != 1 {
+			return false
+		}
+		sent = d.Jobs[0].Sent
+		return sent != nil
+	})
+	if !reflect.DeepEqual(sent, rcv.events[0]) {
+		t.Errorf("history's webhook body = %v\nwant what the receiver got: %v", sent, rcv.events[0])
 	}
 
 	// `mailhook queue` while the server holds the embedded store: through

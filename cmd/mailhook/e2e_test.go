@@ -63,15 +63,8 @@ func binary(t testing.TB) string {
 	return binPath
 }
 
-func freePort(t testing.TB) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
+// freePort returns a free loopback address (testenv.FreeAddr).
+func freePort(t testing.TB) string { t.Helper(); return testenv.FreeAddr(t) }
 
 // proc is a running `mailhook serve`.
 type proc struct {

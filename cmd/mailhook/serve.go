@@ -102,12 +102,15 @@ func newLogger(c config.Log, w io.Writer) *slog.Logger {
 
 // app is a running mailhook: everything the config enables, wired.
 type app struct {
-	cfg     *config.Config
-	path    string
-	log     *slog.Logger
-	policy  atomic.Pointer[ingest.Policy]
-	queue   deliver.Backend
-	runner  *deliver.Runner
+	cfg    *config.Config
+	path   string
+	log    *slog.Logger
+	policy atomic.Pointer[ingest.Policy]
+	queue  deliver.Backend
+	runner *deliver.Runner
+	// mails hands the mails the SMTP listener commits to this node's
+	// workers without a read back from the queue.
+	mails   *deliver.MailCache
 	store   *mailbox.Store
 	users   *mailbox.Users
 	limiter *loginlimit.Limiter
@@ -141,7 +144,7 @@ type server struct {
 }
 
 func newApp(cfg *config.Config, path string, log *slog.Logger) (_ *app, err error) {
-	a := &app{cfg: cfg, path: path, log: log}
+	a := &app{cfg: cfg, path: path, log: log, mails: deliver.NewMailCache(0)}
 	fp := config.Fingerprint(cfg)
 	a.running.Store(&fp)
 	// On failure, close what was opened (a, not the nil returned).
@@ -232,7 +235,7 @@ func newApp(cfg *config.Config, path string, log *slog.Logger) (_ *app, err erro
 		Policy:    a.policy.Load,
 		Verifier:  verifier,
 		Parse:     func(r io.Reader) (*parse.Message, error) { return parse.Parse(r, popts) },
-		Committer: &deliver.Committer{Queue: a.queue, Notify: notify, Committed: a.committed, Sync: syncStep.Run},
+		Committer: &deliver.Committer{Queue: a.queue, Notify: notify, Committed: a.committed, Sync: syncStep.Run, Cache: a.mails},
 		SpoolDir:  filepath.Join(cfg.DataDir, "spool"),
 		Limits: ingest.Limits{
 			MaxMessageBytes:     cfg.SMTP.MaxMessageBytes,
@@ -294,6 +297,7 @@ func (a *app) newRunner(handlers map[deliver.Kind]deliver.Handler) (*deliver.Run
 		MaxAge:    cfg.Queue.Retry.MaxAge,
 		Logger:    log,
 		OnAttempt: a.onAttempt,
+		Cache:     a.mails,
 	})
 }
 

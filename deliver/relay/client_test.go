@@ -230,8 +230,8 @@ func startPostfix(t *testing.T, relayhost string) *postfix {
 	writePEM(t, certFile, "CERTIFICATE", cert.Certificate[0])
 	writePEM(t, keyFile, "PRIVATE KEY", keyDER)
 
-	p.plain = fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	p.tls = fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	p.plain = testenv.FreeAddr(t)
+	p.tls = testenv.FreeAddr(t)
 	mainCF := strings.Join([]string{
 		"compatibility_level = 3.6",
 		"myhostname = smarthost.test",

@@ -17,6 +17,7 @@ import (
 
 	"github.com/mailhook/mailhook/dns"
 	"github.com/mailhook/mailhook/dns/dnstest"
+	"github.com/mailhook/mailhook/internal/testenv"
 )
 
 func TestSmarthostAuthPlainSTARTTLS(t *testing.T) {
@@ -438,7 +439,11 @@ func TestDirectDeliveryTemporaryDNS(t *testing.T) {
 func TestAllMXDown(t *testing.T) {
 	zone := dnsZone(t)
 	zone.Add("down.test. 60 IN MX 10 down.fallback.test.")
-	r := newRelayer(t, Options{Resolver: NetResolver(zone.Addr()), Port: freePort(t)})
+	port, err := testenv.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := newRelayer(t, Options{Resolver: NetResolver(zone.Addr()), Port: port})
 	f := newFixture(t, testMsg(), "down.test", "bob@down.test")
 	out := f.handle(t, r)
 	if out.Done || out.Permanent || len(out.Rcpts) != 1 {
@@ -575,17 +580,6 @@ func TestOptionsValidation(t *testing.T) {
 			t.Errorf("New(%+v) = nil error", o)
 		}
 	}
-}
-
-// freePort returns a loopback port nothing listens on.
-func freePort(t *testing.T) int {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
-	return p
 }
 
 // TestOpportunisticHandshakeFallback: the server offers STARTTLS but its

@@ -111,6 +111,21 @@ type payload struct {
 // rawTail closes the "raw" string and the event object.
 var rawTail = []byte(`"}`)
 
+// rawOpen is what marshalHead puts in place of the event's closing brace
+// to open the "raw" string.
+const rawOpen = `,"raw":"`
+
+// event returns the event as BuildEvent(job, mail, nil) would: the body
+// without the raw message, for the activity history.
+func (p *payload) event() []byte {
+	if p.raw == nil {
+		return p.head
+	}
+	ev := make([]byte, 0, len(p.head)-len(rawOpen)+1)
+	ev = append(ev, p.head[:len(p.head)-len(rawOpen)]...)
+	return append(ev, '}')
+}
+
 // marshalHead encodes ev without Raw; with raw set it leaves the object
 // open after `"raw":"` for the base64 to follow. HTML is not escaped
 // (messages are full of <, > and &; \u003c would only swell the body).
@@ -132,7 +147,7 @@ func marshalHead(ev *Event, raw bool) ([]byte, error) {
 	if len(head) == 0 || head[len(head)-1] != '}' {
 		return nil, errors.New("webhook: encode event: not an object")
 	}
-	head = append(head[:len(head)-1], `,"raw":"`...)
+	head = append(head[:len(head)-1], rawOpen...)
 	return head, nil
 }
 

@@ -366,6 +366,7 @@ func (s *Sender) attempt(ctx context.Context, job *deliver.Job, mail *route.Mail
 	o.Attempt.At = r.at
 	o.Attempt.Latency = r.latency
 	o.Attempt.Response = r.response
+	o.Attempt.Body = r.sent
 	s.log.Debug("webhook attempt", "msg_id", job.MsgID, "route", job.Route, "attempt", job.Attempts,
 		"endpoint", job.Target, "status", r.status, "latency", r.latency, "done", o.Done,
 		"permanent", o.Permanent, "error", o.Attempt.Error, "sync", sync)
@@ -380,6 +381,8 @@ type result struct {
 	header   http.Header
 	response string
 	err      error
+	// sent is the event sent, without the raw message (payload.event).
+	sent []byte
 }
 
 func (s *Sender) post(ctx context.Context, ep *endpoint, timeout time.Duration, job *deliver.Job, mail *route.Mail, raw deliver.RawOpener) (r result) {
@@ -401,6 +404,7 @@ func (s *Sender) post(ctx context.Context, ep *endpoint, timeout time.Duration, 
 		r.err = err
 		return r
 	}
+	r.sent = p.event()
 	// The timestamp is the attempt's, so it changes on every retry while
 	// webhook-id stays (Standard Webhooks, "Webhook metadata").
 	ts := r.at

@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"reflect"
 	"runtime"
 	"slices"
 	"strconv"
@@ -710,4 +711,51 @@ func (p *pattern) Read(b []byte) (int, error) {
 	n := copy(b, patternBlock[p.off:])
 	p.off = (p.off + n) % len(patternBlock)
 	return n, nil
+}
+
+// TestAttemptBody: an attempt reports the event it sent, without the raw
+// message, as BuildEvent makes it for the history; for an endpoint with
+// raw: true it is what the receiver got less the "raw" member.
+func TestAttemptBody(t *testing.T) {
+	srv, ch := receiver(t, nil)
+	secret := NewSecret()
+	s := NewSender(Options{Endpoints: map[string]Endpoint{
+		"plain": {URL: srv.URL, Secrets: []string{secret}, AllowPrivate: true},
+		"raw":   {URL: srv.URL, Secrets: []string{secret}, AllowPrivate: true, Raw: true},
+	}})
+	defer s.Close()
+	msg := []byte("Subject: hi\r\n\r\nhello\r\n")
+	for _, name := range []string{"plain", "raw"} {
+		job := testJob(name)
+		o := mustHandle(t, s, job, rawOf(msg))
+		r := recv(t, ch)
+		if !o.Done {
+			t.Fatalf("%s: %+v", name, o)
+		}
+		want, err := BuildEvent(job, testMail(), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(o.Attempt.Body, want) {
+			t.Errorf("%s: Attempt.Body = %s\nwant %s", name, o.Attempt.Body, want)
+		}
+		var sent, body map[string]any
+		if err := json.Unmarshal(r.body, &sent); err != nil {
+			t.Fatal(err)
+		}
+		if err := json.Unmarshal(o.Attempt.Body, &body); err != nil {
+			t.Fatalf("%s: Attempt.Body is not JSON: %v", name, err)
+		}
+		if _, ok := sent["raw"]; ok != (name == "raw") {
+			t.Errorf("%s: receiver's body has raw = %v", name, ok)
+		}
+		delete(sent, "raw")
+		if !reflect.DeepEqual(sent, body) {
+			t.Errorf("%s: Attempt.Body differs from what was sent (less raw):\n%v\n%v", name, body, sent)
+		}
+		job.AddAttempt(o.Attempt)
+		if job.History[len(job.History)-1].Body != nil {
+			t.Errorf("%s: the job's history keeps the body", name)
+		}
+	}
 }

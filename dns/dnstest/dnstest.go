@@ -62,6 +62,17 @@ type Server struct {
 // t.Fatal on a zone syntax error or when it cannot listen.
 func Start(t testing.TB, zone string) *Server {
 	t.Helper()
+	s, err := New(zone)
+	if err != nil {
+		t.Fatalf("dnstest: %v", err)
+	}
+	t.Cleanup(s.Close)
+	return s
+}
+
+// New is Start outside a test (mailhook-bench serves its sender's records
+// with it): the caller closes the server.
+func New(zone string) (*Server, error) {
 	s := &Server{
 		rrs:      map[string][]dns.RR{},
 		timeout:  map[string]map[uint16]bool{},
@@ -72,13 +83,12 @@ func Start(t testing.TB, zone string) *Server {
 		queries:  map[string]int{},
 	}
 	if err := s.AddZone(zone); err != nil {
-		t.Fatalf("dnstest: %v", err)
+		return nil, err
 	}
 	if err := s.listen(); err != nil {
-		t.Fatalf("dnstest: %v", err)
+		return nil, err
 	}
-	t.Cleanup(s.Close)
-	return s
+	return s, nil
 }
 
 // listen binds UDP on an ephemeral port, then TCP on the same port,

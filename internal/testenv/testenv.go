@@ -10,6 +10,7 @@ package testenv
 
 import (
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -77,4 +78,25 @@ func Shared(t testing.TB, rel string) string {
 		Missing(t, "%s not found: it lives in the team's shared/ folder beside the repository", p)
 	}
 	return p
+}
+
+// FreePort returns a loopback TCP port that nothing listens on now (the
+// kernel's choice), for a server a test starts itself.
+func FreePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// FreeAddr is a FreePort as "127.0.0.1:PORT"; no free port fails t.
+func FreeAddr(t testing.TB) string {
+	t.Helper()
+	p, err := FreePort()
+	if err != nil {
+		t.Fatalf("no free loopback port: %v", err)
+	}
+	return fmt.Sprintf("127.0.0.1:%d", p)
 }

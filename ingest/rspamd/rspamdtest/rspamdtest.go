@@ -11,7 +11,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -71,7 +70,7 @@ func Start(t testing.TB, o ...Options) *Server {
 	}
 	dns := dnstest.Start(t, "")
 	dir := t.TempDir()
-	port, err := freePort()
+	port, err := testenv.FreePort()
 	if err != nil {
 		t.Fatalf("rspamdtest: %v", err)
 	}
@@ -186,15 +185,6 @@ func (s *Server) logTail() string {
 		fmt.Fprintf(&b, "--- %s\n%s", n, data)
 	}
 	return b.String()
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 // mainConf is rspamd.conf: the packaged rules and modules ($CONFDIR is

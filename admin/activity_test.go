@@ -638,3 +638,24 @@ func TestActivityRawHeldInMemory(t *testing.T) {
 		t.Fatalf("OpenRaw after purge = %v, want ErrNotFound", err)
 	}
 }
+
+// TestRecordAttemptKeepsBody: the body an attempt sent is the job's sent
+// body, recorded with the attempt, and the last attempt's wins.
+func TestRecordAttemptKeepsBody(t *testing.T) {
+	clk := newClock()
+	a := openActivity(t, clk.Now)
+	_, jobs := accept(t, nil, a, mailOpts{id: "m1", received: clk.Now()})
+	for i, body := range []string{`{"try":1}`, `{"try":2}`} {
+		out := deliver.SettleRetry
+		if i == 1 {
+			out = deliver.SettleDelivered
+		}
+		if err := a.RecordAttempt(jobs[0], deliver.Attempt{Status: 500, Body: []byte(body)}, out); err != nil {
+			t.Fatal(err)
+		}
+		d, err := a.Message("m1")
+		if err != nil || string(d.Jobs[0].Sent) != body {
+			t.Fatalf("after attempt %d: sent = %s, %v; want %s", i+1, d.Jobs[0].Sent, err, body)
+		}
+	}
+}

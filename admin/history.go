@@ -259,7 +259,9 @@ func trimMessage(m *parse.Message) (*parse.Message, []string) {
 // RecordAttempt records one delivery attempt of job and how the Runner
 // settled it: it appends to the message's timeline and updates the job's
 // and the message's status. A released attempt (mailhook stopping) leaves
-// the job queued and counts as neither delivered nor failed.
+// the job queued and counts as neither delivered nor failed. The attempt's
+// Body, when set, becomes the job's sent body (as RecordSent keeps it), in
+// the same transaction.
 func (a *Activity) RecordAttempt(job *deliver.Job, at deliver.Attempt, outcome deliver.Settlement) error {
 	if job == nil || job.ID == "" || job.MsgID == "" {
 		return errors.New("admin: activity: record attempt: job without id or message id")
@@ -283,7 +285,16 @@ func (a *Activity) RecordAttempt(job *deliver.Job, at deliver.Attempt, outcome d
 	}
 	ar := newAttemptRecord(at, string(outcome))
 	ar.Error, ar.Response = clip.UTF8(ar.Error, maxErrorText, ""), clip.UTF8(ar.Response, maxResponse, "")
+	var sent []byte
+	if len(at.Body) > 0 {
+		sent = a.sentValue(at.Body)
+	}
 	err := a.db.Batch(func(tx *bolt.Tx) error {
+		if sent != nil {
+			if err := tx.Bucket(bSent).Put([]byte(job.ID), sent); err != nil {
+				return err
+			}
+		}
 		rec, err := getRecord(tx, job.MsgID)
 		if errors.Is(err, ErrNotFound) {
 			rec = &msgRecord{Stub: true}

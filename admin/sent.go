@@ -14,16 +14,13 @@ import (
 
 // RecordSent keeps the body of the webhook sent for a job (the last one
 // sent), cut at the configured maximum size.
+// (RecordAttempt keeps an attempt's Body the same way, in the attempt's
+// transaction.)
 func (a *Activity) RecordSent(jobID string, body []byte) error {
 	if jobID == "" {
 		return errors.New("admin: activity: record sent: job without id")
 	}
-	if len(body) > a.maxSent {
-		body = body[:a.maxSent]
-	}
-	v := make([]byte, 8+len(body))
-	binary.BigEndian.PutUint64(v, uint64(a.now().UnixNano()))
-	copy(v[8:], body)
+	v := a.sentValue(body)
 	err := a.db.Batch(func(tx *bolt.Tx) error {
 		return tx.Bucket(bSent).Put([]byte(jobID), v)
 	})
@@ -31,6 +28,18 @@ func (a *Activity) RecordSent(jobID string, body []byte) error {
 		return fmt.Errorf("admin: activity: record sent %s: %w", jobID, err)
 	}
 	return nil
+}
+
+// sentValue is what bSent holds for body: the time it was recorded (8
+// bytes of Unix nanoseconds, for the purge), then body cut at the maximum.
+func (a *Activity) sentValue(body []byte) []byte {
+	if len(body) > a.maxSent {
+		body = body[:a.maxSent]
+	}
+	v := make([]byte, 8+len(body))
+	binary.BigEndian.PutUint64(v, uint64(a.now().UnixNano()))
+	copy(v[8:], body)
+	return v
 }
 
 // purgeSent removes bodies whose job's message record is gone or was never

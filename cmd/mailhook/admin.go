@@ -198,11 +198,6 @@ func (a *app) onAttempt(job *deliver.Job, mail *route.Mail, at deliver.Attempt, 
 		if err := a.activity.RecordAttempt(&j, at, outcome); err != nil {
 			a.log.Warn("activity: recording an attempt", "job_id", j.ID, "error", err)
 		}
-		if len(at.Body) > 0 {
-			if err := a.activity.RecordSent(j.ID, at.Body); err != nil {
-				a.log.Warn("activity: recording a webhook body", "job_id", j.ID, "error", err)
-			}
-		}
 	})
 }
 

@@ -8,7 +8,6 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -65,10 +64,6 @@ func BenchmarkIMAPTestStress(b *testing.B) {
 	})
 }
 
-// stressTotals is imaptest's last line of counts per command, after
-// "Totals:" and its header line.
-var stressTotals = regexp.MustCompile(`(?m)^Totals:\n.*\n(.*)$`)
-
 // runStress runs one imaptest stress round against addr and reports its
 // operations per second (every command counted in imaptest's totals)
 // and the errors it printed.
@@ -83,17 +78,27 @@ func runStress(b *testing.B, tool, addr, mbox string) {
 	if err != nil {
 		b.Fatalf("imaptest: %v\n%s", err, out)
 	}
-	m := stressTotals.FindSubmatch(out)
-	if m == nil {
-		b.Fatalf("imaptest: no totals in:\n%s", out)
-	}
-	ops := 0
-	for _, f := range strings.Fields(string(m[1])) {
-		n, err := strconv.Atoi(f)
-		if err != nil {
-			b.Fatalf("imaptest totals %q: %v", m[1], err)
+	// After "Totals:", a header line of command names, one or two lines
+	// of percentages, then the counts per command.
+	_, totals, ok := strings.Cut(string(out), "\nTotals:\n")
+	ops, found := 0, false
+	for _, line := range strings.Split(totals, "\n") {
+		fields := strings.Fields(line)
+		sum, err := 0, error(nil)
+		for _, f := range fields {
+			var n int
+			if n, err = strconv.Atoi(f); err != nil {
+				break
+			}
+			sum += n
 		}
-		ops += n
+		if len(fields) > 0 && err == nil {
+			ops, found = sum, true
+			break
+		}
+	}
+	if !ok || !found {
+		b.Fatalf("imaptest: no totals in:\n%s", out)
 	}
 	errs := strings.Count(string(out), "Error: ")
 	if errs > 0 {

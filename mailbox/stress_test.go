@@ -81,23 +81,14 @@ func runStress(b *testing.B, tool, addr, mbox string) {
 	// After "Totals:", a header line of command names, one or two lines
 	// of percentages, then the counts per command.
 	_, totals, ok := strings.Cut(string(out), "\nTotals:\n")
-	ops, found := 0, false
+	ops := -1
 	for _, line := range strings.Split(totals, "\n") {
-		fields := strings.Fields(line)
-		sum, err := 0, error(nil)
-		for _, f := range fields {
-			var n int
-			if n, err = strconv.Atoi(f); err != nil {
-				break
-			}
-			sum += n
-		}
-		if len(fields) > 0 && err == nil {
-			ops, found = sum, true
+		if n, ok := sumInts(strings.Fields(line)); ok {
+			ops = n
 			break
 		}
 	}
-	if !ok || !found {
+	if !ok || ops < 0 {
 		b.Fatalf("imaptest: no totals in:\n%s", out)
 	}
 	errs := strings.Count(string(out), "Error: ")
@@ -106,6 +97,19 @@ func runStress(b *testing.B, tool, addr, mbox string) {
 	}
 	b.ReportMetric(float64(ops)/stressSecs, "ops/s")
 	b.ReportMetric(float64(errs), "errors")
+}
+
+// sumInts adds up fields if there are some and all are integers.
+func sumInts(fields []string) (int, bool) {
+	sum := 0
+	for _, f := range fields {
+		n, err := strconv.Atoi(f)
+		if err != nil {
+			return 0, false
+		}
+		sum += n
+	}
+	return sum, len(fields) > 0
 }
 
 // startDovecotServer starts a dovecot listening on loopback with users

@@ -55,10 +55,11 @@
 // IMAPServer serves the Store with github.com/emersion/go-imap/v2's
 // imapserver: IMAP4rev1 and IMAP4rev2 (RFC 3501, RFC 9051), UIDPLUS,
 // MOVE, NAMESPACE, SPECIAL-USE, ESEARCH, SEARCHRES, LIST-EXTENDED,
-// LIST-STATUS, STATUS=SIZE, APPENDLIMIT, IDLE, LITERAL+, STARTTLS and
+// LIST-STATUS, STATUS=SIZE, APPENDLIMIT, IDLE, LITERAL+, ID, STARTTLS and
 // implicit TLS. Passwords are accepted only over TLS, or from loopback,
 // unless AllowPlaintextAuth is set: imapserver decides that per server,
-// so IMAPServer runs two and hands each connection to the right one.
+// so IMAPServer runs three (passwords only over TLS, passwords in clear,
+// implicit TLS) and hands each connection to the right one.
 //
 // Each session keeps its own view of the selected folder (UIDs by
 // sequence number, flags sent) and brings it up to date from the store
@@ -68,15 +69,18 @@
 // STORE and SEARCH, RFC 3501 §7.4.1).
 //
 // A frontConn reads each connection's commands before imapserver does
-// and answers what imapserver gets wrong: ID (RFC 2971, answered but not
-// advertised: imapserver lists only the capabilities it knows), unknown
-// commands before login (BAD, BYE after 10; imapserver says BYE at the
-// first), literals too big for their command (BYE before login, NO
-// [TOOBIG] after; imapserver waits for a literal the client never
-// sends), command lines over 48 KiB and nesting deeper than 64 (BAD),
-// mailbox names that are not modified UTF-7 (no such mailbox). After
-// STARTTLS it steps aside. \Recent (RFC 3501 §2.3.2) is claimed from the
-// store by SELECT, so one session sees a message as recent.
+// and answers what imapserver gets wrong: ID (RFC 2971; the front adds ID
+// to the capability lists imapserver writes, which name only what it
+// knows), unknown commands before login (BAD, BYE after 10; imapserver
+// says BYE at the first), literals too big for their command (BYE before
+// login, NO [TOOBIG] after; imapserver waits for a literal the client
+// never sends), command lines over 48 KiB and nesting deeper than 64
+// (BAD), mailbox names that are not modified UTF-7 (no such mailbox).
+// The front does STARTTLS itself and hands the connection on, as TLS, to
+// the implicit-TLS imapserver, so it keeps guarding the session over TLS.
+// \Recent (RFC 3501 §2.3.2) is claimed from the store by SELECT, so one
+// session sees a message as recent. FETCH ENVELOPE is written by us
+// (imapwriter.go), because imapserver writes every source route as NIL.
 //
 // Limits: 48 KiB per command line, 4 KiB per literal outside APPEND and
 // 8 KiB before login, 30 s to send a command before login, 35 min of
@@ -84,8 +88,9 @@
 // bounded by Options.MaxMessageSize.
 //
 // Not offered, because imapserver v2.0.0-beta.9 cannot parse them or
-// fails Dovecot's imaptest with them: CONDSTORE (RFC 7162), SORT, THREAD,
-// MULTIAPPEND, CATENATE, BINARY (no partial origin in BINARY[n]<o>).
+// fails Dovecot's imaptest with them (README "Mailboxes" says why, one by
+// one): CONDSTORE and QRESYNC (RFC 7162), SORT, ESORT, THREAD,
+// MULTIAPPEND, CATENATE, CONTEXT, PARTIAL, NOTIFY, URLAUTH, BINARY.
 // TestIMAPTestCompliance runs imaptest; deliberate differences from
 // dovecot are listed in TestDifferentialDovecot.
 package mailbox

@@ -36,26 +36,60 @@ func startDovecot(t *testing.T) *imapclient.Client {
 // returns a function that starts one more session on them.
 func dovecotDialer(t *testing.T) func() net.Conn {
 	t.Helper()
-	doveadm, err := exec.LookPath("doveadm")
-	if err != nil {
-		testenv.Missing(t, "doveadm not installed (apt-get install dovecot-imapd)")
+	doveadm := testenv.Tool(t, "apt-get install dovecot-imapd", "doveadm")
+	d := newDovecotDir(t, "")
+	return func() net.Conn {
+		clientConn, serverConn := net.Pipe()
+		args := append(slices.Clone(d.wrap), doveadm, "-c", d.cfgFile, "exec", "imap")
+		cmd := exec.Command(args[0], args[1:]...)
+		cmd.Env = []string{"USER=alice", "PATH=" + os.Getenv("PATH")}
+		cmd.Dir = d.dir
+		cmd.Stdin, cmd.Stdout = serverConn, serverConn
+		cmd.Stderr = tWriter{t}
+		if err := cmd.Start(); err != nil {
+			t.Fatalf("start dovecot: %v", err)
+		}
+		t.Cleanup(func() {
+			clientConn.Close()
+			serverConn.Close()
+			cmd.Wait()
+		})
+		return clientConn
 	}
+}
+
+// dovecotDir is a directory for a dovecot run: its configuration, log
+// and mail.
+type dovecotDir struct {
+	dir, cfgFile string
+	// uid and gid own the mail; wrap runs a command as them (dovecot
+	// refuses mail access as root).
+	uid, gid int
+	wrap     []string
+}
+
+// newDovecotDir writes a dovecot configuration with our folder layout
+// ("/" separator, INBOX plus special-use Sent, Drafts, Trash, Junk),
+// maildir under the directory, followed by extra (printf verbs: %[1]s
+// the directory, %[2]d and %[3]d the mail uid and gid). The log is shown
+// if the test fails.
+func newDovecotDir(t testing.TB, extra string) *dovecotDir {
+	t.Helper()
 	// Not t.TempDir: its parent is 0700, and dovecot may run as nobody.
 	dir, err := os.MkdirTemp("", "mailhook-dovecot-")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
-	uid, gid := os.Getuid(), os.Getgid()
-	var wrap []string
-	if uid == 0 {
+	d := &dovecotDir{dir: dir, cfgFile: filepath.Join(dir, "dovecot.conf"), uid: os.Getuid(), gid: os.Getgid()}
+	if d.uid == 0 {
 		// Dovecot refuses mail access as root: run it as nobody.
 		setpriv, err := exec.LookPath("setpriv")
 		if err != nil {
 			testenv.Missing(t, "running as root and setpriv is missing")
 		}
-		uid, gid = 65534, 65534
-		wrap = []string{setpriv, "--reuid=65534", "--regid=65534", "--clear-groups"}
+		d.uid, d.gid = 65534, 65534
+		d.wrap = []string{setpriv, "--reuid=65534", "--regid=65534", "--clear-groups"}
 		os.Chmod(dir, 0o777)
 	}
 	cfg := fmt.Sprintf(`log_path = %[1]s/dovecot.log
@@ -87,9 +121,8 @@ namespace inbox {
     auto = subscribe
   }
 }
-`, dir, uid, gid)
-	cfgFile := filepath.Join(dir, "dovecot.conf")
-	if err := os.WriteFile(cfgFile, []byte(cfg), 0o644); err != nil {
+`+extra, dir, d.uid, d.gid)
+	if err := os.WriteFile(d.cfgFile, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
@@ -97,24 +130,7 @@ namespace inbox {
 			t.Logf("dovecot.log:\n%s", b)
 		}
 	})
-	return func() net.Conn {
-		clientConn, serverConn := net.Pipe()
-		args := append(slices.Clone(wrap), doveadm, "-c", cfgFile, "exec", "imap")
-		cmd := exec.Command(args[0], args[1:]...)
-		cmd.Env = []string{"USER=alice", "PATH=" + os.Getenv("PATH")}
-		cmd.Dir = dir
-		cmd.Stdin, cmd.Stdout = serverConn, serverConn
-		cmd.Stderr = tWriter{t}
-		if err := cmd.Start(); err != nil {
-			t.Fatalf("start dovecot: %v", err)
-		}
-		t.Cleanup(func() {
-			clientConn.Close()
-			serverConn.Close()
-			cmd.Wait()
-		})
-		return clientConn
-	}
+	return d
 }
 
 // TestDifferentialDovecot runs one client script against dovecot and

@@ -58,9 +58,9 @@ type IMAPServer struct {
 	limiter  *loginlimit.Limiter
 	secure   *imapserver.Server // passwords only over TLS
 	insecure *imapserver.Server // passwords also in clear
-	// implicit serves implicit TLS: imapserver sees the frontConn, not
-	// the *tls.Conn, so it is told to take passwords and not to offer
-	// STARTTLS.
+	// implicit serves implicit TLS, and connections after STARTTLS:
+	// imapserver sees the frontConn, not the *tls.Conn, so it is told to
+	// take passwords and not to offer STARTTLS.
 	implicit  *imapserver.Server
 	secureL   *chanListener
 	insecL    *chanListener
@@ -205,7 +205,12 @@ func (s *IMAPServer) Serve(l net.Listener) error {
 		} else if s.opts.AllowPlaintextAuth || (s.loopbackTrusted.Load() && clientip.Of(c.RemoteAddr()).IsLoopback()) {
 			target = s.insecL
 		}
-		fc := newFrontConn(c, s.opts.Store.opts.MaxMessageSize, !isTLS && s.opts.TLSConfig != nil)
+		fc := newFrontConn(c, s.opts.Store.opts.MaxMessageSize)
+		if !isTLS && s.opts.TLSConfig != nil {
+			// STARTTLS: the front does the TLS and hands the connection
+			// on to the implicit-TLS server (see frontConn.startTLS).
+			fc.tlsConfig, fc.toTLS = s.opts.TLSConfig, s.implicitL.deliver
+		}
 		if !target.deliver(fc) {
 			c.Close()
 			return ErrServerClosed
@@ -314,8 +319,9 @@ func (p slogPrintf) Printf(format string, args ...any) {
 }
 
 func (s *IMAPServer) newSession(c *imapserver.Conn) (imapserver.Session, *imapserver.GreetingData, error) {
-	if s.opts.OnSession != nil {
-		s.opts.OnSession()
+	fc, _ := c.NetConn().(*frontConn)
+	if s.opts.OnSession != nil && (fc == nil || !fc.afterTLS) {
+		s.opts.OnSession() // once per client, not again after STARTTLS
 	}
 	ip := clientip.Of(c.NetConn().RemoteAddr())
 	ctx, cancel := context.WithCancel(context.Background())
@@ -327,7 +333,7 @@ func (s *IMAPServer) newSession(c *imapserver.Conn) (imapserver.Session, *imapse
 		ip:     ip,
 		log:    s.log.With("remote_ip", ip.String(), "proto", "imap"),
 	}
-	if fc, ok := c.NetConn().(*frontConn); ok {
+	if fc != nil {
 		fc.sess = sess
 	}
 	s.mu.Lock()

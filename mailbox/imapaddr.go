@@ -8,25 +8,51 @@ import (
 	"github.com/emersion/go-message/textproto"
 )
 
-// envelope builds the ENVELOPE of a message (RFC 3501 §7.4.2).
-// imapserver.ExtractEnvelope gives the date, subject and message ids; the
-// address lists come from parseAddresses, because imapserver's parser
-// flattens groups (RFC 5322 §3.4, which ENVELOPE keeps as start and end
-// markers) and drops addresses with comments inside (RFC 5322 §3.4.1
-// allows CFWS around every token of an addr-spec).
-func envelope(h textproto.Header) *imap.Envelope {
-	env := imapserver.ExtractEnvelope(h)
-	get := func(k string) []imap.Address { return parseAddresses(h.Get(k)) }
-	env.From, env.Sender, env.ReplyTo = get("From"), get("Sender"), get("Reply-To")
-	env.To, env.Cc, env.Bcc = get("To"), get("Cc"), get("Bcc")
+// envelope is a message's ENVELOPE (RFC 3501 §7.4.2). Date, subject and
+// message ids come from imapserver.ExtractEnvelope; the address lists from
+// parseAddresses, because imapserver's parser flattens groups (RFC 5322
+// §3.4, which ENVELOPE keeps as start and end markers), drops addresses
+// with comments inside (RFC 5322 §3.4.1 allows CFWS around every token of
+// an addr-spec) and has no place for a source route (imap.Address has no
+// addr-adl field), which writeEnvelope writes.
+type envelope struct {
+	imap.Envelope // its address fields are unused
+	// addrs are From, Sender, Reply-To, To, Cc and Bcc, in ENVELOPE's order.
+	addrs [6][]envAddress
+}
+
+// envAddress is an ENVELOPE address: imap.Address and its source route.
+type envAddress struct {
+	imap.Address
+	// Route is the obsolete source route of a route-addr ("@a,@b" of
+	// "<@a,@b:user@host>", RFC 5322 §4.4 obs-route), ENVELOPE's addr-adl.
+	Route string
+}
+
+func readEnvelope(h textproto.Header) *envelope {
+	e := &envelope{Envelope: *imapserver.ExtractEnvelope(h)}
+	for i, k := range []string{"From", "Sender", "Reply-To", "To", "Cc", "Bcc"} {
+		e.addrs[i] = parseAddresses(h.Get(k))
+	}
 	// RFC 3501 §7.4.2: an absent or empty Sender or Reply-To is the From.
-	if len(env.Sender) == 0 {
-		env.Sender = env.From
+	for _, i := range []int{1, 2} {
+		if len(e.addrs[i]) == 0 {
+			e.addrs[i] = e.addrs[0]
+		}
 	}
-	if len(env.ReplyTo) == 0 {
-		env.ReplyTo = env.From
+	return e
+}
+
+// withoutRoutes returns the envelope for imapserver.WriteEnvelope.
+func (e *envelope) withoutRoutes() *imap.Envelope {
+	env := e.Envelope
+	for i, p := range []*[]imap.Address{&env.From, &env.Sender, &env.ReplyTo, &env.To, &env.Cc, &env.Bcc} {
+		*p = nil
+		for _, a := range e.addrs[i] {
+			*p = append(*p, a.Address)
+		}
 	}
-	return env
+	return &env
 }
 
 // addrToken is a lexical token of an address header (RFC 5322 §3.2):
@@ -119,11 +145,11 @@ func unquote(s string, i int) (string, int) {
 // parseAddresses parses an address-list (RFC 5322 §3.4) into ENVELOPE
 // addresses: groups become a start marker (Mailbox is the group name),
 // their members and an end marker (RFC 3501 §7.4.2); a comment stands in
-// for a missing display name ("user@host (Real Name)", as dovecot does).
-// Entries without a domain are dropped.
-func parseAddresses(v string) []imap.Address {
+// for a missing display name ("user@host (Real Name)", as dovecot does);
+// a source route is kept. Entries without a domain are dropped.
+func parseAddresses(v string) []envAddress {
 	toks := lexAddresses(v)
-	var out []imap.Address
+	var out []envAddress
 	inGroup := false
 	i := 0
 	// until collects tokens up to one of stops (not consumed), joining
@@ -162,14 +188,15 @@ func parseAddresses(v string) []imap.Address {
 				continue
 			}
 			inGroup = true
-			out = append(out, imap.Address{Mailbox: headerText(phrase)})
+			out = append(out, envAddress{Address: imap.Address{Mailbox: headerText(phrase)}})
 			i++
 			continue
 		case '<':
 			i++
+			route := ""
 			if i < len(toks) && toks[i].special == '@' {
-				// obs-route (RFC 5322 §4.4): "@a,@b:" is ignored.
-				until(":>", "")
+				// obs-route (RFC 5322 §4.4): "@a,@b:" before the addr-spec.
+				route, _ = until(":>", "")
 				if i < len(toks) && toks[i].special == ':' {
 					i++
 				}
@@ -191,7 +218,7 @@ func parseAddresses(v string) []imap.Address {
 				name = comment
 			}
 			if local != "" && host != "" {
-				out = append(out, imap.Address{Name: headerText(name), Mailbox: local, Host: host})
+				out = append(out, envAddress{Address: imap.Address{Name: headerText(name), Mailbox: local, Host: host}, Route: route})
 			}
 		case '@':
 			i = start
@@ -203,12 +230,12 @@ func parseAddresses(v string) []imap.Address {
 				name = c1
 			}
 			if local != "" && host != "" {
-				out = append(out, imap.Address{Name: headerText(name), Mailbox: local, Host: host})
+				out = append(out, envAddress{Address: imap.Address{Name: headerText(name), Mailbox: local, Host: host}})
 			}
 		}
 		if i < len(toks) && toks[i].special == ';' {
 			if inGroup {
-				out = append(out, imap.Address{})
+				out = append(out, envAddress{})
 				inGroup = false
 			}
 			i++
@@ -221,7 +248,7 @@ func parseAddresses(v string) []imap.Address {
 		}
 	}
 	if inGroup {
-		out = append(out, imap.Address{}) // unterminated group
+		out = append(out, envAddress{}) // unterminated group
 	}
 	return out
 }

@@ -3,14 +3,18 @@ package mailbox
 import (
 	"bufio"
 	"bytes"
+	"crypto/tls"
 	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"time"
 	"unicode/utf16"
 )
 
@@ -53,8 +57,13 @@ var mailboxCommands = map[string]bool{
 	"APPEND": true, "COPY": true, "MOVE": true, "UID COPY": true, "UID MOVE": true,
 }
 
-// errFrontClosed ends a connection the front said BYE to.
-var errFrontClosed = errors.New("mailbox: imap: connection closed by the front")
+var (
+	// errFrontClosed ends a connection the front said BYE to.
+	errFrontClosed = errors.New("mailbox: imap: connection closed by the front")
+	// errHandedOver ends the clear-text part of a connection after
+	// STARTTLS: the rest is a new imapserver connection.
+	errHandedOver = errors.New("mailbox: imap: connection continues over TLS")
+)
 
 // frontConn sits between the client and imapserver. It reads the client's
 // commands line by line (literals included) and passes them on, except
@@ -68,26 +77,41 @@ var errFrontClosed = errors.New("mailbox: imap: connection closed by the front")
 //     literal the client will never send;
 //   - an over-long line or too deep nesting: BAD, not a dropped
 //     connection;
-//   - mailbox names that are not valid modified UTF-7: no such mailbox.
+//   - mailbox names that are not valid modified UTF-7: no such mailbox;
+//   - STARTTLS (see startTLS), so that all of the above holds over TLS;
+//   - ID in the capability lists imapserver writes (see withID).
 //
 // Synchronizing literals are acknowledged here ("+") and passed on as
 // non-synchronizing (LITERAL+, RFC 7888), so the front always knows where
-// the literal bytes are. After STARTTLS the front steps aside: the TLS
-// bytes go to imapserver untouched.
+// the literal bytes are.
 type frontConn struct {
-	net.Conn
-	br *bufio.Reader
+	net.Conn // the client's connection, or the TLS over it after STARTTLS
+	br       *bufio.Reader
 
 	// sess is the session, set by newSession, read here for the login
 	// state: both run on imapserver's reading goroutine.
 	sess *imapSession
 	// maxAppend is the largest APPEND literal taken.
 	maxAppend int64
-	// startTLS: imapserver may upgrade this connection (STARTTLS
-	// configured, not implicit TLS).
-	startTLS bool
+	// tlsConfig, when set, makes the front answer STARTTLS and hand the
+	// connection, then TLS, to toTLS (the implicit-TLS server).
+	tlsConfig *tls.Config
+	toTLS     func(net.Conn) bool
+	// afterTLS: this connection continues one after STARTTLS (a new
+	// imapserver connection, not a new client).
+	afterTLS bool
+	// handedOver: after STARTTLS, this (clear-text) frontConn no longer
+	// owns the client's connection: imapserver's old Conn may still
+	// close it, set deadlines or say BYE, which must not reach the client.
+	handedOver atomic.Bool
 
 	wmu sync.Mutex // writes: ours and imapserver's
+	// Under wmu: swallow drops imapserver's greeting after STARTTLS
+	// (RFC 3501 §6.2.1: the server sends none); capTag is the tag of the
+	// command whose response gets ID in its capability list ("*": the
+	// greeting; "": none).
+	swallow bool
+	capTag  string
 
 	out     []byte // bytes for imapserver
 	litLeft int64  // literal bytes still to pass on (or drop)
@@ -96,19 +120,109 @@ type frontConn struct {
 	tag     string
 	name    string
 	bad     int
-	raw     bool // after STARTTLS
 	// answered: the front has answered the current command already.
 	answered bool
 }
 
-func newFrontConn(c net.Conn, maxAppend int64, startTLS bool) *frontConn {
-	return &frontConn{Conn: c, br: bufio.NewReaderSize(c, 4096), maxAppend: maxAppend, startTLS: startTLS}
+func newFrontConn(c net.Conn, maxAppend int64) *frontConn {
+	return &frontConn{Conn: c, br: bufio.NewReaderSize(c, 4096), maxAppend: maxAppend, capTag: "*"}
 }
 
+// Write passes on imapserver's responses (and ours), adding ID to
+// capability lists.
 func (f *frontConn) Write(b []byte) (int, error) {
 	f.wmu.Lock()
 	defer f.wmu.Unlock()
-	return f.Conn.Write(b)
+	if f.handedOver.Load() {
+		return 0, net.ErrClosed
+	}
+	out := b
+	if f.swallow {
+		i := bytes.IndexByte(out, '\n')
+		if i < 0 {
+			return len(b), nil
+		}
+		f.swallow, out = false, out[i+1:]
+	}
+	if f.capTag != "" {
+		out = f.withID(out)
+	}
+	if len(out) == 0 {
+		return len(b), nil
+	}
+	if _, err := f.Conn.Write(out); err != nil {
+		return 0, err
+	}
+	return len(b), nil
+}
+
+// withID adds ID (RFC 2971 §2, which the front answers) to the capability
+// lists of the response to the command tagged f.capTag: the untagged
+// CAPABILITY response and the CAPABILITY response code (the greeting's,
+// LOGIN's and AUTHENTICATE's), until that command's tagged response.
+// Only those commands are watched: their responses carry no literal, so
+// every line here is a response line, never message data. Called under
+// wmu.
+func (f *frontConn) withID(b []byte) []byte {
+	var out []byte
+	for len(b) > 0 {
+		line := b
+		if i := bytes.IndexByte(b, '\n'); i >= 0 {
+			line = b[:i+1]
+		}
+		b = b[len(line):]
+		switch {
+		case !bytes.HasSuffix(line, []byte("\r\n")):
+		case bytes.HasPrefix(line, []byte("* CAPABILITY ")):
+			line = slices.Concat(line[:len(line)-2], []byte(" ID\r\n"))
+		case bytes.HasPrefix(line, []byte(f.capTag+" ")) || f.capTag == "*":
+			if i := bytes.Index(line, []byte(" [CAPABILITY ")); i >= 0 {
+				if j := bytes.IndexByte(line[i:], ']'); j >= 0 {
+					line = slices.Concat(line[:i+j], []byte(" ID"), line[i+j:])
+				}
+			}
+			f.capTag = ""
+		}
+		out = append(out, line...)
+	}
+	return out
+}
+
+// watchCaps makes withID watch the response to the command tagged tag.
+func (f *frontConn) watchCaps(tag string) {
+	f.wmu.Lock()
+	f.capTag = tag
+	f.wmu.Unlock()
+}
+
+// Close, SetDeadline, SetReadDeadline and SetWriteDeadline do nothing
+// once the connection is handed over (see handedOver).
+func (f *frontConn) Close() error {
+	if f.handedOver.Load() {
+		return nil
+	}
+	return f.Conn.Close()
+}
+
+func (f *frontConn) SetDeadline(t time.Time) error {
+	if f.handedOver.Load() {
+		return nil
+	}
+	return f.Conn.SetDeadline(t)
+}
+
+func (f *frontConn) SetReadDeadline(t time.Time) error {
+	if f.handedOver.Load() {
+		return nil
+	}
+	return f.Conn.SetReadDeadline(t)
+}
+
+func (f *frontConn) SetWriteDeadline(t time.Time) error {
+	if f.handedOver.Load() {
+		return nil
+	}
+	return f.Conn.SetWriteDeadline(t)
 }
 
 func (f *frontConn) reply(s string) error {
@@ -125,8 +239,8 @@ func (f *frontConn) Read(p []byte) (int, error) {
 			n := copy(p, f.out)
 			f.out = f.out[n:]
 			return n, nil
-		case f.raw:
-			return f.br.Read(p)
+		case f.handedOver.Load():
+			return 0, io.EOF
 		case f.litLeft > 0 && f.forward:
 			n, err := f.br.Read(p[:min(int64(len(p)), f.litLeft)])
 			f.litLeft -= int64(n)
@@ -139,8 +253,11 @@ func (f *frontConn) Read(p []byte) (int, error) {
 			}
 		default:
 			if err := f.next(); err != nil {
-				if errors.Is(err, errFrontClosed) {
+				switch {
+				case errors.Is(err, errFrontClosed):
 					f.Conn.Close() // after BYE (RFC 3501 §7.1.5)
+				case errors.Is(err, errHandedOver):
+					return 0, io.EOF // imapserver ends this Conn quietly
 				}
 				return 0, err
 			}
@@ -217,13 +334,13 @@ func (f *frontConn) next() error {
 	}
 	switch {
 	case f.forward:
-		f.out = line
-		if !isLit && f.name == "STARTTLS" && f.startTLS && !f.authenticated() {
-			// imapserver reads the TLS handshake from us next (RFC 3501
-			// §6.2.1); if it refuses instead, the rest of the session
-			// passes untouched too.
-			f.raw = true
+		if first {
+			switch f.name {
+			case "CAPABILITY", "LOGIN", "AUTHENTICATE":
+				f.watchCaps(f.tag)
+			}
 		}
+		f.out = line
 		return nil
 	case !isLit:
 		return f.finish()
@@ -249,6 +366,8 @@ func (f *frontConn) startCommand(line []byte) {
 	}
 	switch {
 	case f.name == "ID":
+		f.forward = false
+	case f.name == "STARTTLS" && len(fields) == 2 && f.tlsConfig != nil && !f.authenticated():
 		f.forward = false
 	case !knownCommands[strings.SplitN(f.name, " ", 2)[0]] && !f.authenticated():
 		f.forward = false
@@ -286,6 +405,8 @@ func (f *frontConn) finish() error {
 		// RFC 2971 §3.1: the server's ID (nothing identifying beyond
 		// the product).
 		return f.reply("* ID (\"name\" \"mailhook\")\r\n" + f.tag + " OK ID completed\r\n")
+	case f.name == "STARTTLS":
+		return f.startTLS()
 	case f.forward:
 		return nil
 	}
@@ -296,6 +417,42 @@ func (f *frontConn) finish() error {
 	}
 	return f.reply(f.tag + " BAD Unknown command\r\n")
 }
+
+// startTLS answers STARTTLS (RFC 3501 §6.2.1) and hands the connection,
+// now TLS, to toTLS as a new imapserver connection, with a new frontConn
+// in front of it. imapserver would do the TLS itself, over the front,
+// which would then see only ciphertext and could no longer guard the
+// session; this way the front reads the clear text on both sides of
+// STARTTLS. The implicit-TLS server takes passwords and offers no
+// STARTTLS, which is right for a connection that has done it. The old
+// imapserver Conn reads end of file and ends without a word.
+func (f *frontConn) startTLS() error {
+	if err := f.reply(f.tag + " OK Begin TLS negotiation now\r\n"); err != nil {
+		return err
+	}
+	conn := f.Conn
+	if n := f.br.Buffered(); n > 0 {
+		// What the client sent after the command line is the start of
+		// its handshake (as imapserver does it: never commands).
+		early, _ := f.br.Peek(n)
+		conn = &prefixedConn{Conn: conn, r: io.MultiReader(bytes.NewReader(bytes.Clone(early)), conn)}
+	}
+	next := newFrontConn(tls.Server(conn, f.tlsConfig), f.maxAppend)
+	next.afterTLS, next.swallow, next.capTag = true, true, ""
+	f.handedOver.Store(true)
+	if !f.toTLS(next) {
+		conn.Close() // the server is closing
+	}
+	return errHandedOver
+}
+
+// prefixedConn reads r, then the connection.
+type prefixedConn struct {
+	net.Conn
+	r io.Reader
+}
+
+func (c *prefixedConn) Read(p []byte) (int, error) { return c.r.Read(p) }
 
 // longLine answers a command line longer than frontMaxLine with BAD and
 // drops the rest of it (dovecot does the same).

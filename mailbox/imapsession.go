@@ -933,11 +933,11 @@ func (s *imapSession) fetchOne(w *imapserver.FetchResponseWriter, m *Message, o 
 	if o.Envelope {
 		rewind()
 		h, err := textproto.ReadHeader(bufio.NewReader(body))
+		env := &envelope{}
 		if err == nil {
-			w.WriteEnvelope(envelope(h))
-		} else {
-			w.WriteEnvelope(&imap.Envelope{})
+			env = readEnvelope(h)
 		}
+		writeEnvelopeItem(s.conn, w, env)
 	}
 	if o.BodyStructure != nil {
 		rewind()

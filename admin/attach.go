@@ -1,15 +1,13 @@
 package admin
 
+// Attachment URLs: signing them, and serving the attachment they name.
+
 import (
-	"bufio"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/binary"
-	"encoding/hex"
 	"errors"
-	"fmt"
-	"hash"
 	"io"
 	"mime"
 	"net/http"
@@ -17,9 +15,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/emersion/go-message"
-	"github.com/emersion/go-message/textproto"
 
 	"github.com/mailhook/mailhook/parse"
 )
@@ -94,193 +89,6 @@ func (k AttachmentKey) Check(msgID string, index int, expParam, sig string, now 
 	return nil
 }
 
-// Bounds on the MIME walk of a raw message when serving an attachment
-// (parse's defaults, so nothing parse listed is out of reach).
-const (
-	walkMaxDepth = parse.DefaultMaxDepth
-	walkMaxParts = parse.DefaultMaxParts * 2
-)
-
-// partVisitor receives the entities of a message in pre-order, each with
-// its decoded body (transfer encoding undone, text converted to UTF-8: the
-// bytes parse hashes for Attachment.SHA256).
-type partVisitor interface {
-	// leaf gets a body that is neither multipart nor a message.
-	leaf(ord int, body io.Reader) (stop bool, err error)
-	// enter gets the body of an encapsulated message (RFC 2046 §5.2.1)
-	// and returns the reader to walk its inside through, or nil when it
-	// consumed the body.
-	enter(ord int, body io.Reader) (r io.Reader, stop bool, err error)
-	// leave follows enter once the whole body was read.
-	leave(ord int)
-}
-
-// walker walks the MIME tree of a raw message (RFC 2045, RFC 2046).
-type walker struct {
-	v     partVisitor
-	n     int
-	stop  bool
-	err   error
-	depth int
-}
-
-func walkMessage(r io.Reader, v partVisitor) error {
-	w := &walker{v: v}
-	br := bufio.NewReaderSize(r, 32<<10)
-	h, err := textproto.ReadHeader(br)
-	if err != nil {
-		return fmt.Errorf("read header: %w", err)
-	}
-	w.entity(message.Header{Header: h}, br, 0)
-	return w.err
-}
-
-func (w *walker) fail(err error) {
-	if err != nil && w.err == nil {
-		w.err = err
-	}
-	w.stop = true
-}
-
-func (w *walker) entity(h message.Header, body io.Reader, depth int) {
-	if w.stop {
-		return
-	}
-	if w.n >= walkMaxParts {
-		w.stop = true
-		return
-	}
-	ord := w.n
-	w.n++
-	mt, params, _ := h.ContentType()
-	if strings.HasPrefix(mt, "multipart/") && params["boundary"] != "" {
-		if depth >= walkMaxDepth {
-			return
-		}
-		mr := textproto.NewMultipartReader(body, params["boundary"])
-		for !w.stop {
-			p, err := mr.NextPart()
-			if err != nil {
-				return // the end, or a broken multipart: nothing more here
-			}
-			w.entity(message.Header{Header: p.Header}, p, depth+1)
-		}
-		return
-	}
-	e, _ := message.New(h, body) // unknown encodings and charsets pass through as is
-	if mt == "message/rfc822" || mt == "message/global" {
-		r, stop, err := w.v.enter(ord, e.Body)
-		if stop || err != nil {
-			w.fail(err)
-			return
-		}
-		if r != nil {
-			br := bufio.NewReaderSize(r, 4096)
-			if depth < walkMaxDepth {
-				if ih, err := textproto.ReadHeader(br); err == nil {
-					w.entity(message.Header{Header: ih}, br, depth+1)
-				}
-			}
-			if !w.stop {
-				if _, err := io.Copy(io.Discard, br); err != nil {
-					w.fail(err)
-				}
-			}
-		}
-		if !w.stop {
-			w.v.leave(ord)
-		}
-		return
-	}
-	stop, err := w.v.leaf(ord, e.Body)
-	if stop || err != nil {
-		w.fail(err)
-	}
-}
-
-// hashFinder finds the first entity whose decoded body has a given
-// SHA-256.
-type hashFinder struct {
-	want  string
-	found int
-	open  map[int]hash.Hash
-}
-
-func (f *hashFinder) leaf(ord int, body io.Reader) (bool, error) {
-	h := sha256.New()
-	io.Copy(h, body) // after a broken encoding parse hashed what decoded, and so do we
-	if hex.EncodeToString(h.Sum(nil)) == f.want {
-		f.found = ord
-		return true, nil
-	}
-	return false, nil
-}
-
-func (f *hashFinder) enter(ord int, body io.Reader) (io.Reader, bool, error) {
-	h := sha256.New()
-	f.open[ord] = h
-	return io.TeeReader(body, h), false, nil
-}
-
-func (f *hashFinder) leave(ord int) {
-	h := f.open[ord]
-	delete(f.open, ord)
-	if h != nil && f.found < 0 && hex.EncodeToString(h.Sum(nil)) == f.want {
-		f.found = ord
-	}
-}
-
-// partCopier copies the body of entity target to w.
-type partCopier struct {
-	target int
-	w      io.Writer
-	n      int64
-	done   bool
-}
-
-func (c *partCopier) leaf(ord int, body io.Reader) (bool, error) {
-	if ord != c.target {
-		return false, nil
-	}
-	return true, c.copy(body)
-}
-
-func (c *partCopier) enter(ord int, body io.Reader) (io.Reader, bool, error) {
-	if ord != c.target {
-		return body, false, nil
-	}
-	return nil, true, c.copy(body)
-}
-
-func (c *partCopier) leave(int) {}
-
-func (c *partCopier) copy(body io.Reader) error {
-	c.done = true
-	n, err := io.Copy(c.w, body)
-	c.n = n
-	var werr dstError
-	if errors.As(err, &werr) {
-		return werr.err
-	}
-	return nil // a decoding error ends the part where parse ended it
-}
-
-// dstError marks errors of the destination, to tell them from decoding
-// errors of the source.
-type dstError struct{ err error }
-
-func (e dstError) Error() string { return e.err.Error() }
-
-type markedWriter struct{ w io.Writer }
-
-func (m markedWriter) Write(b []byte) (int, error) {
-	n, err := m.w.Write(b)
-	if err != nil {
-		err = dstError{err}
-	}
-	return n, err
-}
-
 // attachmentDisposition returns a Content-Disposition value for serving a
 // file: always "attachment", so that a browser never renders it in the
 // admin origin (RFC 6266 §4), with the filename as RFC 2231 parameters.
@@ -313,8 +121,9 @@ func (s *Server) FillAttachmentURLs(msg *parse.Message, base, msgID string, exp 
 }
 
 // attachment serves GET /attachments/{msgid}/{index}?exp=&sig=: the
-// signature is checked first (403), then the expiry (410); the attachment
-// is found by re-parsing the kept raw message and streamed out of it.
+// signature is checked first (403), then the expiry (410); the kept raw
+// message is listed again by parse.Parse, and the index-th attachment
+// streamed out of it by parse.OpenPart.
 func (s *Server) attachment(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "private, no-store")
 	if len(s.attKey) == 0 {
@@ -336,10 +145,10 @@ func (s *Server) attachment(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusForbidden, "bad attachment signature")
 		return
 	}
-	open := func() (io.ReadCloser, error) { return s.openRaw(r.Context(), msgID) }
-	// Pass 1: what parse lists as the index-th attachment (its metadata
-	// only: nothing is inlined, memory stays bounded).
-	rc, err := open()
+	// The listing (metadata only: nothing is inlined, memory stays
+	// bounded), with the options ingest parsed with, so the index means
+	// what it meant in the webhook.
+	rc, err := s.openRaw(r.Context(), msgID)
 	if errors.Is(err, ErrNotFound) {
 		writeError(w, http.StatusNotFound, "the message is no longer kept")
 		return
@@ -348,7 +157,9 @@ func (s *Server) attachment(w http.ResponseWriter, r *http.Request) {
 		s.internalError(w, r, err)
 		return
 	}
-	msg, err := parse.Parse(rc, parse.Options{InlineLimit: -1})
+	listOpts := s.opts.Parse
+	listOpts.InlineLimit = -1
+	msg, err := parse.Parse(rc, listOpts)
 	rc.Close()
 	if err != nil {
 		s.internalError(w, r, err)
@@ -359,17 +170,33 @@ func (s *Server) attachment(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	att := msg.Attachments[index]
-	// Pass 2: find the MIME entity holding exactly those bytes (by their
-	// SHA-256, so what is served is what the webhook described).
-	f := &hashFinder{want: att.SHA256, found: -1, open: map[int]hash.Hash{}}
-	if err := s.walkRaw(open, f); err != nil {
+	// The part itself, opened by the walker that listed it.
+	if rc, err = s.openRaw(r.Context(), msgID); err != nil {
 		s.internalError(w, r, err)
 		return
 	}
-	if f.found < 0 {
-		s.log.Warn("attachment not found in raw message", "msg_id", msgID, "index", index)
-		writeError(w, http.StatusNotFound, "the attachment could not be located in the raw message")
+	defer rc.Close()
+	body, err := parse.OpenPart(rc, s.opts.Parse, att.Part)
+	if err != nil {
+		s.internalError(w, r, err)
 		return
+	}
+	defer body.Close()
+	// A HEAD neither downloads nor uses up a one-time link.
+	if s.opts.AttachmentOnce && r.Method != http.MethodHead {
+		if s.opts.Activity == nil {
+			writeError(w, http.StatusServiceUnavailable, "one-time attachment links need the activity store")
+			return
+		}
+		exp, _ := strconv.ParseInt(q.Get("exp"), 10, 64)
+		switch err := s.opts.Activity.Claim("att:"+q.Get("sig"), time.Unix(exp, 0)); {
+		case errors.Is(err, ErrClaimed):
+			writeError(w, http.StatusGone, "this attachment link was used already")
+			return
+		case err != nil:
+			s.internalError(w, r, err)
+			return
+		}
 	}
 	h := w.Header()
 	ct := att.ContentType
@@ -385,36 +212,10 @@ func (s *Server) attachment(w http.ResponseWriter, r *http.Request) {
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("Content-Security-Policy", "sandbox")
 	if r.Method == http.MethodHead {
-		w.WriteHeader(http.StatusOK) // a HEAD neither downloads nor uses up a one-time link
+		w.WriteHeader(http.StatusOK)
 		return
 	}
-	if s.opts.AttachmentOnce {
-		if s.opts.Activity == nil {
-			writeError(w, http.StatusServiceUnavailable, "one-time attachment links need the activity store")
-			return
-		}
-		exp, _ := strconv.ParseInt(q.Get("exp"), 10, 64)
-		switch err := s.opts.Activity.Claim("att:"+q.Get("sig"), time.Unix(exp, 0)); {
-		case errors.Is(err, ErrClaimed):
-			writeError(w, http.StatusGone, "this attachment link was used already")
-			return
-		case err != nil:
-			s.internalError(w, r, err)
-			return
-		}
-	}
-	// Pass 3: stream it out.
-	c := &partCopier{target: f.found, w: markedWriter{w}}
-	if err := s.walkRaw(open, c); err != nil {
+	if _, err := io.Copy(w, body); err != nil {
 		s.log.Debug("attachment copy ended", "msg_id", msgID, "index", index, "err", err)
 	}
-}
-
-func (s *Server) walkRaw(open func() (io.ReadCloser, error), v partVisitor) error {
-	rc, err := open()
-	if err != nil {
-		return err
-	}
-	defer rc.Close()
-	return walkMessage(rc, v)
 }

@@ -103,4 +103,10 @@
 // while admin.listen stays private. A URL works until its expiry (410
 // after), for any number of fetches, so a receiver whose download broke off
 // can fetch again; ServerOptions.AttachmentOnce makes each URL work once.
+// The URL names the attachment by its index in the webhook's list: the
+// server lists the kept raw message again with parse.Parse, given
+// ServerOptions.Parse (the options ingest parsed with, so the index means
+// the same attachment), and streams that attachment's Part with
+// parse.OpenPart, the same walker, so the bytes served are those the
+// webhook's size and sha256 describe.
 package admin

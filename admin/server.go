@@ -1,5 +1,7 @@
 package admin
 
+// The admin listener: options, routes, serving and shutdown.
+
 import (
 	"context"
 	"crypto/sha256"
@@ -12,6 +14,7 @@ import (
 	"time"
 
 	"github.com/mailhook/mailhook/internal/loginlimit"
+	"github.com/mailhook/mailhook/parse"
 )
 
 // ServerOptions configures NewServer.
@@ -33,6 +36,10 @@ type ServerOptions struct {
 	Ready func(ctx context.Context) error
 	// AttachmentKey signs attachment URLs; empty disables /attachments/.
 	AttachmentKey []byte
+	// Parse are the options ingest parses messages with, so that
+	// /attachments/ lists a message's attachments as its webhook did;
+	// zero values mean parse's defaults.
+	Parse parse.Options
 	// AttachmentOnce makes each attachment URL work for one download
 	// only (later fetches get 410); it needs Activity, which remembers the
 	// used links until they expire. Off by default: a receiver whose

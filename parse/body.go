@@ -12,6 +12,7 @@ import (
 	"mime"
 	"path"
 	"regexp"
+	"strconv"
 	"strings"
 	"unicode/utf8"
 
@@ -28,6 +29,20 @@ type frame struct {
 	depth  int
 	parent string // subtype of the enclosing multipart, "" at a message root
 	report bool   // inside multipart/report (RFC 6522)
+	// path is the entity's part number (Attachment.Part); at a message
+	// root (root) it is the message's own number ("" for the message
+	// itself), which a multipart body shares and a single body extends
+	// with ".1" (RFC 3501 §6.4.5).
+	path string
+	root bool
+}
+
+// partPath joins a part number and a child's number.
+func partPath(parent string, n int) string {
+	if parent == "" {
+		return strconv.Itoa(n)
+	}
+	return parent + "." + strconv.Itoa(n)
 }
 
 // wordDecoder decodes RFC 2047 encoded words with every charset
@@ -48,6 +63,9 @@ func (p *parser) walk(h message.Header, body io.Reader, f frame) {
 	}
 	mt, params, sane := p.contentType(h, f)
 	disp, dparams := p.disposition(h)
+	if f.root && !(strings.HasPrefix(mt, "multipart/") && params["boundary"] != "") {
+		f.path, f.root = partPath(f.path, 1), false
+	}
 
 	switch {
 	case strings.HasPrefix(mt, "multipart/"):
@@ -128,6 +146,7 @@ func (p *parser) walk(h message.Header, body io.Reader, f frame) {
 		Filename:    filename,
 		ContentType: mt,
 		ContentID:   cleanID(h.Get("Content-Id")),
+		Part:        f.path,
 	}
 	if strings.HasPrefix(mt, "text/") {
 		a.Charset = declared
@@ -151,9 +170,11 @@ func (p *parser) walk(h message.Header, body io.Reader, f frame) {
 		dsnBuf = &bytes.Buffer{}
 		w = io.MultiWriter(sink, &limitedBuffer{b: dsnBuf, n: p.opts.MaxHeaderBytes})
 	}
+	w, hit := p.target(f.path, w)
 	p.copyDecoded(w, e.Body, raw, mt)
 	sink.fill(&a)
 	p.msg.Attachments = append(p.msg.Attachments, a)
+	p.stop = p.stop || hit
 	if isDSN {
 		p.parseDSN(dsnBuf.Bytes())
 	}
@@ -174,17 +195,20 @@ func (p *parser) message(h message.Header, body io.Reader, mt string, params map
 		ContentType: mt,
 		ContentID:   cleanID(h.Get("Content-Id")),
 		Disposition: "attachment",
+		Part:        f.path,
 	}
 	if disp == "inline" {
 		a.Disposition = "inline"
 	}
 	sink := newAttachmentSink(p.opts.InlineLimit)
+	w, hit := p.target(f.path, sink)
+	defer func() { p.stop = p.stop || hit }()
 	raw := &errReader{r: e.Body}
 	if disp == "attachment" || f.report || f.depth >= p.opts.MaxDepth {
 		if f.depth >= p.opts.MaxDepth && disp != "attachment" && !f.report {
 			p.warnf("MIME nesting deeper than %d: attached message not parsed", p.opts.MaxDepth)
 		}
-		p.copyDecoded(sink, raw, raw, mt)
+		p.copyDecoded(w, raw, raw, mt)
 		if a.Filename == "" {
 			a.Filename = "message.eml"
 		}
@@ -192,7 +216,7 @@ func (p *parser) message(h message.Header, body io.Reader, mt string, params map
 		p.msg.Attachments = append(p.msg.Attachments, a)
 		return
 	}
-	g := &gate{r: io.TeeReader(raw, sink)}
+	g := &gate{r: io.TeeReader(raw, w)}
 	br := bufio.NewReaderSize(g, 4096)
 	nh := p.readHeader(br, g, "attached message header")
 	if p.ioFailed() {
@@ -200,7 +224,7 @@ func (p *parser) message(h message.Header, body io.Reader, mt string, params map
 	}
 	at, tx := len(p.msg.Attachments), len(p.texts)
 	p.nesting++
-	p.walk(nh, br, frame{depth: f.depth + 1})
+	p.walk(nh, br, frame{depth: f.depth + 1, path: f.path, root: true})
 	p.nesting--
 	if !p.stop {
 		// The rest (an epilogue, a skipped part) still belongs to the .eml.
@@ -243,7 +267,7 @@ func (p *parser) multipart(mt string, params map[string]string, body io.Reader, 
 	mr := textproto.NewMultipartReader(g, params["boundary"])
 	child := frame{depth: f.depth + 1, parent: sub, report: f.report || sub == "report"}
 	found := false
-	for bad := 0; !p.stop; {
+	for bad, n := 0, 1; !p.stop; n++ {
 		// The gate bounds a part's header (and the line scanning before
 		// it): the previous part has been read to its end already.
 		g.limit(2*p.opts.MaxHeaderBytes + 16<<10)
@@ -278,6 +302,7 @@ func (p *parser) multipart(mt string, params map[string]string, body io.Reader, 
 			found = true
 			g.capture, g.capLeft = nil, 0
 		}
+		child.path = partPath(f.path, n)
 		p.walk(message.Header{Header: part.Header}, part, child)
 		if p.stop {
 			return
@@ -334,7 +359,12 @@ func (p *parser) copyDecoded(w io.Writer, r io.Reader, raw *errReader, mt string
 				p.stop = true
 				return n
 			}
-			w.Write(buf[:nr])
+			if _, err := w.Write(buf[:nr]); err != nil {
+				// Only OpenPart's reader fails a write: it was closed.
+				p.decoded += n
+				p.stop = true
+				return n
+			}
 			n += int64(nr)
 		}
 		if err == nil {

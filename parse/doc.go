@@ -18,8 +18,9 @@
 //     text from HTML (golang.org/x/net/html) when there is no text part;
 //   - describes every other part as an Attachment: file name (RFC 2183,
 //     RFC 2231 in any charset, RFC 2047, or the Content-Type name), type,
-//     size, SHA-256, disposition, Content-ID, and the content as base64 when
-//     it is within Options.InlineLimit;
+//     size, SHA-256, disposition, Content-ID, its part number in the MIME
+//     tree (Part, numbered as IMAP numbers body sections), and the content
+//     as base64 when it is within Options.InlineLimit;
 //   - computes stripped_text (StripReply), stripped_signature
 //     (StripSignature) and stripped_html (StripHTML), the auto_submitted flag (RFC 3834,
 //     Precedence, Exchange and vacation markers, reports) and the DSN
@@ -63,6 +64,14 @@
 // of HTML, and StripReply looks for the start of the quote in the first
 // 64 KiB of text, so hostile bodies cost bounded time. Parse does not start
 // goroutines.
+//
+// # Opening a part
+//
+// OpenPart streams one attachment's content, found by its Part, out of the
+// raw message. It runs the walk Parse runs, with the same limits, and tees
+// the part's decoded bytes to its reader (from a goroutine, through a
+// pipe), so what it returns is exactly what Parse sized and hashed, and
+// whatever Parse listed it reaches.
 //
 // # Known gaps
 //

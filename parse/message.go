@@ -63,6 +63,13 @@ type Attachment struct {
 	Disposition string `json:"disposition"`
 	ContentID   string `json:"content_id"`
 	SHA256      string `json:"sha256"`
+	// Part is the part's number in the MIME tree, numbered as IMAP numbers
+	// body sections (RFC 3501 §6.4.5): "2" is the second part of the
+	// top-level multipart, "3.1" the first part inside the third (or, when
+	// the third is an attached message, the first part of that message);
+	// a message that is not multipart has its body at "1". OpenPart opens
+	// the part by it.
+	Part string `json:"part,omitempty"`
 	// Content is the base64 of the decoded part, absent when over the inline
 	// limit (the size and hash are always set).
 	Content string `json:"content,omitempty"`

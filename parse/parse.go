@@ -139,6 +139,7 @@ type parser struct {
 	rootHTMLs    []string // HTML bodies of the message itself
 	topCharset   string   // the top-level charset, for 8-bit header fallback
 	author       header.Author
+	tgt          *target // the part OpenPart wants; nil in Parse
 }
 
 func (p *parser) warn(s string) {
@@ -194,7 +195,7 @@ func (p *parser) run() {
 	if !ok {
 		return
 	}
-	p.walk(h, body, frame{})
+	p.walk(h, body, frame{root: true})
 }
 
 func (p *parser) finish() (*Message, error) {

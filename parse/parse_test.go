@@ -83,6 +83,7 @@ func checkInvariants(t testing.TB, m *Message) {
 			strs = append(strs, a.Name, a.Address)
 		}
 	}
+	parts := map[string]bool{}
 	for _, a := range m.Attachments {
 		strs = append(strs, a.Filename, a.ContentType, a.ContentID)
 		if len(a.SHA256) != 64 {
@@ -100,6 +101,10 @@ func checkInvariants(t testing.TB, m *Message) {
 		if a.Disposition != "inline" && a.Disposition != "attachment" {
 			t.Errorf("attachment %q disposition %q", a.Filename, a.Disposition)
 		}
+		if !partRE.MatchString(a.Part) || parts[a.Part] {
+			t.Errorf("attachment %q part %q: not a part number, or another attachment's", a.Filename, a.Part)
+		}
+		parts[a.Part] = true
 	}
 	for _, s := range strs {
 		if !utf8.ValidString(s) {

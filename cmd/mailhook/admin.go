@@ -68,6 +68,7 @@ func (a *app) adminServer() error {
 		Ready:          a.ready,
 		AttachmentKey:  a.attachKey,
 		AttachmentOnce: a.cfg.Admin.AttachmentOnce,
+		Parse:          parseOptions(a.cfg),
 		Logger:         a.log,
 		EnablePprof:    a.cfg.Admin.Pprof,
 		MintReply:      a.mintReply,

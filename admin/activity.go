@@ -25,8 +25,7 @@ import (
 	bolterrors "go.etcd.io/bbolt/errors"
 
 	"github.com/mailhook/mailhook/deliver"
-	"github.com/mailhook/mailhook/ingest/auth"
-	"github.com/mailhook/mailhook/ingest/rspamd"
+	"github.com/mailhook/mailhook/inbound"
 	"github.com/mailhook/mailhook/internal/clip"
 	"github.com/mailhook/mailhook/internal/safefile"
 	"github.com/mailhook/mailhook/parse"
@@ -83,7 +82,7 @@ var (
 	bMeta    = []byte("meta")    // "probe" -> nil, written by Writable
 	bClaims  = []byte("claims")  // one-time link key -> 8-byte unix expiry
 	bAlias   = []byte("alias")   // stable id -> msg id
-	bRawMsg  = []byte("raw")     // msg id -> raw message, for messages held in memory (route.Mail.Raw)
+	bRawMsg  = []byte("raw")     // msg id -> raw message, for messages held in memory (inbound.Mail.Raw)
 )
 
 // ActivityOptions configures OpenActivity.
@@ -216,7 +215,7 @@ type MessageSummary struct {
 	From       string    `json:"from"`
 	Subject    string    `json:"subject"`
 	// MessageID is the Message-ID header field; StableID the webhook
-	// JSON's id (see route.Mail.StableID).
+	// JSON's id (see inbound.Mail.StableID).
 	MessageID string `json:"message_id,omitempty"`
 	StableID  string `json:"stable_id,omitempty"`
 	// Routes are the names of the rules that matched, in order, once each.
@@ -230,9 +229,9 @@ type MessageSummary struct {
 type MessageDetail struct {
 	MessageSummary
 	RawSize   int64            `json:"raw_size"`
-	Envelope  route.Envelope   `json:"envelope"`
-	Auth      *auth.Results    `json:"auth"`
-	Spam      *rspamd.Result   `json:"spam,omitempty"`
+	Envelope  inbound.Envelope `json:"envelope"`
+	Auth      *inbound.Auth    `json:"auth"`
+	Spam      *inbound.Spam    `json:"spam,omitempty"`
 	Message   *parse.Message   `json:"message"`
 	Decisions []route.Decision `json:"decisions"`
 	Jobs      []JobRecord      `json:"jobs"`
@@ -318,7 +317,7 @@ type Refused struct {
 // decisions for its recipients and the jobs committed for it. It is safe to
 // call after RecordAttempt has already seen one of its jobs (a fast worker):
 // the attempts recorded so far are kept.
-func (a *Activity) RecordAccepted(mail *route.Mail, decisions []route.Decision, jobs []*deliver.Job) error {
+func (a *Activity) RecordAccepted(mail *inbound.Mail, decisions []route.Decision, jobs []*deliver.Job) error {
 	if mail == nil || mail.ID == "" {
 		return errors.New("admin: activity: record accepted: mail without id")
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/mailhook/mailhook/header"
+	"github.com/mailhook/mailhook/inbound"
 	"github.com/mailhook/mailhook/ingest/auth"
 	"github.com/mailhook/mailhook/internal/clientip"
 	"github.com/mailhook/mailhook/parse"
@@ -25,7 +26,7 @@ type Router interface {
 	// AcceptsEnvelope reports at RCPT whether any rule could take rcpt.
 	AcceptsEnvelope(rcpt, mailFrom string) bool
 	// Decide applies the rules at end of data.
-	Decide(m *route.Mail, rcpt string) route.Decision
+	Decide(m *inbound.Mail, rcpt string) route.Decision
 }
 
 // Policy is the part of the configuration that can change while running
@@ -37,15 +38,15 @@ type Policy struct {
 
 // Verifier checks SPF, DKIM and DMARC.
 type Verifier interface {
-	CheckSPF(ctx context.Context, ip net.IP, helo, mailFrom string) auth.SPFResult
-	Verify(ctx context.Context, spf auth.SPFResult, msg io.Reader) (*auth.Results, error)
+	CheckSPF(ctx context.Context, ip net.IP, helo, mailFrom string) inbound.SPFResult
+	Verify(ctx context.Context, spf inbound.SPFResult, msg io.Reader) (*inbound.Auth, error)
 }
 
 // Committer is the commit step: it durably records every action of the
 // message (the queue) before ingest answers 250. It takes ownership of
 // m.RawPath, or stores m.Raw (a small message, held in memory). An error means nothing was recorded; the client gets 451.
 type Committer interface {
-	Commit(ctx context.Context, m *route.Mail, decisions []route.Decision) error
+	Commit(ctx context.Context, m *inbound.Mail, decisions []route.Decision) error
 }
 
 // Limits bound what one client can make the listener do.
@@ -136,7 +137,7 @@ type Options struct {
 	// BeforeCommit, when set, may refuse a routed message before it is
 	// committed: a *smtp.SMTPError it returns is the reply (452 4.2.2 for a
 	// full mailbox), any other error a 451.
-	BeforeCommit func(ctx context.Context, m *route.Mail, d []route.Decision) error
+	BeforeCommit func(ctx context.Context, m *inbound.Mail, d []route.Decision) error
 	// Observer, when set, is told of every connection, acceptance and
 	// refusal (metrics, the activity log).
 	Observer Observer
@@ -150,7 +151,7 @@ type Options struct {
 // Observer is told what the listener does. Its methods must not block.
 type Observer interface {
 	Connection(remoteIP string)
-	Accepted(m *route.Mail, d []route.Decision)
+	Accepted(m *inbound.Mail, d []route.Decision)
 	Refused(remoteIP, mailFrom string, rcpts []string, reply *smtp.SMTPError, stage string)
 }
 

@@ -24,7 +24,7 @@ import (
 
 	gosmtp "github.com/emersion/go-smtp"
 
-	"github.com/mailhook/mailhook/ingest/auth"
+	"github.com/mailhook/mailhook/inbound"
 	"github.com/mailhook/mailhook/internal/rawsmtp"
 	"github.com/mailhook/mailhook/parse"
 	"github.com/mailhook/mailhook/route"
@@ -34,13 +34,13 @@ import (
 // decisions and the raw bytes (Raw, or read from RawPath, as a queue would).
 type recorder struct {
 	mu    sync.Mutex
-	mails []*route.Mail
+	mails []*inbound.Mail
 	raws  [][]byte
 	decs  [][]route.Decision
 	fail  error
 }
 
-func (r *recorder) Commit(ctx context.Context, m *route.Mail, d []route.Decision) error {
+func (r *recorder) Commit(ctx context.Context, m *inbound.Mail, d []route.Decision) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.fail != nil {
@@ -636,12 +636,12 @@ func TestStableIDAcrossRetries(t *testing.T) {
 
 // fakeVerifier is a unit-test Verifier; the real one is tested end to end
 // with a DNS server on loopback in cmd/mailhook.
-type fakeVerifier struct{ res auth.Results }
+type fakeVerifier struct{ res inbound.Auth }
 
-func (f *fakeVerifier) CheckSPF(ctx context.Context, ip net.IP, helo, from string) auth.SPFResult {
+func (f *fakeVerifier) CheckSPF(ctx context.Context, ip net.IP, helo, from string) inbound.SPFResult {
 	return f.res.SPF
 }
-func (f *fakeVerifier) Verify(ctx context.Context, spf auth.SPFResult, r io.Reader) (*auth.Results, error) {
+func (f *fakeVerifier) Verify(ctx context.Context, spf inbound.SPFResult, r io.Reader) (*inbound.Auth, error) {
 	io.Copy(io.Discard, r)
 	res := f.res
 	res.SPF = spf
@@ -649,8 +649,8 @@ func (f *fakeVerifier) Verify(ctx context.Context, spf auth.SPFResult, r io.Read
 }
 
 func TestDMARCEnforcement(t *testing.T) {
-	v := &fakeVerifier{res: auth.Results{SPF: auth.SPFResult{Result: "fail", Domain: "bank.test"},
-		DMARC: auth.DMARCResult{Result: "fail", Policy: "reject", Domain: "bank.test"}, AuthenticationResults: "mx.example.test; dmarc=fail"}}
+	v := &fakeVerifier{res: inbound.Auth{SPF: inbound.SPFResult{Result: "fail", Domain: "bank.test"},
+		DMARC: inbound.DMARCResult{Result: "fail", Policy: "reject", Domain: "bank.test"}, AuthenticationResults: "mx.example.test; dmarc=fail"}}
 	h := start(t, func(o *Options) { o.Verifier = v; o.EnforceDMARC = true })
 	err := smtp.SendMail(h.addr, nil, "a@bank.test", []string{"support@example.test"}, []byte(simpleMsg))
 	if !isReply(err, 550, "5.7.1") {
@@ -677,7 +677,7 @@ func TestDMARCEnforcement(t *testing.T) {
 }
 
 func TestDNSTempErrorDefers(t *testing.T) {
-	v := &fakeVerifier{res: auth.Results{SPF: auth.SPFResult{Result: "temperror"}, DMARC: auth.DMARCResult{Result: "none"}}}
+	v := &fakeVerifier{res: inbound.Auth{SPF: inbound.SPFResult{Result: "temperror"}, DMARC: inbound.DMARCResult{Result: "none"}}}
 	h := start(t, func(o *Options) { o.Verifier = v; o.DeferOnTempError = true })
 	err := smtp.SendMail(h.addr, nil, "a@bank.test", []string{"support@example.test"}, []byte(simpleMsg))
 	if !isReply(err, 451, "4.4.3") {
@@ -724,7 +724,7 @@ func TestBounceAddressesAndBeforeCommit(t *testing.T) {
 			}
 			return nil, nil, false
 		}
-		o.BeforeCommit = func(ctx context.Context, m *route.Mail, d []route.Decision) error {
+		o.BeforeCommit = func(ctx context.Context, m *inbound.Mail, d []route.Decision) error {
 			if m.Message.Subject == "huge" {
 				return &gosmtp.SMTPError{Code: 452, EnhancedCode: gosmtp.EnhancedCode{4, 2, 2}, Message: "Mailbox full"}
 			}

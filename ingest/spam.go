@@ -7,14 +7,14 @@ import (
 
 	"github.com/emersion/go-smtp"
 
+	"github.com/mailhook/mailhook/inbound"
 	"github.com/mailhook/mailhook/ingest/rspamd"
-	"github.com/mailhook/mailhook/route"
 )
 
 // SpamChecker asks a content filter for its verdict on a message: the
 // rspamd client. An error means there is no verdict.
 type SpamChecker interface {
-	Check(ctx context.Context, req *rspamd.Request, body io.Reader, size int64) (*rspamd.Result, error)
+	Check(ctx context.Context, req *rspamd.Request, body io.Reader, size int64) (*inbound.Spam, error)
 }
 
 var _ SpamChecker = (*rspamd.Client)(nil)
@@ -35,7 +35,7 @@ type SpamOptions struct {
 // verdict (the metrics count actions), refused messages included. It
 // must not block.
 type SpamObserver interface {
-	Spam(r *rspamd.Result)
+	Spam(r *inbound.Spam)
 }
 
 // The replies of the spam check (RFC 3463 §3.8: 5.7.1 delivery not
@@ -56,7 +56,7 @@ var (
 // reply it calls for, or nil to go on. It runs after DKIM and DMARC, so
 // their verdicts go with the request, and after a DMARC reject, which
 // needs no content check.
-func (ss *session) checkSpam(ctx context.Context, sp *spool, m *route.Mail) error {
+func (ss *session) checkSpam(ctx context.Context, sp *spool, m *inbound.Mail) error {
 	so := ss.s.o.Spam
 	if so == nil || so.Checker == nil {
 		return nil
@@ -91,16 +91,16 @@ func (ss *session) checkSpam(ctx context.Context, sp *spool, m *route.Mail) erro
 	switch res.Action {
 	// discard would drop the message silently; we refuse it in the
 	// dialogue instead, as every rejection (DESIGN.md).
-	case rspamd.ActionReject, rspamd.ActionDiscard:
+	case inbound.SpamActionReject, inbound.SpamActionDiscard:
 		if so.Enforce {
 			return ErrSpamReject
 		}
 		quarantine() // not enforced: passed on flagged, as a DMARC reject is
-	case rspamd.ActionSoftReject, rspamd.ActionGreylist:
+	case inbound.SpamActionSoftReject, inbound.SpamActionGreylist:
 		if so.Enforce {
 			return ErrSpamDefer
 		}
-	case rspamd.ActionAddHeader, rspamd.ActionRewriteSubject, rspamd.ActionQuarantine:
+	case inbound.SpamActionAddHeader, inbound.SpamActionRewriteSubject, inbound.SpamActionQuarantine:
 		quarantine()
 	}
 	// Any other (custom) action is recorded for the rules, nothing more.

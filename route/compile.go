@@ -67,7 +67,7 @@ type authMatcher struct {
 	src  string   // as written
 }
 
-// authResults lists, per auth key, the results auth.Results can hold.
+// authResults lists, per auth key, the results inbound.Auth can hold.
 var authResults = map[string][]string{
 	"spf":          {"pass", "fail", "softfail", "neutral", "none", "temperror", "permerror", "policy"},
 	"dkim":         {"pass", "fail", "neutral", "none", "temperror", "permerror", "policy"},

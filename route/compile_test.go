@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	"github.com/go-viper/mapstructure/v2"
+
+	"github.com/mailhook/mailhook/inbound"
 )
 
 var testKnown = Known{
@@ -217,7 +219,7 @@ func FuzzCompile(f *testing.F) {
 			}
 			return
 		}
-		d := tab.Decide(&Mail{Envelope: Envelope{MailFrom: mailFrom}}, rcpt)
+		d := tab.Decide(&inbound.Mail{Envelope: inbound.Envelope{MailFrom: mailFrom}}, rcpt)
 		if !d.Matched() {
 			t.Fatalf("Decide matched nothing, but rule b matches everything")
 		}

@@ -6,7 +6,7 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/mailhook/mailhook/ingest/auth"
+	"github.com/mailhook/mailhook/inbound"
 	"github.com/mailhook/mailhook/parse"
 )
 
@@ -20,13 +20,13 @@ func mustCompile(t testing.TB, rules []RuleConfig) *Table {
 }
 
 // sample is a message that the matcher tests vary.
-func sample() *Mail {
-	return &Mail{
-		Envelope: Envelope{MailFrom: "alice+lists@sender.example", RcptTo: []string{"support@example.test"}},
-		Auth: &auth.Results{
-			SPF:   auth.SPFResult{Result: "pass", Domain: "sender.example"},
-			DKIM:  []auth.DKIMResult{{Result: "fail"}, {Result: "pass"}},
-			DMARC: auth.DMARCResult{Result: "fail", Policy: "quarantine"},
+func sample() *inbound.Mail {
+	return &inbound.Mail{
+		Envelope: inbound.Envelope{MailFrom: "alice+lists@sender.example", RcptTo: []string{"support@example.test"}},
+		Auth: &inbound.Auth{
+			SPF:   inbound.SPFResult{Result: "pass", Domain: "sender.example"},
+			DKIM:  []inbound.DKIMResult{{Result: "fail"}, {Result: "pass"}},
+			DMARC: inbound.DMARCResult{Result: "fail", Policy: "quarantine"},
 			// Quarantine as the verifier sets it for a p=quarantine failure.
 			Quarantine: true,
 		},
@@ -49,46 +49,46 @@ func TestDecideMatchers(t *testing.T) {
 	tests := []struct {
 		name  string
 		match MatchConfig
-		edit  func(m *Mail) // optional change to the sample
+		edit  func(m *inbound.Mail) // optional change to the sample
 		want  bool
 	}{
 		{"empty matches all", MatchConfig{}, nil, true},
-		{"empty matches nil message", MatchConfig{}, func(m *Mail) { m.Message, m.Auth = nil, nil }, true},
+		{"empty matches nil message", MatchConfig{}, func(m *inbound.Mail) { m.Message, m.Auth = nil, nil }, true},
 		{"rcpt", MatchConfig{Rcpt: StringList{"support@example.test"}}, nil, true},
 		{"rcpt any of list", MatchConfig{Rcpt: StringList{"sales@example.test", "support@example.test"}}, nil, true},
 		{"rcpt no", MatchConfig{Rcpt: StringList{"sales@example.test"}}, nil, false},
 		{"mail_from plus", MatchConfig{MailFrom: StringList{"alice@sender.example"}}, nil, true},
 		{"mail_from no", MatchConfig{MailFrom: StringList{"bob@sender.example"}}, nil, false},
-		{"mail_from null", MatchConfig{MailFrom: StringList{"<>"}}, func(m *Mail) { m.Envelope.MailFrom = "" }, true},
+		{"mail_from null", MatchConfig{MailFrom: StringList{"<>"}}, func(m *inbound.Mail) { m.Envelope.MailFrom = "" }, true},
 		{"mail_from null vs address", MatchConfig{MailFrom: StringList{""}}, nil, false},
-		{"mail_from wildcard vs null", MatchConfig{MailFrom: StringList{"*@*"}}, func(m *Mail) { m.Envelope.MailFrom = "" }, false},
+		{"mail_from wildcard vs null", MatchConfig{MailFrom: StringList{"*@*"}}, func(m *inbound.Mail) { m.Envelope.MailFrom = "" }, false},
 		{"from", MatchConfig{From: StringList{"*@sender.example"}}, nil, true},
 		{"from no", MatchConfig{From: StringList{"*@other.example"}}, nil, false},
-		{"from nil address", MatchConfig{From: StringList{"*@*"}}, func(m *Mail) { m.Message.From = nil }, false},
-		{"from nil message", MatchConfig{From: StringList{"*@*"}}, func(m *Mail) { m.Message = nil }, false},
+		{"from nil address", MatchConfig{From: StringList{"*@*"}}, func(m *inbound.Mail) { m.Message.From = nil }, false},
+		{"from nil message", MatchConfig{From: StringList{"*@*"}}, func(m *inbound.Mail) { m.Message = nil }, false},
 		{"header", MatchConfig{Header: map[string]string{"list-id": `news\.sender`}}, nil, true},
 		{"header any value", MatchConfig{Header: map[string]string{"X-TAG": "^second$"}}, nil, true},
 		{"header all must match", MatchConfig{Header: map[string]string{"X-Tag": "first", "List-Id": "nope"}}, nil, false},
 		{"header absent", MatchConfig{Header: map[string]string{"X-Missing": ".*"}}, nil, false},
-		{"header nil message", MatchConfig{Header: map[string]string{"Subject": ".*"}}, func(m *Mail) { m.Message = nil }, false},
+		{"header nil message", MatchConfig{Header: map[string]string{"Subject": ".*"}}, func(m *inbound.Mail) { m.Message = nil }, false},
 		{"subject", MatchConfig{Subject: "(?i)invoice"}, nil, true},
 		{"subject case", MatchConfig{Subject: "invoice"}, nil, false},
-		{"subject nil message", MatchConfig{Subject: ".*"}, func(m *Mail) { m.Message = nil }, false},
+		{"subject nil message", MatchConfig{Subject: ".*"}, func(m *inbound.Mail) { m.Message = nil }, false},
 		{"auth spf", MatchConfig{Auth: map[string]string{"spf": "pass"}}, nil, true},
 		{"auth dkim any pass", MatchConfig{Auth: map[string]string{"dkim": "pass"}}, nil, true},
 		{"auth dmarc alternatives", MatchConfig{Auth: map[string]string{"dmarc": "pass,fail"}}, nil, true},
 		{"auth dmarc no", MatchConfig{Auth: map[string]string{"dmarc": "pass,none"}}, nil, false},
 		{"auth dmarc_policy", MatchConfig{Auth: map[string]string{"dmarc_policy": "quarantine"}}, nil, true},
 		{"auth all keys must match", MatchConfig{Auth: map[string]string{"spf": "pass", "dmarc": "pass"}}, nil, false},
-		{"auth empty is none", MatchConfig{Auth: map[string]string{"dmarc_policy": "none"}}, func(m *Mail) { m.Auth.DMARC.Policy = "" }, true},
-		{"auth nil", MatchConfig{Auth: map[string]string{"spf": "none"}}, func(m *Mail) { m.Auth = nil }, false},
+		{"auth empty is none", MatchConfig{Auth: map[string]string{"dmarc_policy": "none"}}, func(m *inbound.Mail) { m.Auth.DMARC.Policy = "" }, true},
+		{"auth nil", MatchConfig{Auth: map[string]string{"spf": "none"}}, func(m *inbound.Mail) { m.Auth = nil }, false},
 		{"auto_submitted false", MatchConfig{AutoSubmitted: &no}, nil, true},
 		{"auto_submitted true", MatchConfig{AutoSubmitted: &yes}, nil, false},
-		{"auto_submitted set", MatchConfig{AutoSubmitted: &yes}, func(m *Mail) { m.Message.AutoSubmitted = true }, true},
-		{"auto_submitted nil message", MatchConfig{AutoSubmitted: &no}, func(m *Mail) { m.Message = nil }, false},
+		{"auto_submitted set", MatchConfig{AutoSubmitted: &yes}, func(m *inbound.Mail) { m.Message.AutoSubmitted = true }, true},
+		{"auto_submitted nil message", MatchConfig{AutoSubmitted: &no}, func(m *inbound.Mail) { m.Message = nil }, false},
 		{"quarantine", MatchConfig{Quarantine: &yes}, nil, true},
 		{"quarantine false", MatchConfig{Quarantine: &no}, nil, false},
-		{"quarantine nil auth", MatchConfig{Quarantine: &no}, func(m *Mail) { m.Auth = nil }, false},
+		{"quarantine nil auth", MatchConfig{Quarantine: &no}, func(m *inbound.Mail) { m.Auth = nil }, false},
 		{"all together", MatchConfig{Rcpt: StringList{"support@*"}, MailFrom: StringList{"*@sender.example"},
 			From: StringList{"alice@*"}, Header: map[string]string{"X-Tag": "sec"}, Subject: "42$",
 			Auth: map[string]string{"spf": "pass"}, AutoSubmitted: &no, Quarantine: &yes}, nil, true},

@@ -6,7 +6,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/mailhook/mailhook/ingest/rspamd"
+	"github.com/mailhook/mailhook/inbound"
 )
 
 // SpamMatchConfig matches rspamd's verdict, the webhook's "spam" object:
@@ -46,16 +46,16 @@ func compileSpam(add addFunc, key string, m MatchConfig) *spamMatcher {
 	if m.Spam != nil {
 		for i, a := range m.Spam.Action {
 			a = strings.ReplaceAll(strings.ToLower(strings.TrimSpace(a)), "_", " ")
-			if !slices.Contains(rspamd.Actions, a) {
+			if !slices.Contains(inbound.SpamActions, a) {
 				add(fmt.Sprintf("%sspam.action[%d]", key, i), "%q is not an rspamd action; want one of %s",
-					m.Spam.Action[i], strings.Join(rspamd.Actions, ", "))
+					m.Spam.Action[i], strings.Join(inbound.SpamActions, ", "))
 				continue
 			}
 			sm.actions = append(sm.actions, a)
 		}
 		for i, r := range m.Spam.Result {
 			r = strings.ToLower(strings.TrimSpace(r))
-			if r != rspamd.ResultOK && r != rspamd.ResultError {
+			if r != inbound.SpamResultOK && r != inbound.SpamResultError {
 				add(fmt.Sprintf("%sspam.result[%d]", key, i), "%q is not a spam result; want ok or error", m.Spam.Result[i])
 				continue
 			}
@@ -112,7 +112,7 @@ func (c *scoreCmp) match(score float64) bool {
 
 // match reports whether the verdict s matches. No verdict (rspamd not
 // configured) matches nothing; a failed check matches only result: error.
-func (sm *spamMatcher) match(s *rspamd.Result) bool {
+func (sm *spamMatcher) match(s *inbound.Spam) bool {
 	if s == nil {
 		return false
 	}
@@ -129,7 +129,7 @@ func (sm *spamMatcher) match(s *rspamd.Result) bool {
 }
 
 // explain says why a verdict matched, for Decision.Why.
-func (sm *spamMatcher) explain(s *rspamd.Result) []string {
+func (sm *spamMatcher) explain(s *inbound.Spam) []string {
 	var parts []string
 	if len(sm.results) > 0 {
 		parts = append(parts, fmt.Sprintf("spam result %s", s.Result))

@@ -4,18 +4,18 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/mailhook/mailhook/ingest/rspamd"
+	"github.com/mailhook/mailhook/inbound"
 )
 
 func TestDecideSpam(t *testing.T) {
-	verdict := func(action string, score float64) *rspamd.Result {
-		return &rspamd.Result{Result: "ok", Action: action, Score: score, RequiredScore: 15}
+	verdict := func(action string, score float64) *inbound.Spam {
+		return &inbound.Spam{Result: "ok", Action: action, Score: score, RequiredScore: 15}
 	}
-	failed := &rspamd.Result{Result: "error", Error: "connection refused"}
+	failed := &inbound.Spam{Result: "error", Error: "connection refused"}
 	tests := []struct {
 		name  string
 		match MatchConfig
-		spam  *rspamd.Result
+		spam  *inbound.Spam
 		want  bool
 	}{
 		{"action", MatchConfig{Spam: &SpamMatchConfig{Action: StringList{"reject", "add header"}}}, verdict("add header", 7), true},

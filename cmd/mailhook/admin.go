@@ -20,6 +20,7 @@ import (
 	"github.com/mailhook/mailhook/config"
 	"github.com/mailhook/mailhook/deliver"
 	"github.com/mailhook/mailhook/deliver/webhook"
+	"github.com/mailhook/mailhook/inbound"
 	"github.com/mailhook/mailhook/ingest"
 	"github.com/mailhook/mailhook/parse"
 	"github.com/mailhook/mailhook/route"
@@ -145,7 +146,7 @@ func (a *app) ready(ctx context.Context) error {
 // check, the attachment URLs (they go into the queued payload), and a link
 // to the raw message kept for the retention period (before the queue
 // takes the file).
-func (a *app) beforeCommit(ctx context.Context, m *route.Mail, d []route.Decision) error {
+func (a *app) beforeCommit(ctx context.Context, m *inbound.Mail, d []route.Decision) error {
 	if err := a.quotaCheck(ctx, m, d); err != nil {
 		return err
 	}
@@ -173,7 +174,7 @@ type observer struct{ a *app }
 
 func (o observer) Connection(ip string) { o.a.metrics.SMTPConnection() }
 
-func (o observer) Accepted(m *route.Mail, ds []route.Decision) {
+func (o observer) Accepted(m *inbound.Mail, ds []route.Decision) {
 	a := o.a
 	var routes []string
 	for _, d := range ds {
@@ -198,7 +199,7 @@ func (o observer) Accepted(m *route.Mail, ds []route.Decision) {
 // committed records a committed message with the jobs the committer made
 // for it, off the SMTP reply's path (the activity writers), with the
 // webhook JSON each webhook job carries.
-func (a *app) committed(m *route.Mail, ds []route.Decision, jobs []*deliver.Job) {
+func (a *app) committed(m *inbound.Mail, ds []route.Decision, jobs []*deliver.Job) {
 	a.record(func() {
 		if err := a.activity.RecordAccepted(m, ds, jobs); err != nil {
 			a.log.Warn("activity: recording an accepted message", "msg_id", m.ID, "error", err)
@@ -286,7 +287,7 @@ func refusalReason(e *smtp.SMTPError) string {
 }
 
 // onAttempt feeds the metrics and the activity log from the workers.
-func (a *app) onAttempt(job *deliver.Job, mail *route.Mail, at deliver.Attempt, outcome deliver.Settlement) {
+func (a *app) onAttempt(job *deliver.Job, mail *inbound.Mail, at deliver.Attempt, outcome deliver.Settlement) {
 	a.metrics.Attempt(string(job.Kind), job.Target, at.Status, at.Latency, string(outcome))
 	if outcome == deliver.SettleDelivered && mail != nil {
 		a.metrics.Delivered(string(job.Kind), time.Since(mail.ReceivedAt))
@@ -302,7 +303,7 @@ func (a *app) onAttempt(job *deliver.Job, mail *route.Mail, at deliver.Attempt, 
 
 // onRefusedAttempt counts a sync attempt of a message that was refused
 // or deferred; the refusal itself is recorded by the observer.
-func (a *app) onRefusedAttempt(job *deliver.Job, _ *route.Mail, at deliver.Attempt, outcome deliver.Settlement) {
+func (a *app) onRefusedAttempt(job *deliver.Job, _ *inbound.Mail, at deliver.Attempt, outcome deliver.Settlement) {
 	a.metrics.Attempt(string(job.Kind), job.Target, at.Status, at.Latency, string(outcome))
 }
 

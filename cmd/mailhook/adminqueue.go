@@ -15,7 +15,7 @@ import (
 
 	"github.com/mailhook/mailhook/config"
 	"github.com/mailhook/mailhook/deliver"
-	"github.com/mailhook/mailhook/route"
+	"github.com/mailhook/mailhook/inbound"
 )
 
 // adminQueue is the queue of a running `mailhook serve`, reached through
@@ -155,7 +155,7 @@ func (q *adminQueue) Drop(ctx context.Context, id string) error {
 
 func (q *adminQueue) Close() error { return nil }
 
-func (q *adminQueue) Commit(context.Context, *route.Mail, []*deliver.Job) error {
+func (q *adminQueue) Commit(context.Context, *inbound.Mail, []*deliver.Job) error {
 	return errNotThroughAPI
 }
 func (q *adminQueue) Take(context.Context, []deliver.Kind, int, time.Duration) ([]*deliver.Job, error) {
@@ -168,7 +168,9 @@ func (q *adminQueue) Retry(context.Context, *deliver.Job, time.Time, deliver.Att
 func (q *adminQueue) Dead(context.Context, *deliver.Job, deliver.Attempt) error {
 	return errNotThroughAPI
 }
-func (q *adminQueue) Mail(context.Context, string) (*route.Mail, error) { return nil, errNotThroughAPI }
+func (q *adminQueue) Mail(context.Context, string) (*inbound.Mail, error) {
+	return nil, errNotThroughAPI
+}
 func (q *adminQueue) OpenRaw(context.Context, string) (io.ReadCloser, error) {
 	return nil, errNotThroughAPI
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/mailhook/mailhook/deliver/relay"
 	"github.com/mailhook/mailhook/deliver/webhook"
 	"github.com/mailhook/mailhook/dns"
+	"github.com/mailhook/mailhook/inbound"
 	"github.com/mailhook/mailhook/internal/loginlimit"
 	"github.com/mailhook/mailhook/mailbox"
 	"github.com/mailhook/mailhook/mailbox/pop3"
@@ -162,7 +163,7 @@ func mailboxUsers(cu []config.User) []mailbox.User {
 // quotaCheck refuses at end of data a message that would not fit a
 // mailbox it goes to (452 4.2.2, RFC 3463), while the sender can still be
 // told.
-func (a *app) quotaCheck(ctx context.Context, m *route.Mail, ds []route.Decision) error {
+func (a *app) quotaCheck(ctx context.Context, m *inbound.Mail, ds []route.Decision) error {
 	if a.store == nil {
 		return nil
 	}
@@ -279,7 +280,7 @@ type swapSender struct {
 	p atomic.Pointer[webhook.Sender]
 }
 
-func (s *swapSender) Handle(ctx context.Context, job *deliver.Job, mail *route.Mail, raw deliver.RawOpener) deliver.Outcome {
+func (s *swapSender) Handle(ctx context.Context, job *deliver.Job, mail *inbound.Mail, raw deliver.RawOpener) deliver.Outcome {
 	return s.p.Load().Handle(ctx, job, mail, raw)
 }
 

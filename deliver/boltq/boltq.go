@@ -9,7 +9,7 @@
 //	msg/*.eml   the raw messages, one file each, named in their message record
 //
 // Durability: a small message (up to InlineMax; ingest hands over those it
-// held in memory as route.Mail.Raw, with no file at all) is written inside
+// held in memory as inbound.Mail.Raw, with no file at all) is written inside
 // the commit's transaction, so its one durable write is the batch's fsync,
 // shared with the concurrent commits. A larger one: Commit fsyncs the raw
 // file, renames it into msg/, fsyncs msg/, then commits the bbolt
@@ -49,8 +49,8 @@ import (
 	bolterrors "go.etcd.io/bbolt/errors"
 
 	"github.com/mailhook/mailhook/deliver"
+	"github.com/mailhook/mailhook/inbound"
 	"github.com/mailhook/mailhook/internal/safefile"
-	"github.com/mailhook/mailhook/route"
 )
 
 // ErrLocked means another process (a running `mailhook serve`) has the
@@ -96,7 +96,7 @@ var (
 	bDead   = []byte("dead")   // timeKey(DeadAt, id) -> nil
 	bMsgs   = []byte("msgs")   // msg id -> msgRecord JSON
 	bRaw    = []byte("raw")    // msg id -> raw message, for messages stored inline
-	bMail   = []byte("mail")   // msg id -> route.Mail JSON
+	bMail   = []byte("mail")   // msg id -> inbound.Mail JSON
 )
 
 // DefaultInlineMax is the size up to which a raw message is stored inside
@@ -318,7 +318,7 @@ func (q *Queue) Close() error {
 }
 
 // Commit implements deliver.Queue.
-func (q *Queue) Commit(ctx context.Context, mail *route.Mail, jobs []*deliver.Job) (err error) {
+func (q *Queue) Commit(ctx context.Context, mail *inbound.Mail, jobs []*deliver.Job) (err error) {
 	rawPath := ""
 	if mail != nil {
 		rawPath = mail.RawPath
@@ -465,7 +465,7 @@ func (q *Queue) readInline(path string) ([]byte, error) {
 
 // hasMsg reports whether mail is already committed (its ID held, or its
 // commit key seen).
-func (q *Queue) hasMsg(mail *route.Mail, now time.Time) (bool, error) {
+func (q *Queue) hasMsg(mail *inbound.Mail, now time.Time) (bool, error) {
 	var ok bool
 	err := q.db.View(func(tx *bolt.Tx) error {
 		ok = tx.Bucket(bMsgs).Get([]byte(mail.ID)) != nil || seen(tx, deliver.CommitKey(mail), now)
@@ -657,8 +657,8 @@ func (q *Queue) Dead(ctx context.Context, job *deliver.Job, a deliver.Attempt) e
 }
 
 // Mail implements deliver.Queue.
-func (q *Queue) Mail(ctx context.Context, msgID string) (*route.Mail, error) {
-	m := new(route.Mail)
+func (q *Queue) Mail(ctx context.Context, msgID string) (*inbound.Mail, error) {
+	m := new(inbound.Mail)
 	err := q.db.View(func(tx *bolt.Tx) error {
 		v := tx.Bucket(bMail).Get([]byte(msgID))
 		if v == nil {

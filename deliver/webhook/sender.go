@@ -21,7 +21,7 @@ import (
 	"golang.org/x/net/http/httpguts"
 
 	"github.com/mailhook/mailhook/deliver"
-	"github.com/mailhook/mailhook/route"
+	"github.com/mailhook/mailhook/inbound"
 )
 
 // Defaults.
@@ -335,14 +335,14 @@ func (s *Sender) Close() {
 // Handle performs one attempt of a webhook job: it POSTs the event of mail
 // to the endpoint named by job.Target and classifies the result (see
 // Classify). It honours ctx and returns when the attempt is over.
-func (s *Sender) Handle(ctx context.Context, job *deliver.Job, mail *route.Mail, raw deliver.RawOpener) deliver.Outcome {
+func (s *Sender) Handle(ctx context.Context, job *deliver.Job, mail *inbound.Mail, raw deliver.RawOpener) deliver.Outcome {
 	_, o := s.attempt(ctx, job, mail, raw, false)
 	return o
 }
 
 // attempt is one POST of job and its classified outcome, bounded by the
 // endpoint's sync_timeout when sync is set, else by its timeout.
-func (s *Sender) attempt(ctx context.Context, job *deliver.Job, mail *route.Mail, raw deliver.RawOpener, sync bool) (result, deliver.Outcome) {
+func (s *Sender) attempt(ctx context.Context, job *deliver.Job, mail *inbound.Mail, raw deliver.RawOpener, sync bool) (result, deliver.Outcome) {
 	ep := s.eps[job.Target]
 	var r result
 	switch {
@@ -382,7 +382,7 @@ type result struct {
 	err      error
 }
 
-func (s *Sender) post(ctx context.Context, ep *endpoint, timeout time.Duration, job *deliver.Job, mail *route.Mail, raw deliver.RawOpener) (r result) {
+func (s *Sender) post(ctx context.Context, ep *endpoint, timeout time.Duration, job *deliver.Job, mail *inbound.Mail, raw deliver.RawOpener) (r result) {
 	select {
 	case ep.sem <- struct{}{}:
 	case <-ctx.Done():
@@ -485,7 +485,7 @@ func (s *Sender) post(ctx context.Context, ep *endpoint, timeout time.Duration, 
 }
 
 // payload builds the body of job's delivery to ep.
-func (s *Sender) payload(ep *endpoint, job *deliver.Job, mail *route.Mail, raw deliver.RawOpener) (*payload, error) {
+func (s *Sender) payload(ep *endpoint, job *deliver.Job, mail *inbound.Mail, raw deliver.RawOpener) (*payload, error) {
 	if mail == nil {
 		return nil, fmt.Errorf("webhook: job %s has no message", job.ID)
 	}

@@ -26,9 +26,8 @@ import (
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 
 	"github.com/mailhook/mailhook/deliver"
-	"github.com/mailhook/mailhook/ingest/auth"
+	"github.com/mailhook/mailhook/inbound"
 	"github.com/mailhook/mailhook/parse"
-	"github.com/mailhook/mailhook/route"
 )
 
 // received is one request as the test receiver saw it.
@@ -68,16 +67,16 @@ func recv(t *testing.T, ch <-chan received) received {
 	}
 }
 
-func testMail() *route.Mail {
-	return &route.Mail{
+func testMail() *inbound.Mail {
+	return &inbound.Mail{
 		ID:         "m_7f3a9c",
 		ReceivedAt: time.Date(2026, 11, 29, 4, 0, 0, 0, time.FixedZone("x", 3600)),
-		Envelope: route.Envelope{MailFrom: "alice@example.org", RcptTo: []string{"support@example.test"},
+		Envelope: inbound.Envelope{MailFrom: "alice@example.org", RcptTo: []string{"support@example.test"},
 			ClientIP: "192.0.2.7", Helo: "mx.example.org", TLS: true},
-		Auth: &auth.Results{
-			SPF:                   auth.SPFResult{Result: "pass", Domain: "example.org"},
-			DKIM:                  []auth.DKIMResult{{Result: "pass", Domain: "example.org", Selector: "s1"}},
-			DMARC:                 auth.DMARCResult{Result: "pass", Policy: "reject", Domain: "example.org"},
+		Auth: &inbound.Auth{
+			SPF:                   inbound.SPFResult{Result: "pass", Domain: "example.org"},
+			DKIM:                  []inbound.DKIMResult{{Result: "pass", Domain: "example.org", Selector: "s1"}},
+			DMARC:                 inbound.DMARCResult{Result: "pass", Policy: "reject", Domain: "example.org"},
 			AuthenticationResults: "mx.example.test; spf=pass smtp.mailfrom=example.org",
 		},
 		Message: &parse.Message{
@@ -240,7 +239,7 @@ func TestEventFields(t *testing.T) {
 		t.Errorf("html escaped: %s", b)
 	}
 	// A mail with nothing parsed still gives objects and arrays.
-	b, err = BuildEvent(testJob("x"), &route.Mail{ID: "m"}, nil)
+	b, err = BuildEvent(testJob("x"), &inbound.Mail{ID: "m"}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/mailhook/mailhook/deliver"
 	"github.com/mailhook/mailhook/deliver/boltq"
 	"github.com/mailhook/mailhook/deliver/webhook"
+	"github.com/mailhook/mailhook/inbound"
 	"github.com/mailhook/mailhook/ingest"
 	"github.com/mailhook/mailhook/internal/rawsmtp"
 	"github.com/mailhook/mailhook/parse"
@@ -154,7 +155,7 @@ func TestSyncWebhooks(t *testing.T) {
 	var mu sync.Mutex
 	attempts := map[string][]string{} // endpoint -> outcomes
 	step := &webhook.SyncStep{Sender: func() *webhook.Sender { return sender },
-		OnAttempt: func(j *deliver.Job, _ *route.Mail, a deliver.Attempt, outcome deliver.Settlement) {
+		OnAttempt: func(j *deliver.Job, _ *inbound.Mail, a deliver.Attempt, outcome deliver.Settlement) {
 			mu.Lock()
 			attempts[j.Target] = append(attempts[j.Target], string(outcome))
 			mu.Unlock()

@@ -1,12 +1,8 @@
-// Package route decides, by ordered rules, what happens to a message: which
-// webhooks, mailboxes and forwards it goes to, or whether it is refused.
-package route
+package inbound
 
 import (
 	"time"
 
-	"github.com/mailhook/mailhook/ingest/auth"
-	"github.com/mailhook/mailhook/ingest/rspamd"
 	"github.com/mailhook/mailhook/parse"
 	"github.com/mailhook/mailhook/replyaddr"
 )
@@ -36,16 +32,17 @@ type Mail struct {
 	StableID   string         `json:"stable_id"`
 	ReceivedAt time.Time      `json:"received_at"`
 	Envelope   Envelope       `json:"envelope"`
-	Auth       *auth.Results  `json:"auth"`
+	Auth       *Auth          `json:"auth"`
 	Message    *parse.Message `json:"message"`
 	// Reply is the verdict on the first recipient that is a signed reply
-	// address (see ReplyOf); nil when none is. Ingest sets it after routing.
+	// address (see route.ReplyOf); nil when none is. Ingest sets it after
+	// routing.
 	Reply *replyaddr.Result `json:"reply,omitempty"`
 	// ReplyRcpt is the recipient Reply is about.
 	ReplyRcpt string `json:"reply_rcpt,omitempty"`
 	// Spam is rspamd's verdict (ingest/rspamd), nil when rspamd is not
 	// configured.
-	Spam *rspamd.Result `json:"spam,omitempty"`
+	Spam *Spam `json:"spam,omitempty"`
 	// RawPath is the file holding the whole message as received, with the
 	// Received and Authentication-Results fields mailhook prepended. The
 	// commit step takes ownership of it. Not part of the JSON.

@@ -7,6 +7,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/mailhook/mailhook/config"
 	"github.com/mailhook/mailhook/deliver"
 	"github.com/mailhook/mailhook/deliver/queuetest"
 	"github.com/mailhook/mailhook/inbound"
@@ -108,11 +109,11 @@ func TestAddAttemptBounds(t *testing.T) {
 // TestPlanNamesTheRuleOfEachAction: with continue, two rules send to the
 // same endpoint; each job names its own rule (the webhook payload's route).
 func TestPlanNamesTheRuleOfEachAction(t *testing.T) {
-	table, err := route.Compile([]route.RuleConfig{
-		{Name: "all", Match: route.MatchConfig{Rcpt: route.StringList{"*@example.test"}}, Continue: true,
-			Actions: []route.ActionConfig{{Webhook: "hook"}, {Mailbox: "archive"}}},
-		{Name: "support", Match: route.MatchConfig{Rcpt: route.StringList{"support@example.test"}},
-			Actions: []route.ActionConfig{{Webhook: "hook"}}},
+	table, err := route.Compile([]config.Rule{
+		{Name: "all", Match: config.RuleMatch{Rcpt: config.StringList{"*@example.test"}}, Continue: true,
+			Actions: []config.RuleAction{{Webhook: "hook"}, {Mailbox: "archive"}}},
+		{Name: "support", Match: config.RuleMatch{Rcpt: config.StringList{"support@example.test"}},
+			Actions: []config.RuleAction{{Webhook: "hook"}}},
 	}, route.Known{})
 	if err != nil {
 		t.Fatal(err)

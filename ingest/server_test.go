@@ -24,6 +24,7 @@ import (
 
 	gosmtp "github.com/emersion/go-smtp"
 
+	"github.com/mailhook/mailhook/config"
 	"github.com/mailhook/mailhook/inbound"
 	"github.com/mailhook/mailhook/internal/rawsmtp"
 	"github.com/mailhook/mailhook/parse"
@@ -65,15 +66,15 @@ func (r *recorder) count() int {
 	return len(r.mails)
 }
 
-var testRules = []route.RuleConfig{
-	{Name: "support", Match: route.MatchConfig{Rcpt: route.StringList{"support@example.test"}},
-		Actions: []route.ActionConfig{{Webhook: "tickets"}}},
-	{Name: "invoices", Match: route.MatchConfig{Rcpt: route.StringList{"billing@example.test"}, Subject: "(?i)invoice"},
-		Actions: []route.ActionConfig{{Webhook: "tickets"}}},
-	{Name: "blocked", Match: route.MatchConfig{Rcpt: route.StringList{"noreply@example.test"}},
-		Actions: []route.ActionConfig{{Reject: "550 5.7.1 This address takes no mail"}}},
-	{Name: "utf8", Match: route.MatchConfig{Rcpt: route.StringList{"josé@example.test"}},
-		Actions: []route.ActionConfig{{Webhook: "tickets"}}},
+var testRules = []config.Rule{
+	{Name: "support", Match: config.RuleMatch{Rcpt: config.StringList{"support@example.test"}},
+		Actions: []config.RuleAction{{Webhook: "tickets"}}},
+	{Name: "invoices", Match: config.RuleMatch{Rcpt: config.StringList{"billing@example.test"}, Subject: "(?i)invoice"},
+		Actions: []config.RuleAction{{Webhook: "tickets"}}},
+	{Name: "blocked", Match: config.RuleMatch{Rcpt: config.StringList{"noreply@example.test"}},
+		Actions: []config.RuleAction{{Reject: "550 5.7.1 This address takes no mail"}}},
+	{Name: "utf8", Match: config.RuleMatch{Rcpt: config.StringList{"josé@example.test"}},
+		Actions: []config.RuleAction{{Webhook: "tickets"}}},
 }
 
 type harness struct {

@@ -2,14 +2,11 @@ package route
 
 import (
 	"fmt"
-	"reflect"
 	"slices"
 	"strings"
 
-	"github.com/go-viper/mapstructure/v2"
 	"github.com/mailhook/mailhook/inbound"
 	"github.com/mailhook/mailhook/internal/clip"
-
 	"github.com/mailhook/mailhook/replyaddr"
 )
 
@@ -248,17 +245,4 @@ func (r *rule) explain(in *input, rcpt string) string {
 		return "rule " + r.name + ": no matchers, matches everything"
 	}
 	return "rule " + r.name + ": " + strings.Join(parts, "; ")
-}
-
-// StringListHook returns a mapstructure decode hook that lets a StringList
-// be written in config as a single string or as a list of strings. The
-// config package installs it.
-func StringListHook() mapstructure.DecodeHookFunc {
-	target := reflect.TypeOf(StringList{})
-	return func(from, to reflect.Type, data any) (any, error) {
-		if to != target || from.Kind() != reflect.String {
-			return data, nil
-		}
-		return StringList{reflect.ValueOf(data).String()}, nil
-	}
 }

@@ -6,20 +6,9 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/mailhook/mailhook/config"
 	"github.com/mailhook/mailhook/inbound"
 )
-
-// SpamMatchConfig matches rspamd's verdict, the webhook's "spam" object:
-// `spam: {action: [reject, "add header"]}`, `spam: {result: error}` (rspamd
-// could not be asked and the message was accepted anyway).
-type SpamMatchConfig struct {
-	// Action lists rspamd actions, any of which may match: no action,
-	// greylist, add header, rewrite subject, soft reject, reject
-	// ("add_header" is read as "add header").
-	Action StringList `mapstructure:"action"`
-	// Result lists results, any of which may match: ok, error.
-	Result StringList `mapstructure:"result"`
-}
 
 // spamMatcher is a rule's compiled spam and spam_score matchers.
 type spamMatcher struct {
@@ -38,7 +27,7 @@ var scoreOps = []string{">=", "<=", "==", "!=", ">", "<", "="}
 
 // compileSpam compiles the spam and spam_score matchers of m; nil when the
 // rule has neither.
-func compileSpam(add addFunc, key string, m MatchConfig) *spamMatcher {
+func compileSpam(add addFunc, key string, m config.RuleMatch) *spamMatcher {
 	if m.Spam == nil && strings.TrimSpace(m.SpamScore) == "" {
 		return nil
 	}

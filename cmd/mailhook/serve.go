@@ -65,7 +65,7 @@ func serveCmd(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 
 // loadConfig loads and validates the config, printing every problem.
 func loadConfig(path string, stderr io.Writer) (*config.Config, error) {
-	cfg, err := config.Load(path)
+	cfg, err := config.Load(path, configChecks...)
 	if err != nil {
 		var verrs config.ValidationErrors
 		if errors.As(err, &verrs) {
@@ -331,11 +331,11 @@ func buildPolicy(cfg *config.Config) (*ingest.Policy, error) {
 	}
 	// Each user's addresses reach its INBOX (plus-addresses too, by the
 	// glob), after the configured rules, which take precedence.
-	rules := append([]route.RuleConfig(nil), cfg.Routes...)
+	rules := append([]config.Rule(nil), cfg.Routes...)
 	for _, u := range cfg.Mailbox.Users {
 		if len(u.Addresses) > 0 {
-			rules = append(rules, route.RuleConfig{Name: "user-" + u.Name, Match: route.MatchConfig{Rcpt: route.StringList(u.Addresses)},
-				Actions: []route.ActionConfig{{Mailbox: u.Name}}})
+			rules = append(rules, config.Rule{Name: "user-" + u.Name, Match: config.RuleMatch{Rcpt: config.StringList(u.Addresses)},
+				Actions: []config.RuleAction{{Mailbox: u.Name}}})
 		}
 	}
 	table, err := route.Compile(rules, known)
@@ -482,7 +482,7 @@ loop:
 // and the reason, and the running one stays. Listeners, the queue backend
 // and data_dir need a restart.
 func (a *app) reload() {
-	cfg, err := config.Load(a.path)
+	cfg, err := config.Load(a.path, configChecks...)
 	if err != nil {
 		a.log.Error("reload refused: the running config stays", "error", err)
 		return

@@ -22,6 +22,7 @@ import (
 
 	"github.com/mailhook/mailhook/deliver"
 	"github.com/mailhook/mailhook/inbound"
+	"github.com/mailhook/mailhook/internal/specialip"
 )
 
 // Defaults.
@@ -124,7 +125,7 @@ func (e Endpoint) compile() (*endpoint, error) {
 	default:
 		ep.host = u.Host
 		if a, err := netip.ParseAddr(u.Hostname()); err == nil && !e.AllowPrivate {
-			if r := refuseReason(a); r != "" {
+			if r := specialip.Reason(a); r != "" {
 				bad("url", "%s is a %s; set allow_private to allow it", a, r)
 			}
 		}

@@ -17,6 +17,7 @@ import (
 	"github.com/emersion/go-smtp"
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 
+	"github.com/mailhook/mailhook/config"
 	"github.com/mailhook/mailhook/deliver"
 	"github.com/mailhook/mailhook/deliver/boltq"
 	"github.com/mailhook/mailhook/deliver/webhook"
@@ -125,14 +126,14 @@ func TestSyncWebhooks(t *testing.T) {
 		"downq": ep(down.srv.URL, webhook.OnFailureQueue), "slowq": ep(slow.srv.URL, webhook.OnFailureQueue),
 		"async": {URL: async.srv.URL, Secrets: []string{syncSecret}, AllowPrivate: true},
 	}
-	rule := func(name string, hooks ...string) route.RuleConfig {
-		rc := route.RuleConfig{Name: name, Match: route.MatchConfig{Rcpt: route.StringList{name + "@example.test"}}}
+	rule := func(name string, hooks ...string) config.Rule {
+		rc := config.Rule{Name: name, Match: config.RuleMatch{Rcpt: config.StringList{name + "@example.test"}}}
 		for _, h := range hooks {
-			rc.Actions = append(rc.Actions, route.ActionConfig{Webhook: h})
+			rc.Actions = append(rc.Actions, config.RuleAction{Webhook: h})
 		}
 		return rc
 	}
-	rules := []route.RuleConfig{
+	rules := []config.Rule{
 		rule("ok", "ok", "async"), rule("refuse", "refuse", "async"), rule("refusejson", "refusejson"),
 		rule("down", "down", "async"), rule("slow", "slow"), rule("gone", "gone"),
 		rule("downq", "downq", "async"), rule("slowq", "slowq"), rule("both", "ok", "refuse", "async"),

@@ -11,8 +11,10 @@ type Auth struct {
 	DMARC DMARCResult  `json:"dmarc"`
 	// AuthenticationResults is the header field value mailhook added.
 	AuthenticationResults string `json:"authentication_results"`
-	// Quarantine is true when DMARC failed under p=quarantine (or p=reject
-	// when enforcement is off); rules can match on it.
+	// Quarantine is true when the message is passed on flagged, for rules
+	// to route: DMARC failed under p=quarantine, or under p=reject with
+	// enforcement off, or rspamd's action asks for it (see Quarantined).
+	// Ingest sets it, once, after both verdicts.
 	Quarantine bool `json:"quarantine,omitempty"`
 }
 
@@ -84,8 +86,8 @@ func (a *Auth) Summary() map[string]string {
 }
 
 // Reject reports whether DMARC failed under p=reject (after pct sampling),
-// in which case ingest answers 550 5.7.1 when verify.enforce_dmarc is on.
-// When enforcement is off, ingest sets Quarantine instead.
+// in which case ingest answers 550 5.7.1 when verify.enforce_dmarc is on,
+// and sets Quarantine instead when it is off.
 func (a *Auth) Reject() bool {
 	return a != nil && a.DMARC.Result == Fail && a.DMARC.Policy == "reject"
 }

@@ -18,9 +18,18 @@ type Envelope struct {
 }
 
 // Mail is the one value that flows from ingest through route to deliver.
-// Each stage fills its part and leaves it read-only after: ingest the ID,
-// envelope, raw file and Auth; parse the Message. Its JSON form is stable
-// because queues store it.
+// Ingest fills every field, in the order of its DATA step, before the
+// queue's commit; after the commit, nothing writes to it. Its JSON form is
+// stable because queues store it.
+//
+// Within ingest, each field has one writer: the session sets ID, StableID,
+// ReceivedAt and Envelope; the verifier (ingest/auth) sets Auth, which
+// ingest completes with Quarantine once the spam verdict is in; rspamd
+// (ingest/rspamd) sets Spam; the parser (parse) sets Message, whose header
+// list ingest completes with the fields it prepends; routing sets Reply
+// and ReplyRcpt; the spool sets RawPath, Raw and RawSize. The BeforeCommit
+// hook of ingest may still add attachment URLs to Message (the admin
+// listener serves them); that is the last write.
 type Mail struct {
 	// ID is unique to this acceptance: the id in "250 queued as ID" and
 	// the key the queue stores the message under.

@@ -672,7 +672,7 @@ func TestDMARCEnforcement(t *testing.T) {
 	if err := smtp.SendMail(h.addr, nil, "a@bank.test", []string{"support@example.test"}, []byte(simpleMsg)); err != nil {
 		t.Fatalf("quarantine policy must be accepted: %v", err)
 	}
-	if got := h.rec.mails[0].Auth; got.DMARC.Policy != "quarantine" || !strings.HasPrefix(string(h.rec.raws[0]), "Authentication-Results: mx.example.test; dmarc=fail\r\n") {
+	if got := h.rec.mails[0].Auth; got.DMARC.Policy != "quarantine" || !got.Quarantine || !strings.HasPrefix(string(h.rec.raws[0]), "Authentication-Results: mx.example.test; dmarc=fail\r\n") {
 		t.Errorf("auth = %+v", got)
 	}
 }

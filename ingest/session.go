@@ -323,20 +323,32 @@ func (ss *session) data(r io.Reader) (err error) {
 	if verr != nil {
 		return fmt.Errorf("verify: %w", verr)
 	}
+	// quarantine is the flag rules match (inbound.Auth.Quarantine): DMARC
+	// failed under p=quarantine, or under p=reject without enforcement, or
+	// the spam verdict asks for it. It is written once, below, after both
+	// verdicts; the verifier leaves it unset.
+	var quarantine bool
 	if a := mail.Auth; a != nil {
-		if a.DMARC.Result == "fail" && a.DMARC.Policy == "reject" {
+		if a.Reject() {
 			if o.EnforceDMARC {
 				return ErrDMARCReject
 			}
 			// Not enforced: passed on flagged, as p=quarantine is.
-			a.Quarantine = true
+			quarantine = true
 		}
-		if o.DeferOnTempError && (a.SPF.Result == "temperror" || a.DMARC.Result == "temperror") {
+		if a.DMARC.Result == inbound.Fail && a.DMARC.Policy == "quarantine" {
+			quarantine = true
+		}
+		if o.DeferOnTempError && (a.SPF.Result == inbound.TempError || a.DMARC.Result == inbound.TempError) {
 			return ErrDNSTempFailure
 		}
 	}
-	if err := ss.checkSpam(ss.ctx, sp, mail); err != nil {
+	spamFlag, err := ss.checkSpam(ss.ctx, sp, mail)
+	if err != nil {
 		return err
+	}
+	if mail.Auth != nil {
+		mail.Auth.Quarantine = quarantine || spamFlag
 	}
 
 	decisions := make([]route.Decision, 0, len(ss.rcpts))

@@ -53,13 +53,15 @@ var (
 
 // checkSpam asks rspamd about the message in sp, with the envelope and our
 // verification results, records the verdict in m.Spam and returns the
-// reply it calls for, or nil to go on. It runs after DKIM and DMARC, so
-// their verdicts go with the request, and after a DMARC reject, which
-// needs no content check.
-func (ss *session) checkSpam(ctx context.Context, sp *spool, m *inbound.Mail) error {
+// reply it calls for, or nil to go on; flag says whether the verdict asks
+// for the message to be passed on flagged (inbound.Auth.Quarantine, which
+// the caller sets). It runs after DKIM and DMARC, so their verdicts go
+// with the request, and after a DMARC reject, which needs no content
+// check.
+func (ss *session) checkSpam(ctx context.Context, sp *spool, m *inbound.Mail) (flag bool, err error) {
 	so := ss.s.o.Spam
 	if so == nil || so.Checker == nil {
-		return nil
+		return false, nil
 	}
 	req := &rspamd.Request{
 		IP: ss.ip, Helo: m.Envelope.Helo, MailFrom: ss.mailFrom, Rcpts: m.Envelope.RcptTo,
@@ -79,30 +81,25 @@ func (ss *session) checkSpam(ctx context.Context, sp *spool, m *inbound.Mail) er
 	}
 	if !res.OK() {
 		if so.DeferOnError {
-			return ErrSpamCheckFailed
+			return false, ErrSpamCheckFailed
 		}
-		return nil
-	}
-	quarantine := func() {
-		if m.Auth != nil {
-			m.Auth.Quarantine = true
-		}
+		return false, nil
 	}
 	switch res.Action {
 	// discard would drop the message silently; we refuse it in the
 	// dialogue instead, as every rejection (DESIGN.md).
 	case inbound.SpamActionReject, inbound.SpamActionDiscard:
 		if so.Enforce {
-			return ErrSpamReject
+			return false, ErrSpamReject
 		}
-		quarantine() // not enforced: passed on flagged, as a DMARC reject is
+		return true, nil // not enforced: passed on flagged, as a DMARC reject is
 	case inbound.SpamActionSoftReject, inbound.SpamActionGreylist:
 		if so.Enforce {
-			return ErrSpamDefer
+			return false, ErrSpamDefer
 		}
 	case inbound.SpamActionAddHeader, inbound.SpamActionRewriteSubject, inbound.SpamActionQuarantine:
-		quarantine()
+		return true, nil
 	}
 	// Any other (custom) action is recorded for the rules, nothing more.
-	return nil
+	return false, nil
 }

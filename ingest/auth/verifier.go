@@ -75,8 +75,8 @@ type Options struct {
 //     IsForgedAR is true (RFC 8601 §5) and prepend
 //     inbound.Auth.HeaderField();
 //  3. decide: inbound.Auth.Reject() under verify.enforce_dmarc means 550
-//     5.7.1 (RFC 7489 §6.7); without enforcement, set
-//     inbound.Auth.Quarantine instead.
+//     5.7.1 (RFC 7489 §6.7); p=quarantine, or p=reject without
+//     enforcement, is ingest's to flag (inbound.Auth.Quarantine).
 //     DMARC "temperror" (a DNS failure that kept an aligned identifier
 //     from passing) maps to 451 4.4.3 or accept-and-flag, by config.
 type Verifier struct {
@@ -144,8 +144,9 @@ func (v *Verifier) Resolver() *dns.Resolver { return v.res }
 // with the header field value to prepend (RFC 8601), authserv-id first.
 //
 // A bad or unverifiable signature never makes an error: verdicts are in the
-// inbound.Auth returned. The error is non-nil only when msg cannot be read; msg is read
-// to its end otherwise. DNS work is bounded by Options.MessageTimeout.
+// inbound.Auth returned (whose Quarantine flag is ingest's to set). The
+// error is non-nil only when msg cannot be read; msg is read to its end
+// otherwise. DNS work is bounded by Options.MessageTimeout.
 func (v *Verifier) Verify(ctx context.Context, spf inbound.SPFResult, msg io.Reader) (*inbound.Auth, error) {
 	ctx, cancel := context.WithTimeout(ctx, v.msgTimeout)
 	defer cancel()
@@ -179,7 +180,6 @@ func (v *Verifier) Verify(ctx context.Context, spf inbound.SPFResult, msg io.Rea
 	} else {
 		res.DMARC = inbound.DMARCResult{Result: inbound.PermError, Policy: "none"}
 	}
-	res.Quarantine = res.DMARC.Result == inbound.Fail && res.DMARC.Policy == "quarantine"
 	res.AuthenticationResults = v.formatAR(res)
 	if v.log.Enabled(ctx, slog.LevelDebug) { // Summary builds a map: only when logged
 		v.log.Debug("message verified", "spf", spf.Result, "dkim", res.Summary()["dkim"],

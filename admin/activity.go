@@ -66,7 +66,7 @@ var (
 	bMeta    = []byte("meta")    // "probe" -> nil, written by Writable
 	bClaims  = []byte("claims")  // one-time link key -> 8-byte unix expiry
 	bAlias   = []byte("alias")   // stable id -> msg id
-	bRawMsg  = []byte("raw")     // msg id -> raw message, for messages held in memory (route.Mail.Raw)
+	bRawMsg  = []byte("raw")     // msg id -> raw message, for messages held in memory (inbound.Mail.Raw)
 )
 
 // ActivityOptions configures OpenActivity.

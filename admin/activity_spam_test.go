@@ -4,17 +4,16 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mailhook/mailhook/ingest/rspamd"
-	"github.com/mailhook/mailhook/route"
+	"github.com/mailhook/mailhook/inbound"
 )
 
 // TestActivityKeepsSpam: the dashboard shows rspamd's verdict beside the
 // auth verdicts, from the message's record.
 func TestActivityKeepsSpam(t *testing.T) {
 	a := openActivity(t, nil)
-	spam := &rspamd.Result{Result: "ok", Score: 7.5, RequiredScore: 15, Action: "add header",
-		Symbols: []rspamd.Symbol{{Name: "GTUBE", Score: 7.5}}}
-	m := &route.Mail{ID: "m1", ReceivedAt: time.Now(), Envelope: route.Envelope{RcptTo: []string{"support@example.test"}}, Spam: spam}
+	spam := &inbound.Spam{Result: "ok", Score: 7.5, RequiredScore: 15, Action: "add header",
+		Symbols: []inbound.SpamSymbol{{Name: "GTUBE", Score: 7.5}}}
+	m := &inbound.Mail{ID: "m1", ReceivedAt: time.Now(), Envelope: inbound.Envelope{RcptTo: []string{"support@example.test"}}, Spam: spam}
 	if err := a.RecordAccepted(m, nil, nil); err != nil {
 		t.Fatal(err)
 	}

@@ -18,7 +18,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/mailhook/mailhook/deliver"
-	"github.com/mailhook/mailhook/route"
+	"github.com/mailhook/mailhook/inbound"
 )
 
 func ids(page []MessageSummary) []string {
@@ -607,14 +607,14 @@ func TestActivityParsedApart(t *testing.T) {
 	})
 }
 
-// TestActivityRawHeldInMemory: a message that never had a file (route.Mail.Raw)
+// TestActivityRawHeldInMemory: a message that never had a file (inbound.Mail.Raw)
 // has its raw copy kept by RecordAccepted, served by OpenRaw and purged
 // with its record.
 func TestActivityRawHeldInMemory(t *testing.T) {
 	c := newClock()
 	a := openActivity(t, c.Now)
 	raw := "From: alice@example.org\r\nSubject: in memory\r\n\r\nHi.\r\n"
-	mail := &route.Mail{ID: "mem", ReceivedAt: c.Now(), Raw: []byte(raw), RawSize: int64(len(raw))}
+	mail := &inbound.Mail{ID: "mem", ReceivedAt: c.Now(), Raw: []byte(raw), RawSize: int64(len(raw))}
 	if err := a.RecordAccepted(mail, nil, nil); err != nil {
 		t.Fatal(err)
 	}

@@ -16,7 +16,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/mailhook/mailhook/deliver"
-	"github.com/mailhook/mailhook/ingest/rspamd"
+	"github.com/mailhook/mailhook/inbound"
 	"github.com/mailhook/mailhook/internal/testenv"
 )
 
@@ -49,7 +49,7 @@ func TestDashboardBrowser(t *testing.T) {
 	// A message that was retried, then delivered.
 	f := newFixture(t)
 	accept(t, e.q, e.act, mailOpts{id: "fire", raw: f.raw, received: e.clock.Now(),
-		spam: &rspamd.Result{Result: "ok", Score: 1.25, RequiredScore: 15, Action: "no action", Symbols: []rspamd.Symbol{{Name: "R_DKIM_ALLOW", Score: -0.2}}}})
+		spam: &inbound.Spam{Result: "ok", Score: 1.25, RequiredScore: 15, Action: "no action", Symbols: []inbound.SpamSymbol{{Name: "R_DKIM_ALLOW", Score: -0.2}}}})
 	jobs, _ := e.q.Take(ctx, deliver.Kinds, 1, time.Minute)
 	retry := deliver.Attempt{At: e.clock.Now(), Status: 503, Latency: 231 * time.Millisecond, Error: "webhook: 503 Service Unavailable", Response: "upstream busy"}
 	e.q.Retry(ctx, jobs[0], e.clock.Now(), retry)

@@ -18,8 +18,7 @@ import (
 	"github.com/mailhook/mailhook/deliver"
 	"github.com/mailhook/mailhook/deliver/boltq"
 	"github.com/mailhook/mailhook/deliver/queuetest"
-	"github.com/mailhook/mailhook/ingest/auth"
-	"github.com/mailhook/mailhook/ingest/rspamd"
+	"github.com/mailhook/mailhook/inbound"
 	"github.com/mailhook/mailhook/parse"
 	"github.com/mailhook/mailhook/route"
 )
@@ -143,12 +142,12 @@ type mailOpts struct {
 	raw      string
 	stable   string
 	jobs     []*deliver.Job
-	spam     *rspamd.Result // rspamd's verdict, if any
+	spam     *inbound.Spam // rspamd's verdict, if any
 }
 
 // accept does what ingest and cmd/mailhook do for an accepted message:
 // parse, keep the raw copy, commit the jobs, record the acceptance.
-func accept(t testing.TB, q deliver.Queue, a *Activity, o mailOpts) (*route.Mail, []*deliver.Job) {
+func accept(t testing.TB, q deliver.Queue, a *Activity, o mailOpts) (*inbound.Mail, []*deliver.Job) {
 	t.Helper()
 	if o.raw == "" {
 		o.raw = "From: alice@example.org\r\nTo: " + o.rcpt + "\r\nSubject: hello " + o.id + "\r\n\r\nHi.\r\n"
@@ -165,10 +164,10 @@ func accept(t testing.TB, q deliver.Queue, a *Activity, o mailOpts) (*route.Mail
 	if !o.received.IsZero() {
 		mail.ReceivedAt = o.received
 	}
-	mail.Auth = &auth.Results{
-		SPF:                   auth.SPFResult{Result: "pass", Domain: "example.org", Identity: "mailfrom"},
-		DKIM:                  []auth.DKIMResult{{Result: "pass", Domain: "example.org", Selector: "s1"}},
-		DMARC:                 auth.DMARCResult{Result: "pass", Policy: "reject", Domain: "example.org"},
+	mail.Auth = &inbound.Auth{
+		SPF:                   inbound.SPFResult{Result: "pass", Domain: "example.org", Identity: "mailfrom"},
+		DKIM:                  []inbound.DKIMResult{{Result: "pass", Domain: "example.org", Selector: "s1"}},
+		DMARC:                 inbound.DMARCResult{Result: "pass", Policy: "reject", Domain: "example.org"},
 		AuthenticationResults: "mx.example.test; spf=pass smtp.mailfrom=example.org; dkim=pass header.d=example.org; dmarc=pass",
 	}
 	mail.Spam = o.spam

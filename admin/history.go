@@ -14,8 +14,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/mailhook/mailhook/deliver"
-	"github.com/mailhook/mailhook/ingest/auth"
-	"github.com/mailhook/mailhook/ingest/rspamd"
+	"github.com/mailhook/mailhook/inbound"
 	"github.com/mailhook/mailhook/internal/clip"
 	"github.com/mailhook/mailhook/parse"
 	"github.com/mailhook/mailhook/route"
@@ -31,7 +30,7 @@ type MessageSummary struct {
 	From       string    `json:"from"`
 	Subject    string    `json:"subject"`
 	// MessageID is the Message-ID header field; StableID the webhook
-	// JSON's id (see route.Mail.StableID).
+	// JSON's id (see inbound.Mail.StableID).
 	MessageID string `json:"message_id,omitempty"`
 	StableID  string `json:"stable_id,omitempty"`
 	// Routes are the names of the rules that matched, in order, once each.
@@ -45,9 +44,9 @@ type MessageSummary struct {
 type MessageDetail struct {
 	MessageSummary
 	RawSize   int64            `json:"raw_size"`
-	Envelope  route.Envelope   `json:"envelope"`
-	Auth      *auth.Results    `json:"auth"`
-	Spam      *rspamd.Result   `json:"spam,omitempty"`
+	Envelope  inbound.Envelope `json:"envelope"`
+	Auth      *inbound.Auth    `json:"auth"`
+	Spam      *inbound.Spam    `json:"spam,omitempty"`
 	Message   *parse.Message   `json:"message"`
 	Decisions []route.Decision `json:"decisions"`
 	Jobs      []JobRecord      `json:"jobs"`
@@ -120,7 +119,7 @@ type msgRecord struct {
 // decisions for its recipients and the jobs committed for it. It is safe to
 // call after RecordAttempt has already seen one of its jobs (a fast worker):
 // the attempts recorded so far are kept.
-func (a *Activity) RecordAccepted(mail *route.Mail, decisions []route.Decision, jobs []*deliver.Job) error {
+func (a *Activity) RecordAccepted(mail *inbound.Mail, decisions []route.Decision, jobs []*deliver.Job) error {
 	if mail == nil || mail.ID == "" {
 		return errors.New("admin: activity: record accepted: mail without id")
 	}

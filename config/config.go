@@ -1,14 +1,14 @@
 // Package config loads mailhook's configuration: a YAML file read with viper,
 // every key overridable by a MAILHOOK_* environment variable, defaults in one
 // place (Defaults), unknown keys refused, and Validate reporting every problem
-// at once, each naming its key. Only this package touches viper.
+// at once, each naming its key. The parts another package compiles, like
+// the routes, are checked by that package's rule, a Check given to Load.
+// This package imports no stage of the pipeline; only it touches viper.
 package config
 
 import (
 	"slices"
 	"time"
-
-	"github.com/mailhook/mailhook/route"
 )
 
 // Config is the whole configuration. The mapstructure tags are the config
@@ -28,7 +28,7 @@ type Config struct {
 	Relay    Relay              `mapstructure:"relay"`
 	Mailbox  Mailbox            `mapstructure:"mailbox"`
 	Admin    Admin              `mapstructure:"admin"`
-	Routes   []route.RuleConfig `mapstructure:"routes"`
+	Routes   []Rule             `mapstructure:"routes"`
 	// Reply configures signed reply addresses (package replyaddr).
 	Reply Reply `mapstructure:"reply"`
 	// Retention is how long accepted messages (raw source, route

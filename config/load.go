@@ -11,8 +11,6 @@ import (
 
 	"github.com/go-viper/mapstructure/v2"
 	"github.com/spf13/viper"
-
-	"github.com/mailhook/mailhook/route"
 )
 
 // EnvPrefix prefixes every environment override: smtp.listen is
@@ -87,19 +85,26 @@ func Default() Config {
 	}
 }
 
+// A Check validates a part of the configuration that the package using it
+// compiles, like the routes (route.CheckConfig), and reports every problem
+// with its key, as Validate does for the rest. Load runs the checks it is
+// given after Validate, so one run lists every problem of the file.
+type Check func(*Config) ValidationErrors
+
 // Load reads the YAML file at path, applies MAILHOOK_* environment
-// overrides and defaults, and validates the result. The error, if any, is a
-// ValidationErrors listing every problem with its key.
-func Load(path string) (*Config, error) {
+// overrides and defaults, and validates the result with Validate and
+// checks. The error, if any, is a ValidationErrors listing every problem
+// with its key.
+func Load(path string, checks ...Check) (*Config, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
-	return LoadBytes(data)
+	return LoadBytes(data, checks...)
 }
 
 // LoadBytes is Load for configuration held in memory.
-func LoadBytes(yaml []byte) (*Config, error) {
+func LoadBytes(yaml []byte, checks ...Check) (*Config, error) {
 	v := viper.New()
 	v.SetConfigType("yaml")
 	def := Default()
@@ -122,7 +127,7 @@ func LoadBytes(yaml []byte) (*Config, error) {
 		DecodeHook: mapstructure.ComposeDecodeHookFunc(
 			mapstructure.StringToTimeDurationHookFunc(),
 			mapstructure.StringToSliceHookFunc(","),
-			route.StringListHook(),
+			stringListHook(),
 		),
 	}
 	dec, err := mapstructure.NewDecoder(dc)
@@ -134,6 +139,9 @@ func LoadBytes(yaml []byte) (*Config, error) {
 	}
 	normalize(&cfg)
 	errs = append(errs, cfg.Validate()...)
+	for _, c := range checks {
+		errs = append(errs, c(&cfg)...)
+	}
 	if len(errs) > 0 {
 		sortErrors(errs)
 		return &cfg, errs
@@ -257,7 +265,7 @@ func check(path string, val any, t reflect.Type, errs *ValidationErrors) (ok boo
 		default:
 			bad(fmt.Sprintf("%v is not a duration (like 30s, 5m, 2h)", val))
 		}
-	case t == reflect.TypeOf(route.StringList{}):
+	case t == stringListType:
 		switch x := val.(type) {
 		case string:
 		case []any:

@@ -15,8 +15,7 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/mailhook/mailhook/deliver/webhook"
-	"github.com/mailhook/mailhook/route"
+	"github.com/mailhook/mailhook/internal/specialip"
 )
 
 var nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]*$`)
@@ -172,9 +171,8 @@ func (c *Config) Validate() ValidationErrors {
 			// literal that is loopback, private, link-local, ... needs
 			// allow_private. Names are checked when dialled.
 			if a, err := netip.ParseAddr(u.Hostname()); err == nil {
-				var re *webhook.RefusedError
-				if errors.As(webhook.CheckAddr(a), &re) {
-					add(key+".url", "%s is a %s; set allow_private to allow it", a, re.Reason)
+				if reason := specialip.Reason(a); reason != "" {
+					add(key+".url", "%s is a %s; set allow_private to allow it", a, reason)
 				}
 			}
 		}
@@ -291,19 +289,10 @@ func (c *Config) Validate() ValidationErrors {
 	}
 	positive(add, "retention", int64(c.Retention))
 
-	// routes
+	// routes: what their rules say is route.CheckConfig's to check (a
+	// Check given to Load).
 	if len(c.Routes) == 0 {
 		add("routes", "define at least one route; mail that matches no route is refused")
-	}
-	if _, err := route.Compile(c.Routes, c.Known()); err != nil {
-		var rerrs route.ValidationErrors
-		if errors.As(err, &rerrs) {
-			for _, e := range rerrs {
-				add(e.Key, "%s", e.Reason)
-			}
-		} else {
-			add("routes", "%v", err)
-		}
 	}
 	sortErrors(errs)
 	return errs

@@ -30,7 +30,7 @@
 //
 // # Message identity
 //
-// A message has two ids: route.Mail.ID, unique to one acceptance (the id
+// A message has two ids: inbound.Mail.ID, unique to one acceptance (the id
 // in "250 queued as ID"), and StableID, a hash of the envelope and the
 // content, the same when the sending MTA retries after a lost 250 or after
 // a 451 for an unconfirmed commit. StableID is the commit key: Queue.Commit

@@ -8,6 +8,7 @@ import (
 	"io"
 	"time"
 
+	"github.com/mailhook/mailhook/inbound"
 	"github.com/mailhook/mailhook/route"
 )
 
@@ -26,7 +27,7 @@ const (
 // Its JSON form is what the queues store.
 type Job struct {
 	ID    string `json:"id"`     // unique job id; also the webhook-id of a webhook delivery
-	MsgID string `json:"msg_id"` // route.Mail.ID
+	MsgID string `json:"msg_id"` // inbound.Mail.ID
 	Kind  Kind   `json:"kind"`
 	// Target is the webhook endpoint name, the mailbox user, or the relay
 	// destination domain.
@@ -108,7 +109,7 @@ var Settlements = []Settlement{SettleDelivered, SettleRetry, SettleDead, SettleR
 // Handler performs one attempt of a job. It must honour ctx and must not
 // return before the attempt is finished or abandoned.
 type Handler interface {
-	Handle(ctx context.Context, job *Job, mail *route.Mail, raw RawOpener) Outcome
+	Handle(ctx context.Context, job *Job, mail *inbound.Mail, raw RawOpener) Outcome
 }
 
 // RawOpener opens the stored raw message of a job's mail.

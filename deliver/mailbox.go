@@ -7,7 +7,7 @@ import (
 	"io"
 	"time"
 
-	"github.com/mailhook/mailhook/route"
+	"github.com/mailhook/mailhook/inbound"
 )
 
 // Appender stores a message in a local mailbox: the mailbox store
@@ -34,7 +34,7 @@ type MailboxHandler struct {
 var _ Handler = (*MailboxHandler)(nil)
 
 // Handle implements Handler.
-func (h *MailboxHandler) Handle(ctx context.Context, job *Job, mail *route.Mail, raw RawOpener) Outcome {
+func (h *MailboxHandler) Handle(ctx context.Context, job *Job, mail *inbound.Mail, raw RawOpener) Outcome {
 	now := time.Now
 	if h.Now != nil {
 		now = h.Now
@@ -55,7 +55,7 @@ func (h *MailboxHandler) Handle(ctx context.Context, job *Job, mail *route.Mail,
 	return out
 }
 
-func (h *MailboxHandler) append(ctx context.Context, job *Job, mail *route.Mail, raw RawOpener) error {
+func (h *MailboxHandler) append(ctx context.Context, job *Job, mail *inbound.Mail, raw RawOpener) error {
 	if job.Target == "" {
 		return errors.New("mailbox job without a user")
 	}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/mailhook/mailhook/deliver"
+	"github.com/mailhook/mailhook/inbound"
 	"github.com/mailhook/mailhook/route"
 )
 
@@ -42,7 +43,7 @@ func TestMailboxHandlerOutcomes(t *testing.T) {
 	f := &fakeAppender{keys: map[string]bool{}}
 	h := &deliver.MailboxHandler{Store: f, Permanent: func(err error) bool { return errors.Is(err, errFull) }}
 	job := &deliver.Job{ID: "j1", Kind: deliver.KindMailbox, Target: "support", Action: route.Action{Kind: route.ActMailbox, Folder: "Invoices"}}
-	mail := &route.Mail{ID: "m1", ReceivedAt: time.Now()}
+	mail := &inbound.Mail{ID: "m1", ReceivedAt: time.Now()}
 
 	if out := h.Handle(context.Background(), job, mail, raw); !out.Done {
 		t.Fatalf("first append: %+v", out)

@@ -3,7 +3,7 @@ package deliver
 import (
 	"sync"
 
-	"github.com/mailhook/mailhook/route"
+	"github.com/mailhook/mailhook/inbound"
 )
 
 // DefaultMailCacheBytes bounds a MailCache made with a size <= 0.
@@ -28,7 +28,7 @@ type MailCache struct {
 }
 
 type cacheEntry struct {
-	mail *route.Mail
+	mail *inbound.Mail
 	size int64
 	jobs int // jobs not yet settled for good
 }
@@ -44,10 +44,10 @@ func NewMailCache(maxBytes int64) *MailCache {
 
 // mailSize estimates what m holds in memory: its parsed text and HTML
 // bodies and inline attachments are at most about twice the raw message.
-func mailSize(m *route.Mail) int64 { return 2*m.RawSize + 4096 }
+func mailSize(m *inbound.Mail) int64 { return 2*m.RawSize + 4096 }
 
 // put keeps m, committed with jobs jobs.
-func (c *MailCache) put(m *route.Mail, jobs int) {
+func (c *MailCache) put(m *inbound.Mail, jobs int) {
 	if c == nil || m == nil || jobs <= 0 {
 		return
 	}
@@ -86,7 +86,7 @@ func (c *MailCache) put(m *route.Mail, jobs int) {
 }
 
 // get returns the mail committed as msgID, or nil.
-func (c *MailCache) get(msgID string) *route.Mail {
+func (c *MailCache) get(msgID string) *inbound.Mail {
 	if c == nil {
 		return nil
 	}

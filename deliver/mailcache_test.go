@@ -14,6 +14,7 @@ import (
 	"github.com/mailhook/mailhook/deliver"
 	"github.com/mailhook/mailhook/deliver/boltq"
 	"github.com/mailhook/mailhook/deliver/queuetest"
+	"github.com/mailhook/mailhook/inbound"
 	"github.com/mailhook/mailhook/parse"
 	"github.com/mailhook/mailhook/route"
 )
@@ -24,7 +25,7 @@ type countingQueue struct {
 	reads atomic.Int64
 }
 
-func (q *countingQueue) Mail(ctx context.Context, id string) (*route.Mail, error) {
+func (q *countingQueue) Mail(ctx context.Context, id string) (*inbound.Mail, error) {
 	q.reads.Add(1)
 	return q.Backend.Mail(ctx, id)
 }
@@ -152,19 +153,19 @@ func TestMailCacheNil(t *testing.T) {
 
 // recorderMails returns a handler that delivers every job and the mails
 // it was given.
-func recorderMails() (deliver.Handler, func() []*route.Mail) {
+func recorderMails() (deliver.Handler, func() []*inbound.Mail) {
 	var mu sync.Mutex
-	var got []*route.Mail
-	h := handlerFunc(func(ctx context.Context, job *deliver.Job, mail *route.Mail, raw deliver.RawOpener) deliver.Outcome {
+	var got []*inbound.Mail
+	h := handlerFunc(func(ctx context.Context, job *deliver.Job, mail *inbound.Mail, raw deliver.RawOpener) deliver.Outcome {
 		mu.Lock()
 		defer mu.Unlock()
 		got = append(got, mail)
 		return ok
 	})
-	return h, func() []*route.Mail {
+	return h, func() []*inbound.Mail {
 		mu.Lock()
 		defer mu.Unlock()
-		return append([]*route.Mail(nil), got...)
+		return append([]*inbound.Mail(nil), got...)
 	}
 }
 

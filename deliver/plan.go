@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mailhook/mailhook/inbound"
 	"github.com/mailhook/mailhook/route"
 )
 
@@ -26,7 +27,7 @@ import (
 // already committed. Past the queue's dedup window a retry is delivered
 // again with the same IDs: a webhook job's ID is its webhook-id, and
 // receivers can drop the duplicate.
-func Plan(mail *route.Mail, decisions []route.Decision, now time.Time) []*Job {
+func Plan(mail *inbound.Mail, decisions []route.Decision, now time.Time) []*Job {
 	var jobs []*Job
 	byKey := map[string]*Job{}
 	ck := CommitKey(mail)
@@ -114,7 +115,7 @@ func JobID(commitKey, key string) string {
 
 // Committer is the commit step of the SMTP listener: it plans a message's
 // jobs and commits them in one transaction before the 250. It implements
-// ingest's `Commit(ctx context.Context, m *route.Mail, d []route.Decision)
+// ingest's `Commit(ctx context.Context, m *inbound.Mail, d []route.Decision)
 // error`.
 type Committer struct {
 	Queue Queue
@@ -124,14 +125,14 @@ type Committer struct {
 	// Committed, when set, is told of each message committed and the jobs
 	// made for it, those Sync delivered included (the activity log records
 	// them); it must not block.
-	Committed func(m *route.Mail, d []route.Decision, jobs []*Job)
+	Committed func(m *inbound.Mail, d []route.Decision, jobs []*Job)
 	// Now returns the current time; nil means time.Now.
 	Now func() time.Time
 	// Sync, when set, is given the planned jobs before the commit: it
 	// delivers those that must be delivered while the sender waits
 	// (synchronous webhooks, webhook.SyncStep.Run) and returns the jobs
 	// left to commit. Its error refuses the message: nothing is committed.
-	Sync func(ctx context.Context, m *route.Mail, jobs []*Job) ([]*Job, error)
+	Sync func(ctx context.Context, m *inbound.Mail, jobs []*Job) ([]*Job, error)
 	// Cache, when set, keeps each committed mail for this node's Runner
 	// (give both the same MailCache).
 	Cache *MailCache
@@ -140,7 +141,7 @@ type Committer struct {
 // Commit plans and commits m. A message whose every action is a drop is
 // accepted and discarded: its raw file is removed and Commit returns nil. An
 // error means nothing was queued and the listener must answer 451 4.3.0.
-func (c *Committer) Commit(ctx context.Context, m *route.Mail, d []route.Decision) error {
+func (c *Committer) Commit(ctx context.Context, m *inbound.Mail, d []route.Decision) error {
 	now := time.Now
 	if c.Now != nil {
 		now = c.Now

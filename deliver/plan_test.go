@@ -7,14 +7,16 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/mailhook/mailhook/config"
 	"github.com/mailhook/mailhook/deliver"
 	"github.com/mailhook/mailhook/deliver/queuetest"
+	"github.com/mailhook/mailhook/inbound"
 	"github.com/mailhook/mailhook/route"
 )
 
 func TestPlan(t *testing.T) {
 	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
-	m := &route.Mail{ID: "mid1"}
+	m := &inbound.Mail{ID: "mid1"}
 	wh := route.Action{Kind: route.ActWebhook, Webhook: "tickets"}
 	d := []route.Decision{
 		{Rcpt: "a@example.test", Rules: []string{"r1"}, Actions: []route.Action{
@@ -75,7 +77,7 @@ func TestPlan(t *testing.T) {
 	// Planning the same message again gives the same ids (the webhook-id of
 	// a message resent after a lost 250); another message gets others.
 	again := deliver.Plan(m, d, now.Add(time.Hour))
-	other := deliver.Plan(&route.Mail{ID: "mid2"}, d, now)
+	other := deliver.Plan(&inbound.Mail{ID: "mid2"}, d, now)
 	for i := range jobs {
 		if again[i].ID != jobs[i].ID {
 			t.Errorf("replanned job %d id %q, want %q", i, again[i].ID, jobs[i].ID)
@@ -107,16 +109,16 @@ func TestAddAttemptBounds(t *testing.T) {
 // TestPlanNamesTheRuleOfEachAction: with continue, two rules send to the
 // same endpoint; each job names its own rule (the webhook payload's route).
 func TestPlanNamesTheRuleOfEachAction(t *testing.T) {
-	table, err := route.Compile([]route.RuleConfig{
-		{Name: "all", Match: route.MatchConfig{Rcpt: route.StringList{"*@example.test"}}, Continue: true,
-			Actions: []route.ActionConfig{{Webhook: "hook"}, {Mailbox: "archive"}}},
-		{Name: "support", Match: route.MatchConfig{Rcpt: route.StringList{"support@example.test"}},
-			Actions: []route.ActionConfig{{Webhook: "hook"}}},
+	table, err := route.Compile([]config.Rule{
+		{Name: "all", Match: config.RuleMatch{Rcpt: config.StringList{"*@example.test"}}, Continue: true,
+			Actions: []config.RuleAction{{Webhook: "hook"}, {Mailbox: "archive"}}},
+		{Name: "support", Match: config.RuleMatch{Rcpt: config.StringList{"support@example.test"}},
+			Actions: []config.RuleAction{{Webhook: "hook"}}},
 	}, route.Known{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := &route.Mail{ID: "m1"}
+	m := &inbound.Mail{ID: "m1"}
 	d := table.Decide(m, "support@example.test")
 	jobs := deliver.Plan(m, []route.Decision{d}, time.Now())
 	got := map[string]bool{}
@@ -134,7 +136,7 @@ func TestPlanNamesTheRuleOfEachAction(t *testing.T) {
 func TestCommitterReportsItsJobs(t *testing.T) {
 	q := newQueue(t)
 	var got []*deliver.Job
-	c := &deliver.Committer{Queue: q, Committed: func(m *route.Mail, d []route.Decision, jobs []*deliver.Job) { got = jobs }}
+	c := &deliver.Committer{Queue: q, Committed: func(m *inbound.Mail, d []route.Decision, jobs []*deliver.Job) { got = jobs }}
 	m := queuetest.NewMail(t, "m1", "raw")
 	d := []route.Decision{{Rcpt: "a@example.test", Rules: []string{"r"}, Actions: []route.Action{{Kind: route.ActWebhook, Webhook: "h", Rule: "r"}}}}
 	if err := c.Commit(t.Context(), m, d); err != nil {

@@ -8,8 +8,8 @@ import (
 	"io"
 	"time"
 
+	"github.com/mailhook/mailhook/inbound"
 	"github.com/mailhook/mailhook/internal/clip"
-	"github.com/mailhook/mailhook/route"
 )
 
 // Kinds lists every job kind a queue accepts, in a fixed order.
@@ -32,7 +32,7 @@ const DefaultDedupWindow = 24 * time.Hour
 // CommitKey is the key a queue deduplicates commits by: the mail's
 // StableID (envelope + content hash, the same for the same message retried
 // by the sending MTA), or its ID when it has none.
-func CommitKey(m *route.Mail) string { return cmp.Or(m.StableID, m.ID) }
+func CommitKey(m *inbound.Mail) string { return cmp.Or(m.StableID, m.ID) }
 
 // Queue errors.
 var (
@@ -68,7 +68,7 @@ var (
 type Messages interface {
 	// Mail returns a message's stored mail (ErrNotFound once its last job
 	// is gone).
-	Mail(ctx context.Context, msgID string) (*route.Mail, error)
+	Mail(ctx context.Context, msgID string) (*inbound.Mail, error)
 	// OpenRaw opens a message's stored raw bytes.
 	OpenRaw(ctx context.Context, msgID string) (io.ReadCloser, error)
 }
@@ -97,7 +97,7 @@ type Queue interface {
 	// whose replication (Redis WAIT) was not confirmed, and the first copy
 	// is queued. Plan derives job IDs from the same key, so a webhook-id
 	// stays the same across such a retry.
-	Commit(ctx context.Context, mail *route.Mail, jobs []*Job) error
+	Commit(ctx context.Context, mail *inbound.Mail, jobs []*Job) error
 	// Take leases up to n due jobs (NextAt <= now) of the given kinds,
 	// oldest NextAt first, for the lease duration. Each job's Attempts is
 	// incremented and saved before Take returns, so an attempt is counted
@@ -241,7 +241,7 @@ func (j *Job) AddAttempt(a Attempt) {
 // ValidateCommit checks a Commit's arguments: a mail ID, at least one job,
 // known kinds, unique IDs, and fills each job's MsgID, CreatedAt and NextAt
 // when zero. Backends call it before writing anything.
-func ValidateCommit(mail *route.Mail, jobs []*Job, now time.Time) error {
+func ValidateCommit(mail *inbound.Mail, jobs []*Job, now time.Time) error {
 	if mail == nil || mail.ID == "" {
 		return errors.New("deliver: commit: mail without id")
 	}

@@ -12,7 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/mailhook/mailhook/route"
+	"github.com/mailhook/mailhook/inbound"
 )
 
 // DefaultSchedule is the retry schedule of the Standard Webhooks guidance:
@@ -76,7 +76,7 @@ type RunnerOptions struct {
 	// OnAttempt, when set, is told of every settled attempt and how it was
 	// settled (metrics, the activity log). It runs on the worker's
 	// goroutine and must not block.
-	OnAttempt func(job *Job, mail *route.Mail, a Attempt, how Settlement)
+	OnAttempt func(job *Job, mail *inbound.Mail, a Attempt, how Settlement)
 	// Cache, when set, is the MailCache the Committer of this node fills:
 	// a job's mail is taken from it before the queue is asked.
 	Cache *MailCache
@@ -336,7 +336,7 @@ func (r *Runner) attempt(workCtx context.Context, job *Job, h Handler) {
 }
 
 // call runs the handler, turning a panic into a failed attempt.
-func (r *Runner) call(ctx context.Context, h Handler, job *Job, mail *route.Mail, raw RawOpener) (out Outcome) {
+func (r *Runner) call(ctx context.Context, h Handler, job *Job, mail *inbound.Mail, raw RawOpener) (out Outcome) {
 	defer func() {
 		if p := recover(); p != nil {
 			r.log.Error("handler panicked", "job_id", job.ID, "kind", job.Kind, "panic", p, "stack", string(debug.Stack()))

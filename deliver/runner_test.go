@@ -12,13 +12,14 @@ import (
 	"github.com/mailhook/mailhook/deliver"
 	"github.com/mailhook/mailhook/deliver/boltq"
 	"github.com/mailhook/mailhook/deliver/queuetest"
+	"github.com/mailhook/mailhook/inbound"
 	"github.com/mailhook/mailhook/route"
 )
 
 // handlerFunc adapts a function to deliver.Handler.
-type handlerFunc func(ctx context.Context, job *deliver.Job, mail *route.Mail, raw deliver.RawOpener) deliver.Outcome
+type handlerFunc func(ctx context.Context, job *deliver.Job, mail *inbound.Mail, raw deliver.RawOpener) deliver.Outcome
 
-func (f handlerFunc) Handle(ctx context.Context, job *deliver.Job, mail *route.Mail, raw deliver.RawOpener) deliver.Outcome {
+func (f handlerFunc) Handle(ctx context.Context, job *deliver.Job, mail *inbound.Mail, raw deliver.RawOpener) deliver.Outcome {
 	return f(ctx, job, mail, raw)
 }
 
@@ -106,7 +107,7 @@ func deadJob(t *testing.T, q deliver.Operator) func() bool {
 func recorder(script ...deliver.Outcome) (deliver.Handler, func() []seen) {
 	var mu sync.Mutex
 	var got []seen
-	h := handlerFunc(func(ctx context.Context, job *deliver.Job, mail *route.Mail, raw deliver.RawOpener) deliver.Outcome {
+	h := handlerFunc(func(ctx context.Context, job *deliver.Job, mail *inbound.Mail, raw deliver.RawOpener) deliver.Outcome {
 		s := seen{attempts: job.Attempts, history: len(job.History), rcpts: slices.Clone(job.Rcpts), mailID: mail.ID}
 		if rc, err := raw(); err == nil {
 			b, _ := io.ReadAll(rc)
@@ -240,7 +241,7 @@ func TestRunnerStop(t *testing.T) {
 		q := newQueue(t)
 		commitOne(t, q, deliver.KindWebhook)
 		started, release := make(chan struct{}), make(chan struct{})
-		h := handlerFunc(func(ctx context.Context, job *deliver.Job, mail *route.Mail, raw deliver.RawOpener) deliver.Outcome {
+		h := handlerFunc(func(ctx context.Context, job *deliver.Job, mail *inbound.Mail, raw deliver.RawOpener) deliver.Outcome {
 			close(started)
 			<-release
 			return ok
@@ -266,14 +267,14 @@ func TestRunnerStop(t *testing.T) {
 		q := newQueue(t)
 		commitOne(t, q, deliver.KindWebhook)
 		started := make(chan struct{})
-		h := handlerFunc(func(ctx context.Context, job *deliver.Job, mail *route.Mail, raw deliver.RawOpener) deliver.Outcome {
+		h := handlerFunc(func(ctx context.Context, job *deliver.Job, mail *inbound.Mail, raw deliver.RawOpener) deliver.Outcome {
 			close(started)
 			<-ctx.Done()
 			return deliver.Outcome{Attempt: deliver.Attempt{Error: ctx.Err().Error()}}
 		})
 		var settled []deliver.Settlement // written before Run returns
 		r, err := deliver.NewRunner(deliver.RunnerOptions{Queue: q, Handlers: map[deliver.Kind]deliver.Handler{deliver.KindWebhook: h}, StopTimeout: time.Millisecond, Lease: time.Hour,
-			OnAttempt: func(_ *deliver.Job, _ *route.Mail, _ deliver.Attempt, how deliver.Settlement) {
+			OnAttempt: func(_ *deliver.Job, _ *inbound.Mail, _ deliver.Attempt, how deliver.Settlement) {
 				settled = append(settled, how)
 			}})
 		if err != nil {
@@ -309,7 +310,7 @@ func TestRunnerConcurrency(t *testing.T) {
 	}
 	var mu sync.Mutex
 	cur, peak := 0, 0
-	h := handlerFunc(func(ctx context.Context, job *deliver.Job, mail *route.Mail, raw deliver.RawOpener) deliver.Outcome {
+	h := handlerFunc(func(ctx context.Context, job *deliver.Job, mail *inbound.Mail, raw deliver.RawOpener) deliver.Outcome {
 		mu.Lock()
 		cur++
 		peak = max(peak, cur)
@@ -336,7 +337,7 @@ func TestRunnerOnAttempt(t *testing.T) {
 	var outcomes []deliver.Settlement
 	start(t, deliver.RunnerOptions{Queue: q, Handlers: map[deliver.Kind]deliver.Handler{deliver.KindWebhook: h},
 		Schedule: []time.Duration{time.Millisecond},
-		OnAttempt: func(job *deliver.Job, mail *route.Mail, a deliver.Attempt, outcome deliver.Settlement) {
+		OnAttempt: func(job *deliver.Job, mail *inbound.Mail, a deliver.Attempt, outcome deliver.Settlement) {
 			mu.Lock()
 			defer mu.Unlock()
 			if mail == nil || mail.ID != "m1" || job.ID != "j1" {

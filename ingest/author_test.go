@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mailhook/mailhook/config"
 	"github.com/mailhook/mailhook/dns/dnstest"
 	"github.com/mailhook/mailhook/header"
 	"github.com/mailhook/mailhook/ingest/auth"
@@ -33,8 +34,8 @@ func startAuth(t *testing.T, tweak func(*Options)) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rules := append([]route.RuleConfig{{Name: "fwd", Match: route.MatchConfig{Rcpt: route.StringList{"fwd@example.test"}},
-		Actions: []route.ActionConfig{{Forward: []string{"someone@elsewhere.test"}}}}}, testRules...)
+	rules := append([]config.Rule{{Name: "fwd", Match: config.RuleMatch{Rcpt: config.StringList{"fwd@example.test"}},
+		Actions: []config.RuleAction{{Forward: []string{"someone@elsewhere.test"}}}}}, testRules...)
 	table, err := route.Compile(rules, route.Known{Webhooks: map[string]bool{"tickets": true}})
 	if err != nil {
 		t.Fatal(err)

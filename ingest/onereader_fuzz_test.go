@@ -12,6 +12,7 @@ import (
 
 	"github.com/mailhook/mailhook/dns/dnstest"
 	"github.com/mailhook/mailhook/header"
+	"github.com/mailhook/mailhook/inbound"
 	"github.com/mailhook/mailhook/ingest/auth"
 	"github.com/mailhook/mailhook/parse"
 )
@@ -52,7 +53,7 @@ func FuzzOneReader(f *testing.F) {
 		author := header.ReadAuthor(hdr)
 
 		// DMARC judges author.Domains; its verdict names one of them.
-		res, err := v.Verify(context.Background(), auth.SPFResult{Result: "none"}, strings.NewReader(msg))
+		res, err := v.Verify(context.Background(), inbound.SPFResult{Result: "none"}, strings.NewReader(msg))
 		if err != nil {
 			t.Fatal(err)
 		}

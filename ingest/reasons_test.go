@@ -11,6 +11,7 @@ import (
 
 	gosmtp "github.com/emersion/go-smtp"
 
+	"github.com/mailhook/mailhook/inbound"
 	"github.com/mailhook/mailhook/route"
 )
 
@@ -20,8 +21,8 @@ type refusals struct {
 	seen []string // "stage reason code"
 }
 
-func (o *refusals) Connection(string)                      {}
-func (o *refusals) Accepted(*route.Mail, []route.Decision) {}
+func (o *refusals) Connection(string)                        {}
+func (o *refusals) Accepted(*inbound.Mail, []route.Decision) {}
 func (o *refusals) Refused(ip, from string, rcpts []string, r Refusal, stage string) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
@@ -46,7 +47,7 @@ func TestRefusalReasons(t *testing.T) {
 	h := start(t, func(o *Options) {
 		o.Observer = obs
 		o.Limits.MaxMessageBytes = 1000
-		o.BeforeCommit = func(ctx context.Context, m *route.Mail, d []route.Decision) error {
+		o.BeforeCommit = func(ctx context.Context, m *inbound.Mail, d []route.Decision) error {
 			switch m.Message.Subject {
 			case "full":
 				return full

@@ -14,6 +14,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/mailhook/mailhook/header"
+	"github.com/mailhook/mailhook/inbound"
 	"github.com/mailhook/mailhook/ingest/auth"
 	"github.com/mailhook/mailhook/internal/clientip"
 	"github.com/mailhook/mailhook/parse"
@@ -25,7 +26,7 @@ type Router interface {
 	// AcceptsEnvelope reports at RCPT whether any rule could take rcpt.
 	AcceptsEnvelope(rcpt, mailFrom string) bool
 	// Decide applies the rules at end of data.
-	Decide(m *route.Mail, rcpt string) route.Decision
+	Decide(m *inbound.Mail, rcpt string) route.Decision
 }
 
 // Policy is the part of the configuration that can change while running
@@ -37,8 +38,8 @@ type Policy struct {
 
 // Verifier checks SPF, DKIM and DMARC.
 type Verifier interface {
-	CheckSPF(ctx context.Context, ip net.IP, helo, mailFrom string) auth.SPFResult
-	Verify(ctx context.Context, spf auth.SPFResult, msg io.Reader) (*auth.Results, error)
+	CheckSPF(ctx context.Context, ip net.IP, helo, mailFrom string) inbound.SPFResult
+	Verify(ctx context.Context, spf inbound.SPFResult, msg io.Reader) (*inbound.Auth, error)
 }
 
 // Committer is the commit step: it durably records every action of the
@@ -48,7 +49,7 @@ type Verifier interface {
 // synchronous webhook's refusal or deferral, ReasonSyncWebhook), which is
 // sent as it is.
 type Committer interface {
-	Commit(ctx context.Context, m *route.Mail, decisions []route.Decision) error
+	Commit(ctx context.Context, m *inbound.Mail, decisions []route.Decision) error
 }
 
 // Limits bound what one client can make the listener do.
@@ -140,7 +141,7 @@ type Options struct {
 	// committed: a *Refusal it returns gives the reply and the reason (452
 	// 4.2.2 and ReasonMailboxFull for a full mailbox), a bare
 	// *smtp.SMTPError the reply (ReasonOther), any other error a 451.
-	BeforeCommit func(ctx context.Context, m *route.Mail, d []route.Decision) error
+	BeforeCommit func(ctx context.Context, m *inbound.Mail, d []route.Decision) error
 	// Observer, when set, is told of every connection, acceptance and
 	// refusal (metrics, the activity log).
 	Observer Observer
@@ -154,7 +155,7 @@ type Options struct {
 // Observer is told what the listener does. Its methods must not block.
 type Observer interface {
 	Connection(remoteIP string)
-	Accepted(m *route.Mail, d []route.Decision)
+	Accepted(m *inbound.Mail, d []route.Decision)
 	// Refused is told of each refusal: the reply sent and its reason, at
 	// stage "rcpt" (one recipient), "data" or "commit" (the message).
 	Refused(remoteIP, mailFrom string, rcpts []string, r Refusal, stage string)

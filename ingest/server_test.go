@@ -24,7 +24,8 @@ import (
 
 	gosmtp "github.com/emersion/go-smtp"
 
-	"github.com/mailhook/mailhook/ingest/auth"
+	"github.com/mailhook/mailhook/config"
+	"github.com/mailhook/mailhook/inbound"
 	"github.com/mailhook/mailhook/internal/rawsmtp"
 	"github.com/mailhook/mailhook/parse"
 	"github.com/mailhook/mailhook/route"
@@ -34,13 +35,13 @@ import (
 // decisions and the raw bytes (Raw, or read from RawPath, as a queue would).
 type recorder struct {
 	mu    sync.Mutex
-	mails []*route.Mail
+	mails []*inbound.Mail
 	raws  [][]byte
 	decs  [][]route.Decision
 	fail  error
 }
 
-func (r *recorder) Commit(ctx context.Context, m *route.Mail, d []route.Decision) error {
+func (r *recorder) Commit(ctx context.Context, m *inbound.Mail, d []route.Decision) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.fail != nil {
@@ -65,15 +66,15 @@ func (r *recorder) count() int {
 	return len(r.mails)
 }
 
-var testRules = []route.RuleConfig{
-	{Name: "support", Match: route.MatchConfig{Rcpt: route.StringList{"support@example.test"}},
-		Actions: []route.ActionConfig{{Webhook: "tickets"}}},
-	{Name: "invoices", Match: route.MatchConfig{Rcpt: route.StringList{"billing@example.test"}, Subject: "(?i)invoice"},
-		Actions: []route.ActionConfig{{Webhook: "tickets"}}},
-	{Name: "blocked", Match: route.MatchConfig{Rcpt: route.StringList{"noreply@example.test"}},
-		Actions: []route.ActionConfig{{Reject: "550 5.7.1 This address takes no mail"}}},
-	{Name: "utf8", Match: route.MatchConfig{Rcpt: route.StringList{"josé@example.test"}},
-		Actions: []route.ActionConfig{{Webhook: "tickets"}}},
+var testRules = []config.Rule{
+	{Name: "support", Match: config.RuleMatch{Rcpt: config.StringList{"support@example.test"}},
+		Actions: []config.RuleAction{{Webhook: "tickets"}}},
+	{Name: "invoices", Match: config.RuleMatch{Rcpt: config.StringList{"billing@example.test"}, Subject: "(?i)invoice"},
+		Actions: []config.RuleAction{{Webhook: "tickets"}}},
+	{Name: "blocked", Match: config.RuleMatch{Rcpt: config.StringList{"noreply@example.test"}},
+		Actions: []config.RuleAction{{Reject: "550 5.7.1 This address takes no mail"}}},
+	{Name: "utf8", Match: config.RuleMatch{Rcpt: config.StringList{"josé@example.test"}},
+		Actions: []config.RuleAction{{Webhook: "tickets"}}},
 }
 
 type harness struct {
@@ -636,12 +637,12 @@ func TestStableIDAcrossRetries(t *testing.T) {
 
 // fakeVerifier is a unit-test Verifier; the real one is tested end to end
 // with a DNS server on loopback in cmd/mailhook.
-type fakeVerifier struct{ res auth.Results }
+type fakeVerifier struct{ res inbound.Auth }
 
-func (f *fakeVerifier) CheckSPF(ctx context.Context, ip net.IP, helo, from string) auth.SPFResult {
+func (f *fakeVerifier) CheckSPF(ctx context.Context, ip net.IP, helo, from string) inbound.SPFResult {
 	return f.res.SPF
 }
-func (f *fakeVerifier) Verify(ctx context.Context, spf auth.SPFResult, r io.Reader) (*auth.Results, error) {
+func (f *fakeVerifier) Verify(ctx context.Context, spf inbound.SPFResult, r io.Reader) (*inbound.Auth, error) {
 	io.Copy(io.Discard, r)
 	res := f.res
 	res.SPF = spf
@@ -649,8 +650,8 @@ func (f *fakeVerifier) Verify(ctx context.Context, spf auth.SPFResult, r io.Read
 }
 
 func TestDMARCEnforcement(t *testing.T) {
-	v := &fakeVerifier{res: auth.Results{SPF: auth.SPFResult{Result: "fail", Domain: "bank.test"},
-		DMARC: auth.DMARCResult{Result: "fail", Policy: "reject", Domain: "bank.test"}, AuthenticationResults: "mx.example.test; dmarc=fail"}}
+	v := &fakeVerifier{res: inbound.Auth{SPF: inbound.SPFResult{Result: "fail", Domain: "bank.test"},
+		DMARC: inbound.DMARCResult{Result: "fail", Policy: "reject", Domain: "bank.test"}, AuthenticationResults: "mx.example.test; dmarc=fail"}}
 	h := start(t, func(o *Options) { o.Verifier = v; o.EnforceDMARC = true })
 	err := smtp.SendMail(h.addr, nil, "a@bank.test", []string{"support@example.test"}, []byte(simpleMsg))
 	if !isReply(err, 550, "5.7.1") {
@@ -671,13 +672,13 @@ func TestDMARCEnforcement(t *testing.T) {
 	if err := smtp.SendMail(h.addr, nil, "a@bank.test", []string{"support@example.test"}, []byte(simpleMsg)); err != nil {
 		t.Fatalf("quarantine policy must be accepted: %v", err)
 	}
-	if got := h.rec.mails[0].Auth; got.DMARC.Policy != "quarantine" || !strings.HasPrefix(string(h.rec.raws[0]), "Authentication-Results: mx.example.test; dmarc=fail\r\n") {
+	if got := h.rec.mails[0].Auth; got.DMARC.Policy != "quarantine" || !got.Quarantine || !strings.HasPrefix(string(h.rec.raws[0]), "Authentication-Results: mx.example.test; dmarc=fail\r\n") {
 		t.Errorf("auth = %+v", got)
 	}
 }
 
 func TestDNSTempErrorDefers(t *testing.T) {
-	v := &fakeVerifier{res: auth.Results{SPF: auth.SPFResult{Result: "temperror"}, DMARC: auth.DMARCResult{Result: "none"}}}
+	v := &fakeVerifier{res: inbound.Auth{SPF: inbound.SPFResult{Result: "temperror"}, DMARC: inbound.DMARCResult{Result: "none"}}}
 	h := start(t, func(o *Options) { o.Verifier = v; o.DeferOnTempError = true })
 	err := smtp.SendMail(h.addr, nil, "a@bank.test", []string{"support@example.test"}, []byte(simpleMsg))
 	if !isReply(err, 451, "4.4.3") {
@@ -724,7 +725,7 @@ func TestBounceAddressesAndBeforeCommit(t *testing.T) {
 			}
 			return nil, nil, false
 		}
-		o.BeforeCommit = func(ctx context.Context, m *route.Mail, d []route.Decision) error {
+		o.BeforeCommit = func(ctx context.Context, m *inbound.Mail, d []route.Decision) error {
 			if m.Message.Subject == "huge" {
 				return &gosmtp.SMTPError{Code: 452, EnhancedCode: gosmtp.EnhancedCode{4, 2, 2}, Message: "Mailbox full"}
 			}

@@ -16,7 +16,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/mailhook/mailhook/header"
-	"github.com/mailhook/mailhook/ingest/auth"
+	"github.com/mailhook/mailhook/inbound"
 	"github.com/mailhook/mailhook/parse"
 	"github.com/mailhook/mailhook/route"
 )
@@ -47,7 +47,7 @@ type session struct {
 	null     bool
 	utf8     bool
 	rcpts    []string
-	spf      chan auth.SPFResult
+	spf      chan inbound.SPFResult
 	// bounces are the decisions for recipients that are bounce addresses
 	bounces map[string]*route.Decision
 }
@@ -85,7 +85,7 @@ func (ss *session) Mail(from string, opts *smtp.MailOptions) error {
 	ss.null = from == ""
 	ss.policy = ss.s.o.Policy()
 	if v := ss.s.o.Verifier; v != nil {
-		ch := make(chan auth.SPFResult, 1)
+		ch := make(chan inbound.SPFResult, 1)
 		ss.spf = ch
 		ip := net.ParseIP(ss.ip)
 		helo := ss.c.Hostname()
@@ -93,7 +93,7 @@ func (ss *session) Mail(from string, opts *smtp.MailOptions) error {
 			defer func() {
 				if r := recover(); r != nil {
 					ss.log.Error("spf check panicked", "panic", r)
-					ch <- auth.SPFResult{Result: "temperror"}
+					ch <- inbound.SPFResult{Result: "temperror"}
 				}
 			}()
 			ctx, cancel := context.WithTimeout(ss.ctx, ss.s.o.Limits.VerifyTimeout)
@@ -275,11 +275,11 @@ func (ss *session) data(r io.Reader) (err error) {
 	}
 
 	id := newID(now)
-	mail := &route.Mail{
+	mail := &inbound.Mail{
 		ID:         id,
 		StableID:   stableID(ss.mailFrom, ss.rcpts, sp.sum.Sum(nil)),
 		ReceivedAt: now.UTC(),
-		Envelope: route.Envelope{
+		Envelope: inbound.Envelope{
 			MailFrom: ss.mailFrom, RcptTo: append([]string(nil), ss.rcpts...),
 			ClientIP: ss.ip, Helo: ss.c.Hostname(), TLS: ss.isTLS(),
 		},
@@ -323,20 +323,32 @@ func (ss *session) data(r io.Reader) (err error) {
 	if verr != nil {
 		return fmt.Errorf("verify: %w", verr)
 	}
+	// quarantine is the flag rules match (inbound.Auth.Quarantine): DMARC
+	// failed under p=quarantine, or under p=reject without enforcement, or
+	// the spam verdict asks for it. It is written once, below, after both
+	// verdicts; the verifier leaves it unset.
+	var quarantine bool
 	if a := mail.Auth; a != nil {
-		if a.DMARC.Result == "fail" && a.DMARC.Policy == "reject" {
+		if a.Reject() {
 			if o.EnforceDMARC {
 				return ErrDMARCReject
 			}
 			// Not enforced: passed on flagged, as p=quarantine is.
-			a.Quarantine = true
+			quarantine = true
 		}
-		if o.DeferOnTempError && (a.SPF.Result == "temperror" || a.DMARC.Result == "temperror") {
+		if a.DMARC.Result == inbound.Fail && a.DMARC.Policy == "quarantine" {
+			quarantine = true
+		}
+		if o.DeferOnTempError && (a.SPF.Result == inbound.TempError || a.DMARC.Result == inbound.TempError) {
 			return ErrDNSTempFailure
 		}
 	}
-	if err := ss.checkSpam(ss.ctx, sp, mail); err != nil {
+	spamFlag, err := ss.checkSpam(ss.ctx, sp, mail)
+	if err != nil {
 		return err
+	}
+	if mail.Auth != nil {
+		mail.Auth.Quarantine = quarantine || spamFlag
 	}
 
 	decisions := make([]route.Decision, 0, len(ss.rcpts))
@@ -419,21 +431,21 @@ func (ss *session) data(r io.Reader) (err error) {
 
 // verify runs SPF (started at MAIL) and DKIM/DMARC, or says "none" for each
 // when there is no verifier.
-func (ss *session) verify(ctx context.Context, msg io.Reader) (*auth.Results, error) {
+func (ss *session) verify(ctx context.Context, msg io.Reader) (*inbound.Auth, error) {
 	v := ss.s.o.Verifier
 	if v == nil {
-		return &auth.Results{
-			SPF:                   auth.SPFResult{Result: "none"},
-			DKIM:                  []auth.DKIMResult{},
-			DMARC:                 auth.DMARCResult{Result: "none", Policy: "none"},
+		return &inbound.Auth{
+			SPF:                   inbound.SPFResult{Result: "none"},
+			DKIM:                  []inbound.DKIMResult{},
+			DMARC:                 inbound.DMARCResult{Result: "none", Policy: "none"},
 			AuthenticationResults: ss.s.o.Hostname + "; none",
 		}, nil
 	}
-	var spf auth.SPFResult
+	var spf inbound.SPFResult
 	select {
 	case spf = <-ss.spf:
 	case <-ctx.Done():
-		spf = auth.SPFResult{Result: "temperror"}
+		spf = inbound.SPFResult{Result: "temperror"}
 	}
 	return v.Verify(ctx, spf, msg)
 }

@@ -7,14 +7,14 @@ import (
 
 	"github.com/emersion/go-smtp"
 
+	"github.com/mailhook/mailhook/inbound"
 	"github.com/mailhook/mailhook/ingest/rspamd"
-	"github.com/mailhook/mailhook/route"
 )
 
 // SpamChecker asks a content filter for its verdict on a message: the
 // rspamd client. An error means there is no verdict.
 type SpamChecker interface {
-	Check(ctx context.Context, req *rspamd.Request, body io.Reader, size int64) (*rspamd.Result, error)
+	Check(ctx context.Context, req *rspamd.Request, body io.Reader, size int64) (*inbound.Spam, error)
 }
 
 var _ SpamChecker = (*rspamd.Client)(nil)
@@ -35,7 +35,7 @@ type SpamOptions struct {
 // verdict (the metrics count actions), refused messages included. It
 // must not block.
 type SpamObserver interface {
-	Spam(r *rspamd.Result)
+	Spam(r *inbound.Spam)
 }
 
 // The replies of the spam check (RFC 3463 §3.8: 5.7.1 delivery not
@@ -53,13 +53,15 @@ var (
 
 // checkSpam asks rspamd about the message in sp, with the envelope and our
 // verification results, records the verdict in m.Spam and returns the
-// reply it calls for, or nil to go on. It runs after DKIM and DMARC, so
-// their verdicts go with the request, and after a DMARC reject, which
-// needs no content check.
-func (ss *session) checkSpam(ctx context.Context, sp *spool, m *route.Mail) error {
+// reply it calls for, or nil to go on; flag says whether the verdict asks
+// for the message to be passed on flagged (inbound.Auth.Quarantine, which
+// the caller sets). It runs after DKIM and DMARC, so their verdicts go
+// with the request, and after a DMARC reject, which needs no content
+// check.
+func (ss *session) checkSpam(ctx context.Context, sp *spool, m *inbound.Mail) (flag bool, err error) {
 	so := ss.s.o.Spam
 	if so == nil || so.Checker == nil {
-		return nil
+		return false, nil
 	}
 	req := &rspamd.Request{
 		IP: ss.ip, Helo: m.Envelope.Helo, MailFrom: ss.mailFrom, Rcpts: m.Envelope.RcptTo,
@@ -79,30 +81,25 @@ func (ss *session) checkSpam(ctx context.Context, sp *spool, m *route.Mail) erro
 	}
 	if !res.OK() {
 		if so.DeferOnError {
-			return ErrSpamCheckFailed
+			return false, ErrSpamCheckFailed
 		}
-		return nil
-	}
-	quarantine := func() {
-		if m.Auth != nil {
-			m.Auth.Quarantine = true
-		}
+		return false, nil
 	}
 	switch res.Action {
 	// discard would drop the message silently; we refuse it in the
 	// dialogue instead, as every rejection (DESIGN.md).
-	case rspamd.ActionReject, rspamd.ActionDiscard:
+	case inbound.SpamActionReject, inbound.SpamActionDiscard:
 		if so.Enforce {
-			return ErrSpamReject
+			return false, ErrSpamReject
 		}
-		quarantine() // not enforced: passed on flagged, as a DMARC reject is
-	case rspamd.ActionSoftReject, rspamd.ActionGreylist:
+		return true, nil // not enforced: passed on flagged, as a DMARC reject is
+	case inbound.SpamActionSoftReject, inbound.SpamActionGreylist:
 		if so.Enforce {
-			return ErrSpamDefer
+			return false, ErrSpamDefer
 		}
-	case rspamd.ActionAddHeader, rspamd.ActionRewriteSubject, rspamd.ActionQuarantine:
-		quarantine()
+	case inbound.SpamActionAddHeader, inbound.SpamActionRewriteSubject, inbound.SpamActionQuarantine:
+		return true, nil
 	}
 	// Any other (custom) action is recorded for the rules, nothing more.
-	return nil
+	return false, nil
 }

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mailhook/mailhook/inbound"
 	"github.com/mailhook/mailhook/ingest/rspamd"
 	"github.com/mailhook/mailhook/ingest/rspamd/rspamdtest"
 )
@@ -50,7 +51,7 @@ func TestSpamRealRspamd(t *testing.T) {
 		t.Fatalf("ordinary message: %v", err)
 	}
 	m := h.rec.mails[0]
-	if s := m.Spam; !s.OK() || s.Action != rspamd.ActionNone || s.Score >= s.RequiredScore || len(s.Symbols) == 0 {
+	if s := m.Spam; !s.OK() || s.Action != inbound.SpamActionNone || s.Score >= s.RequiredScore || len(s.Symbols) == 0 {
 		t.Errorf("ordinary message: spam = %+v, want ok, no action, a score under the required one, symbols", s)
 	}
 	if m.Auth.Quarantine {
@@ -63,7 +64,7 @@ func TestSpamRealRspamd(t *testing.T) {
 			t.Fatalf("%.4s…: %v", line, err)
 		}
 		m := h.rec.mails[h.rec.count()-1]
-		if !m.Auth.Quarantine || !m.Spam.OK() || m.Spam.Action == rspamd.ActionNone {
+		if !m.Auth.Quarantine || !m.Spam.OK() || m.Spam.Action == inbound.SpamActionNone {
 			t.Errorf("%.4s…: quarantine %v, spam %+v; want flagged", line, m.Auth.Quarantine, m.Spam)
 		}
 	}
@@ -73,7 +74,7 @@ func TestSpamRealRspamd(t *testing.T) {
 	if err := sendMail(h2.addr, "alice@sender.test", "support@example.test", spamMsg(rspamdtest.GTUBE)); err != nil {
 		t.Fatalf("GTUBE without enforcement: %v", err)
 	}
-	if m := h2.rec.mails[0]; m.Spam.Action != rspamd.ActionReject || !m.Auth.Quarantine {
+	if m := h2.rec.mails[0]; m.Spam.Action != inbound.SpamActionReject || !m.Auth.Quarantine {
 		t.Errorf("GTUBE without enforcement: spam %+v, quarantine %v", m.Spam, m.Auth.Quarantine)
 	}
 }
@@ -96,7 +97,7 @@ func TestSpamRspamdStopped(t *testing.T) {
 	if err := sendMail(accept.addr, "alice@sender.test", "support@example.test", spamMsg("two")); err != nil {
 		t.Fatalf("after stop, on_error accept: %v", err)
 	}
-	if s := accept.rec.mails[1].Spam; s == nil || s.Result != rspamd.ResultError || s.Error == "" {
+	if s := accept.rec.mails[1].Spam; s == nil || s.Result != inbound.SpamResultError || s.Error == "" {
 		t.Errorf("after stop: spam = %+v, want result error", s)
 	}
 	err := sendMail(deferring.addr, "alice@sender.test", "support@example.test", spamMsg("three"))
@@ -110,12 +111,12 @@ func TestSpamRspamdStopped(t *testing.T) {
 
 // fixedChecker answers every check with one verdict or error.
 type fixedChecker struct {
-	res *rspamd.Result
+	res *inbound.Spam
 	err error
 	req *rspamd.Request
 }
 
-func (f *fixedChecker) Check(ctx context.Context, req *rspamd.Request, body io.Reader, size int64) (*rspamd.Result, error) {
+func (f *fixedChecker) Check(ctx context.Context, req *rspamd.Request, body io.Reader, size int64) (*inbound.Spam, error) {
 	f.req = req
 	io.Copy(io.Discard, body)
 	return f.res, f.err
@@ -131,20 +132,20 @@ func TestSpamActions(t *testing.T) {
 		enhanced    string
 		quarantined bool
 	}{
-		{rspamd.ActionReject, true, 550, "5.7.1", false},
-		{rspamd.ActionDiscard, true, 550, "5.7.1", false},
-		{rspamd.ActionQuarantine, true, 250, "", true},
+		{inbound.SpamActionReject, true, 550, "5.7.1", false},
+		{inbound.SpamActionDiscard, true, 550, "5.7.1", false},
+		{inbound.SpamActionQuarantine, true, 250, "", true},
 		{"custom action", true, 250, "", false},
-		{rspamd.ActionSoftReject, true, 451, "4.7.1", false},
-		{rspamd.ActionGreylist, true, 451, "4.7.1", false},
-		{rspamd.ActionAddHeader, true, 250, "", true},
-		{rspamd.ActionRewriteSubject, true, 250, "", true},
-		{rspamd.ActionNone, true, 250, "", false},
-		{rspamd.ActionReject, false, 250, "", true},
-		{rspamd.ActionSoftReject, false, 250, "", false},
-		{rspamd.ActionGreylist, false, 250, "", false},
+		{inbound.SpamActionSoftReject, true, 451, "4.7.1", false},
+		{inbound.SpamActionGreylist, true, 451, "4.7.1", false},
+		{inbound.SpamActionAddHeader, true, 250, "", true},
+		{inbound.SpamActionRewriteSubject, true, 250, "", true},
+		{inbound.SpamActionNone, true, 250, "", false},
+		{inbound.SpamActionReject, false, 250, "", true},
+		{inbound.SpamActionSoftReject, false, 250, "", false},
+		{inbound.SpamActionGreylist, false, 250, "", false},
 	} {
-		f := &fixedChecker{res: &rspamd.Result{Result: "ok", Action: tc.action, Score: 5, RequiredScore: 15}}
+		f := &fixedChecker{res: &inbound.Spam{Result: "ok", Action: tc.action, Score: 5, RequiredScore: 15}}
 		h := start(t, func(o *Options) { o.Spam = &SpamOptions{Checker: f, Enforce: tc.enforce} })
 		err := sendMail(h.addr, "alice@sender.test", "support@example.test", simpleMsg)
 		if tc.code != 250 {

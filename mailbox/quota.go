@@ -8,6 +8,7 @@ import (
 
 	"github.com/emersion/go-smtp"
 
+	"github.com/mailhook/mailhook/inbound"
 	"github.com/mailhook/mailhook/route"
 )
 
@@ -22,7 +23,7 @@ var ReplyMailboxFull = &smtp.SMTPError{Code: 452, EnhancedCode: smtp.EnhancedCod
 // sender is told while it still can be, rather than the message bouncing
 // later. Any other failure to read a quota is left to the delivery, which
 // checks the quota again.
-func (s *Store) QuotaReply(ctx context.Context, m *route.Mail, ds []route.Decision) *smtp.SMTPError {
+func (s *Store) QuotaReply(ctx context.Context, m *inbound.Mail, ds []route.Decision) *smtp.SMTPError {
 	for _, d := range ds {
 		for _, act := range d.Actions {
 			if act.Kind != route.ActMailbox {

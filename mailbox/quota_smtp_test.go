@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mailhook/mailhook/config"
+	"github.com/mailhook/mailhook/inbound"
 	"github.com/mailhook/mailhook/ingest"
 	"github.com/mailhook/mailhook/parse"
 	"github.com/mailhook/mailhook/route"
@@ -20,7 +22,7 @@ import (
 // committed counts the messages the SMTP listener committed.
 type committed struct{ n atomic.Int32 }
 
-func (c *committed) Commit(context.Context, *route.Mail, []route.Decision) error {
+func (c *committed) Commit(context.Context, *inbound.Mail, []route.Decision) error {
 	c.n.Add(1)
 	return nil
 }
@@ -39,9 +41,9 @@ func TestQuotaReplyOverSMTP(t *testing.T) {
 	if _, err := s.Deliver(ctx, "full", "", strings.NewReader(sample), time.Time{}, ""); err != nil {
 		t.Fatal(err)
 	}
-	table, err := route.Compile([]route.RuleConfig{
-		{Name: "full", Match: route.MatchConfig{Rcpt: route.StringList{"full@example.test"}}, Actions: []route.ActionConfig{{Mailbox: "full"}}},
-		{Name: "roomy", Match: route.MatchConfig{Rcpt: route.StringList{"roomy@example.test"}}, Actions: []route.ActionConfig{{Mailbox: "roomy"}}},
+	table, err := route.Compile([]config.Rule{
+		{Name: "full", Match: config.RuleMatch{Rcpt: config.StringList{"full@example.test"}}, Actions: []config.RuleAction{{Mailbox: "full"}}},
+		{Name: "roomy", Match: config.RuleMatch{Rcpt: config.StringList{"roomy@example.test"}}, Actions: []config.RuleAction{{Mailbox: "roomy"}}},
 	}, route.Known{Users: map[string]bool{"full": true, "roomy": true}})
 	if err != nil {
 		t.Fatal(err)
@@ -54,7 +56,7 @@ func TestQuotaReplyOverSMTP(t *testing.T) {
 		Parse:     func(r io.Reader) (*parse.Message, error) { return parse.Parse(r, parse.Options{}) },
 		Committer: com,
 		SpoolDir:  t.TempDir(),
-		BeforeCommit: func(ctx context.Context, m *route.Mail, d []route.Decision) error {
+		BeforeCommit: func(ctx context.Context, m *inbound.Mail, d []route.Decision) error {
 			if reply := s.QuotaReply(ctx, m, d); reply != nil {
 				return ingest.Refuse(reply, ingest.ReasonMailboxFull)
 			}

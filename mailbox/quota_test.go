@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mailhook/mailhook/inbound"
 	"github.com/mailhook/mailhook/route"
 )
 
@@ -37,7 +38,7 @@ func TestQuotaReply(t *testing.T) {
 		{"no decisions", 100, nil, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got := s.QuotaReply(ctx, &route.Mail{RawSize: tc.size}, tc.ds)
+			got := s.QuotaReply(ctx, &inbound.Mail{RawSize: tc.size}, tc.ds)
 			switch {
 			case tc.full && got != ReplyMailboxFull:
 				t.Errorf("QuotaReply = %v, want %v", got, ReplyMailboxFull)
@@ -50,7 +51,7 @@ func TestQuotaReply(t *testing.T) {
 		t.Errorf("ReplyMailboxFull = %d %v, want 452 4.2.2 (transient: the sender retries)", r.Code, r.EnhancedCode)
 	}
 	noQuota := openStore(t, Options{})
-	if got := noQuota.QuotaReply(ctx, &route.Mail{RawSize: 1 << 40}, []route.Decision{to(route.ActMailbox, "u")}); got != nil {
+	if got := noQuota.QuotaReply(ctx, &inbound.Mail{RawSize: 1 << 40}, []route.Decision{to(route.ActMailbox, "u")}); got != nil {
 		t.Errorf("QuotaReply of a store without quotas = %v", got)
 	}
 }

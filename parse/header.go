@@ -6,9 +6,10 @@ import (
 	"strings"
 	"time"
 
+	netmail "net/mail"
+
 	"github.com/emersion/go-message"
 	"github.com/emersion/go-message/mail"
-	netmail "net/mail"
 
 	"github.com/mailhook/mailhook/header"
 )

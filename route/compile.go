@@ -7,30 +7,9 @@ import (
 	"strconv"
 	"strings"
 	"unicode"
+
+	"github.com/mailhook/mailhook/config"
 )
-
-// FieldError is one problem in the routes configuration. Key names the
-// offending config key the way check-config prints it, like
-// "routes[1].match.header.Subject".
-type FieldError struct {
-	Key    string
-	Reason string
-}
-
-// Error returns "key: reason".
-func (e FieldError) Error() string { return e.Key + ": " + e.Reason }
-
-// ValidationErrors are all the problems Compile found, in config order.
-type ValidationErrors []FieldError
-
-// Error returns one problem per line.
-func (es ValidationErrors) Error() string {
-	lines := make([]string, len(es))
-	for i, e := range es {
-		lines[i] = e.Error()
-	}
-	return strings.Join(lines, "\n")
-}
 
 // Table is a compiled, immutable set of ordered rules. It is safe for
 // concurrent use.
@@ -39,7 +18,7 @@ type Table struct {
 	replyV ReplyVerifier // nil: no reply addresses (see WithReply)
 }
 
-// rule is a compiled RuleConfig.
+// rule is a compiled config.Rule.
 type rule struct {
 	name     string
 	rcpt     []glob
@@ -67,7 +46,7 @@ type authMatcher struct {
 	src  string   // as written
 }
 
-// authResults lists, per auth key, the results auth.Results can hold.
+// authResults lists, per auth key, the results inbound.Auth can hold.
 var authResults = map[string][]string{
 	"spf":          {"pass", "fail", "softfail", "neutral", "none", "temperror", "permerror", "policy"},
 	"dkim":         {"pass", "fail", "neutral", "none", "temperror", "permerror", "policy"},
@@ -80,12 +59,12 @@ var authResults = map[string][]string{
 const maxRegexLen = 4096
 
 // Compile checks rules against known and compiles them into a Table. It
-// reports every problem at once: the error is a ValidationErrors. A nil map
+// reports every problem at once: the error is a config.ValidationErrors. A nil map
 // in known skips the check of that kind of name.
-func Compile(rules []RuleConfig, known Known) (*Table, error) {
-	var errs ValidationErrors
+func Compile(rules []config.Rule, known Known) (*Table, error) {
+	var errs config.ValidationErrors
 	add := func(key, format string, args ...any) {
-		errs = append(errs, FieldError{Key: key, Reason: fmt.Sprintf(format, args...)})
+		errs = append(errs, config.FieldError{Key: key, Reason: fmt.Sprintf(format, args...)})
 	}
 	t := &Table{}
 	names := map[string]int{}
@@ -169,9 +148,9 @@ func Compile(rules []RuleConfig, known Known) (*Table, error) {
 
 type addFunc func(key, format string, args ...any)
 
-// compileGlobs compiles a StringList of address globs. A single glob is
+// compileGlobs compiles a config.StringList of address globs. A single glob is
 // reported under the key itself, as it is usually written as a plain string.
-func compileGlobs(add addFunc, key string, list StringList, allowNull bool) []glob {
+func compileGlobs(add addFunc, key string, list config.StringList, allowNull bool) []glob {
 	var out []glob
 	for i, s := range list {
 		k := key
@@ -214,7 +193,7 @@ func validFieldName(s string) bool {
 }
 
 // compileAction checks one action. ok is false when it has a problem.
-func compileAction(add addFunc, key string, ac ActionConfig, known Known) (Action, bool) {
+func compileAction(add addFunc, key string, ac config.RuleAction, known Known) (Action, bool) {
 	var kinds []string
 	if ac.Webhook != "" {
 		kinds = append(kinds, "webhook")

@@ -5,7 +5,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/go-viper/mapstructure/v2"
+	"github.com/mailhook/mailhook/config"
+	"github.com/mailhook/mailhook/inbound"
 )
 
 var testKnown = Known{
@@ -14,62 +15,62 @@ var testKnown = Known{
 }
 
 // okRule is a valid rule that tests change one thing in.
-func okRule(name string) RuleConfig {
-	return RuleConfig{Name: name, Match: MatchConfig{Rcpt: StringList{"support@example.test"}},
-		Actions: []ActionConfig{{Webhook: "tickets"}}}
+func okRule(name string) config.Rule {
+	return config.Rule{Name: name, Match: config.RuleMatch{Rcpt: config.StringList{"support@example.test"}},
+		Actions: []config.RuleAction{{Webhook: "tickets"}}}
 }
 
 func TestCompileErrors(t *testing.T) {
 	tests := []struct {
 		name   string
-		edit   func(r *RuleConfig)
+		edit   func(r *config.Rule)
 		key    string
 		reason string // a substring of the reason
 	}{
-		{"missing name", func(r *RuleConfig) { r.Name = " " }, "routes[1].name", "required"},
-		{"name with space", func(r *RuleConfig) { r.Name = "a b" }, "routes[1].name", "spaces"},
-		{"duplicate name", func(r *RuleConfig) { r.Name = "First" }, "routes[1].name", "routes[0]"},
-		{"no actions", func(r *RuleConfig) { r.Actions = nil }, "routes[1].actions", "at least one"},
-		{"action with no kind", func(r *RuleConfig) { r.Actions = []ActionConfig{{}} }, "routes[1].actions[0]", "set one of"},
-		{"action with two kinds", func(r *RuleConfig) {
-			r.Actions = []ActionConfig{{Webhook: "tickets"}, {Webhook: "tickets", Mailbox: "support"}}
+		{"missing name", func(r *config.Rule) { r.Name = " " }, "routes[1].name", "required"},
+		{"name with space", func(r *config.Rule) { r.Name = "a b" }, "routes[1].name", "spaces"},
+		{"duplicate name", func(r *config.Rule) { r.Name = "First" }, "routes[1].name", "routes[0]"},
+		{"no actions", func(r *config.Rule) { r.Actions = nil }, "routes[1].actions", "at least one"},
+		{"action with no kind", func(r *config.Rule) { r.Actions = []config.RuleAction{{}} }, "routes[1].actions[0]", "set one of"},
+		{"action with two kinds", func(r *config.Rule) {
+			r.Actions = []config.RuleAction{{Webhook: "tickets"}, {Webhook: "tickets", Mailbox: "support"}}
 		}, "routes[1].actions[1]", "webhook and mailbox"},
-		{"undefined webhook", func(r *RuleConfig) { r.Actions[0].Webhook = "nope" }, "routes[1].actions[0].webhook", `"nope" is not defined`},
-		{"undefined user", func(r *RuleConfig) { r.Actions = []ActionConfig{{Mailbox: "bob"}} }, "routes[1].actions[0].mailbox", `"bob" is not defined`},
-		{"folder without mailbox", func(r *RuleConfig) { r.Actions[0].Folder = "Inbox" }, "routes[1].actions[0].folder", "needs mailbox"},
-		{"folder with control", func(r *RuleConfig) { r.Actions = []ActionConfig{{Mailbox: "support", Folder: "a\nb"}} }, "routes[1].actions[0].folder", "control"},
-		{"forward_auto_submitted without forward", func(r *RuleConfig) { r.Actions[0].ForwardAutoSubmitted = true }, "routes[1].actions[0].forward_auto_submitted", "needs forward"},
-		{"forward empty", func(r *RuleConfig) { r.Actions = []ActionConfig{{Forward: []string{}}} }, "routes[1].actions[0].forward", "at least one address"},
-		{"forward bad address", func(r *RuleConfig) {
-			r.Actions = []ActionConfig{{Forward: []string{"ok@example.org", "not an address"}}}
+		{"undefined webhook", func(r *config.Rule) { r.Actions[0].Webhook = "nope" }, "routes[1].actions[0].webhook", `"nope" is not defined`},
+		{"undefined user", func(r *config.Rule) { r.Actions = []config.RuleAction{{Mailbox: "bob"}} }, "routes[1].actions[0].mailbox", `"bob" is not defined`},
+		{"folder without mailbox", func(r *config.Rule) { r.Actions[0].Folder = "Inbox" }, "routes[1].actions[0].folder", "needs mailbox"},
+		{"folder with control", func(r *config.Rule) { r.Actions = []config.RuleAction{{Mailbox: "support", Folder: "a\nb"}} }, "routes[1].actions[0].folder", "control"},
+		{"forward_auto_submitted without forward", func(r *config.Rule) { r.Actions[0].ForwardAutoSubmitted = true }, "routes[1].actions[0].forward_auto_submitted", "needs forward"},
+		{"forward empty", func(r *config.Rule) { r.Actions = []config.RuleAction{{Forward: []string{}}} }, "routes[1].actions[0].forward", "at least one address"},
+		{"forward bad address", func(r *config.Rule) {
+			r.Actions = []config.RuleAction{{Forward: []string{"ok@example.org", "not an address"}}}
 		}, "routes[1].actions[0].forward[1]", "not a valid address"},
-		{"forward percent hack", func(r *RuleConfig) { r.Actions = []ActionConfig{{Forward: []string{"a%b@example.org"}}} }, "routes[1].actions[0].forward[0]", "not a valid"},
-		{"forward bad domain", func(r *RuleConfig) { r.Actions = []ActionConfig{{Forward: []string{"a@-x.example.org"}}} }, "routes[1].actions[0].forward[0]", "not a valid domain"},
-		{"reject not a reply", func(r *RuleConfig) { r.Actions = []ActionConfig{{Reject: "go away"}} }, "routes[1].actions[0].reject", "bad reply"},
-		{"reject class mismatch", func(r *RuleConfig) { r.Actions = []ActionConfig{{Reject: "450 5.7.1 later"}} }, "routes[1].actions[0].reject", "does not match"},
-		{"bad rcpt glob", func(r *RuleConfig) { r.Match.Rcpt = StringList{"example.test"} }, "routes[1].match.rcpt", "bad glob"},
-		{"bad rcpt glob in list", func(r *RuleConfig) { r.Match.Rcpt = StringList{"a@example.test", "b%c@example.test"} }, "routes[1].match.rcpt[1]", "bad glob"},
-		{"null glob in rcpt", func(r *RuleConfig) { r.Match.Rcpt = StringList{"<>"} }, "routes[1].match.rcpt", "only meaningful in mail_from"},
-		{"bad mail_from glob", func(r *RuleConfig) { r.Match.MailFrom = StringList{"a@@b"} }, "routes[1].match.mail_from", "bad glob"},
-		{"bad from glob", func(r *RuleConfig) { r.Match.From = StringList{"*"} }, "routes[1].match.from", "bad glob"},
-		{"bad header regex", func(r *RuleConfig) { r.Match.Header = map[string]string{"Subject": "(?i)invoice("} }, "routes[1].match.header.Subject", "bad regex"},
-		{"bad header name", func(r *RuleConfig) { r.Match.Header = map[string]string{"X Bad:": "x"} }, "routes[1].match.header.X Bad:", "not a header field name"},
-		{"bad subject regex", func(r *RuleConfig) { r.Match.Subject = "[" }, "routes[1].match.subject", "bad regex"},
-		{"unknown auth key", func(r *RuleConfig) { r.Match.Auth = map[string]string{"arc": "pass"} }, "routes[1].match.auth.arc", "unknown auth key"},
-		{"bad auth value", func(r *RuleConfig) { r.Match.Auth = map[string]string{"dmarc": "pass,passs"} }, "routes[1].match.auth.dmarc", `"passs" is not a dmarc result`},
-		{"bad dmarc_policy value", func(r *RuleConfig) { r.Match.Auth = map[string]string{"dmarc_policy": "pass"} }, "routes[1].match.auth.dmarc_policy", "not a dmarc_policy result"},
+		{"forward percent hack", func(r *config.Rule) { r.Actions = []config.RuleAction{{Forward: []string{"a%b@example.org"}}} }, "routes[1].actions[0].forward[0]", "not a valid"},
+		{"forward bad domain", func(r *config.Rule) { r.Actions = []config.RuleAction{{Forward: []string{"a@-x.example.org"}}} }, "routes[1].actions[0].forward[0]", "not a valid domain"},
+		{"reject not a reply", func(r *config.Rule) { r.Actions = []config.RuleAction{{Reject: "go away"}} }, "routes[1].actions[0].reject", "bad reply"},
+		{"reject class mismatch", func(r *config.Rule) { r.Actions = []config.RuleAction{{Reject: "450 5.7.1 later"}} }, "routes[1].actions[0].reject", "does not match"},
+		{"bad rcpt glob", func(r *config.Rule) { r.Match.Rcpt = config.StringList{"example.test"} }, "routes[1].match.rcpt", "bad glob"},
+		{"bad rcpt glob in list", func(r *config.Rule) { r.Match.Rcpt = config.StringList{"a@example.test", "b%c@example.test"} }, "routes[1].match.rcpt[1]", "bad glob"},
+		{"null glob in rcpt", func(r *config.Rule) { r.Match.Rcpt = config.StringList{"<>"} }, "routes[1].match.rcpt", "only meaningful in mail_from"},
+		{"bad mail_from glob", func(r *config.Rule) { r.Match.MailFrom = config.StringList{"a@@b"} }, "routes[1].match.mail_from", "bad glob"},
+		{"bad from glob", func(r *config.Rule) { r.Match.From = config.StringList{"*"} }, "routes[1].match.from", "bad glob"},
+		{"bad header regex", func(r *config.Rule) { r.Match.Header = map[string]string{"Subject": "(?i)invoice("} }, "routes[1].match.header.Subject", "bad regex"},
+		{"bad header name", func(r *config.Rule) { r.Match.Header = map[string]string{"X Bad:": "x"} }, "routes[1].match.header.X Bad:", "not a header field name"},
+		{"bad subject regex", func(r *config.Rule) { r.Match.Subject = "[" }, "routes[1].match.subject", "bad regex"},
+		{"unknown auth key", func(r *config.Rule) { r.Match.Auth = map[string]string{"arc": "pass"} }, "routes[1].match.auth.arc", "unknown auth key"},
+		{"bad auth value", func(r *config.Rule) { r.Match.Auth = map[string]string{"dmarc": "pass,passs"} }, "routes[1].match.auth.dmarc", `"passs" is not a dmarc result`},
+		{"bad dmarc_policy value", func(r *config.Rule) { r.Match.Auth = map[string]string{"dmarc_policy": "pass"} }, "routes[1].match.auth.dmarc_policy", "not a dmarc_policy result"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			rules := []RuleConfig{okRule("first"), okRule("second")}
+			rules := []config.Rule{okRule("first"), okRule("second")}
 			tt.edit(&rules[1])
 			tab, err := Compile(rules, testKnown)
 			if err == nil {
 				t.Fatalf("Compile = %v, nil error; want an error at %s", tab.Rules(), tt.key)
 			}
-			var verrs ValidationErrors
+			var verrs config.ValidationErrors
 			if !errors.As(err, &verrs) {
-				t.Fatalf("Compile error %T is not ValidationErrors", err)
+				t.Fatalf("Compile error %T is not config.ValidationErrors", err)
 			}
 			if len(verrs) != 1 {
 				t.Fatalf("Compile errors = %q, want exactly one", err)
@@ -82,14 +83,14 @@ func TestCompileErrors(t *testing.T) {
 }
 
 func TestCompileReportsEverything(t *testing.T) {
-	rules := []RuleConfig{
-		{Name: "", Match: MatchConfig{Subject: "("}, Actions: nil},
-		{Name: "b", Match: MatchConfig{Rcpt: StringList{"x"}}, Actions: []ActionConfig{{Webhook: "nope"}}},
+	rules := []config.Rule{
+		{Name: "", Match: config.RuleMatch{Subject: "("}, Actions: nil},
+		{Name: "b", Match: config.RuleMatch{Rcpt: config.StringList{"x"}}, Actions: []config.RuleAction{{Webhook: "nope"}}},
 	}
 	_, err := Compile(rules, testKnown)
-	var verrs ValidationErrors
+	var verrs config.ValidationErrors
 	if !errors.As(err, &verrs) {
-		t.Fatalf("Compile error = %v, want ValidationErrors", err)
+		t.Fatalf("Compile error = %v, want config.ValidationErrors", err)
 	}
 	var keys []string
 	for _, e := range verrs {
@@ -106,13 +107,13 @@ func TestCompileReportsEverything(t *testing.T) {
 
 func TestCompileValid(t *testing.T) {
 	yes := true
-	rules := []RuleConfig{
-		{Name: "tickets", Match: MatchConfig{Rcpt: StringList{"support@example.test"}},
-			Actions: []ActionConfig{{Webhook: "tickets"}, {Mailbox: "support", Folder: "Tickets"}}},
-		{Name: "bounces", Match: MatchConfig{MailFrom: StringList{"<>"}, AutoSubmitted: &yes}, Actions: []ActionConfig{{Drop: true}}},
-		{Name: "auth", Match: MatchConfig{Auth: map[string]string{"DMARC": " Pass , none", "spf": "softfail"}},
-			Actions: []ActionConfig{{Forward: []string{"ops@example.org"}, ForwardAutoSubmitted: true}}},
-		{Name: "refuse", Actions: []ActionConfig{{Reject: "550 5.1.1 no such user"}}},
+	rules := []config.Rule{
+		{Name: "tickets", Match: config.RuleMatch{Rcpt: config.StringList{"support@example.test"}},
+			Actions: []config.RuleAction{{Webhook: "tickets"}, {Mailbox: "support", Folder: "Tickets"}}},
+		{Name: "bounces", Match: config.RuleMatch{MailFrom: config.StringList{"<>"}, AutoSubmitted: &yes}, Actions: []config.RuleAction{{Drop: true}}},
+		{Name: "auth", Match: config.RuleMatch{Auth: map[string]string{"DMARC": " Pass , none", "spf": "softfail"}},
+			Actions: []config.RuleAction{{Forward: []string{"ops@example.org"}, ForwardAutoSubmitted: true}}},
+		{Name: "refuse", Actions: []config.RuleAction{{Reject: "550 5.1.1 no such user"}}},
 	}
 	tab, err := Compile(rules, testKnown)
 	if err != nil {
@@ -122,7 +123,7 @@ func TestCompileValid(t *testing.T) {
 		t.Errorf("Rules() = %s", got)
 	}
 	// Nil Known maps skip the name checks.
-	if _, err := Compile([]RuleConfig{{Name: "x", Actions: []ActionConfig{{Webhook: "w"}, {Mailbox: "u"}}}}, Known{}); err != nil {
+	if _, err := Compile([]config.Rule{{Name: "x", Actions: []config.RuleAction{{Webhook: "w"}, {Mailbox: "u"}}}}, Known{}); err != nil {
 		t.Errorf("Compile with nil Known = %v, want nil", err)
 	}
 	if tab, err := Compile(nil, testKnown); err != nil || tab.Accepts("a@example.test") {
@@ -171,33 +172,6 @@ func TestParseReply(t *testing.T) {
 	}
 }
 
-func TestStringListHook(t *testing.T) {
-	for _, in := range []map[string]any{
-		{"routes": []any{map[string]any{"name": "a", "match": map[string]any{"rcpt": "x@example.test", "mail_from": ""}}}},
-		{"routes": []any{map[string]any{"name": "a", "match": map[string]any{"rcpt": []any{"x@example.test"}, "mail_from": []any{""}}}}},
-	} {
-		var out struct {
-			Routes []RuleConfig `mapstructure:"routes"`
-		}
-		dec, err := mapstructure.NewDecoder(&mapstructure.DecoderConfig{
-			Result:      &out,
-			ErrorUnused: true,
-			DecodeHook: mapstructure.ComposeDecodeHookFunc(
-				mapstructure.StringToSliceHookFunc(","), StringListHook()),
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := dec.Decode(in); err != nil {
-			t.Fatalf("Decode(%v) = %v", in, err)
-		}
-		m := out.Routes[0].Match
-		if len(m.Rcpt) != 1 || m.Rcpt[0] != "x@example.test" || len(m.MailFrom) != 1 || m.MailFrom[0] != "" {
-			t.Errorf("Decode(%v) = rcpt %q mail_from %q", in, m.Rcpt, m.MailFrom)
-		}
-	}
-}
-
 // FuzzCompile checks that Compile never panics and that a table it accepts
 // can decide without panicking.
 func FuzzCompile(f *testing.F) {
@@ -205,10 +179,10 @@ func FuzzCompile(f *testing.F) {
 	f.Add("*@*.example.test", "<>", "", "spf", "softfail", "451 4.7.1 later")
 	f.Add("x", "a@@b", "(", "arc", "pass", "go away")
 	f.Fuzz(func(t *testing.T, rcpt, mailFrom, subject, authKey, authVal, reject string) {
-		rules := []RuleConfig{
-			{Name: "a", Match: MatchConfig{Rcpt: StringList{rcpt}, MailFrom: StringList{mailFrom}, Subject: subject,
-				Auth: map[string]string{authKey: authVal}}, Actions: []ActionConfig{{Reject: reject}}, Continue: true},
-			{Name: "b", Actions: []ActionConfig{{Drop: true}}},
+		rules := []config.Rule{
+			{Name: "a", Match: config.RuleMatch{Rcpt: config.StringList{rcpt}, MailFrom: config.StringList{mailFrom}, Subject: subject,
+				Auth: map[string]string{authKey: authVal}}, Actions: []config.RuleAction{{Reject: reject}}, Continue: true},
+			{Name: "b", Actions: []config.RuleAction{{Drop: true}}},
 		}
 		tab, err := Compile(rules, Known{})
 		if err != nil {
@@ -217,7 +191,7 @@ func FuzzCompile(f *testing.F) {
 			}
 			return
 		}
-		d := tab.Decide(&Mail{Envelope: Envelope{MailFrom: mailFrom}}, rcpt)
+		d := tab.Decide(&inbound.Mail{Envelope: inbound.Envelope{MailFrom: mailFrom}}, rcpt)
 		if !d.Matched() {
 			t.Fatalf("Decide matched nothing, but rule b matches everything")
 		}

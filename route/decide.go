@@ -2,13 +2,11 @@ package route
 
 import (
 	"fmt"
-	"reflect"
 	"slices"
 	"strings"
 
-	"github.com/go-viper/mapstructure/v2"
+	"github.com/mailhook/mailhook/inbound"
 	"github.com/mailhook/mailhook/internal/clip"
-
 	"github.com/mailhook/mailhook/replyaddr"
 )
 
@@ -68,9 +66,9 @@ func (t *Table) accepts(rcpt addr, mailFrom *addr, reply string) bool {
 // Matchers that need the parsed message (from, header, subject,
 // auto_submitted) do not match when m.Message is nil, and those that need
 // verification results (auth, quarantine) do not match when m.Auth is nil.
-func (t *Table) Decide(m *Mail, rcpt string) Decision {
+func (t *Table) Decide(m *inbound.Mail, rcpt string) Decision {
 	if m == nil {
-		m = &Mail{}
+		m = &inbound.Mail{}
 	}
 	in := input{m: m, rcpt: splitAddr(rcpt), mailFrom: splitAddr(m.Envelope.MailFrom), reply: t.replyOf(rcpt)}
 	if m.Message != nil && m.Message.From != nil {
@@ -110,7 +108,7 @@ func (d *Decision) Reject() (Action, bool) {
 
 // input is what one Decide call matches against.
 type input struct {
-	m                    *Mail
+	m                    *inbound.Mail
 	rcpt, mailFrom, from addr
 	auth                 map[string]string // m.Auth.Summary(), computed on first use
 	reply                *replyaddr.Result // the recipient's reply address verdict; nil: none
@@ -247,17 +245,4 @@ func (r *rule) explain(in *input, rcpt string) string {
 		return "rule " + r.name + ": no matchers, matches everything"
 	}
 	return "rule " + r.name + ": " + strings.Join(parts, "; ")
-}
-
-// StringListHook returns a mapstructure decode hook that lets a StringList
-// be written in config as a single string or as a list of strings. The
-// config package installs it.
-func StringListHook() mapstructure.DecodeHookFunc {
-	target := reflect.TypeOf(StringList{})
-	return func(from, to reflect.Type, data any) (any, error) {
-		if to != target || from.Kind() != reflect.String {
-			return data, nil
-		}
-		return StringList{reflect.ValueOf(data).String()}, nil
-	}
 }

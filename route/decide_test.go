@@ -6,11 +6,12 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/mailhook/mailhook/ingest/auth"
+	"github.com/mailhook/mailhook/config"
+	"github.com/mailhook/mailhook/inbound"
 	"github.com/mailhook/mailhook/parse"
 )
 
-func mustCompile(t testing.TB, rules []RuleConfig) *Table {
+func mustCompile(t testing.TB, rules []config.Rule) *Table {
 	t.Helper()
 	tab, err := Compile(rules, Known{})
 	if err != nil {
@@ -20,13 +21,13 @@ func mustCompile(t testing.TB, rules []RuleConfig) *Table {
 }
 
 // sample is a message that the matcher tests vary.
-func sample() *Mail {
-	return &Mail{
-		Envelope: Envelope{MailFrom: "alice+lists@sender.example", RcptTo: []string{"support@example.test"}},
-		Auth: &auth.Results{
-			SPF:   auth.SPFResult{Result: "pass", Domain: "sender.example"},
-			DKIM:  []auth.DKIMResult{{Result: "fail"}, {Result: "pass"}},
-			DMARC: auth.DMARCResult{Result: "fail", Policy: "quarantine"},
+func sample() *inbound.Mail {
+	return &inbound.Mail{
+		Envelope: inbound.Envelope{MailFrom: "alice+lists@sender.example", RcptTo: []string{"support@example.test"}},
+		Auth: &inbound.Auth{
+			SPF:   inbound.SPFResult{Result: "pass", Domain: "sender.example"},
+			DKIM:  []inbound.DKIMResult{{Result: "fail"}, {Result: "pass"}},
+			DMARC: inbound.DMARCResult{Result: "fail", Policy: "quarantine"},
 			// Quarantine as the verifier sets it for a p=quarantine failure.
 			Quarantine: true,
 		},
@@ -48,54 +49,54 @@ func TestDecideMatchers(t *testing.T) {
 	yes, no := true, false
 	tests := []struct {
 		name  string
-		match MatchConfig
-		edit  func(m *Mail) // optional change to the sample
+		match config.RuleMatch
+		edit  func(m *inbound.Mail) // optional change to the sample
 		want  bool
 	}{
-		{"empty matches all", MatchConfig{}, nil, true},
-		{"empty matches nil message", MatchConfig{}, func(m *Mail) { m.Message, m.Auth = nil, nil }, true},
-		{"rcpt", MatchConfig{Rcpt: StringList{"support@example.test"}}, nil, true},
-		{"rcpt any of list", MatchConfig{Rcpt: StringList{"sales@example.test", "support@example.test"}}, nil, true},
-		{"rcpt no", MatchConfig{Rcpt: StringList{"sales@example.test"}}, nil, false},
-		{"mail_from plus", MatchConfig{MailFrom: StringList{"alice@sender.example"}}, nil, true},
-		{"mail_from no", MatchConfig{MailFrom: StringList{"bob@sender.example"}}, nil, false},
-		{"mail_from null", MatchConfig{MailFrom: StringList{"<>"}}, func(m *Mail) { m.Envelope.MailFrom = "" }, true},
-		{"mail_from null vs address", MatchConfig{MailFrom: StringList{""}}, nil, false},
-		{"mail_from wildcard vs null", MatchConfig{MailFrom: StringList{"*@*"}}, func(m *Mail) { m.Envelope.MailFrom = "" }, false},
-		{"from", MatchConfig{From: StringList{"*@sender.example"}}, nil, true},
-		{"from no", MatchConfig{From: StringList{"*@other.example"}}, nil, false},
-		{"from nil address", MatchConfig{From: StringList{"*@*"}}, func(m *Mail) { m.Message.From = nil }, false},
-		{"from nil message", MatchConfig{From: StringList{"*@*"}}, func(m *Mail) { m.Message = nil }, false},
-		{"header", MatchConfig{Header: map[string]string{"list-id": `news\.sender`}}, nil, true},
-		{"header any value", MatchConfig{Header: map[string]string{"X-TAG": "^second$"}}, nil, true},
-		{"header all must match", MatchConfig{Header: map[string]string{"X-Tag": "first", "List-Id": "nope"}}, nil, false},
-		{"header absent", MatchConfig{Header: map[string]string{"X-Missing": ".*"}}, nil, false},
-		{"header nil message", MatchConfig{Header: map[string]string{"Subject": ".*"}}, func(m *Mail) { m.Message = nil }, false},
-		{"subject", MatchConfig{Subject: "(?i)invoice"}, nil, true},
-		{"subject case", MatchConfig{Subject: "invoice"}, nil, false},
-		{"subject nil message", MatchConfig{Subject: ".*"}, func(m *Mail) { m.Message = nil }, false},
-		{"auth spf", MatchConfig{Auth: map[string]string{"spf": "pass"}}, nil, true},
-		{"auth dkim any pass", MatchConfig{Auth: map[string]string{"dkim": "pass"}}, nil, true},
-		{"auth dmarc alternatives", MatchConfig{Auth: map[string]string{"dmarc": "pass,fail"}}, nil, true},
-		{"auth dmarc no", MatchConfig{Auth: map[string]string{"dmarc": "pass,none"}}, nil, false},
-		{"auth dmarc_policy", MatchConfig{Auth: map[string]string{"dmarc_policy": "quarantine"}}, nil, true},
-		{"auth all keys must match", MatchConfig{Auth: map[string]string{"spf": "pass", "dmarc": "pass"}}, nil, false},
-		{"auth empty is none", MatchConfig{Auth: map[string]string{"dmarc_policy": "none"}}, func(m *Mail) { m.Auth.DMARC.Policy = "" }, true},
-		{"auth nil", MatchConfig{Auth: map[string]string{"spf": "none"}}, func(m *Mail) { m.Auth = nil }, false},
-		{"auto_submitted false", MatchConfig{AutoSubmitted: &no}, nil, true},
-		{"auto_submitted true", MatchConfig{AutoSubmitted: &yes}, nil, false},
-		{"auto_submitted set", MatchConfig{AutoSubmitted: &yes}, func(m *Mail) { m.Message.AutoSubmitted = true }, true},
-		{"auto_submitted nil message", MatchConfig{AutoSubmitted: &no}, func(m *Mail) { m.Message = nil }, false},
-		{"quarantine", MatchConfig{Quarantine: &yes}, nil, true},
-		{"quarantine false", MatchConfig{Quarantine: &no}, nil, false},
-		{"quarantine nil auth", MatchConfig{Quarantine: &no}, func(m *Mail) { m.Auth = nil }, false},
-		{"all together", MatchConfig{Rcpt: StringList{"support@*"}, MailFrom: StringList{"*@sender.example"},
-			From: StringList{"alice@*"}, Header: map[string]string{"X-Tag": "sec"}, Subject: "42$",
+		{"empty matches all", config.RuleMatch{}, nil, true},
+		{"empty matches nil message", config.RuleMatch{}, func(m *inbound.Mail) { m.Message, m.Auth = nil, nil }, true},
+		{"rcpt", config.RuleMatch{Rcpt: config.StringList{"support@example.test"}}, nil, true},
+		{"rcpt any of list", config.RuleMatch{Rcpt: config.StringList{"sales@example.test", "support@example.test"}}, nil, true},
+		{"rcpt no", config.RuleMatch{Rcpt: config.StringList{"sales@example.test"}}, nil, false},
+		{"mail_from plus", config.RuleMatch{MailFrom: config.StringList{"alice@sender.example"}}, nil, true},
+		{"mail_from no", config.RuleMatch{MailFrom: config.StringList{"bob@sender.example"}}, nil, false},
+		{"mail_from null", config.RuleMatch{MailFrom: config.StringList{"<>"}}, func(m *inbound.Mail) { m.Envelope.MailFrom = "" }, true},
+		{"mail_from null vs address", config.RuleMatch{MailFrom: config.StringList{""}}, nil, false},
+		{"mail_from wildcard vs null", config.RuleMatch{MailFrom: config.StringList{"*@*"}}, func(m *inbound.Mail) { m.Envelope.MailFrom = "" }, false},
+		{"from", config.RuleMatch{From: config.StringList{"*@sender.example"}}, nil, true},
+		{"from no", config.RuleMatch{From: config.StringList{"*@other.example"}}, nil, false},
+		{"from nil address", config.RuleMatch{From: config.StringList{"*@*"}}, func(m *inbound.Mail) { m.Message.From = nil }, false},
+		{"from nil message", config.RuleMatch{From: config.StringList{"*@*"}}, func(m *inbound.Mail) { m.Message = nil }, false},
+		{"header", config.RuleMatch{Header: map[string]string{"list-id": `news\.sender`}}, nil, true},
+		{"header any value", config.RuleMatch{Header: map[string]string{"X-TAG": "^second$"}}, nil, true},
+		{"header all must match", config.RuleMatch{Header: map[string]string{"X-Tag": "first", "List-Id": "nope"}}, nil, false},
+		{"header absent", config.RuleMatch{Header: map[string]string{"X-Missing": ".*"}}, nil, false},
+		{"header nil message", config.RuleMatch{Header: map[string]string{"Subject": ".*"}}, func(m *inbound.Mail) { m.Message = nil }, false},
+		{"subject", config.RuleMatch{Subject: "(?i)invoice"}, nil, true},
+		{"subject case", config.RuleMatch{Subject: "invoice"}, nil, false},
+		{"subject nil message", config.RuleMatch{Subject: ".*"}, func(m *inbound.Mail) { m.Message = nil }, false},
+		{"auth spf", config.RuleMatch{Auth: map[string]string{"spf": "pass"}}, nil, true},
+		{"auth dkim any pass", config.RuleMatch{Auth: map[string]string{"dkim": "pass"}}, nil, true},
+		{"auth dmarc alternatives", config.RuleMatch{Auth: map[string]string{"dmarc": "pass,fail"}}, nil, true},
+		{"auth dmarc no", config.RuleMatch{Auth: map[string]string{"dmarc": "pass,none"}}, nil, false},
+		{"auth dmarc_policy", config.RuleMatch{Auth: map[string]string{"dmarc_policy": "quarantine"}}, nil, true},
+		{"auth all keys must match", config.RuleMatch{Auth: map[string]string{"spf": "pass", "dmarc": "pass"}}, nil, false},
+		{"auth empty is none", config.RuleMatch{Auth: map[string]string{"dmarc_policy": "none"}}, func(m *inbound.Mail) { m.Auth.DMARC.Policy = "" }, true},
+		{"auth nil", config.RuleMatch{Auth: map[string]string{"spf": "none"}}, func(m *inbound.Mail) { m.Auth = nil }, false},
+		{"auto_submitted false", config.RuleMatch{AutoSubmitted: &no}, nil, true},
+		{"auto_submitted true", config.RuleMatch{AutoSubmitted: &yes}, nil, false},
+		{"auto_submitted set", config.RuleMatch{AutoSubmitted: &yes}, func(m *inbound.Mail) { m.Message.AutoSubmitted = true }, true},
+		{"auto_submitted nil message", config.RuleMatch{AutoSubmitted: &no}, func(m *inbound.Mail) { m.Message = nil }, false},
+		{"quarantine", config.RuleMatch{Quarantine: &yes}, nil, true},
+		{"quarantine false", config.RuleMatch{Quarantine: &no}, nil, false},
+		{"quarantine nil auth", config.RuleMatch{Quarantine: &no}, func(m *inbound.Mail) { m.Auth = nil }, false},
+		{"all together", config.RuleMatch{Rcpt: config.StringList{"support@*"}, MailFrom: config.StringList{"*@sender.example"},
+			From: config.StringList{"alice@*"}, Header: map[string]string{"X-Tag": "sec"}, Subject: "42$",
 			Auth: map[string]string{"spf": "pass"}, AutoSubmitted: &no, Quarantine: &yes}, nil, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			tab := mustCompile(t, []RuleConfig{{Name: "r", Match: tt.match, Actions: []ActionConfig{{Drop: true}}}})
+			tab := mustCompile(t, []config.Rule{{Name: "r", Match: tt.match, Actions: []config.RuleAction{{Drop: true}}}})
 			m := sample()
 			if tt.edit != nil {
 				tt.edit(m)
@@ -109,17 +110,17 @@ func TestDecideMatchers(t *testing.T) {
 }
 
 func TestDecideOrder(t *testing.T) {
-	tab := mustCompile(t, []RuleConfig{
-		{Name: "log", Continue: true, Actions: []ActionConfig{{Webhook: "audit"}}},
-		{Name: "tickets", Match: MatchConfig{Rcpt: StringList{"support@example.test"}, Subject: "(?i)invoice"},
-			Actions: []ActionConfig{{Webhook: "tickets"}, {Mailbox: "support", Folder: "Invoices"}}},
-		{Name: "support", Match: MatchConfig{Rcpt: StringList{"support@example.test"}},
-			Actions: []ActionConfig{{Mailbox: "support"}}},
-		{Name: "spam", Match: MatchConfig{Header: map[string]string{"X-Spam": "yes"}}, Continue: true,
-			Actions: []ActionConfig{{Mailbox: "quarantine"}}},
-		{Name: "people", Match: MatchConfig{Rcpt: StringList{"*@example.test"}},
-			Actions: []ActionConfig{{Forward: []string{"team@example.org"}}}},
-		{Name: "refuse", Actions: []ActionConfig{{Reject: "550 5.1.1 no such user"}}},
+	tab := mustCompile(t, []config.Rule{
+		{Name: "log", Continue: true, Actions: []config.RuleAction{{Webhook: "audit"}}},
+		{Name: "tickets", Match: config.RuleMatch{Rcpt: config.StringList{"support@example.test"}, Subject: "(?i)invoice"},
+			Actions: []config.RuleAction{{Webhook: "tickets"}, {Mailbox: "support", Folder: "Invoices"}}},
+		{Name: "support", Match: config.RuleMatch{Rcpt: config.StringList{"support@example.test"}},
+			Actions: []config.RuleAction{{Mailbox: "support"}}},
+		{Name: "spam", Match: config.RuleMatch{Header: map[string]string{"X-Spam": "yes"}}, Continue: true,
+			Actions: []config.RuleAction{{Mailbox: "quarantine"}}},
+		{Name: "people", Match: config.RuleMatch{Rcpt: config.StringList{"*@example.test"}},
+			Actions: []config.RuleAction{{Forward: []string{"team@example.org"}}}},
+		{Name: "refuse", Actions: []config.RuleAction{{Reject: "550 5.1.1 no such user"}}},
 	})
 	tests := []struct {
 		rcpt, subject, spam string
@@ -168,7 +169,7 @@ func TestDecideOrder(t *testing.T) {
 }
 
 func TestDecideNoMatch(t *testing.T) {
-	tab := mustCompile(t, []RuleConfig{{Name: "a", Match: MatchConfig{Rcpt: StringList{"a@example.test"}}, Actions: []ActionConfig{{Drop: true}}}})
+	tab := mustCompile(t, []config.Rule{{Name: "a", Match: config.RuleMatch{Rcpt: config.StringList{"a@example.test"}}, Actions: []config.RuleAction{{Drop: true}}}})
 	d := tab.Decide(sample(), "b@example.test")
 	if d.Matched() || len(d.Actions) != 0 {
 		t.Errorf("Decide = %+v, want no match", d)
@@ -179,13 +180,13 @@ func TestDecideNoMatch(t *testing.T) {
 }
 
 func TestDecideWhy(t *testing.T) {
-	tab := mustCompile(t, []RuleConfig{
-		{Name: "tickets", Continue: true, Match: MatchConfig{Rcpt: StringList{"support@example.test"}, Subject: "(?i)invoice"},
-			Actions: []ActionConfig{{Drop: true}}},
-		{Name: "detail", Continue: true, Match: MatchConfig{MailFrom: StringList{"alice@*"}, From: StringList{"*@sender.example"},
+	tab := mustCompile(t, []config.Rule{
+		{Name: "tickets", Continue: true, Match: config.RuleMatch{Rcpt: config.StringList{"support@example.test"}, Subject: "(?i)invoice"},
+			Actions: []config.RuleAction{{Drop: true}}},
+		{Name: "detail", Continue: true, Match: config.RuleMatch{MailFrom: config.StringList{"alice@*"}, From: config.StringList{"*@sender.example"},
 			Header: map[string]string{"X-Tag": "sec"}, Auth: map[string]string{"dmarc": "fail,none"}},
-			Actions: []ActionConfig{{Drop: true}}},
-		{Name: "all", Actions: []ActionConfig{{Drop: true}}},
+			Actions: []config.RuleAction{{Drop: true}}},
+		{Name: "all", Actions: []config.RuleAction{{Drop: true}}},
 	})
 	d := tab.Decide(sample(), "support@example.test")
 	want := []string{
@@ -199,13 +200,13 @@ func TestDecideWhy(t *testing.T) {
 }
 
 func TestAccepts(t *testing.T) {
-	tab := mustCompile(t, []RuleConfig{
-		{Name: "support", Match: MatchConfig{Rcpt: StringList{"support@example.test"}}, Actions: []ActionConfig{{Webhook: "t"}}},
-		{Name: "sales", Match: MatchConfig{Rcpt: StringList{"sales@example.test"}, Subject: "x"}, Actions: []ActionConfig{{Webhook: "t"}}},
+	tab := mustCompile(t, []config.Rule{
+		{Name: "support", Match: config.RuleMatch{Rcpt: config.StringList{"support@example.test"}}, Actions: []config.RuleAction{{Webhook: "t"}}},
+		{Name: "sales", Match: config.RuleMatch{Rcpt: config.StringList{"sales@example.test"}, Subject: "x"}, Actions: []config.RuleAction{{Webhook: "t"}}},
 		// Rejects only at end of data, so it still accepts at RCPT.
-		{Name: "blocked", Match: MatchConfig{Rcpt: StringList{"old@example.test"}}, Actions: []ActionConfig{{Reject: "550 5.1.1 gone"}}},
-		{Name: "partners", Match: MatchConfig{Rcpt: StringList{"*@partners.example.test"}, MailFrom: StringList{"*@partner.example"}},
-			Actions: []ActionConfig{{Webhook: "t"}}},
+		{Name: "blocked", Match: config.RuleMatch{Rcpt: config.StringList{"old@example.test"}}, Actions: []config.RuleAction{{Reject: "550 5.1.1 gone"}}},
+		{Name: "partners", Match: config.RuleMatch{Rcpt: config.StringList{"*@partners.example.test"}, MailFrom: config.StringList{"*@partner.example"}},
+			Actions: []config.RuleAction{{Webhook: "t"}}},
 	})
 	tests := []struct {
 		rcpt, mailFrom string
@@ -245,7 +246,7 @@ func TestAccepts(t *testing.T) {
 		})
 	}
 	// A rule without a rcpt matcher accepts any recipient at RCPT.
-	all := mustCompile(t, []RuleConfig{{Name: "all", Match: MatchConfig{Subject: "x"}, Actions: []ActionConfig{{Drop: true}}}})
+	all := mustCompile(t, []config.Rule{{Name: "all", Match: config.RuleMatch{Subject: "x"}, Actions: []config.RuleAction{{Drop: true}}}})
 	if !all.Accepts("anyone@anywhere.test") {
 		t.Errorf("Accepts with a rule without rcpt = false, want true")
 	}
@@ -255,9 +256,9 @@ func TestAccepts(t *testing.T) {
 // that a Table is safe for concurrent use and that Decisions do not share
 // memory with it.
 func TestConcurrentDecide(t *testing.T) {
-	tab := mustCompile(t, []RuleConfig{
-		{Name: "a", Continue: true, Match: MatchConfig{Auth: map[string]string{"spf": "pass"}}, Actions: []ActionConfig{{Forward: []string{"x@example.org"}}}},
-		{Name: "b", Match: MatchConfig{Subject: "(?i)invoice"}, Actions: []ActionConfig{{Drop: true}}},
+	tab := mustCompile(t, []config.Rule{
+		{Name: "a", Continue: true, Match: config.RuleMatch{Auth: map[string]string{"spf": "pass"}}, Actions: []config.RuleAction{{Forward: []string{"x@example.org"}}}},
+		{Name: "b", Match: config.RuleMatch{Subject: "(?i)invoice"}, Actions: []config.RuleAction{{Drop: true}}},
 	})
 	var wg sync.WaitGroup
 	for range 8 {
@@ -281,26 +282,26 @@ func TestConcurrentDecide(t *testing.T) {
 // BenchmarkDecide measures a 50-rule table where the message matches the
 // last rule, so every rule's matchers run.
 func BenchmarkDecide(b *testing.B) {
-	var rules []RuleConfig
+	var rules []config.Rule
 	for i := range 49 {
-		rc := RuleConfig{Name: fmt.Sprintf("r%d", i), Actions: []ActionConfig{{Webhook: "w"}}}
+		rc := config.Rule{Name: fmt.Sprintf("r%d", i), Actions: []config.RuleAction{{Webhook: "w"}}}
 		switch i % 4 {
 		case 0:
-			rc.Match.Rcpt = StringList{fmt.Sprintf("team%d@example.test", i), fmt.Sprintf("team%d+*@example.test", i)}
+			rc.Match.Rcpt = config.StringList{fmt.Sprintf("team%d@example.test", i), fmt.Sprintf("team%d+*@example.test", i)}
 		case 1:
-			rc.Match.Rcpt = StringList{"*@example.test"}
+			rc.Match.Rcpt = config.StringList{"*@example.test"}
 			rc.Match.Header = map[string]string{"X-Team": fmt.Sprintf("^team-%d$", i)}
 		case 2:
-			rc.Match.MailFrom = StringList{fmt.Sprintf("*@partner%d.example", i)}
+			rc.Match.MailFrom = config.StringList{fmt.Sprintf("*@partner%d.example", i)}
 			rc.Match.Subject = fmt.Sprintf("(?i)order #%d", i)
 		case 3:
-			rc.Match.From = StringList{fmt.Sprintf("boss%d@*.example", i)}
+			rc.Match.From = config.StringList{fmt.Sprintf("boss%d@*.example", i)}
 			rc.Match.Auth = map[string]string{"dmarc": "pass"}
 		}
 		rules = append(rules, rc)
 	}
-	rules = append(rules, RuleConfig{Name: "last", Match: MatchConfig{Rcpt: StringList{"*@example.test"}},
-		Actions: []ActionConfig{{Mailbox: "all"}}})
+	rules = append(rules, config.Rule{Name: "last", Match: config.RuleMatch{Rcpt: config.StringList{"*@example.test"}},
+		Actions: []config.RuleAction{{Mailbox: "all"}}})
 	tab := mustCompile(b, rules)
 	m := sample()
 	b.ReportAllocs()

@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/mailhook/mailhook/inbound"
 	"github.com/mailhook/mailhook/replyaddr"
 )
 
@@ -107,7 +108,7 @@ func (r *rule) explainReply(state string) string {
 // auth…) stops the walk, since only end of data can tell whether it
 // matches; so does a matching rule without continue.
 func (t *Table) RejectAtRcpt(rcpt, mailFrom string) (Action, bool) {
-	in := input{m: &Mail{Envelope: Envelope{MailFrom: mailFrom}}, rcpt: splitAddr(rcpt), mailFrom: splitAddr(mailFrom),
+	in := input{m: &inbound.Mail{Envelope: inbound.Envelope{MailFrom: mailFrom}}, rcpt: splitAddr(rcpt), mailFrom: splitAddr(mailFrom),
 		from: addr{opaque: true}, reply: t.replyOf(rcpt)}
 	state := replyStateOf(in.reply)
 	for _, r := range t.rules {

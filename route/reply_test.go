@@ -5,10 +5,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mailhook/mailhook/config"
 	"github.com/mailhook/mailhook/replyaddr"
 )
 
-func replyTable(t *testing.T, rules []RuleConfig) (*Table, *replyaddr.Signer) {
+func replyTable(t *testing.T, rules []config.Rule) (*Table, *replyaddr.Signer) {
 	t.Helper()
 	s, err := replyaddr.New(replyaddr.Options{Secrets: []string{"0123456789abcdef0123"}, Domain: "example.test"})
 	if err != nil {
@@ -18,13 +19,13 @@ func replyTable(t *testing.T, rules []RuleConfig) (*Table, *replyaddr.Signer) {
 }
 
 func TestReplyMatcher(t *testing.T) {
-	rules := []RuleConfig{
-		{Name: "bad", Match: MatchConfig{Rcpt: StringList{"reply@example.test"}, Reply: "invalid"},
-			Actions: []ActionConfig{{Reject: "550 5.1.1 Not a valid reply address"}}},
-		{Name: "good", Match: MatchConfig{Rcpt: StringList{"reply@example.test"}, Reply: "valid"},
-			Actions: []ActionConfig{{Webhook: "app"}}},
-		{Name: "plain", Match: MatchConfig{Rcpt: StringList{"*@example.test"}, Reply: "none"},
-			Actions: []ActionConfig{{Webhook: "other"}}},
+	rules := []config.Rule{
+		{Name: "bad", Match: config.RuleMatch{Rcpt: config.StringList{"reply@example.test"}, Reply: "invalid"},
+			Actions: []config.RuleAction{{Reject: "550 5.1.1 Not a valid reply address"}}},
+		{Name: "good", Match: config.RuleMatch{Rcpt: config.StringList{"reply@example.test"}, Reply: "valid"},
+			Actions: []config.RuleAction{{Webhook: "app"}}},
+		{Name: "plain", Match: config.RuleMatch{Rcpt: config.StringList{"*@example.test"}, Reply: "none"},
+			Actions: []config.RuleAction{{Webhook: "other"}}},
 	}
 	tab, s := replyTable(t, rules)
 	m, err := s.Mint("t-1", time.Hour)
@@ -71,11 +72,11 @@ func TestReplyMatcher(t *testing.T) {
 // TestRejectAtRcptWaitsForData: a rule before the reply rule that needs the
 // message stops the decision at RCPT; the reject comes at end of data.
 func TestRejectAtRcptWaitsForData(t *testing.T) {
-	tab, _ := replyTable(t, []RuleConfig{
-		{Name: "vip", Match: MatchConfig{Rcpt: StringList{"reply@example.test"}, Subject: "(?i)urgent"},
-			Actions: []ActionConfig{{Webhook: "app"}}},
-		{Name: "bad", Match: MatchConfig{Rcpt: StringList{"reply@example.test"}, Reply: "invalid, expired"},
-			Actions: []ActionConfig{{Reject: "550 5.1.1 Not a valid reply address"}}},
+	tab, _ := replyTable(t, []config.Rule{
+		{Name: "vip", Match: config.RuleMatch{Rcpt: config.StringList{"reply@example.test"}, Subject: "(?i)urgent"},
+			Actions: []config.RuleAction{{Webhook: "app"}}},
+		{Name: "bad", Match: config.RuleMatch{Rcpt: config.StringList{"reply@example.test"}, Reply: "invalid, expired"},
+			Actions: []config.RuleAction{{Reject: "550 5.1.1 Not a valid reply address"}}},
 	})
 	if _, rej := tab.RejectAtRcpt("reply+x.aaaaaaaaaaaaaaaaaaaa@example.test", ""); rej {
 		t.Error("refused at RCPT although an earlier rule depends on the message")
@@ -90,7 +91,7 @@ func TestRejectAtRcptWaitsForData(t *testing.T) {
 }
 
 func TestReplyMatcherErrors(t *testing.T) {
-	_, err := Compile([]RuleConfig{{Name: "r", Match: MatchConfig{Reply: "valid, bogus"}, Actions: []ActionConfig{{Drop: true}}}}, Known{})
+	_, err := Compile([]config.Rule{{Name: "r", Match: config.RuleMatch{Reply: "valid, bogus"}, Actions: []config.RuleAction{{Drop: true}}}}, Known{})
 	if err == nil || !strings.Contains(err.Error(), `routes[0].match.reply: "bogus" is not a reply state`) {
 		t.Errorf("Compile = %v", err)
 	}

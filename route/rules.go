@@ -6,52 +6,6 @@ import (
 	"github.com/mailhook/mailhook/replyaddr"
 )
 
-// RuleConfig is one rule as written in the config file under "routes".
-// Only the config package reads files; it decodes into this type.
-type RuleConfig struct {
-	Name     string         `mapstructure:"name"`
-	Match    MatchConfig    `mapstructure:"match"`
-	Actions  []ActionConfig `mapstructure:"actions"`
-	Continue bool           `mapstructure:"continue"`
-}
-
-// MatchConfig holds a rule's matchers; all given matchers must match (AND).
-// An empty MatchConfig matches everything.
-type MatchConfig struct {
-	Rcpt     StringList        `mapstructure:"rcpt"`      // address globs, any may match
-	MailFrom StringList        `mapstructure:"mail_from"` // address globs
-	From     StringList        `mapstructure:"from"`      // address globs on the From header
-	Header   map[string]string `mapstructure:"header"`    // header name -> regex
-	Subject  string            `mapstructure:"subject"`   // regex
-	Auth     map[string]string `mapstructure:"auth"`      // spf|dkim|dmarc|dmarc_policy -> result
-	// AutoSubmitted, when set, matches the parsed message's auto_submitted.
-	AutoSubmitted *bool `mapstructure:"auto_submitted"`
-	// Quarantine, when set, matches the DMARC quarantine flag.
-	Quarantine *bool `mapstructure:"quarantine"`
-	// Reply matches the recipient's signed reply address state: valid,
-	// invalid, expired or none, comma-separated for alternatives (reply.go).
-	Reply string `mapstructure:"reply"`
-	// Spam matches rspamd's verdict and SpamScore its score, like ">= 6"
-	// (spam.go).
-	Spam      *SpamMatchConfig `mapstructure:"spam"`
-	SpamScore string           `mapstructure:"spam_score"`
-}
-
-// StringList accepts a single string or a list of strings in config.
-type StringList []string
-
-// ActionConfig is one action; exactly one of its fields is set.
-type ActionConfig struct {
-	Webhook string   `mapstructure:"webhook"`
-	Mailbox string   `mapstructure:"mailbox"`
-	Folder  string   `mapstructure:"folder"` // with mailbox
-	Forward []string `mapstructure:"forward"`
-	Reject  string   `mapstructure:"reject"` // "550 5.1.1 text"
-	Drop    bool     `mapstructure:"drop"`
-	// ForwardAutoSubmitted, with forward, sets Action.ForwardAutoSubmitted.
-	ForwardAutoSubmitted bool `mapstructure:"forward_auto_submitted"`
-}
-
 // ActionKind names what an action does.
 type ActionKind string
 

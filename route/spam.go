@@ -6,20 +6,9 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/mailhook/mailhook/ingest/rspamd"
+	"github.com/mailhook/mailhook/config"
+	"github.com/mailhook/mailhook/inbound"
 )
-
-// SpamMatchConfig matches rspamd's verdict, the webhook's "spam" object:
-// `spam: {action: [reject, "add header"]}`, `spam: {result: error}` (rspamd
-// could not be asked and the message was accepted anyway).
-type SpamMatchConfig struct {
-	// Action lists rspamd actions, any of which may match: no action,
-	// greylist, add header, rewrite subject, soft reject, reject
-	// ("add_header" is read as "add header").
-	Action StringList `mapstructure:"action"`
-	// Result lists results, any of which may match: ok, error.
-	Result StringList `mapstructure:"result"`
-}
 
 // spamMatcher is a rule's compiled spam and spam_score matchers.
 type spamMatcher struct {
@@ -38,7 +27,7 @@ var scoreOps = []string{">=", "<=", "==", "!=", ">", "<", "="}
 
 // compileSpam compiles the spam and spam_score matchers of m; nil when the
 // rule has neither.
-func compileSpam(add addFunc, key string, m MatchConfig) *spamMatcher {
+func compileSpam(add addFunc, key string, m config.RuleMatch) *spamMatcher {
 	if m.Spam == nil && strings.TrimSpace(m.SpamScore) == "" {
 		return nil
 	}
@@ -46,16 +35,16 @@ func compileSpam(add addFunc, key string, m MatchConfig) *spamMatcher {
 	if m.Spam != nil {
 		for i, a := range m.Spam.Action {
 			a = strings.ReplaceAll(strings.ToLower(strings.TrimSpace(a)), "_", " ")
-			if !slices.Contains(rspamd.Actions, a) {
+			if !slices.Contains(inbound.SpamActions, a) {
 				add(fmt.Sprintf("%sspam.action[%d]", key, i), "%q is not an rspamd action; want one of %s",
-					m.Spam.Action[i], strings.Join(rspamd.Actions, ", "))
+					m.Spam.Action[i], strings.Join(inbound.SpamActions, ", "))
 				continue
 			}
 			sm.actions = append(sm.actions, a)
 		}
 		for i, r := range m.Spam.Result {
 			r = strings.ToLower(strings.TrimSpace(r))
-			if r != rspamd.ResultOK && r != rspamd.ResultError {
+			if r != inbound.SpamResultOK && r != inbound.SpamResultError {
 				add(fmt.Sprintf("%sspam.result[%d]", key, i), "%q is not a spam result; want ok or error", m.Spam.Result[i])
 				continue
 			}
@@ -112,7 +101,7 @@ func (c *scoreCmp) match(score float64) bool {
 
 // match reports whether the verdict s matches. No verdict (rspamd not
 // configured) matches nothing; a failed check matches only result: error.
-func (sm *spamMatcher) match(s *rspamd.Result) bool {
+func (sm *spamMatcher) match(s *inbound.Spam) bool {
 	if s == nil {
 		return false
 	}
@@ -129,7 +118,7 @@ func (sm *spamMatcher) match(s *rspamd.Result) bool {
 }
 
 // explain says why a verdict matched, for Decision.Why.
-func (sm *spamMatcher) explain(s *rspamd.Result) []string {
+func (sm *spamMatcher) explain(s *inbound.Spam) []string {
 	var parts []string
 	if len(sm.results) > 0 {
 		parts = append(parts, fmt.Sprintf("spam result %s", s.Result))

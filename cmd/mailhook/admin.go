@@ -15,6 +15,7 @@ import (
 	"github.com/mailhook/mailhook/admin"
 	"github.com/mailhook/mailhook/config"
 	"github.com/mailhook/mailhook/deliver"
+	"github.com/mailhook/mailhook/inbound"
 	"github.com/mailhook/mailhook/ingest"
 	"github.com/mailhook/mailhook/internal/safefile"
 	"github.com/mailhook/mailhook/parse"
@@ -111,7 +112,7 @@ func (a *app) ready(ctx context.Context) error {
 // check, the attachment URLs (they go into the queued payload), and a link
 // to the raw message kept for the retention period (before the queue
 // takes the file).
-func (a *app) beforeCommit(ctx context.Context, m *route.Mail, d []route.Decision) error {
+func (a *app) beforeCommit(ctx context.Context, m *inbound.Mail, d []route.Decision) error {
 	if a.store != nil {
 		if reply := a.store.QuotaReply(ctx, m, d); reply != nil {
 			return ingest.Refuse(reply, ingest.ReasonMailboxFull)
@@ -141,7 +142,7 @@ type observer struct{ a *app }
 
 func (o observer) Connection(ip string) { o.a.metrics.SMTPConnection() }
 
-func (o observer) Accepted(m *route.Mail, ds []route.Decision) {
+func (o observer) Accepted(m *inbound.Mail, ds []route.Decision) {
 	a := o.a
 	var routes []string
 	for _, d := range ds {
@@ -167,7 +168,7 @@ func (o observer) Accepted(m *route.Mail, ds []route.Decision) {
 // for it, off the SMTP reply's path (the activity writer). The webhook
 // JSON each webhook job sends is recorded by its attempts (onAttempt), as
 // sent: it is not encoded again here.
-func (a *app) committed(m *route.Mail, ds []route.Decision, jobs []*deliver.Job) {
+func (a *app) committed(m *inbound.Mail, ds []route.Decision, jobs []*deliver.Job) {
 	a.activityW.Go(func() {
 		if err := a.activity.RecordAccepted(m, ds, jobs); err != nil {
 			a.log.Warn("activity: recording an accepted message", "msg_id", m.ID, "error", err)
@@ -188,7 +189,7 @@ func (o observer) Refused(ip, from string, rcpts []string, r ingest.Refusal, sta
 }
 
 // onAttempt feeds the metrics and the activity log from the workers.
-func (a *app) onAttempt(job *deliver.Job, mail *route.Mail, at deliver.Attempt, outcome deliver.Settlement) {
+func (a *app) onAttempt(job *deliver.Job, mail *inbound.Mail, at deliver.Attempt, outcome deliver.Settlement) {
 	a.metrics.Attempt(string(job.Kind), job.Target, at.Status, at.Latency, string(outcome))
 	if outcome == deliver.SettleDelivered && mail != nil {
 		a.metrics.Delivered(string(job.Kind), time.Since(mail.ReceivedAt))
@@ -204,7 +205,7 @@ func (a *app) onAttempt(job *deliver.Job, mail *route.Mail, at deliver.Attempt, 
 
 // onRefusedAttempt counts a sync attempt of a message that was refused
 // or deferred; the refusal itself is recorded by the observer.
-func (a *app) onRefusedAttempt(job *deliver.Job, _ *route.Mail, at deliver.Attempt, outcome deliver.Settlement) {
+func (a *app) onRefusedAttempt(job *deliver.Job, _ *inbound.Mail, at deliver.Attempt, outcome deliver.Settlement) {
 	a.metrics.Attempt(string(job.Kind), job.Target, at.Status, at.Latency, string(outcome))
 }
 

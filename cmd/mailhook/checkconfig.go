@@ -28,7 +28,7 @@ func checkConfig(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 	if _, err := parseFlags(fs, args); err != nil {
 		return exitErr(stderr, err)
 	}
-	cfg, err := config.Load(*path)
+	cfg, err := config.Load(*path, configChecks...)
 	if err != nil {
 		var verrs config.ValidationErrors
 		if errors.As(err, &verrs) {

@@ -12,8 +12,8 @@ import (
 
 	"github.com/mailhook/mailhook/deliver"
 	"github.com/mailhook/mailhook/deliver/webhook"
+	"github.com/mailhook/mailhook/inbound"
 	"github.com/mailhook/mailhook/ingest"
-	"github.com/mailhook/mailhook/ingest/auth"
 	"github.com/mailhook/mailhook/parse"
 	"github.com/mailhook/mailhook/route"
 )
@@ -63,9 +63,9 @@ func routeTest(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 		return exitErr(stderr, err)
 	}
 	now := time.Now().UTC()
-	mail := &route.Mail{
+	mail := &inbound.Mail{
 		ID: "route-test", StableID: "route-test", ReceivedAt: now,
-		Envelope: route.Envelope{MailFrom: mailFrom, RcptTo: []string{*rcpt}, ClientIP: "192.0.2.1", Helo: "route-test.invalid"},
+		Envelope: inbound.Envelope{MailFrom: mailFrom, RcptTo: []string{*rcpt}, ClientIP: "192.0.2.1", Helo: "route-test.invalid"},
 		Auth:     res, Message: msg, RawSize: int64(len(raw)),
 	}
 	w := stdout
@@ -147,9 +147,9 @@ func describeAction(a route.Action) string {
 }
 
 // assumedAuth builds verification results from "spf=pass,dmarc=fail,...".
-func assumedAuth(s, host string) (*auth.Results, error) {
-	r := &auth.Results{SPF: auth.SPFResult{Result: "none"}, DKIM: []auth.DKIMResult{},
-		DMARC: auth.DMARCResult{Result: "none", Policy: "none"}}
+func assumedAuth(s, host string) (*inbound.Auth, error) {
+	r := &inbound.Auth{SPF: inbound.SPFResult{Result: "none"}, DKIM: []inbound.DKIMResult{},
+		DMARC: inbound.DMARCResult{Result: "none", Policy: "none"}}
 	for _, kv := range strings.Split(s, ",") {
 		if strings.TrimSpace(kv) == "" {
 			continue
@@ -160,18 +160,18 @@ func assumedAuth(s, host string) (*auth.Results, error) {
 		}
 		switch k {
 		case "spf":
-			r.SPF.Result = auth.Verdict(v)
+			r.SPF.Result = inbound.Verdict(v)
 		case "dkim":
-			r.DKIM = []auth.DKIMResult{{Result: auth.Verdict(v)}}
+			r.DKIM = []inbound.DKIMResult{{Result: inbound.Verdict(v)}}
 		case "dmarc":
-			r.DMARC.Result = auth.Verdict(v)
+			r.DMARC.Result = inbound.Verdict(v)
 		case "dmarc_policy":
 			r.DMARC.Policy = v
 		default:
 			return nil, errors.New("--auth: keys are spf, dkim, dmarc, dmarc_policy")
 		}
 	}
-	r.Quarantine = r.DMARC.Result == auth.Fail && r.DMARC.Policy == "quarantine"
+	r.Quarantine = r.DMARC.Result == inbound.Fail && r.DMARC.Policy == "quarantine"
 	r.AuthenticationResults = fmt.Sprintf("%s; spf=%s; dkim=%s; dmarc=%s (assumed by route test)", host, r.SPF.Result, r.Summary()["dkim"], r.DMARC.Result)
 	return r, nil
 }

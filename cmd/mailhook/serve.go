@@ -65,7 +65,7 @@ func serveCmd(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 
 // loadConfig loads and validates the config, printing every problem.
 func loadConfig(path string, stderr io.Writer) (*config.Config, error) {
-	cfg, err := config.Load(path)
+	cfg, err := config.Load(path, configChecks...)
 	if err != nil {
 		var verrs config.ValidationErrors
 		if errors.As(err, &verrs) {
@@ -324,7 +324,7 @@ func parseOptions(cfg *config.Config) parse.Options {
 // domains, and the rules with each mailbox user's implicit one
 // (config.Rules).
 func buildPolicy(cfg *config.Config) (*ingest.Policy, error) {
-	table, err := route.Compile(cfg.Rules(), cfg.Known())
+	table, err := route.Compile(cfg.Rules(), route.KnownOf(cfg))
 	if err != nil {
 		return nil, err
 	}
@@ -468,7 +468,7 @@ loop:
 // and the reason, and the running one stays. Listeners, the queue backend
 // and data_dir need a restart.
 func (a *app) reload() {
-	cfg, err := config.Load(a.path)
+	cfg, err := config.Load(a.path, configChecks...)
 	if err != nil {
 		a.log.Error("reload refused: the running config stays", "error", err)
 		return

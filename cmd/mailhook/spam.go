@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/mailhook/mailhook/config"
+	"github.com/mailhook/mailhook/inbound"
 	"github.com/mailhook/mailhook/ingest"
 	"github.com/mailhook/mailhook/ingest/rspamd"
 )
@@ -24,4 +25,4 @@ func spamOptions(cfg *config.Config) (*ingest.SpamOptions, error) {
 var _ ingest.SpamObserver = observer{}
 
 // Spam counts rspamd's verdicts, refused messages included.
-func (o observer) Spam(r *rspamd.Result) { o.a.metrics.SpamCheck(r.Result, r.Action) }
+func (o observer) Spam(r *inbound.Spam) { o.a.metrics.SpamCheck(r.Result, r.Action) }

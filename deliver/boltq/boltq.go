@@ -9,7 +9,7 @@
 //	msg/*.eml   the raw messages, one file each, named in their message record
 //
 // Durability: a small message (up to InlineMax; ingest hands over those it
-// held in memory as route.Mail.Raw, with no file at all) is written inside
+// held in memory as inbound.Mail.Raw, with no file at all) is written inside
 // the commit's transaction, so its one durable write is the batch's fsync,
 // shared with the concurrent commits. A larger one: Commit fsyncs the raw
 // file, renames it into msg/, fsyncs msg/, then commits the bbolt
@@ -86,7 +86,7 @@ var (
 	bDead   = []byte("dead")   // timeKey(DeadAt, id) -> nil
 	bMsgs   = []byte("msgs")   // msg id -> msgRecord JSON
 	bRaw    = []byte("raw")    // msg id -> raw message, for messages stored inline
-	bMail   = []byte("mail")   // msg id -> route.Mail JSON
+	bMail   = []byte("mail")   // msg id -> inbound.Mail JSON
 )
 
 // DefaultInlineMax is the size up to which a raw message is stored inside

@@ -16,12 +16,12 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/mailhook/mailhook/deliver"
+	"github.com/mailhook/mailhook/inbound"
 	"github.com/mailhook/mailhook/internal/safefile"
-	"github.com/mailhook/mailhook/route"
 )
 
 // Commit implements deliver.Queue.
-func (q *Queue) Commit(ctx context.Context, mail *route.Mail, jobs []*deliver.Job) (err error) {
+func (q *Queue) Commit(ctx context.Context, mail *inbound.Mail, jobs []*deliver.Job) (err error) {
 	rawPath := ""
 	if mail != nil {
 		rawPath = mail.RawPath
@@ -168,7 +168,7 @@ func (q *Queue) readInline(path string) ([]byte, error) {
 
 // hasMsg reports whether mail is already committed (its ID held, or its
 // commit key seen).
-func (q *Queue) hasMsg(mail *route.Mail, now time.Time) (bool, error) {
+func (q *Queue) hasMsg(mail *inbound.Mail, now time.Time) (bool, error) {
 	var ok bool
 	err := q.db.View(func(tx *bolt.Tx) error {
 		ok = tx.Bucket(bMsgs).Get([]byte(mail.ID)) != nil || seen(tx, deliver.CommitKey(mail), now)

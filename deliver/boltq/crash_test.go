@@ -14,7 +14,7 @@ import (
 
 	"github.com/mailhook/mailhook/deliver"
 	"github.com/mailhook/mailhook/deliver/boltq"
-	"github.com/mailhook/mailhook/route"
+	"github.com/mailhook/mailhook/inbound"
 )
 
 func rawOf(id string) string { return "Subject: " + id + "\r\n\r\n" + strings.Repeat(id, 50) + "\r\n" }
@@ -79,7 +79,7 @@ func crashChild(dir string) {
 			fmt.Println("E", err)
 			os.Exit(1)
 		}
-		m := &route.Mail{ID: id, RawPath: p}
+		m := &inbound.Mail{ID: id, RawPath: p}
 		jobs := []*deliver.Job{
 			{ID: id + "-w", Kind: deliver.KindWebhook, Target: "t"},
 			{ID: id + "-r", Kind: deliver.KindRelay, Target: "example.org"},

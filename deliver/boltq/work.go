@@ -19,7 +19,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/mailhook/mailhook/deliver"
-	"github.com/mailhook/mailhook/route"
+	"github.com/mailhook/mailhook/inbound"
 )
 
 // Take implements deliver.Queue.
@@ -205,8 +205,8 @@ func (q *Queue) Dead(ctx context.Context, job *deliver.Job, a deliver.Attempt) e
 }
 
 // Mail implements deliver.Messages.
-func (q *Queue) Mail(ctx context.Context, msgID string) (*route.Mail, error) {
-	m := new(route.Mail)
+func (q *Queue) Mail(ctx context.Context, msgID string) (*inbound.Mail, error) {
+	m := new(inbound.Mail)
 	err := q.db.View(func(tx *bolt.Tx) error {
 		v := tx.Bucket(bMail).Get([]byte(msgID))
 		if v == nil {

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/mailhook/mailhook/deliver"
+	"github.com/mailhook/mailhook/inbound"
 	"github.com/mailhook/mailhook/route"
 )
 
@@ -54,16 +55,16 @@ func Run(t *testing.T, newQueue func(t *testing.T) deliver.Backend) {
 }
 
 // NewMail returns a mail whose raw file, in a temporary directory, holds raw.
-func NewMail(t testing.TB, id, raw string) *route.Mail {
+func NewMail(t testing.TB, id, raw string) *inbound.Mail {
 	t.Helper()
 	p := filepath.Join(t.TempDir(), id+".eml")
 	if err := os.WriteFile(p, []byte(raw), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	return &route.Mail{
+	return &inbound.Mail{
 		ID:         id,
 		ReceivedAt: time.Now().UTC().Truncate(time.Second),
-		Envelope:   route.Envelope{MailFrom: "a@example.org", RcptTo: []string{"support@example.test"}, ClientIP: "192.0.2.1", Helo: "mx.example.org", TLS: true},
+		Envelope:   inbound.Envelope{MailFrom: "a@example.org", RcptTo: []string{"support@example.test"}, ClientIP: "192.0.2.1", Helo: "mx.example.org", TLS: true},
 		RawPath:    p,
 		RawSize:    int64(len(raw)),
 	}
@@ -81,7 +82,7 @@ func NewJob(id, msgID string, kind deliver.Kind, next time.Time) *deliver.Job {
 
 func ctx(t *testing.T) context.Context { return t.Context() }
 
-func commit(t *testing.T, q deliver.Backend, m *route.Mail, jobs ...*deliver.Job) {
+func commit(t *testing.T, q deliver.Backend, m *inbound.Mail, jobs ...*deliver.Job) {
 	t.Helper()
 	if err := q.Commit(ctx(t), m, jobs); err != nil {
 		t.Fatalf("Commit(%s) = %v", m.ID, err)
@@ -543,7 +544,7 @@ func testCommitIdempotent(t *testing.T, q deliver.Backend) {
 
 // NewRetry returns mail as the sending MTA's retry would make it: the same
 // StableID, a new ID and a raw file of its own.
-func NewRetry(t testing.TB, mail *route.Mail, id string) *route.Mail {
+func NewRetry(t testing.TB, mail *inbound.Mail, id string) *inbound.Mail {
 	t.Helper()
 	m := NewMail(t, id, "retry of "+mail.ID)
 	m.StableID = mail.StableID

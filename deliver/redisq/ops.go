@@ -15,7 +15,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/mailhook/mailhook/deliver"
-	"github.com/mailhook/mailhook/route"
+	"github.com/mailhook/mailhook/inbound"
 )
 
 // hgetMsg reads a message's field from the hash key picks in its shard.
@@ -32,12 +32,12 @@ func (q *Queue) hgetMsg(ctx context.Context, msgID string, key func(*shard) stri
 }
 
 // Mail implements deliver.Messages.
-func (q *Queue) Mail(ctx context.Context, msgID string) (*route.Mail, error) {
+func (q *Queue) Mail(ctx context.Context, msgID string) (*inbound.Mail, error) {
 	b, err := q.hgetMsg(ctx, msgID, func(s *shard) string { return s.kMsg })
 	if err != nil {
 		return nil, fmt.Errorf("redisq: mail %s: %w", msgID, err)
 	}
-	m := new(route.Mail)
+	m := new(inbound.Mail)
 	if err := json.Unmarshal(b, m); err != nil {
 		return nil, fmt.Errorf("redisq: mail %s: %w", msgID, err)
 	}

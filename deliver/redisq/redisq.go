@@ -94,7 +94,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/mailhook/mailhook/deliver"
-	"github.com/mailhook/mailhook/route"
+	"github.com/mailhook/mailhook/inbound"
 )
 
 // Options configures New.
@@ -232,7 +232,7 @@ func (s *shard) readyKey(k deliver.Kind) (string, error) {
 }
 
 // Commit implements deliver.Queue.
-func (q *Queue) Commit(ctx context.Context, mail *route.Mail, jobs []*deliver.Job) (err error) {
+func (q *Queue) Commit(ctx context.Context, mail *inbound.Mail, jobs []*deliver.Job) (err error) {
 	if mail != nil && mail.RawPath != "" {
 		// The queue owns the file whatever happens.
 		defer os.Remove(mail.RawPath)

@@ -17,6 +17,7 @@ import (
 	"github.com/mailhook/mailhook/deliver"
 	"github.com/mailhook/mailhook/deliver/queuetest"
 	"github.com/mailhook/mailhook/deliver/redisq"
+	"github.com/mailhook/mailhook/inbound"
 	"github.com/mailhook/mailhook/internal/testenv"
 	"github.com/mailhook/mailhook/route"
 )
@@ -221,7 +222,7 @@ type countHandler struct {
 	calls map[string]int
 }
 
-func (h *countHandler) Handle(ctx context.Context, job *deliver.Job, mail *route.Mail, raw deliver.RawOpener) deliver.Outcome {
+func (h *countHandler) Handle(ctx context.Context, job *deliver.Job, mail *inbound.Mail, raw deliver.RawOpener) deliver.Outcome {
 	h.mu.Lock()
 	h.calls[job.ID]++
 	h.mu.Unlock()

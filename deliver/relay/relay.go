@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/mailhook/mailhook/deliver"
-	"github.com/mailhook/mailhook/route"
+	"github.com/mailhook/mailhook/inbound"
 )
 
 // TLS modes for Options.TLS.
@@ -162,7 +162,7 @@ func New(o Options) (*Relayer, error) {
 //
 // Loops (ErrLoop), auto-submitted mail the action does not allow, null MX
 // and domains that do not exist are Permanent at once.
-func (r *Relayer) Handle(ctx context.Context, job *deliver.Job, mail *route.Mail, raw deliver.RawOpener) deliver.Outcome {
+func (r *Relayer) Handle(ctx context.Context, job *deliver.Job, mail *inbound.Mail, raw deliver.RawOpener) deliver.Outcome {
 	start := time.Now()
 	res := r.handle(ctx, job, mail, raw)
 	out := res.outcome()
@@ -239,7 +239,7 @@ func (res *result) outcome() deliver.Outcome {
 	return out
 }
 
-func (r *Relayer) handle(ctx context.Context, job *deliver.Job, mail *route.Mail, raw deliver.RawOpener) *result {
+func (r *Relayer) handle(ctx context.Context, job *deliver.Job, mail *inbound.Mail, raw deliver.RawOpener) *result {
 	res := &result{}
 	rcpts := slices.Clone(job.Rcpts)
 	if len(rcpts) == 0 {
@@ -332,7 +332,7 @@ func (r *Relayer) scan(raw deliver.RawOpener) (HeaderFacts, error) {
 
 // sender is the envelope sender to use: the original, rewritten by SRS
 // when configured. The null sender stays null.
-func (r *Relayer) sender(mail *route.Mail) (string, error) {
+func (r *Relayer) sender(mail *inbound.Mail) (string, error) {
 	from := mail.Envelope.MailFrom
 	if r.o.SRS == nil || from == "" {
 		return from, nil

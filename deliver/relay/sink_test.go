@@ -24,7 +24,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/mailhook/mailhook/deliver"
-	"github.com/mailhook/mailhook/ingest/auth"
+	"github.com/mailhook/mailhook/inbound"
 	"github.com/mailhook/mailhook/route"
 )
 
@@ -321,7 +321,7 @@ func testMsg(extra ...string) string {
 // fixture is one message stored on disk, as the queue would hand it.
 type fixture struct {
 	job  *deliver.Job
-	mail *route.Mail
+	mail *inbound.Mail
 	raw  deliver.RawOpener
 	// opens counts raw opens.
 	opens int
@@ -336,8 +336,8 @@ func newFixture(t testing.TB, msg, target string, rcpts ...string) *fixture {
 	f := &fixture{
 		job: &deliver.Job{ID: "job1", MsgID: "msg1", Kind: deliver.KindRelay, Target: target,
 			Route: "people", Action: route.Action{Kind: route.ActForward, Forward: rcpts}, Rcpts: rcpts, Attempts: 1},
-		mail: &route.Mail{ID: "msg1", Envelope: route.Envelope{MailFrom: "alice@example.org", RcptTo: []string{"team@mailhook.test"}},
-			Auth: &auth.Results{SPF: auth.SPFResult{Result: "pass", Domain: "example.org"}}, RawPath: p, RawSize: int64(len(msg))},
+		mail: &inbound.Mail{ID: "msg1", Envelope: inbound.Envelope{MailFrom: "alice@example.org", RcptTo: []string{"team@mailhook.test"}},
+			Auth: &inbound.Auth{SPF: inbound.SPFResult{Result: "pass", Domain: "example.org"}}, RawPath: p, RawSize: int64(len(msg))},
 	}
 	f.raw = func() (io.ReadCloser, error) {
 		f.opens++

@@ -11,11 +11,9 @@ import (
 	"time"
 
 	"github.com/mailhook/mailhook/deliver"
-	"github.com/mailhook/mailhook/ingest/auth"
-	"github.com/mailhook/mailhook/ingest/rspamd"
+	"github.com/mailhook/mailhook/inbound"
 	"github.com/mailhook/mailhook/parse"
 	"github.com/mailhook/mailhook/replyaddr"
-	"github.com/mailhook/mailhook/route"
 )
 
 // EventType is the type of the one event mailhook sends.
@@ -27,7 +25,7 @@ const EventType = "message.received"
 // stream the raw message into the body after the rest.
 type Event struct {
 	Type string `json:"type"`
-	// ID is the stable message id (route.Mail.StableID: envelope + content
+	// ID is the stable message id (inbound.Mail.StableID: envelope + content
 	// hash), the same for the same message retried by the sending MTA. It
 	// is the queue's commit key (deliver.CommitKey), so such a retry within
 	// queue.dedup_window is not delivered again; past it, receivers can
@@ -37,16 +35,16 @@ type Event struct {
 	// ("250 2.0.0 Ok: queued as ID"), the log, the API and the dashboard.
 	MsgID string `json:"msg_id"`
 	// ReceivedAt is when mailhook accepted the message, RFC 3339 in UTC.
-	ReceivedAt string         `json:"received_at"`
-	Route      string         `json:"route"`
-	Envelope   route.Envelope `json:"envelope"`
-	Auth       *auth.Results  `json:"auth"`
-	Message    *parse.Message `json:"message"`
+	ReceivedAt string           `json:"received_at"`
+	Route      string           `json:"route"`
+	Envelope   inbound.Envelope `json:"envelope"`
+	Auth       *inbound.Auth    `json:"auth"`
+	Message    *parse.Message   `json:"message"`
 	// Reply is the verdict on a signed reply address among the
 	// recipients; absent when none is one (replyaddr).
 	Reply *replyaddr.Result `json:"reply,omitempty"`
 	// Spam is rspamd's verdict, absent when rspamd is not configured.
-	Spam *rspamd.Result `json:"spam,omitempty"`
+	Spam *inbound.Spam `json:"spam,omitempty"`
 	// Raw is the base64 of the whole message as received, only for
 	// endpoints with raw: true.
 	Raw string `json:"raw,omitempty"`
@@ -55,7 +53,7 @@ type Event struct {
 // newEvent returns the event of one job, without Raw. Absent lists become
 // empty JSON arrays rather than null, so receivers can iterate them without
 // a check; mail itself is left untouched (it is read-only past its stage).
-func newEvent(job *deliver.Job, mail *route.Mail) *Event {
+func newEvent(job *deliver.Job, mail *inbound.Mail) *Event {
 	ev := &Event{
 		Type:       EventType,
 		ID:         cmp.Or(mail.StableID, mail.ID),
@@ -64,7 +62,7 @@ func newEvent(job *deliver.Job, mail *route.Mail) *Event {
 		Envelope:   mail.Envelope,
 	}
 	ev.Envelope.RcptTo = nonNil(ev.Envelope.RcptTo)
-	a := auth.Results{}
+	a := inbound.Auth{}
 	if mail.Auth != nil {
 		a = *mail.Auth
 	}
@@ -211,7 +209,7 @@ func (r *b64Reader) Read(p []byte) (int, error) {
 // BuildEvent returns the exact JSON body a webhook delivery of job carries,
 // with the base64 of raw in "raw" when raw is not nil (pass nil for an
 // endpoint without raw: true). `mailhook route test` prints it.
-func BuildEvent(job *deliver.Job, mail *route.Mail, raw io.Reader) ([]byte, error) {
+func BuildEvent(job *deliver.Job, mail *inbound.Mail, raw io.Reader) ([]byte, error) {
 	head, err := marshalHead(newEvent(job, mail), raw != nil)
 	if err != nil {
 		return nil, err

@@ -18,8 +18,8 @@ import (
 
 	"github.com/mailhook/mailhook/deliver"
 	"github.com/mailhook/mailhook/deliver/webhook"
+	"github.com/mailhook/mailhook/inbound"
 	"github.com/mailhook/mailhook/parse"
-	"github.com/mailhook/mailhook/route"
 )
 
 // verifyWebhook is what a receiver writes (README): stdlib only, constant
@@ -78,7 +78,7 @@ func ExampleSender() {
 	}})
 	defer s.Close()
 	job := &deliver.Job{ID: "job_1", Kind: deliver.KindWebhook, Target: "tickets", Route: "support"}
-	mail := &route.Mail{ID: "m_1", Message: &parse.Message{Subject: "Printer on fire"}}
+	mail := &inbound.Mail{ID: "m_1", Message: &parse.Message{Subject: "Printer on fire"}}
 	o := s.Handle(context.Background(), job, mail, nil)
 	fmt.Println("done:", o.Done, o.Attempt.Status)
 	// Output:

@@ -5,12 +5,12 @@ import (
 	"strings"
 
 	"github.com/mailhook/mailhook/deliver"
-	"github.com/mailhook/mailhook/route"
+	"github.com/mailhook/mailhook/inbound"
 )
 
 // addParity fills the fields the hosted services send that are per
 // delivery: msg_id, message.rcpt_tag and reply. ev.Message is ev's own copy.
-func addParity(ev *Event, job *deliver.Job, mail *route.Mail) {
+func addParity(ev *Event, job *deliver.Job, mail *inbound.Mail) {
 	ev.MsgID = mail.ID
 	rcpts := job.Rcpts
 	if len(rcpts) == 0 {

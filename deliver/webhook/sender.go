@@ -21,7 +21,8 @@ import (
 	"golang.org/x/net/http/httpguts"
 
 	"github.com/mailhook/mailhook/deliver"
-	"github.com/mailhook/mailhook/route"
+	"github.com/mailhook/mailhook/inbound"
+	"github.com/mailhook/mailhook/internal/specialip"
 )
 
 // Defaults.
@@ -124,7 +125,7 @@ func (e Endpoint) compile() (*endpoint, error) {
 	default:
 		ep.host = u.Host
 		if a, err := netip.ParseAddr(u.Hostname()); err == nil && !e.AllowPrivate {
-			if r := refuseReason(a); r != "" {
+			if r := specialip.Reason(a); r != "" {
 				bad("url", "%s is a %s; set allow_private to allow it", a, r)
 			}
 		}
@@ -335,14 +336,14 @@ func (s *Sender) Close() {
 // Handle performs one attempt of a webhook job: it POSTs the event of mail
 // to the endpoint named by job.Target and classifies the result (see
 // Classify). It honours ctx and returns when the attempt is over.
-func (s *Sender) Handle(ctx context.Context, job *deliver.Job, mail *route.Mail, raw deliver.RawOpener) deliver.Outcome {
+func (s *Sender) Handle(ctx context.Context, job *deliver.Job, mail *inbound.Mail, raw deliver.RawOpener) deliver.Outcome {
 	_, o := s.attempt(ctx, job, mail, raw, false)
 	return o
 }
 
 // attempt is one POST of job and its classified outcome, bounded by the
 // endpoint's sync_timeout when sync is set, else by its timeout.
-func (s *Sender) attempt(ctx context.Context, job *deliver.Job, mail *route.Mail, raw deliver.RawOpener, sync bool) (result, deliver.Outcome) {
+func (s *Sender) attempt(ctx context.Context, job *deliver.Job, mail *inbound.Mail, raw deliver.RawOpener, sync bool) (result, deliver.Outcome) {
 	ep := s.eps[job.Target]
 	var r result
 	switch {
@@ -385,7 +386,7 @@ type result struct {
 	sent []byte
 }
 
-func (s *Sender) post(ctx context.Context, ep *endpoint, timeout time.Duration, job *deliver.Job, mail *route.Mail, raw deliver.RawOpener) (r result) {
+func (s *Sender) post(ctx context.Context, ep *endpoint, timeout time.Duration, job *deliver.Job, mail *inbound.Mail, raw deliver.RawOpener) (r result) {
 	select {
 	case ep.sem <- struct{}{}:
 	case <-ctx.Done():
@@ -489,7 +490,7 @@ func (s *Sender) post(ctx context.Context, ep *endpoint, timeout time.Duration, 
 }
 
 // payload builds the body of job's delivery to ep.
-func (s *Sender) payload(ep *endpoint, job *deliver.Job, mail *route.Mail, raw deliver.RawOpener) (*payload, error) {
+func (s *Sender) payload(ep *endpoint, job *deliver.Job, mail *inbound.Mail, raw deliver.RawOpener) (*payload, error) {
 	if mail == nil {
 		return nil, fmt.Errorf("webhook: job %s has no message", job.ID)
 	}

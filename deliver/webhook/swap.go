@@ -5,7 +5,7 @@ import (
 	"sync"
 
 	"github.com/mailhook/mailhook/deliver"
-	"github.com/mailhook/mailhook/route"
+	"github.com/mailhook/mailhook/inbound"
 )
 
 // SwapSender is the webhook handler whose Sender a reload replaces at
@@ -34,7 +34,7 @@ func NewSwapSender(s *Sender) *SwapSender {
 }
 
 // Handle implements deliver.Handler on the sender in use.
-func (w *SwapSender) Handle(ctx context.Context, job *deliver.Job, mail *route.Mail, raw deliver.RawOpener) deliver.Outcome {
+func (w *SwapSender) Handle(ctx context.Context, job *deliver.Job, mail *inbound.Mail, raw deliver.RawOpener) deliver.Outcome {
 	w.mu.Lock()
 	h := w.cur
 	h.inFlight++

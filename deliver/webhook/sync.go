@@ -16,7 +16,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/mailhook/mailhook/deliver"
-	"github.com/mailhook/mailhook/route"
+	"github.com/mailhook/mailhook/inbound"
 )
 
 // Synchronous endpoints (config webhooks.NAME.mode: sync). Their event is
@@ -141,12 +141,12 @@ type SyncStep struct {
 	// OnAttempt, when set, is told of each attempt as the runner's
 	// OnAttempt is (activity log, metrics), with outcome "delivered",
 	// "dead" (refused) or "retry" (failed: deferred or queued).
-	OnAttempt func(job *deliver.Job, mail *route.Mail, a deliver.Attempt, outcome deliver.Settlement)
+	OnAttempt func(job *deliver.Job, mail *inbound.Mail, a deliver.Attempt, outcome deliver.Settlement)
 	// OnRefusedAttempt, when set, is told instead of OnAttempt of the
 	// attempts of a message the step refuses or defers: the message was
 	// not accepted, so ingest records it as a refusal (with the
 	// endpoint's text) rather than as a message with jobs.
-	OnRefusedAttempt func(job *deliver.Job, mail *route.Mail, a deliver.Attempt, outcome deliver.Settlement)
+	OnRefusedAttempt func(job *deliver.Job, mail *inbound.Mail, a deliver.Attempt, outcome deliver.Settlement)
 	// Logger gets one line per sync attempt (default: discard).
 	Logger *slog.Logger
 }
@@ -163,7 +163,7 @@ type syncResult struct {
 // jobs left to commit: the others, and those of failed on_failure: queue
 // endpoints. Its error, a bare *smtp.SMTPError, is the reply when the
 // message is refused (550) or deferred (451); then nothing is committed.
-func (st *SyncStep) Run(ctx context.Context, m *route.Mail, jobs []*deliver.Job) ([]*deliver.Job, error) {
+func (st *SyncStep) Run(ctx context.Context, m *inbound.Mail, jobs []*deliver.Job) ([]*deliver.Job, error) {
 	s := st.Sender()
 	var rest, syncJobs []*deliver.Job
 	for _, j := range jobs {

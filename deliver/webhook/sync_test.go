@@ -17,9 +17,11 @@ import (
 	"github.com/emersion/go-smtp"
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 
+	"github.com/mailhook/mailhook/config"
 	"github.com/mailhook/mailhook/deliver"
 	"github.com/mailhook/mailhook/deliver/boltq"
 	"github.com/mailhook/mailhook/deliver/webhook"
+	"github.com/mailhook/mailhook/inbound"
 	"github.com/mailhook/mailhook/ingest"
 	"github.com/mailhook/mailhook/internal/rawsmtp"
 	"github.com/mailhook/mailhook/parse"
@@ -124,14 +126,14 @@ func TestSyncWebhooks(t *testing.T) {
 		"downq": ep(down.srv.URL, webhook.OnFailureQueue), "slowq": ep(slow.srv.URL, webhook.OnFailureQueue),
 		"async": {URL: async.srv.URL, Secrets: []string{syncSecret}, AllowPrivate: true},
 	}
-	rule := func(name string, hooks ...string) route.RuleConfig {
-		rc := route.RuleConfig{Name: name, Match: route.MatchConfig{Rcpt: route.StringList{name + "@example.test"}}}
+	rule := func(name string, hooks ...string) config.Rule {
+		rc := config.Rule{Name: name, Match: config.RuleMatch{Rcpt: config.StringList{name + "@example.test"}}}
 		for _, h := range hooks {
-			rc.Actions = append(rc.Actions, route.ActionConfig{Webhook: h})
+			rc.Actions = append(rc.Actions, config.RuleAction{Webhook: h})
 		}
 		return rc
 	}
-	rules := []route.RuleConfig{
+	rules := []config.Rule{
 		rule("ok", "ok", "async"), rule("refuse", "refuse", "async"), rule("refusejson", "refusejson"),
 		rule("down", "down", "async"), rule("slow", "slow"), rule("gone", "gone"),
 		rule("downq", "downq", "async"), rule("slowq", "slowq"), rule("both", "ok", "refuse", "async"),
@@ -154,7 +156,7 @@ func TestSyncWebhooks(t *testing.T) {
 	var mu sync.Mutex
 	attempts := map[string][]string{} // endpoint -> outcomes
 	step := &webhook.SyncStep{Sender: func() *webhook.Sender { return sender },
-		OnAttempt: func(j *deliver.Job, _ *route.Mail, a deliver.Attempt, outcome deliver.Settlement) {
+		OnAttempt: func(j *deliver.Job, _ *inbound.Mail, a deliver.Attempt, outcome deliver.Settlement) {
 			mu.Lock()
 			attempts[j.Target] = append(attempts[j.Target], string(outcome))
 			mu.Unlock()

@@ -4,6 +4,8 @@ import (
 	"strings"
 
 	"github.com/emersion/go-msgauth/authres"
+
+	"github.com/mailhook/mailhook/inbound"
 )
 
 // formatAR formats the Authentication-Results value for res (RFC 8601
@@ -11,7 +13,7 @@ import (
 // smtp.helo when the HELO identity was checked), one dkim result per
 // signature (RFC 6376 §7.2, header.d and header.s) or dkim=none, and dmarc
 // (RFC 7489 §11.2, header.from).
-func (v *Verifier) formatAR(res *Results) string {
+func (v *Verifier) formatAR(res *inbound.Auth) string {
 	var rs []authres.Result
 	spfRes := &authres.SPFResult{Value: authres.ResultValue(orNone(res.SPF.Result))}
 	if res.SPF.Identity == "helo" {
@@ -37,18 +39,11 @@ func (v *Verifier) formatAR(res *Results) string {
 	return strings.TrimSpace(strings.ReplaceAll(s, " ;", ";"))
 }
 
-func orNone(v Verdict) Verdict {
+func orNone(v inbound.Verdict) inbound.Verdict {
 	if v == "" {
-		return None
+		return inbound.None
 	}
 	return v
-}
-
-// HeaderField returns the whole Authentication-Results field to prepend to
-// the message: the name, AuthenticationResults folded after each ";"
-// (RFC 5322 §2.2.3), and CRLF.
-func (r *Results) HeaderField() string {
-	return "Authentication-Results: " + strings.ReplaceAll(r.AuthenticationResults, "; ", ";\r\n\t") + "\r\n"
 }
 
 // IsForgedAR reports whether an Authentication-Results field value that

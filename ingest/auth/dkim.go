@@ -9,13 +9,14 @@ import (
 	"github.com/emersion/go-msgauth/dkim"
 
 	"github.com/mailhook/mailhook/header"
+	"github.com/mailhook/mailhook/inbound"
 )
 
 // verifyDKIM verifies the first v.maxSigs DKIM-Signature fields of the
 // message (RFC 6376 §6, Ed25519 per RFC 8463) with go-msgauth/dkim and our
 // resolver. fields is the parsed header of msg, used to report d= and s=
 // for each signature in order.
-func (v *Verifier) verifyDKIM(ctx context.Context, fields []header.Field, msg io.Reader) []DKIMResult {
+func (v *Verifier) verifyDKIM(ctx context.Context, fields []header.Field, msg io.Reader) []inbound.DKIMResult {
 	var sigs []map[string]string
 	for _, f := range fields {
 		if f.Is("DKIM-Signature") {
@@ -23,7 +24,7 @@ func (v *Verifier) verifyDKIM(ctx context.Context, fields []header.Field, msg io
 		}
 	}
 	if len(sigs) == 0 {
-		return []DKIMResult{}
+		return []inbound.DKIMResult{}
 	}
 	opts := &dkim.VerifyOptions{
 		LookupTXT: func(domain string) ([]string, error) {
@@ -35,18 +36,18 @@ func (v *Verifier) verifyDKIM(ctx context.Context, fields []header.Field, msg io
 	if err != nil && !errors.Is(err, dkim.ErrTooManySignatures) {
 		// Not a verdict on a signature: the header could not be parsed,
 		// or reading failed (the caller checks for that).
-		out := make([]DKIMResult, 0, min(len(sigs), v.maxSigs))
+		out := make([]inbound.DKIMResult, 0, min(len(sigs), v.maxSigs))
 		for _, s := range sigs[:min(len(sigs), v.maxSigs)] {
-			out = append(out, DKIMResult{Result: PermError, Domain: s["d"], Selector: s["s"], Error: err.Error()})
+			out = append(out, inbound.DKIMResult{Result: inbound.PermError, Domain: s["d"], Selector: s["s"], Error: err.Error()})
 		}
 		return out
 	}
 	if len(sigs) > len(verifs) {
 		v.log.Debug("dkim signatures over the limit ignored", "count", len(sigs), "verified", len(verifs))
 	}
-	out := make([]DKIMResult, 0, len(verifs))
+	out := make([]inbound.DKIMResult, 0, len(verifs))
 	for i, vr := range verifs {
-		r := DKIMResult{Domain: strings.ToLower(vr.Domain)}
+		r := inbound.DKIMResult{Domain: strings.ToLower(vr.Domain)}
 		if i < len(sigs) {
 			r.Selector = sigs[i]["s"]
 			if r.Domain == "" {
@@ -56,13 +57,13 @@ func (v *Verifier) verifyDKIM(ctx context.Context, fields []header.Field, msg io
 		// RFC 8601 §2.7.1 result values.
 		switch {
 		case vr.Err == nil:
-			r.Result = Pass
+			r.Result = inbound.Pass
 		case dkim.IsTempFail(vr.Err):
-			r.Result = TempError
+			r.Result = inbound.TempError
 		case dkim.IsPermFail(vr.Err):
-			r.Result = PermError
+			r.Result = inbound.PermError
 		default:
-			r.Result = Fail
+			r.Result = inbound.Fail
 		}
 		if vr.Err != nil {
 			r.Error = vr.Err.Error()

@@ -15,6 +15,7 @@ import (
 	"github.com/emersion/go-msgauth/dkim"
 
 	"github.com/mailhook/mailhook/dns/dnstest"
+	"github.com/mailhook/mailhook/inbound"
 )
 
 func TestDKIMRFCVectors(t *testing.T) {
@@ -33,27 +34,27 @@ func TestDKIMRFCVectors(t *testing.T) {
 	tests := []struct {
 		name string
 		msg  string
-		want []DKIMResult
+		want []inbound.DKIMResult
 	}{
-		{"RFC 8463 A.3 (ed25519 and rsa)", rfc8463, []DKIMResult{
+		{"RFC 8463 A.3 (ed25519 and rsa)", rfc8463, []inbound.DKIMResult{
 			{Result: "pass", Domain: "football.example.com", Selector: "brisbane"},
 			{Result: "pass", Domain: "football.example.com", Selector: "test"},
 		}},
-		{"RFC 6376 A.2", readFile(t, "testdata/rfc6376-a2.eml"), []DKIMResult{
+		{"RFC 6376 A.2", readFile(t, "testdata/rfc6376-a2.eml"), []inbound.DKIMResult{
 			{Result: "pass", Domain: "example.com", Selector: "brisbane"},
 		}},
-		{"RFC 8463 A.3, body changed", strings.Replace(rfc8463, "hungry", "thirsty", 1), []DKIMResult{
+		{"RFC 8463 A.3, body changed", strings.Replace(rfc8463, "hungry", "thirsty", 1), []inbound.DKIMResult{
 			{Result: "fail", Domain: "football.example.com", Selector: "brisbane"},
 			{Result: "fail", Domain: "football.example.com", Selector: "test"},
 		}},
-		{"RFC 8463 A.3, From changed", strings.Replace(rfc8463, "From: Joe SixPack", "From: Joe Sixpack", 1), []DKIMResult{
+		{"RFC 8463 A.3, From changed", strings.Replace(rfc8463, "From: Joe SixPack", "From: Joe Sixpack", 1), []inbound.DKIMResult{
 			{Result: "fail", Domain: "football.example.com", Selector: "brisbane"},
 			{Result: "fail", Domain: "football.example.com", Selector: "test"},
 		}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			r := verify(t, v, SPFResult{Result: "none"}, tc.msg)
+			r := verify(t, v, inbound.SPFResult{Result: "none"}, tc.msg)
 			for i := range r.DKIM {
 				r.DKIM[i].Error = ""
 			}
@@ -104,7 +105,7 @@ func TestDKIMSignedAndTampered(t *testing.T) {
 		})
 		relaxedBody := vr.bod == dkim.CanonicalizationRelaxed
 		relaxedHdr := vr.hdr == dkim.CanonicalizationRelaxed
-		pick := func(relaxed bool) Verdict {
+		pick := func(relaxed bool) inbound.Verdict {
 			if relaxed {
 				return "pass"
 			}
@@ -113,7 +114,7 @@ func TestDKIMSignedAndTampered(t *testing.T) {
 		tampers := []struct {
 			name   string
 			tamper func(string) string
-			want   Verdict
+			want   inbound.Verdict
 		}{
 			{"untouched", func(s string) string { return s }, "pass"},
 			{"body word changed", func(s string) string { return strings.Replace(s, "arrived", "arrives", 1) }, "fail"},
@@ -143,7 +144,7 @@ func TestDKIMSignedAndTampered(t *testing.T) {
 		}
 		for _, tc := range tampers {
 			t.Run(vr.name+"/"+tc.name, func(t *testing.T) {
-				r := verify(t, v, SPFResult{Result: "none"}, tc.tamper(signed))
+				r := verify(t, v, inbound.SPFResult{Result: "none"}, tc.tamper(signed))
 				if len(r.DKIM) != 1 {
 					t.Fatalf("DKIM results = %+v, want one", r.DKIM)
 				}
@@ -171,10 +172,10 @@ func TestDKIMOversigned(t *testing.T) {
 	v := testVerifier(t, srv, nil)
 	signed := sign(t, crlf(plainMessage), dkim.SignOptions{Domain: "example.test", Selector: "rsa", Signer: rk,
 		HeaderKeys: []string{"From", "From", "Subject", "Subject"}})
-	if r := verify(t, v, SPFResult{Result: "none"}, signed); r.DKIM[0].Result != "pass" {
+	if r := verify(t, v, inbound.SPFResult{Result: "none"}, signed); r.DKIM[0].Result != "pass" {
 		t.Fatalf("oversigned message: %+v, want pass", r.DKIM)
 	}
-	r := verify(t, v, SPFResult{Result: "none"}, "From: mallory@evil.test\r\n"+signed)
+	r := verify(t, v, inbound.SPFResult{Result: "none"}, "From: mallory@evil.test\r\n"+signed)
 	if r.DKIM[0].Result != "fail" {
 		t.Errorf("second From on an oversigned message: %+v, want fail", r.DKIM)
 	}
@@ -202,7 +203,7 @@ func TestDKIMBodyLength(t *testing.T) {
 	}
 	msg := sigField + base64.StdEncoding.EncodeToString(sig) + "\r\n" + from + subj + "\r\n" + body
 	for _, m := range []string{msg, msg + "Actually, pay to IBAN XX00 EVIL.\r\n"} {
-		r := verify(t, v, SPFResult{Result: "none"}, m)
+		r := verify(t, v, inbound.SPFResult{Result: "none"}, m)
 		if len(r.DKIM) != 1 || r.DKIM[0].Result != "fail" || !strings.Contains(r.DKIM[0].Error, "body length") {
 			t.Errorf("l= signature: %+v, want fail for the body length tag", r.DKIM)
 		}
@@ -217,7 +218,7 @@ func TestDKIMKeyProblems(t *testing.T) {
 	srv.Timeout("slow._domainkey.example.test")
 	srv.ServFail("broken._domainkey.example.test")
 	v := testVerifier(t, srv, nil)
-	for sel, want := range map[string]Verdict{
+	for sel, want := range map[string]inbound.Verdict{
 		"missing": "permerror", // NXDOMAIN: no key (RFC 6376 §6.1.2)
 		"revoked": "permerror",
 		"garbage": "permerror",
@@ -226,7 +227,7 @@ func TestDKIMKeyProblems(t *testing.T) {
 	} {
 		t.Run(sel, func(t *testing.T) {
 			signed := sign(t, crlf(plainMessage), dkim.SignOptions{Domain: "example.test", Selector: sel, Signer: rk})
-			r := verify(t, v, SPFResult{Result: "none"}, signed)
+			r := verify(t, v, inbound.SPFResult{Result: "none"}, signed)
 			if len(r.DKIM) != 1 || r.DKIM[0].Result != want || r.DKIM[0].Selector != sel {
 				t.Errorf("DKIM = %+v, want %s for s=%s", r.DKIM, want, sel)
 			}
@@ -244,9 +245,9 @@ func TestDKIMManySignatures(t *testing.T) {
 	msg := crlf(plainMessage)
 	msg = sign(t, msg, dkim.SignOptions{Domain: "example.test", Selector: "rsa", Signer: rk})
 	msg = sign(t, msg, dkim.SignOptions{Domain: "example.org", Selector: "ed", Signer: ek})
-	r := verify(t, v, SPFResult{Result: "none"}, msg)
+	r := verify(t, v, inbound.SPFResult{Result: "none"}, msg)
 	// Newest signature first, as they appear in the header.
-	want := []DKIMResult{
+	want := []inbound.DKIMResult{
 		{Result: "pass", Domain: "example.org", Selector: "ed"},
 		{Result: "pass", Domain: "example.test", Selector: "rsa"},
 	}
@@ -258,7 +259,7 @@ func TestDKIMManySignatures(t *testing.T) {
 	for i := range DefaultMaxSignatures + 2 {
 		msg = sign(t, msg, dkim.SignOptions{Domain: "example.test", Selector: fmt.Sprint("s", i), Signer: rk})
 	}
-	r = verify(t, v, SPFResult{Result: "none"}, msg)
+	r = verify(t, v, inbound.SPFResult{Result: "none"}, msg)
 	if len(r.DKIM) != DefaultMaxSignatures {
 		t.Errorf("%d results for %d signatures, want the bound %d", len(r.DKIM), DefaultMaxSignatures+4, DefaultMaxSignatures)
 	}

@@ -8,6 +8,7 @@ import (
 	"golang.org/x/net/publicsuffix"
 
 	"github.com/mailhook/mailhook/header"
+	"github.com/mailhook/mailhook/inbound"
 )
 
 // DMARC policy values (RFC 7489 §6.3).
@@ -37,12 +38,12 @@ const (
 //
 // A From is never "permerror" here: a domain that the payload could show
 // is always evaluated.
-func (v *Verifier) checkDMARC(ctx context.Context, author *header.Author, spf SPFResult, dkimRes []DKIMResult) DMARCResult {
+func (v *Verifier) checkDMARC(ctx context.Context, author *header.Author, spf inbound.SPFResult, dkimRes []inbound.DKIMResult) inbound.DMARCResult {
 	domains := author.Domains
 	if len(domains) == 0 {
-		return DMARCResult{Result: None, Policy: policyNone}
+		return inbound.DMARCResult{Result: inbound.None, Policy: policyNone}
 	}
-	var best DMARCResult
+	var best inbound.DMARCResult
 	for i, d := range domains {
 		r := v.evalDMARC(ctx, d, spf, dkimRes)
 		if i == 0 || dmarcRank(r) < dmarcRank(best) {
@@ -54,9 +55,9 @@ func (v *Verifier) checkDMARC(ctx context.Context, author *header.Author, spf SP
 
 // dmarcRank orders outcomes from worst to best for combining several
 // author domains.
-func dmarcRank(r DMARCResult) int {
+func dmarcRank(r inbound.DMARCResult) int {
 	switch r.Result {
-	case Fail:
+	case inbound.Fail:
 		switch r.Policy {
 		case policyReject:
 			return 0
@@ -64,30 +65,30 @@ func dmarcRank(r DMARCResult) int {
 			return 1
 		}
 		return 2
-	case TempError:
+	case inbound.TempError:
 		return 3
-	case PermError:
+	case inbound.PermError:
 		return 4
-	case None:
+	case inbound.None:
 		return 5
 	}
 	return 6
 }
 
 // evalDMARC evaluates DMARC for one author domain (RFC 7489 §6.6).
-func (v *Verifier) evalDMARC(ctx context.Context, from string, spf SPFResult, dkimRes []DKIMResult) DMARCResult {
-	out := DMARCResult{Domain: from, Policy: policyNone}
+func (v *Verifier) evalDMARC(ctx context.Context, from string, spf inbound.SPFResult, dkimRes []inbound.DKIMResult) inbound.DMARCResult {
+	out := inbound.DMARCResult{Domain: from, Policy: policyNone}
 	rec, atOrg, err := v.lookupDMARC(ctx, from)
 	switch {
 	case errors.Is(err, dmarc.ErrNoPolicy):
-		out.Result = None
+		out.Result = inbound.None
 		return out
 	case dmarc.IsTempFail(err):
-		out.Result = TempError
+		out.Result = inbound.TempError
 		return out
 	case err != nil:
 		v.log.Debug("dmarc record unusable", "domain", from, "err", err)
-		out.Result = PermError
+		out.Result = inbound.PermError
 		return out
 	}
 
@@ -101,30 +102,30 @@ func (v *Verifier) evalDMARC(ctx context.Context, from string, spf SPFResult, dk
 
 	// RFC 7489 §3.1: identifier alignment. A pass needs one
 	// authenticated and aligned identifier (§4.2).
-	aligned := spf.Result == Pass && alignedDomain(spf.Domain, from, rec.SPFAlignment)
+	aligned := spf.Result == inbound.Pass && alignedDomain(spf.Domain, from, rec.SPFAlignment)
 	for _, d := range dkimRes {
 		if aligned {
 			break
 		}
-		aligned = d.Result == Pass && alignedDomain(d.Domain, from, rec.DKIMAlignment)
+		aligned = d.Result == inbound.Pass && alignedDomain(d.Domain, from, rec.DKIMAlignment)
 	}
 	if aligned {
-		out.Result = Pass
+		out.Result = inbound.Pass
 		return out
 	}
 	// No aligned pass. If an aligned identifier could not be checked for
 	// a transient DNS reason, the verdict is not final: temperror, so that
 	// ingest can defer (451 4.4.3) rather than reject mail whose DNS
 	// merely timed out.
-	transient := spf.Result == TempError && alignedDomain(spf.Domain, from, rec.SPFAlignment)
+	transient := spf.Result == inbound.TempError && alignedDomain(spf.Domain, from, rec.SPFAlignment)
 	for _, d := range dkimRes {
-		transient = transient || (d.Result == TempError && alignedDomain(d.Domain, from, rec.DKIMAlignment))
+		transient = transient || (d.Result == inbound.TempError && alignedDomain(d.Domain, from, rec.DKIMAlignment))
 	}
 	if transient {
-		out.Result = TempError
+		out.Result = inbound.TempError
 		return out
 	}
-	out.Result = Fail
+	out.Result = inbound.Fail
 
 	// RFC 7489 §6.6.4: with pct below 100, messages outside the sample get
 	// the next less strict policy.

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/mailhook/mailhook/dns/dnstest"
+	"github.com/mailhook/mailhook/inbound"
 )
 
 // FuzzVerify feeds arbitrary messages to Verify against a loopback DNS
@@ -22,7 +23,7 @@ func FuzzVerify(f *testing.F) {
 	srv := dnstest.Start(f, e2eZone)
 	v := testVerifier(f, srv, nil)
 	f.Fuzz(func(t *testing.T, msg string) {
-		r, err := v.Verify(context.Background(), SPFResult{Result: "none"}, strings.NewReader(msg))
+		r, err := v.Verify(context.Background(), inbound.SPFResult{Result: "none"}, strings.NewReader(msg))
 		if err != nil {
 			t.Fatalf("Verify: %v", err)
 		}

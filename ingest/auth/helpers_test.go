@@ -18,6 +18,7 @@ import (
 	"github.com/emersion/go-msgauth/dkim"
 
 	"github.com/mailhook/mailhook/dns/dnstest"
+	"github.com/mailhook/mailhook/inbound"
 )
 
 // testKeys are generated once per test binary: RSA generation is slow
@@ -96,7 +97,7 @@ func readFile(t testing.TB, path string) string {
 	return string(b)
 }
 
-func verify(t testing.TB, v *Verifier, spf SPFResult, msg string) *Results {
+func verify(t testing.TB, v *Verifier, spf inbound.SPFResult, msg string) *inbound.Auth {
 	t.Helper()
 	r, err := v.Verify(context.Background(), spf, strings.NewReader(msg))
 	if err != nil {

@@ -9,6 +9,8 @@ import (
 
 	"blitiri.com.ar/go/spf"
 	"github.com/miekg/dns"
+
+	"github.com/mailhook/mailhook/inbound"
 )
 
 // CheckSPF evaluates SPF (RFC 7208) for the client ip: the MAIL FROM
@@ -19,7 +21,7 @@ import (
 // Options.LookupTimeout each, Options.MessageTimeout in all, and the limits
 // of RFC 7208 §4.6.4 (10 DNS-querying terms, 2 void lookups), which
 // blitiri.com.ar/go/spf applies.
-func (v *Verifier) CheckSPF(ctx context.Context, ip net.IP, helo, mailFrom string) SPFResult {
+func (v *Verifier) CheckSPF(ctx context.Context, ip net.IP, helo, mailFrom string) inbound.SPFResult {
 	ctx, cancel := context.WithTimeout(ctx, v.msgTimeout)
 	defer cancel()
 
@@ -35,7 +37,7 @@ func (v *Verifier) CheckSPF(ctx context.Context, ip net.IP, helo, mailFrom strin
 		domain = helo
 		sender = "postmaster@" + helo
 	}
-	res := SPFResult{Domain: strings.ToLower(domain), Identity: "mailfrom"}
+	res := inbound.SPFResult{Domain: strings.ToLower(domain), Identity: "mailfrom"}
 	if mailFrom == "" {
 		res.Identity = "helo"
 	}
@@ -43,7 +45,7 @@ func (v *Verifier) CheckSPF(ctx context.Context, ip net.IP, helo, mailFrom strin
 	// RFC 7208 §4.3: a malformed domain (not a multi-label FQDN, empty or
 	// over-long labels, an address literal) gives "none" without lookups.
 	if !validSPFDomain(domain) {
-		res.Result = None
+		res.Result = inbound.None
 		return res
 	}
 	r, err := spf.CheckHostWithSender(ip, helo, sender,
@@ -55,7 +57,7 @@ func (v *Verifier) CheckSPF(ctx context.Context, ip net.IP, helo, mailFrom strin
 			}
 		}),
 	)
-	res.Result = Verdict(r)
+	res.Result = inbound.Verdict(r)
 	if v.log.Enabled(ctx, slog.LevelDebug) {
 		v.log.Debug("spf checked", "remote_ip", ip.String(), "mail_from", mailFrom, "helo", helo,
 			"result", res.Result, "reason", errString(err))

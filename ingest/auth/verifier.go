@@ -14,6 +14,7 @@ import (
 
 	"github.com/mailhook/mailhook/dns"
 	"github.com/mailhook/mailhook/header"
+	"github.com/mailhook/mailhook/inbound"
 )
 
 // Defaults for Options.
@@ -71,9 +72,11 @@ type Options struct {
 //  1. at MAIL FROM, start CheckSPF (it may run while DATA arrives);
 //  2. at end of data, call Verify with the SPF result and the message as
 //     received; remove every Authentication-Results field for which
-//     IsForgedAR is true (RFC 8601 §5) and prepend Results.HeaderField();
-//  3. decide: Results.Reject() under verify.enforce_dmarc means 550 5.7.1
-//     (RFC 7489 §6.7); without enforcement, set Results.Quarantine instead.
+//     IsForgedAR is true (RFC 8601 §5) and prepend
+//     inbound.Auth.HeaderField();
+//  3. decide: inbound.Auth.Reject() under verify.enforce_dmarc means 550
+//     5.7.1 (RFC 7489 §6.7); p=quarantine, or p=reject without
+//     enforcement, is ingest's to flag (inbound.Auth.Quarantine).
 //     DMARC "temperror" (a DNS failure that kept an aligned identifier
 //     from passing) maps to 451 4.4.3 or accept-and-flag, by config.
 type Verifier struct {
@@ -141,13 +144,14 @@ func (v *Verifier) Resolver() *dns.Resolver { return v.res }
 // with the header field value to prepend (RFC 8601), authserv-id first.
 //
 // A bad or unverifiable signature never makes an error: verdicts are in the
-// Results. The error is non-nil only when msg cannot be read; msg is read
-// to its end otherwise. DNS work is bounded by Options.MessageTimeout.
-func (v *Verifier) Verify(ctx context.Context, spf SPFResult, msg io.Reader) (*Results, error) {
+// inbound.Auth returned (whose Quarantine flag is ingest's to set). The
+// error is non-nil only when msg cannot be read; msg is read to its end
+// otherwise. DNS work is bounded by Options.MessageTimeout.
+func (v *Verifier) Verify(ctx context.Context, spf inbound.SPFResult, msg io.Reader) (*inbound.Auth, error) {
 	ctx, cancel := context.WithTimeout(ctx, v.msgTimeout)
 	defer cancel()
 
-	res := &Results{SPF: spf, DKIM: []DKIMResult{}}
+	res := &inbound.Auth{SPF: spf, DKIM: []inbound.DKIMResult{}}
 	rd := &captureReader{r: msg}
 	br := bufio.NewReaderSize(rd, 8*1024)
 	// The header as every stage reads it (package header). DKIM is given
@@ -164,7 +168,7 @@ func (v *Verifier) Verify(ctx context.Context, spf SPFResult, msg io.Reader) (*R
 		_ = hdr.Write(&hb, nil)
 		res.DKIM = v.verifyDKIM(ctx, hdr.Fields, io.MultiReader(&hb, bytes.NewReader(hdr.Rest), br))
 	} else {
-		res.DKIM = []DKIMResult{{Result: PermError, Error: "header block too large"}}
+		res.DKIM = []inbound.DKIMResult{{Result: inbound.PermError, Error: "header block too large"}}
 	}
 	if _, err := io.Copy(io.Discard, br); err != nil || rd.err != nil {
 		return nil, fmt.Errorf("auth: read message: %w", errors.Join(rd.err, err))
@@ -174,23 +178,14 @@ func (v *Verifier) Verify(ctx context.Context, spf SPFResult, msg io.Reader) (*R
 		author := header.ReadAuthor(hdr)
 		res.DMARC = v.checkDMARC(ctx, &author, spf, res.DKIM)
 	} else {
-		res.DMARC = DMARCResult{Result: PermError, Policy: "none"}
+		res.DMARC = inbound.DMARCResult{Result: inbound.PermError, Policy: "none"}
 	}
-	res.Quarantine = res.DMARC.Result == Fail && res.DMARC.Policy == "quarantine"
 	res.AuthenticationResults = v.formatAR(res)
 	if v.log.Enabled(ctx, slog.LevelDebug) { // Summary builds a map: only when logged
 		v.log.Debug("message verified", "spf", spf.Result, "dkim", res.Summary()["dkim"],
 			"dmarc", res.DMARC.Result, "dmarc_policy", res.DMARC.Policy, "from_domain", res.DMARC.Domain)
 	}
 	return res, nil
-}
-
-// Reject reports whether DMARC failed under p=reject (after pct sampling),
-// in which case ingest answers 550 5.7.1 when verify.enforce_dmarc is on.
-// When enforcement is off, ingest should set Quarantine instead, as the
-// Results.Quarantine comment says.
-func (r *Results) Reject() bool {
-	return r != nil && r.DMARC.Result == Fail && r.DMARC.Policy == "reject"
 }
 
 // captureReader remembers the first read error that is not io.EOF, so read

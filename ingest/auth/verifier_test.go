@@ -18,6 +18,7 @@ import (
 	"github.com/mailhook/mailhook/dns"
 	"github.com/mailhook/mailhook/dns/dnstest"
 	"github.com/mailhook/mailhook/header"
+	"github.com/mailhook/mailhook/inbound"
 )
 
 const e2eZone = `
@@ -46,22 +47,22 @@ func TestVerifyEndToEnd(t *testing.T) {
 
 	t.Run("signed, from an SPF-allowed IP", func(t *testing.T) {
 		spf := v.CheckSPF(ctx, net.ParseIP("192.0.2.10"), "mail.example.test", "<bounce@example.test>")
-		if spf != (SPFResult{Result: "pass", Domain: "example.test", Identity: "mailfrom"}) {
+		if spf != (inbound.SPFResult{Result: "pass", Domain: "example.test", Identity: "mailfrom"}) {
 			t.Fatalf("CheckSPF = %+v", spf)
 		}
 		r := verify(t, v, spf, signed)
-		want := &Results{
+		want := &inbound.Auth{
 			SPF:   spf,
-			DKIM:  []DKIMResult{{Result: "pass", Domain: "example.test", Selector: "rsa"}},
-			DMARC: DMARCResult{Result: "pass", Policy: "reject", Domain: "example.test"},
+			DKIM:  []inbound.DKIMResult{{Result: "pass", Domain: "example.test", Selector: "rsa"}},
+			DMARC: inbound.DMARCResult{Result: "pass", Policy: "reject", Domain: "example.test"},
 			AuthenticationResults: "mx.mailhook.test; spf=pass smtp.mailfrom=example.test;" +
 				" dkim=pass header.d=example.test header.s=rsa; dmarc=pass header.from=example.test",
 		}
 		if !reflect.DeepEqual(r, want) {
 			t.Errorf("Verify =\n%+v\nwant\n%+v", r, want)
 		}
-		if r.Reject() || r.Quarantine {
-			t.Errorf("Reject() = %v, Quarantine = %v; want neither", r.Reject(), r.Quarantine)
+		if r.Reject() {
+			t.Errorf("Reject() = true, want false")
 		}
 		if s := r.Summary(); s["spf"] != "pass" || s["dkim"] != "pass" || s["dmarc"] != "pass" || s["dmarc_policy"] != "reject" {
 			t.Errorf("Summary() = %v", s)
@@ -71,7 +72,7 @@ func TestVerifyEndToEnd(t *testing.T) {
 	t.Run("forged From of a p=reject domain", func(t *testing.T) {
 		spf := v.CheckSPF(ctx, net.ParseIP("203.0.113.5"), "evil.test", "attacker@evil.test")
 		r := verify(t, v, spf, crlf(plainMessage))
-		if r.DMARC != (DMARCResult{Result: "fail", Policy: "reject", Domain: "example.test"}) || !r.Reject() {
+		if r.DMARC != (inbound.DMARCResult{Result: "fail", Policy: "reject", Domain: "example.test"}) || !r.Reject() {
 			t.Errorf("DMARC = %+v, Reject() = %v; want fail under reject", r.DMARC, r.Reject())
 		}
 		if !strings.Contains(r.AuthenticationResults, "dkim=none; dmarc=fail header.from=example.test") {
@@ -91,15 +92,16 @@ func TestVerifyEndToEnd(t *testing.T) {
 
 	t.Run("p=quarantine failure", func(t *testing.T) {
 		msg := strings.Replace(crlf(plainMessage), "alice@example.test", "alice@quar.test", 1)
-		r := verify(t, v, SPFResult{Result: "none", Domain: "evil.test", Identity: "mailfrom"}, msg)
-		if !r.Quarantine || r.Reject() {
-			t.Errorf("Quarantine = %v, Reject() = %v; want quarantine only", r.Quarantine, r.Reject())
+		r := verify(t, v, inbound.SPFResult{Result: "none", Domain: "evil.test", Identity: "mailfrom"}, msg)
+		if r.DMARC.Result != inbound.Fail || r.DMARC.Policy != "quarantine" || r.Reject() || r.Quarantine {
+			t.Errorf("DMARC = %+v, Reject() = %v, Quarantine = %v; want fail under quarantine, left to ingest to flag",
+				r.DMARC, r.Reject(), r.Quarantine)
 		}
 	})
 
 	t.Run("null MAIL FROM checks HELO", func(t *testing.T) {
 		spf := v.CheckSPF(ctx, net.ParseIP("192.0.2.25"), "mail.example.test", "<>")
-		if spf != (SPFResult{Result: "pass", Domain: "mail.example.test", Identity: "helo"}) {
+		if spf != (inbound.SPFResult{Result: "pass", Domain: "mail.example.test", Identity: "helo"}) {
 			t.Fatalf("CheckSPF = %+v", spf)
 		}
 		r := verify(t, v, spf, signed)
@@ -209,28 +211,28 @@ func TestVerifyInputs(t *testing.T) {
 	ctx := context.Background()
 	signed := sign(t, crlf(plainMessage), so)
 
-	if _, err := v.Verify(ctx, SPFResult{}, failingReader{strings.NewReader(signed)}); !errors.Is(err, errDisk) {
+	if _, err := v.Verify(ctx, inbound.SPFResult{}, failingReader{strings.NewReader(signed)}); !errors.Is(err, errDisk) {
 		t.Errorf("Verify with a failing reader: %v, want %v", err, errDisk)
 	}
-	if _, err := v.Verify(ctx, SPFResult{}, failingReader{strings.NewReader("From: a@example.test\r\n")}); !errors.Is(err, errDisk) {
+	if _, err := v.Verify(ctx, inbound.SPFResult{}, failingReader{strings.NewReader("From: a@example.test\r\n")}); !errors.Is(err, errDisk) {
 		t.Errorf("Verify with a failing reader in the header: %v, want %v", err, errDisk)
 	}
 
 	// The whole message is consumed, so a caller can tee it to storage.
 	rd := strings.NewReader(crlf(plainMessage))
-	if _, err := v.Verify(ctx, SPFResult{}, rd); err != nil || rd.Len() != 0 {
+	if _, err := v.Verify(ctx, inbound.SPFResult{}, rd); err != nil || rd.Len() != 0 {
 		t.Errorf("Verify left %d bytes unread (err %v)", rd.Len(), err)
 	}
 
 	// Header only, no body.
-	r := verify(t, v, SPFResult{Result: "none"}, "From: a@example.test\r\nSubject: x\r\n")
+	r := verify(t, v, inbound.SPFResult{Result: "none"}, "From: a@example.test\r\nSubject: x\r\n")
 	if r.DMARC.Result != "fail" {
 		t.Errorf("header-only message: DMARC %+v", r.DMARC)
 	}
 
 	// LF line ends (a message handed in from a file): still verified.
 	lf := strings.ReplaceAll(signed, "\r\n", "\n")
-	r = verify(t, v, SPFResult{Result: "none"}, lf)
+	r = verify(t, v, inbound.SPFResult{Result: "none"}, lf)
 	if len(r.DKIM) != 1 || r.DMARC.Domain != "example.test" {
 		t.Errorf("LF message: %+v", r)
 	}
@@ -238,7 +240,7 @@ func TestVerifyInputs(t *testing.T) {
 	// A hostile header larger than the bound: no verdicts, no error.
 	huge := "X-Junk: " + strings.Repeat("a", 100) + "\r\n"
 	big := strings.Repeat(huge, header.DefaultMaxBytes/len(huge)+10) + signed
-	r = verify(t, v, SPFResult{Result: "none"}, big)
+	r = verify(t, v, inbound.SPFResult{Result: "none"}, big)
 	if r.DMARC.Result != "permerror" || len(r.DKIM) != 1 || r.DKIM[0].Result != "permerror" {
 		t.Errorf("oversized header: DKIM %+v DMARC %+v, want permerror", r.DKIM, r.DMARC)
 	}
@@ -255,7 +257,7 @@ func TestVerifyMessageTimeout(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := verify(t, v, SPFResult{Result: "none"}, sign(t, crlf(plainMessage), so))
+	r := verify(t, v, inbound.SPFResult{Result: "none"}, sign(t, crlf(plainMessage), so))
 	if r.DKIM[0].Result != "temperror" || r.DMARC.Result != "temperror" {
 		t.Errorf("with DNS timing out: DKIM %+v DMARC %+v, want temperror", r.DKIM, r.DMARC)
 	}
@@ -286,31 +288,31 @@ func TestNewVerifier(t *testing.T) {
 func TestAuthenticationResultsFormat(t *testing.T) {
 	v := &Verifier{authServID: "mx.mailhook.test"}
 	tests := []struct {
-		res  Results
+		res  inbound.Auth
 		want string
 	}{
-		{Results{
-			SPF: SPFResult{Result: "softfail", Domain: "example.org", Identity: "mailfrom"},
-			DKIM: []DKIMResult{
+		{inbound.Auth{
+			SPF: inbound.SPFResult{Result: "softfail", Domain: "example.org", Identity: "mailfrom"},
+			DKIM: []inbound.DKIMResult{
 				{Result: "pass", Domain: "example.org", Selector: "s1"},
 				{Result: "fail", Domain: "list.example.net", Selector: "2026"},
 			},
-			DMARC: DMARCResult{Result: "pass", Policy: "none", Domain: "example.org"},
+			DMARC: inbound.DMARCResult{Result: "pass", Policy: "none", Domain: "example.org"},
 		}, "mx.mailhook.test; spf=softfail smtp.mailfrom=example.org;" +
 			" dkim=pass header.d=example.org header.s=s1; dkim=fail header.d=list.example.net header.s=2026;" +
 			" dmarc=pass header.from=example.org"},
-		{Results{
-			SPF:   SPFResult{Result: "none", Domain: "h.example", Identity: "helo"},
-			DMARC: DMARCResult{Result: "none", Policy: "none"},
+		{inbound.Auth{
+			SPF:   inbound.SPFResult{Result: "none", Domain: "h.example", Identity: "helo"},
+			DMARC: inbound.DMARCResult{Result: "none", Policy: "none"},
 		}, "mx.mailhook.test; spf=none smtp.helo=h.example; dkim=none; dmarc=none"},
-		{Results{}, "mx.mailhook.test; spf=none; dkim=none; dmarc=none"},
+		{inbound.Auth{}, "mx.mailhook.test; spf=none; dkim=none; dmarc=none"},
 	}
 	for _, tc := range tests {
 		if got := v.formatAR(&tc.res); got != tc.want {
 			t.Errorf("formatAR(%+v) =\n%q\nwant\n%q", tc.res, got, tc.want)
 		}
 	}
-	r := &Results{AuthenticationResults: "mx.mailhook.test; spf=pass smtp.mailfrom=a.example; dkim=none; dmarc=none"}
+	r := &inbound.Auth{AuthenticationResults: "mx.mailhook.test; spf=pass smtp.mailfrom=a.example; dkim=none; dmarc=none"}
 	want := "Authentication-Results: mx.mailhook.test;\r\n\tspf=pass smtp.mailfrom=a.example;\r\n\tdkim=none;\r\n\tdmarc=none\r\n"
 	if got := r.HeaderField(); got != want {
 		t.Errorf("HeaderField() = %q, want %q", got, want)

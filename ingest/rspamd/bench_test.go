@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mailhook/mailhook/ingest/auth"
+	"github.com/mailhook/mailhook/inbound"
 	"github.com/mailhook/mailhook/ingest/rspamd"
 	"github.com/mailhook/mailhook/ingest/rspamd/rspamdtest"
 )
@@ -28,8 +28,8 @@ func BenchmarkCheck2KB(b *testing.B) {
 	msg := []byte(message(strings.Repeat("Lorem ipsum dolor sit amet, consectetur adipiscing. ", 38)))
 	req := &rspamd.Request{IP: "192.0.2.10", Helo: "mail.example.org", MailFrom: "alice@example.org",
 		Rcpts: []string{"support@example.test"}, QueueID: "01bench", Hostname: "mx.example.test",
-		Auth: &auth.Results{SPF: auth.SPFResult{Result: "pass"}, DKIM: []auth.DKIMResult{{Result: "pass", Domain: "example.org"}},
-			DMARC: auth.DMARCResult{Result: "pass", Policy: "reject", Domain: "example.org"}}}
+		Auth: &inbound.Auth{SPF: inbound.SPFResult{Result: "pass"}, DKIM: []inbound.DKIMResult{{Result: "pass", Domain: "example.org"}},
+			DMARC: inbound.DMARCResult{Result: "pass", Policy: "reject", Domain: "example.org"}}}
 	cpu := func() time.Duration {
 		var ru syscall.Rusage
 		syscall.Getrusage(syscall.RUSAGE_SELF, &ru)

@@ -24,57 +24,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/mailhook/mailhook/ingest/auth"
+	"github.com/mailhook/mailhook/inbound"
 )
-
-// The actions rspamd recommends (the "action" of its reply).
-const (
-	ActionNone           = "no action"
-	ActionGreylist       = "greylist"
-	ActionAddHeader      = "add header"
-	ActionRewriteSubject = "rewrite subject"
-	ActionSoftReject     = "soft reject"
-	ActionReject         = "reject"
-	// ActionQuarantine and ActionDiscard are rspamd's optional actions
-	// (force_actions rules may answer them).
-	ActionQuarantine = "quarantine"
-	ActionDiscard    = "discard"
-)
-
-// Actions lists the actions rspamd answers, mildest first. A reply with
-// another one (a custom action) is still a verdict, recorded as it is.
-var Actions = []string{ActionNone, ActionGreylist, ActionAddHeader, ActionRewriteSubject, ActionQuarantine,
-	ActionSoftReject, ActionReject, ActionDiscard}
-
-// The values of Result.Result.
-const (
-	ResultOK    = "ok"
-	ResultError = "error"
-)
-
-// Result is rspamd's verdict on one message. Its JSON form is the "spam"
-// object of the webhook contract in DESIGN.md ("Round 2 contracts").
-type Result struct {
-	// Result is "ok" when rspamd answered, "error" when it could not be
-	// asked (down, slow, a bad reply) and the message was accepted anyway
-	// (verify.rspamd.on_error: accept); the other fields are then empty.
-	Result        string   `json:"result"`
-	Score         float64  `json:"score"`
-	RequiredScore float64  `json:"required_score"`
-	Action        string   `json:"action"`
-	Symbols       []Symbol `json:"symbols"`
-	// Error says what went wrong when Result is "error".
-	Error string `json:"error,omitempty"`
-}
-
-// Symbol is one rule that contributed to the score.
-type Symbol struct {
-	Name  string  `json:"name"`
-	Score float64 `json:"score"`
-}
-
-// OK reports whether r is a verdict rspamd gave (not nil, not an error).
-func (r *Result) OK() bool { return r != nil && r.Result == ResultOK }
 
 // Request is what rspamd is told about a message beside its bytes.
 type Request struct {
@@ -94,7 +45,7 @@ type Request struct {
 	// Authentication-Results it may write).
 	Hostname string
 	// Auth are our SPF/DKIM/DMARC verdicts; nil lets rspamd check itself.
-	Auth *auth.Results
+	Auth *inbound.Auth
 }
 
 // Options configure a Client.
@@ -167,7 +118,7 @@ func New(o Options) (*Client, error) {
 // verdict. The body is streamed as it is read (a spool file stays on disk).
 // An error means no verdict: rspamd is down, did not answer within the
 // timeout, or answered something that is not a verdict.
-func (c *Client) Check(ctx context.Context, req *Request, body io.Reader, size int64) (*Result, error) {
+func (c *Client) Check(ctx context.Context, req *Request, body io.Reader, size int64) (*inbound.Spam, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
 	hr, err := http.NewRequestWithContext(ctx, http.MethodPost, c.url, io.NopCloser(body))
@@ -237,7 +188,7 @@ func setHeaders(h http.Header, r *Request) {
 // for DMARC also quarantine and reject), or for DKIM a list of "results"
 // with their domains. A header rspamd gets makes it skip its own check of
 // that method.
-func authHeaders(a *auth.Results) map[string]string {
+func authHeaders(a *inbound.Auth) map[string]string {
 	out := map[string]string{}
 	enc := func(v any) string {
 		b, _ := json.Marshal(v) // maps and strings only: cannot fail
@@ -271,9 +222,9 @@ func authHeaders(a *auth.Results) map[string]string {
 // spfWord is rspamd's word for an SPF result (RFC 7208 §2.6). temperror
 // has none that makes a symbol; it is still sent, so rspamd does not
 // repeat the lookup that just failed.
-func spfWord(r auth.Verdict) string {
+func spfWord(r inbound.Verdict) string {
 	switch r {
-	case auth.Pass, auth.Fail, auth.SoftFail, auth.Neutral:
+	case inbound.Pass, inbound.Fail, inbound.SoftFail, inbound.Neutral:
 		return string(r)
 	}
 	return errWord(r)
@@ -281,11 +232,11 @@ func spfWord(r auth.Verdict) string {
 
 // dkimWord is rspamd's word for a DKIM result (RFC 6376 §6.1, RFC 8601
 // §2.7.1); neutral and policy have none, and such a signature is left out.
-func dkimWord(r auth.Verdict) string {
+func dkimWord(r inbound.Verdict) string {
 	switch r {
-	case auth.Pass, auth.Fail:
+	case inbound.Pass, inbound.Fail:
 		return string(r)
-	case auth.TempError, auth.PermError:
+	case inbound.TempError, inbound.PermError:
 		return errWord(r)
 	}
 	return ""
@@ -293,11 +244,11 @@ func dkimWord(r auth.Verdict) string {
 
 // dmarcWord is rspamd's word for a DMARC result: a failure is named by the
 // policy that applies to it (RFC 7489 §6.3), as rspamd's own symbols are.
-func dmarcWord(d auth.DMARCResult) string {
+func dmarcWord(d inbound.DMARCResult) string {
 	switch d.Result {
-	case auth.Pass:
+	case inbound.Pass:
 		return "pass"
-	case auth.Fail:
+	case inbound.Fail:
 		switch d.Policy {
 		case "reject":
 			return "reject"
@@ -311,13 +262,13 @@ func dmarcWord(d auth.DMARCResult) string {
 
 // errWord is rspamd's word for the results the methods share: none,
 // temperror and permerror (RFC 8601 §2.7).
-func errWord(r auth.Verdict) string {
+func errWord(r inbound.Verdict) string {
 	switch r {
-	case auth.None:
+	case inbound.None:
 		return "na"
-	case auth.TempError:
+	case inbound.TempError:
 		return "tempfail"
-	case auth.PermError:
+	case inbound.PermError:
 		return "permfail"
 	}
 	return ""
@@ -336,7 +287,7 @@ type reply struct {
 
 // parseReply decodes a /checkv2 reply. Symbols come sorted by score, the
 // largest first, then by name, so the payload is stable.
-func parseReply(data []byte) (*Result, error) {
+func parseReply(data []byte) (*inbound.Spam, error) {
 	var rp reply
 	if err := json.Unmarshal(data, &rp); err != nil {
 		return nil, fmt.Errorf("rspamd: reply is not JSON: %w", err)
@@ -347,12 +298,12 @@ func parseReply(data []byte) (*Result, error) {
 	if rp.Score == nil || !validAction(rp.Action) {
 		return nil, fmt.Errorf("rspamd: reply without a score and an action: %s", firstLine(data))
 	}
-	r := &Result{Result: ResultOK, Score: *rp.Score, RequiredScore: rp.RequiredScore, Action: rp.Action,
-		Symbols: make([]Symbol, 0, len(rp.Symbols))}
+	r := &inbound.Spam{Result: inbound.SpamResultOK, Score: *rp.Score, RequiredScore: rp.RequiredScore, Action: rp.Action,
+		Symbols: make([]inbound.SpamSymbol, 0, len(rp.Symbols))}
 	for name, s := range rp.Symbols {
-		r.Symbols = append(r.Symbols, Symbol{Name: name, Score: s.Score})
+		r.Symbols = append(r.Symbols, inbound.SpamSymbol{Name: name, Score: s.Score})
 	}
-	slices.SortFunc(r.Symbols, func(a, b Symbol) int {
+	slices.SortFunc(r.Symbols, func(a, b inbound.SpamSymbol) int {
 		if c := cmp.Compare(b.Score, a.Score); c != 0 {
 			return c
 		}
@@ -361,11 +312,11 @@ func parseReply(data []byte) (*Result, error) {
 	return r, nil
 }
 
-// validAction reports whether a is an action name: one of Actions, or a
+// validAction reports whether a is an action name: one of inbound.SpamActions, or a
 // custom one made of lower-case letters, digits, spaces, '_' and '-'
 // (it goes into logs, metrics labels and the payload).
 func validAction(a string) bool {
-	if slices.Contains(Actions, a) {
+	if slices.Contains(inbound.SpamActions, a) {
 		return true
 	}
 	if a == "" || len(a) > 32 {
@@ -379,9 +330,9 @@ func validAction(a string) bool {
 	return true
 }
 
-// Failed returns the Result recorded when rspamd could not be asked.
-func Failed(err error) *Result {
-	return &Result{Result: ResultError, Symbols: []Symbol{}, Error: err.Error()}
+// Failed returns the verdict recorded when rspamd could not be asked.
+func Failed(err error) *inbound.Spam {
+	return &inbound.Spam{Result: inbound.SpamResultError, Symbols: []inbound.SpamSymbol{}, Error: err.Error()}
 }
 
 // firstLine returns the start of a reply body for an error message.

@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mailhook/mailhook/ingest/auth"
+	"github.com/mailhook/mailhook/inbound"
 	"github.com/mailhook/mailhook/ingest/rspamd"
 	"github.com/mailhook/mailhook/ingest/rspamd/rspamdtest"
 )
@@ -27,7 +27,7 @@ func message(line string) string {
 		"Hello, a question about my order.\r\n" + line + "\r\n"
 }
 
-func check(t *testing.T, c *rspamd.Client, req *rspamd.Request, msg string) (*rspamd.Result, error) {
+func check(t *testing.T, c *rspamd.Client, req *rspamd.Request, msg string) (*inbound.Spam, error) {
 	t.Helper()
 	return c.Check(context.Background(), req, strings.NewReader(msg), int64(len(msg)))
 }
@@ -41,7 +41,7 @@ func newClient(t *testing.T, o rspamd.Options) *rspamd.Client {
 	return c
 }
 
-func names(r *rspamd.Result) []string {
+func names(r *inbound.Spam) []string {
 	var n []string
 	for _, s := range r.Symbols {
 		n = append(n, s.Name)
@@ -58,9 +58,9 @@ func TestCheckRealRspamd(t *testing.T) {
 		Rcpts: []string{"support@example.test", "sales@example.test"}, QueueID: "01testqueueid", Hostname: "mx.example.test"}
 
 	for _, tc := range []struct{ body, action string }{
-		{rspamdtest.GTUBE, rspamd.ActionReject},
-		{rspamdtest.GTUBEAddHeader, rspamd.ActionAddHeader},
-		{rspamdtest.GTUBERewriteSubject, rspamd.ActionRewriteSubject},
+		{rspamdtest.GTUBE, inbound.SpamActionReject},
+		{rspamdtest.GTUBEAddHeader, inbound.SpamActionAddHeader},
+		{rspamdtest.GTUBERewriteSubject, inbound.SpamActionRewriteSubject},
 	} {
 		r, err := check(t, c, req, message(tc.body))
 		if err != nil {
@@ -73,10 +73,10 @@ func TestCheckRealRspamd(t *testing.T) {
 
 	// Our verdicts reach rspamd's http_headers module, which scores them
 	// in place of its own checks.
-	req.Auth = &auth.Results{
-		SPF:   auth.SPFResult{Result: "pass", Domain: "example.org"},
-		DKIM:  []auth.DKIMResult{{Result: "pass", Domain: "example.org", Selector: "s1"}},
-		DMARC: auth.DMARCResult{Result: "pass", Policy: "reject", Domain: "example.org"},
+	req.Auth = &inbound.Auth{
+		SPF:   inbound.SPFResult{Result: "pass", Domain: "example.org"},
+		DKIM:  []inbound.DKIMResult{{Result: "pass", Domain: "example.org", Selector: "s1"}},
+		DMARC: inbound.DMARCResult{Result: "pass", Policy: "reject", Domain: "example.org"},
 	}
 	r, err := check(t, c, req, message("Thanks, Alice"))
 	if err != nil {
@@ -88,7 +88,7 @@ func TestCheckRealRspamd(t *testing.T) {
 			t.Errorf("Check(ordinary) symbols = %v, want %s among them", got, want)
 		}
 	}
-	if r.Action != rspamd.ActionNone || r.Score >= r.RequiredScore || r.RequiredScore <= 0 {
+	if r.Action != inbound.SpamActionNone || r.Score >= r.RequiredScore || r.RequiredScore <= 0 {
 		t.Errorf("Check(ordinary) = %+v, want no action and a score under the required one", r)
 	}
 	for i := 1; i < len(r.Symbols); i++ {
@@ -148,18 +148,18 @@ func TestCheckHeaders(t *testing.T) {
 	req := &rspamd.Request{IP: "192.0.2.10", Helo: "mail.example.org", MailFrom: "",
 		Rcpts: []string{"a@example.test", "b@example.test"}, QueueID: "01q", Hostname: "mx.example.test",
 		TLSVersion: "TLSv1.3", TLSCipher: "TLS_AES_128_GCM_SHA256",
-		Auth: &auth.Results{
-			SPF:   auth.SPFResult{Result: "softfail"},
-			DKIM:  []auth.DKIMResult{{Result: "pass", Domain: "example.org"}, {Result: "permerror", Domain: "example.net"}},
-			DMARC: auth.DMARCResult{Result: "fail", Policy: "quarantine", Domain: "example.org"},
+		Auth: &inbound.Auth{
+			SPF:   inbound.SPFResult{Result: "softfail"},
+			DKIM:  []inbound.DKIMResult{{Result: "pass", Domain: "example.org"}, {Result: "permerror", Domain: "example.net"}},
+			DMARC: inbound.DMARCResult{Result: "fail", Policy: "quarantine", Domain: "example.org"},
 		}}
 	msg := message("hi")
 	r, err := check(t, c, req, msg)
 	if err != nil {
 		t.Fatalf("Check = %v", err)
 	}
-	want := &rspamd.Result{Result: "ok", Score: 2.5, RequiredScore: 15, Action: "no action",
-		Symbols: []rspamd.Symbol{{"A", 1}, {"B", 1}, {"C", 0.5}}}
+	want := &inbound.Spam{Result: "ok", Score: 2.5, RequiredScore: 15, Action: "no action",
+		Symbols: []inbound.SpamSymbol{{Name: "A", Score: 1}, {Name: "B", Score: 1}, {Name: "C", Score: 0.5}}}
 	if !equalJSON(r, want) {
 		t.Errorf("Check = %+v, want %+v", r, want)
 	}

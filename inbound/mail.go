@@ -1,12 +1,8 @@
-// Package route decides, by ordered rules, what happens to a message: which
-// webhooks, mailboxes and forwards it goes to, or whether it is refused.
-package route
+package inbound
 
 import (
 	"time"
 
-	"github.com/mailhook/mailhook/ingest/auth"
-	"github.com/mailhook/mailhook/ingest/rspamd"
 	"github.com/mailhook/mailhook/parse"
 	"github.com/mailhook/mailhook/replyaddr"
 )
@@ -22,9 +18,18 @@ type Envelope struct {
 }
 
 // Mail is the one value that flows from ingest through route to deliver.
-// Each stage fills its part and leaves it read-only after: ingest the ID,
-// envelope, raw file and Auth; parse the Message. Its JSON form is stable
-// because queues store it.
+// Ingest fills every field, in the order of its DATA step, before the
+// queue's commit; after the commit, nothing writes to it. Its JSON form is
+// stable because queues store it.
+//
+// Within ingest, each field has one writer: the session sets ID, StableID,
+// ReceivedAt and Envelope; the verifier (ingest/auth) sets Auth, which
+// ingest completes with Quarantine once the spam verdict is in; rspamd
+// (ingest/rspamd) sets Spam; the parser (parse) sets Message, whose header
+// list ingest completes with the fields it prepends; routing sets Reply
+// and ReplyRcpt; the spool sets RawPath, Raw and RawSize. The BeforeCommit
+// hook of ingest may still add attachment URLs to Message (the admin
+// listener serves them); that is the last write.
 type Mail struct {
 	// ID is unique to this acceptance: the id in "250 queued as ID" and
 	// the key the queue stores the message under.
@@ -36,16 +41,17 @@ type Mail struct {
 	StableID   string         `json:"stable_id"`
 	ReceivedAt time.Time      `json:"received_at"`
 	Envelope   Envelope       `json:"envelope"`
-	Auth       *auth.Results  `json:"auth"`
+	Auth       *Auth          `json:"auth"`
 	Message    *parse.Message `json:"message"`
 	// Reply is the verdict on the first recipient that is a signed reply
-	// address (see ReplyOf); nil when none is. Ingest sets it after routing.
+	// address (see route.ReplyOf); nil when none is. Ingest sets it after
+	// routing.
 	Reply *replyaddr.Result `json:"reply,omitempty"`
 	// ReplyRcpt is the recipient Reply is about.
 	ReplyRcpt string `json:"reply_rcpt,omitempty"`
 	// Spam is rspamd's verdict (ingest/rspamd), nil when rspamd is not
 	// configured.
-	Spam *rspamd.Result `json:"spam,omitempty"`
+	Spam *Spam `json:"spam,omitempty"`
 	// RawPath is the file holding the whole message as received, with the
 	// Received and Authentication-Results fields mailhook prepended. The
 	// commit step takes ownership of it. Not part of the JSON.

@@ -1,17 +1,20 @@
-// Package auth verifies who sent a message: SPF (RFC 7208), DKIM (RFC 6376,
-// RFC 8463), DMARC (RFC 7489), and writes Authentication-Results (RFC 8601).
-package auth
+package inbound
 
-// Results are the verification results of one message. Their JSON form is
-// the "auth" object of the webhook contract in DESIGN.md.
-type Results struct {
+import "strings"
+
+// Auth are the SPF, DKIM and DMARC verdicts on one message, given by the
+// verifier (ingest/auth). Their JSON form is the "auth" object of the
+// webhook contract in DESIGN.md.
+type Auth struct {
 	SPF   SPFResult    `json:"spf"`
 	DKIM  []DKIMResult `json:"dkim"`
 	DMARC DMARCResult  `json:"dmarc"`
 	// AuthenticationResults is the header field value mailhook added.
 	AuthenticationResults string `json:"authentication_results"`
-	// Quarantine is true when DMARC failed under p=quarantine (or p=reject
-	// when enforcement is off); rules can match on it.
+	// Quarantine is true when the message is passed on flagged, for rules
+	// to route: DMARC failed under p=quarantine, or under p=reject with
+	// enforcement off, or rspamd's action asks for it (see Quarantined).
+	// Ingest sets it, once, after both verdicts.
 	Quarantine bool `json:"quarantine,omitempty"`
 }
 
@@ -60,12 +63,12 @@ type DMARCResult struct {
 // Summary returns the single results matchable by route rules:
 // spf, dkim (pass if any signature passed, else the first result or "none"),
 // dmarc, and dmarc_policy.
-func (r *Results) Summary() map[string]string {
-	if r == nil {
+func (a *Auth) Summary() map[string]string {
+	if a == nil {
 		return map[string]string{}
 	}
 	dkim := None
-	for i, d := range r.DKIM {
+	for i, d := range a.DKIM {
 		if i == 0 {
 			dkim = d.Result
 		}
@@ -75,9 +78,23 @@ func (r *Results) Summary() map[string]string {
 		}
 	}
 	return map[string]string{
-		"spf":          string(r.SPF.Result),
+		"spf":          string(a.SPF.Result),
 		"dkim":         string(dkim),
-		"dmarc":        string(r.DMARC.Result),
-		"dmarc_policy": r.DMARC.Policy,
+		"dmarc":        string(a.DMARC.Result),
+		"dmarc_policy": a.DMARC.Policy,
 	}
+}
+
+// Reject reports whether DMARC failed under p=reject (after pct sampling),
+// in which case ingest answers 550 5.7.1 when verify.enforce_dmarc is on,
+// and sets Quarantine instead when it is off.
+func (a *Auth) Reject() bool {
+	return a != nil && a.DMARC.Result == Fail && a.DMARC.Policy == "reject"
+}
+
+// HeaderField returns the whole Authentication-Results field to prepend to
+// the message: the name, AuthenticationResults folded after each ";"
+// (RFC 5322 §2.2.3), and CRLF.
+func (a *Auth) HeaderField() string {
+	return "Authentication-Results: " + strings.ReplaceAll(a.AuthenticationResults, "; ", ";\r\n\t") + "\r\n"
 }

@@ -1,9 +1,11 @@
-package config
+package route_test
 
 import (
 	"slices"
 	"testing"
 
+	"github.com/mailhook/mailhook/config"
+	"github.com/mailhook/mailhook/inbound"
 	"github.com/mailhook/mailhook/route"
 )
 
@@ -12,7 +14,7 @@ hostname: mx.example.test
 data_dir: /tmp/mh
 domains: [example.test]
 webhooks:
-  tickets: {url: "https://app.example/hooks", secret: "` + secret + `"}
+  tickets: {url: "https://app.example/hooks", secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"}
 mailbox:
   users:
     - {name: alice, password_hash: "$2b$10$abcdefghijklmnopqrstuu8NNwc5r4QzCeX5S3aU1SwLd4bFY5j1u", addresses: ["alice@example.test", "team@example.test"]}
@@ -27,9 +29,9 @@ routes:
 // rule after the configured ones, plus-addresses included; a configured
 // route for the same address wins; a user without addresses has none.
 func TestUserRules(t *testing.T) {
-	cfg, errs := load(t, withUsers)
-	if errs != nil {
-		t.Fatalf("config: %v", errs)
+	cfg, err := config.LoadBytes([]byte(withUsers), route.CheckConfig)
+	if err != nil {
+		t.Fatalf("config: %v", err)
 	}
 	rules := cfg.Rules()
 	var names []string
@@ -42,9 +44,9 @@ func TestUserRules(t *testing.T) {
 	if len(cfg.Routes) != 1 {
 		t.Fatalf("Rules() changed the configured routes: %v", cfg.Routes)
 	}
-	k := cfg.Known()
+	k := route.KnownOf(cfg)
 	if !k.Webhooks["tickets"] || !k.Users["alice"] || !k.Users["bob"] || len(k.Users) != 2 {
-		t.Errorf("Known() = %+v", k)
+		t.Errorf("KnownOf = %+v", k)
 	}
 	table, err := route.Compile(rules, k)
 	if err != nil {
@@ -59,7 +61,7 @@ func TestUserRules(t *testing.T) {
 		{"team@example.test", "team", route.ActWebhook},
 		{"bob@example.test", "", ""},
 	} {
-		d := table.Decide(&route.Mail{}, tc.rcpt)
+		d := table.Decide(&inbound.Mail{}, tc.rcpt)
 		if tc.rule == "" {
 			if d.Matched() {
 				t.Errorf("Decide(%s) = %+v, want no rule", tc.rcpt, d)

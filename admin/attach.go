@@ -8,14 +8,17 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"mime"
+	"net"
 	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/mailhook/mailhook/config"
 	"github.com/mailhook/mailhook/parse"
 )
 
@@ -57,6 +60,68 @@ func (k AttachmentKey) SignAttachmentURL(base, msgID string, index int, exp time
 	sig := base64.RawURLEncoding.EncodeToString(k.mac(msgID, index, exp.Unix()))
 	return strings.TrimRight(base, "/") + "/attachments/" + url.PathEscape(msgID) + "/" + strconv.Itoa(index) +
 		"?exp=" + strconv.FormatInt(exp.Unix(), 10) + "&sig=" + sig
+}
+
+// AttachmentLinker gives the attachments a message's webhook payload does
+// not carry (over parse.inline_limit) a signed URL under the admin
+// listener, or, when there is none, a parse warning saying so.
+type AttachmentLinker struct {
+	Key AttachmentKey
+	// Base is the URLs' base (AttachmentBase); "" means no URL can be
+	// given.
+	Base string
+	// TTL is how long a URL works (the activity retention, as long as the
+	// raw message is kept).
+	TTL time.Duration
+	// Now returns the current time; nil means time.Now.
+	Now func() time.Time
+}
+
+// Link completes msg, parsed from message msgID (ingest's Attachments).
+func (l *AttachmentLinker) Link(msg *parse.Message, msgID string) {
+	if msg == nil {
+		return
+	}
+	if l.Base == "" || len(l.Key) == 0 {
+		for i, at := range msg.Attachments {
+			if at.Content == "" && at.URL == "" && at.Size > 0 {
+				msg.Warnings = append(msg.Warnings, fmt.Sprintf(
+					"attachment %d (%q, %d bytes) is over parse.inline_limit and has no url: the gateway has no admin.public_url or admin.listen", i, at.Filename, at.Size))
+			}
+		}
+		return
+	}
+	now := time.Now
+	if l.Now != nil {
+		now = l.Now
+	}
+	l.Key.FillAttachmentURLs(msg, l.Base, msgID, now().Add(l.TTL))
+}
+
+// AttachmentBase returns the base of the URLs of attachments over
+// parse.inline_limit: admin.public_url, or else the admin listener (the
+// host name for an unspecified address), with a warning that receivers
+// elsewhere may not reach it; or "" and a warning when there is no admin
+// listener either.
+func AttachmentBase(c *config.Config) (base, warning string) {
+	if c.Admin.PublicURL != "" {
+		return strings.TrimSuffix(c.Admin.PublicURL, "/"), ""
+	}
+	limit := fmt.Sprintf("attachments over parse.inline_limit (%d bytes)", c.Parse.InlineLimit)
+	host, port, err := net.SplitHostPort(c.Admin.Listen)
+	if c.Admin.Listen == "" || err != nil {
+		return "", "admin.public_url and admin.listen are not set: " + limit + " reach webhooks with neither content nor url (the payload's parse_warnings says so)"
+	}
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		host = c.Hostname
+	}
+	base = "http://" + net.JoinHostPort(host, port)
+	where := "receivers that reach it"
+	if ip := net.ParseIP(host); (ip != nil && ip.IsLoopback()) || host == "localhost" {
+		where = "only receivers on this machine"
+	}
+	return base, "admin.public_url is not set: " + limit + " get URLs under the admin listener " + base + ", which " + where +
+		" can fetch; set admin.public_url to a base your webhook receivers reach"
 }
 
 // FillAttachmentURLs sets URL on every attachment of msg whose content was

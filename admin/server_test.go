@@ -817,3 +817,31 @@ func TestAttachmentOnce(t *testing.T) {
 		t.Fatalf("claims after purge = %d, want 1", n)
 	}
 }
+
+// TestAttachmentLinker: with a base, each attachment left out of the
+// payload gets a URL that verifies, valid for the TTL; without one, a
+// parse warning names it; inline attachments are left alone.
+func TestAttachmentLinker(t *testing.T) {
+	now := time.Date(2026, 12, 4, 12, 0, 0, 0, time.UTC)
+	msg := func() *parse.Message {
+		return &parse.Message{Attachments: []parse.Attachment{
+			{Filename: "small.txt", Size: 3, Content: "aGk="},
+			{Filename: "big.bin", Size: 8192},
+		}}
+	}
+	m := msg()
+	l := &AttachmentLinker{Key: AttachmentKey(testKey), Base: "https://mx.example.test/", TTL: time.Hour, Now: func() time.Time { return now }}
+	l.Link(m, "msg1")
+	if m.Attachments[0].URL != "" || len(m.Warnings) != 0 {
+		t.Errorf("inline attachment got url %q, warnings %v", m.Attachments[0].URL, m.Warnings)
+	}
+	want := AttachmentKey(testKey).SignAttachmentURL("https://mx.example.test", "msg1", 1, now.Add(time.Hour))
+	if m.Attachments[1].URL != want {
+		t.Errorf("url = %q, want %q", m.Attachments[1].URL, want)
+	}
+	m = msg()
+	(&AttachmentLinker{Key: AttachmentKey(testKey)}).Link(m, "msg1")
+	if m.Attachments[1].URL != "" || len(m.Warnings) != 1 || !strings.Contains(m.Warnings[0], `attachment 1 ("big.bin", 8192 bytes) is over parse.inline_limit and has no url`) {
+		t.Errorf("without a base: url %q, warnings %v", m.Attachments[1].URL, m.Warnings)
+	}
+}

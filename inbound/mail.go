@@ -25,11 +25,11 @@ type Envelope struct {
 // Within ingest, each field has one writer: the session sets ID, StableID,
 // ReceivedAt and Envelope; the verifier (ingest/auth) sets Auth, which
 // ingest completes with Quarantine once the spam verdict is in; rspamd
-// (ingest/rspamd) sets Spam; the parser (parse) sets Message, whose header
-// list ingest completes with the fields it prepends; routing sets Reply
-// and ReplyRcpt; the spool sets RawPath, Raw and RawSize. The BeforeCommit
-// hook of ingest may still add attachment URLs to Message (the admin
-// listener serves them); that is the last write.
+// (ingest/rspamd) sets Spam; the parser (parse) sets Message, which ingest
+// completes at once, before routing, with the URLs of the attachments left
+// out of the payload (its Attachments hook: admin signs them and serves
+// them) and with the header fields it prepends; routing sets Reply and
+// ReplyRcpt; the spool sets RawPath, Raw and RawSize.
 type Mail struct {
 	// ID is unique to this acceptance: the id in "250 queued as ID" and
 	// the key the queue stores the message under.

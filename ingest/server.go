@@ -104,11 +104,17 @@ type Options struct {
 	Hostname string
 	Policy   func() *Policy
 	// Verifier may be nil: then every result is "none".
-	Verifier  Verifier
-	Parse     func(io.Reader) (*parse.Message, error)
-	Committer Committer
-	SpoolDir  string
-	Limits    Limits
+	Verifier Verifier
+	Parse    func(io.Reader) (*parse.Message, error)
+	// Attachments, when set, completes the parsed message of msgID before
+	// it is routed: the attachments parse left out (over
+	// parse.inline_limit) get their signed URL, or a parse warning that
+	// they have none (admin.AttachmentLinker.Link). The message is
+	// read-only after it.
+	Attachments func(msg *parse.Message, msgID string)
+	Committer   Committer
+	SpoolDir    string
+	Limits      Limits
 	// TLSConfig enables STARTTLS.
 	TLSConfig *tls.Config
 	// EnforceDMARC refuses DMARC failures under p=reject with 550 5.7.1.

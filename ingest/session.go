@@ -316,6 +316,9 @@ func (ss *session) data(r io.Reader) (err error) {
 			return fmt.Errorf("parse: %w", res.err)
 		}
 		mail.Message = res.m
+		if o.Attachments != nil && res.m != nil {
+			o.Attachments(res.m, mail.ID)
+		}
 	case <-ctx.Done():
 		sp.abandon() // the parser may still read the buffer
 		return fmt.Errorf("parse: not done within %s", o.Limits.VerifyTimeout)

@@ -9,16 +9,13 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/mailhook/mailhook/admin"
-	"github.com/mailhook/mailhook/config"
 	"github.com/mailhook/mailhook/deliver"
 	"github.com/mailhook/mailhook/inbound"
 	"github.com/mailhook/mailhook/ingest"
 	"github.com/mailhook/mailhook/internal/safefile"
-	"github.com/mailhook/mailhook/parse"
 	"github.com/mailhook/mailhook/route"
 )
 
@@ -53,9 +50,17 @@ func (a *app) openAdmin() error {
 	return nil
 }
 
+// attachmentLinker completes the parsed message's attachments over
+// parse.inline_limit: a URL under the admin listener signed with the key
+// kept in data_dir, valid as long as the raw message is kept.
+func (a *app) attachmentLinker() *admin.AttachmentLinker {
+	base, _ := admin.AttachmentBase(a.cfg)
+	return &admin.AttachmentLinker{Key: admin.AttachmentKey(a.attachKey), Base: base, TTL: a.cfg.Retention}
+}
+
 // adminServer adds the admin listener when admin.listen is set.
 func (a *app) adminServer() error {
-	if _, warn := attachmentBase(a.cfg); warn != "" {
+	if _, warn := admin.AttachmentBase(a.cfg); warn != "" {
 		a.log.Warn(warn)
 	}
 	if a.cfg.Admin.Listen == "" {
@@ -109,9 +114,8 @@ func (a *app) ready(ctx context.Context) error {
 }
 
 // beforeCommit runs at end of data, before the queue commit: the quota
-// check, the attachment URLs (they go into the queued payload), and a link
-// to the raw message kept for the retention period (before the queue
-// takes the file).
+// check, and a link to the raw message kept for the retention period
+// (before the queue takes the file).
 func (a *app) beforeCommit(ctx context.Context, m *inbound.Mail, d []route.Decision) error {
 	if a.store != nil {
 		if reply := a.store.QuotaReply(ctx, m, d); reply != nil {
@@ -120,13 +124,6 @@ func (a *app) beforeCommit(ctx context.Context, m *inbound.Mail, d []route.Decis
 	}
 	if a.activity == nil {
 		return nil
-	}
-	if m.Message != nil {
-		if base, _ := attachmentBase(a.cfg); base != "" {
-			admin.AttachmentKey(a.attachKey).FillAttachmentURLs(m.Message, base, m.ID, time.Now().Add(a.cfg.Retention))
-		} else {
-			warnAttachmentsWithoutURL(m.Message)
-		}
 	}
 	if m.RawPath == "" {
 		return nil // held in memory: RecordAccepted keeps m.Raw
@@ -224,41 +221,4 @@ func (a *app) background(ctx context.Context) {
 			a.log.Warn("queue sampling stopped", "error", err)
 		}
 	}()
-}
-
-// attachmentBase returns the base of the URLs of attachments over
-// parse.inline_limit: admin.public_url, or else the admin listener (the
-// host name for an unspecified address), with a warning that receivers
-// elsewhere may not reach it; or "" and a warning when there is no admin
-// listener either.
-func attachmentBase(c *config.Config) (base, warning string) {
-	if c.Admin.PublicURL != "" {
-		return strings.TrimSuffix(c.Admin.PublicURL, "/"), ""
-	}
-	limit := fmt.Sprintf("attachments over parse.inline_limit (%d bytes)", c.Parse.InlineLimit)
-	host, port, err := net.SplitHostPort(c.Admin.Listen)
-	if c.Admin.Listen == "" || err != nil {
-		return "", "admin.public_url and admin.listen are not set: " + limit + " reach webhooks with neither content nor url (the payload's parse_warnings says so)"
-	}
-	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
-		host = c.Hostname
-	}
-	base = "http://" + net.JoinHostPort(host, port)
-	where := "receivers that reach it"
-	if ip := net.ParseIP(host); (ip != nil && ip.IsLoopback()) || host == "localhost" {
-		where = "only receivers on this machine"
-	}
-	return base, "admin.public_url is not set: " + limit + " get URLs under the admin listener " + base + ", which " + where +
-		" can fetch; set admin.public_url to a base your webhook receivers reach"
-}
-
-// warnAttachmentsWithoutURL notes, in the payload's parse_warnings, each
-// attachment that has neither content nor url, so the receiver is told.
-func warnAttachmentsWithoutURL(msg *parse.Message) {
-	for i, at := range msg.Attachments {
-		if at.Content == "" && at.URL == "" && at.Size > 0 {
-			msg.Warnings = append(msg.Warnings, fmt.Sprintf(
-				"attachment %d (%q, %d bytes) is over parse.inline_limit and has no url: the gateway has no admin.public_url or admin.listen", i, at.Filename, at.Size))
-		}
-	}
 }

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mailhook/mailhook/admin"
 	"github.com/mailhook/mailhook/config"
 	"github.com/mailhook/mailhook/deliver/relay"
 	"github.com/mailhook/mailhook/mailbox"
@@ -57,7 +58,7 @@ func checkConfig(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stdout, "mailbox    role %s\n", note)
 		}
 	}
-	if _, warn := attachmentBase(cfg); warn != "" {
+	if _, warn := admin.AttachmentBase(cfg); warn != "" {
 		fmt.Fprintf(stdout, "warning    %s\n", warn)
 	}
 	compareRunning(stdout, cfg)

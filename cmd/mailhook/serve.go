@@ -231,12 +231,13 @@ func newApp(cfg *config.Config, path string, log *slog.Logger) (_ *app, err erro
 		return nil, err
 	}
 	a.smtp, err = ingest.New(ingest.Options{
-		Hostname:  cfg.Hostname,
-		Policy:    a.policy.Load,
-		Verifier:  verifier,
-		Parse:     func(r io.Reader) (*parse.Message, error) { return parse.Parse(r, popts) },
-		Committer: &deliver.Committer{Queue: a.queue, Notify: notify, Committed: a.committed, Sync: syncStep.Run, Cache: a.mails},
-		SpoolDir:  filepath.Join(cfg.DataDir, "spool"),
+		Hostname:    cfg.Hostname,
+		Policy:      a.policy.Load,
+		Verifier:    verifier,
+		Attachments: a.attachmentLinker().Link,
+		Parse:       func(r io.Reader) (*parse.Message, error) { return parse.Parse(r, popts) },
+		Committer:   &deliver.Committer{Queue: a.queue, Notify: notify, Committed: a.committed, Sync: syncStep.Run, Cache: a.mails},
+		SpoolDir:    filepath.Join(cfg.DataDir, "spool"),
 		Limits: ingest.Limits{
 			MaxMessageBytes:     cfg.SMTP.MaxMessageBytes,
 			MaxRecipients:       cfg.SMTP.MaxRecipients,

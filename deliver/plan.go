@@ -166,10 +166,13 @@ func (c *Committer) Commit(ctx context.Context, m *inbound.Mail, d []route.Decis
 		}
 		return nil
 	}
+	// Kept before the commit: a worker may take and settle a job the
+	// moment it is committed.
+	c.Cache.put(m, len(queued))
 	if err := c.Queue.Commit(ctx, m, queued); err != nil {
+		c.Cache.forget(m.ID)
 		return err
 	}
-	c.Cache.put(m, len(queued))
 	if c.Notify != nil {
 		c.Notify()
 	}

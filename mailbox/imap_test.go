@@ -838,3 +838,44 @@ func TestIMAPAppendOverQuota(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestIMAPFetchClientGone: a client that goes away in the middle of a large
+// BODY[] leaves no session stuck: the server still shuts down, and other
+// clients are served meanwhile.
+func TestIMAPFetchClientGone(t *testing.T) {
+	e := newIMAPEnv(t, nil)
+	e.deliver(t, "alice", "INBOX", mkMsg("big", strings.Repeat(strings.Repeat("x", 76)+"\r\n", 8<<20/78)))
+	conn, err := net.Dial("tcp", e.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := bufio.NewReader(conn)
+	r.ReadString('\n') // greeting
+	fmt.Fprintf(conn, "a LOGIN alice secret\r\nb SELECT INBOX\r\nc FETCH 1 BODY[]\r\n")
+	for {
+		line, err := r.ReadString('\n')
+		if err != nil {
+			t.Fatalf("before the literal: %v", err)
+		}
+		if strings.HasPrefix(line, "* 1 FETCH") {
+			break
+		}
+	}
+	io.ReadFull(r, make([]byte, 1024))
+	conn.(*net.TCPConn).SetLinger(0) // a reset, as a client that crashed
+	conn.Close()
+	// Another client is served.
+	c := e.login(t, nil)
+	if _, err := c.Select("INBOX", nil).Wait(); err != nil {
+		t.Fatalf("SELECT after the other client went: %v", err)
+	}
+	c.Close()
+	// And the server shuts down (newIMAPEnv's cleanup waits for Serve).
+	closed := make(chan struct{})
+	go func() { e.srv.Close(); close(closed) }()
+	select {
+	case <-closed:
+	case <-time.After(60 * time.Second):
+		t.Fatal("IMAP server Close still blocked 60 s after a client left mid-FETCH")
+	}
+}

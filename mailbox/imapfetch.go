@@ -87,6 +87,11 @@ func (s *imapSession) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, optio
 		m := &msgs[i]
 		rw := w.CreateMessage(seqByUID[m.UID])
 		if err := s.fetchOne(rw, m, options, seen[m.UID]); err != nil {
+			// imapserver holds the connection's writer until the message's
+			// writer is closed: without this, its NO for the failed FETCH
+			// (a client gone mid-literal) waits for good, and so does
+			// the server's Close.
+			rw.Close()
 			return err
 		}
 	}

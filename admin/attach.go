@@ -236,13 +236,19 @@ func (s *Server) attachment(w http.ResponseWriter, r *http.Request) {
 	}
 	att := msg.Attachments[index]
 	// The part itself, opened by the walker that listed it.
-	if rc, err = s.openRaw(r.Context(), msgID); err != nil {
+	if rc, err = s.openRaw(r.Context(), msgID); errors.Is(err, ErrNotFound) {
+		writeError(w, http.StatusNotFound, "the message is no longer kept") // purged meanwhile
+		return
+	} else if err != nil {
 		s.internalError(w, r, err)
 		return
 	}
 	defer rc.Close()
 	body, err := parse.OpenPart(rc, s.opts.Parse, att.Part)
-	if err != nil {
+	if errors.Is(err, parse.ErrNoPart) {
+		writeError(w, http.StatusNotFound, "no such attachment")
+		return
+	} else if err != nil {
 		s.internalError(w, r, err)
 		return
 	}

@@ -84,8 +84,8 @@
 //	act.KeepRaw(mail.ID, mail.RawPath)            // before Queue.Commit moves the file (none when mail.Raw is set)
 //	act.RecordAccepted(mail, decisions, jobs)     // after Commit succeeds; keeps mail.Raw, if set
 //	act.RecordRefused(admin.Refused{...})         // on each 4xx/5xx that ends a message or recipient
-//	act.RecordAttempt(job, attempt, settlement)   // after each attempt: delivered, retry, dead or released
-//	act.RecordSent(job.ID, body)                  // the webhook body sent
+//	act.RecordAttempt(job, attempt, settlement)   // after each attempt: delivered, retry, dead or released;
+//	                                              // attempt.Body, the webhook body sent, is kept as the job's
 //	go act.Purge(ctx); go act.SampleQueueEvery(ctx, 15*time.Second, q.Stats)
 //
 // RecordAccepted and RecordAttempt may arrive in either order for a fast
@@ -97,8 +97,12 @@
 // act.RecordAccepted(...) })), dropping and counting records when it falls
 // a whole buffer behind.
 //
-// Attachment URLs: sign them with AttachmentKey.FillAttachmentURLs where the
-// webhook body is built; serve them from this listener, or mount
+// A job's webhook body shows once it was sent: it is the attempt's
+// (RecordSent keeps one given otherwise, and older stores' bodies).
+//
+// Attachment URLs: ingest has AttachmentLinker.Link sign them (or note in
+// the parse warnings that there is none) right after parsing, so they are
+// in the queued payload; serve them from this listener, or mount
 // Server.PublicHandler on a listener that the webhook receivers can reach
 // while admin.listen stays private. A URL works until its expiry (410
 // after), for any number of fetches, so a receiver whose download broke off

@@ -140,7 +140,8 @@ type Committer struct {
 
 // Commit plans and commits m. A message whose every action is a drop is
 // accepted and discarded: its raw file is removed and Commit returns nil. An
-// error means nothing was queued and the listener must answer 451 4.3.0.
+// error means nothing was queued: Sync's refusal or deferral is the
+// sender's reply (see ingest.Committer), any other error a 451 4.3.0.
 func (c *Committer) Commit(ctx context.Context, m *inbound.Mail, d []route.Decision) error {
 	now := time.Now
 	if c.Now != nil {

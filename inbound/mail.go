@@ -28,8 +28,9 @@ type Envelope struct {
 // (ingest/rspamd) sets Spam; the parser (parse) sets Message, which ingest
 // completes at once, before routing, with the URLs of the attachments left
 // out of the payload (its Attachments hook: admin signs them and serves
-// them) and with the header fields it prepends; routing sets Reply and
-// ReplyRcpt; the spool sets RawPath, Raw and RawSize.
+// them), and after routing, when the spool is finalized, with the header
+// fields it prepends; routing sets Reply and ReplyRcpt; the spool sets
+// RawPath, Raw and RawSize.
 type Mail struct {
 	// ID is unique to this acceptance: the id in "250 queued as ID" and
 	// the key the queue stores the message under.

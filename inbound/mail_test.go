@@ -43,7 +43,7 @@ func fullMail() *Mail {
 }
 
 // TestMailJSON: the JSON form of a Mail with every field set is the one
-// inbound.Mail, inbound.Auth and inbound.Spam had before they moved here
+// route.Mail, auth.Results and rspamd.Result had before they moved here
 // (testdata/mail.json was written by that code): queues hold Mail as JSON,
 // and the webhook payload carries its parts. Decoding it gives the Mail
 // back, less the fields kept out of the JSON.

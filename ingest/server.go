@@ -109,8 +109,9 @@ type Options struct {
 	// Attachments, when set, completes the parsed message of msgID before
 	// it is routed: the attachments parse left out (over
 	// parse.inline_limit) get their signed URL, or a parse warning that
-	// they have none (admin.AttachmentLinker.Link). The message is
-	// read-only after it.
+	// they have none (admin.AttachmentLinker.Link). After it, only the
+	// header fields ingest prepends are added to the message, before the
+	// commit.
 	Attachments func(msg *parse.Message, msgID string)
 	Committer   Committer
 	SpoolDir    string

@@ -73,8 +73,9 @@ type Attachment struct {
 	// Content is the base64 of the decoded part, absent when over the inline
 	// limit (the size and hash are always set).
 	Content string `json:"content,omitempty"`
-	// URL is where the content can be fetched when it is not inline (set by
-	// the admin listener, a later issue).
+	// URL is where the content can be fetched when it is not inline: set by
+	// ingest right after parsing (admin.AttachmentLinker), served by the
+	// admin listener.
 	URL string `json:"url,omitempty"`
 }
 

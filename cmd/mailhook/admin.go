@@ -42,7 +42,7 @@ func (a *app) openAdmin() error {
 		return a.queue.Stats(ctx)
 	}})
 	// The key that signs attachment URLs, kept in data_dir.
-	key, err := safefile.LoadOrCreateSecret(filepath.Join(a.cfg.DataDir, "attachment.key"), 32)
+	key, err := safefile.LoadOrCreateSecret(filepath.Join(a.cfg.DataDir, "attachment.key"), 32, 32)
 	if err != nil {
 		return fmt.Errorf("attachment key: %w", err)
 	}

@@ -84,7 +84,8 @@ func openSRS(cfg *config.Config) (*relay.SRS, error) {
 	secret := []byte(cfg.Relay.SRS.Secret)
 	if len(secret) == 0 {
 		var err error
-		if secret, err = safefile.LoadOrCreateSecret(filepath.Join(cfg.DataDir, "srs.secret"), 32); err != nil {
+		// A kept secret of any length relay.NewSRS takes, as before.
+		if secret, err = safefile.LoadOrCreateSecret(filepath.Join(cfg.DataDir, "srs.secret"), 32, 1); err != nil {
 			return nil, fmt.Errorf("relay.srs: %w", err)
 		}
 	}

@@ -144,7 +144,7 @@ type server struct {
 }
 
 func newApp(cfg *config.Config, path string, log *slog.Logger) (_ *app, err error) {
-	a := &app{cfg: cfg, path: path, log: log, mails: deliver.NewMailCache(0)}
+	a := &app{cfg: cfg, path: path, log: log}
 	fp := config.Fingerprint(cfg)
 	a.running.Store(&fp)
 	// On failure, close what was opened (a, not the nil returned).
@@ -209,6 +209,9 @@ func newApp(cfg *config.Config, path string, log *slog.Logger) (_ *app, err erro
 	// other nodes deliver.
 	var notify func()
 	if len(handlers) > 0 {
+		// This node delivers: the mails it commits go to its workers in
+		// memory (an mx-only node has no one to hand them to).
+		a.mails = deliver.NewMailCache(0)
 		if a.runner, err = a.newRunner(handlers); err != nil {
 			return nil, err
 		}

@@ -121,15 +121,15 @@ func Move(src, dst string) error {
 // without the surrounding white space (the hex digits themselves, not
 // the bytes they encode), and a file that is not text (the raw random
 // bytes older versions wrote) byte for byte, so that a secret made by an
-// older version stays the same. A secret shorter than n bytes is an
+// older version stays the same. A kept secret shorter than min bytes is an
 // error naming the file.
-func LoadOrCreateSecret(path string, n int) ([]byte, error) {
+func LoadOrCreateSecret(path string, n, min int) ([]byte, error) {
 	b, err := os.ReadFile(path)
 	switch {
 	case err == nil && len(b) > 0:
 		s := secretOf(b)
-		if len(s) < n {
-			return nil, fmt.Errorf("secret %s: %d bytes, want at least %d (remove the file to make a new one)", path, len(s), n)
+		if len(s) < min {
+			return nil, fmt.Errorf("secret %s: %d bytes, want at least %d (remove the file to make a new one)", path, len(s), min)
 		}
 		return s, nil
 	case err != nil && !errors.Is(err, fs.ErrNotExist):

@@ -12,7 +12,7 @@ import (
 func TestLoadOrCreateSecret(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "srs.secret")
-	s, err := LoadOrCreateSecret(path, 32)
+	s, err := LoadOrCreateSecret(path, 32, 32)
 	if err != nil {
 		t.Fatalf("LoadOrCreateSecret(new) = %v", err)
 	}
@@ -29,11 +29,11 @@ func TestLoadOrCreateSecret(t *testing.T) {
 	if fi, _ := os.Stat(path); fi.Mode().Perm() != 0o600 {
 		t.Errorf("mode %v, want 0600", fi.Mode().Perm())
 	}
-	again, err := LoadOrCreateSecret(path, 32)
+	again, err := LoadOrCreateSecret(path, 32, 32)
 	if err != nil || !bytes.Equal(again, s) {
 		t.Errorf("LoadOrCreateSecret(again) = %q, %v; want %q", again, err, s)
 	}
-	if other, _ := LoadOrCreateSecret(filepath.Join(dir, "other"), 32); bytes.Equal(other, s) {
+	if other, _ := LoadOrCreateSecret(filepath.Join(dir, "other"), 32, 32); bytes.Equal(other, s) {
 		t.Error("two new secrets are the same")
 	}
 	ents, _ := os.ReadDir(dir)
@@ -61,7 +61,7 @@ func TestLoadOrCreateSecretOldFiles(t *testing.T) {
 			if err := os.WriteFile(path, []byte(tc.content), 0o600); err != nil {
 				t.Fatal(err)
 			}
-			got, err := LoadOrCreateSecret(path, 16)
+			got, err := LoadOrCreateSecret(path, 16, 16)
 			if err != nil || string(got) != tc.want {
 				t.Errorf("LoadOrCreateSecret = %q, %v; want %q", got, err, tc.want)
 			}
@@ -76,7 +76,7 @@ func TestLoadOrCreateSecretBadFiles(t *testing.T) {
 	dir := t.TempDir()
 	short := filepath.Join(dir, "short")
 	os.WriteFile(short, []byte("tiny\n"), 0o600)
-	if _, err := LoadOrCreateSecret(short, 16); err == nil || !strings.Contains(err.Error(), short) {
+	if _, err := LoadOrCreateSecret(short, 16, 16); err == nil || !strings.Contains(err.Error(), short) {
 		t.Errorf("LoadOrCreateSecret(short file) = %v, want an error naming the file", err)
 	}
 	if b, _ := os.ReadFile(short); string(b) != "tiny\n" {
@@ -84,16 +84,16 @@ func TestLoadOrCreateSecretBadFiles(t *testing.T) {
 	}
 	empty := filepath.Join(dir, "empty")
 	os.WriteFile(empty, nil, 0o600)
-	s, err := LoadOrCreateSecret(empty, 16)
+	s, err := LoadOrCreateSecret(empty, 16, 16)
 	if err != nil || len(s) != 32 {
 		t.Errorf("LoadOrCreateSecret(empty file) = %q, %v; want a new secret", s, err)
 	}
-	if _, err := LoadOrCreateSecret(filepath.Join(dir, "missing", "secret"), 16); err == nil {
+	if _, err := LoadOrCreateSecret(filepath.Join(dir, "missing", "secret"), 16, 16); err == nil {
 		t.Error("LoadOrCreateSecret in a missing directory = nil")
 	}
 	unreadable := filepath.Join(dir, "dir")
 	os.Mkdir(unreadable, 0o700)
-	if _, err := LoadOrCreateSecret(unreadable, 16); err == nil {
+	if _, err := LoadOrCreateSecret(unreadable, 16, 16); err == nil {
 		t.Error("LoadOrCreateSecret of a directory = nil")
 	}
 }

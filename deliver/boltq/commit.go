@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"time"
@@ -142,28 +141,15 @@ func (q *Queue) Commit(ctx context.Context, mail *inbound.Mail, jobs []*deliver.
 
 // readInline returns the raw message at path when it is small enough to be
 // stored inline (the spool file then needs no fsync), nil when it is not.
-// The file is opened once and sized from its descriptor.
 func (q *Queue) readInline(path string) ([]byte, error) {
 	if q.inlineMax <= 0 {
 		return nil, nil
 	}
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
-	if st.Size() > q.inlineMax {
+	b, err := safefile.ReadUpTo(path, q.inlineMax)
+	if errors.Is(err, safefile.ErrTooLarge) {
 		return nil, nil
 	}
-	b := make([]byte, st.Size())
-	if _, err := io.ReadFull(f, b); err != nil {
-		return nil, err
-	}
-	return b, nil
+	return b, err
 }
 
 // hasMsg reports whether mail is already committed (its ID held, or its

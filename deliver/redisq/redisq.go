@@ -74,7 +74,6 @@
 package redisq
 
 import (
-	"bytes"
 	"cmp"
 	"context"
 	"crypto/rand"
@@ -82,7 +81,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"slices"
@@ -95,6 +93,7 @@ import (
 
 	"github.com/mailhook/mailhook/deliver"
 	"github.com/mailhook/mailhook/inbound"
+	"github.com/mailhook/mailhook/internal/safefile"
 )
 
 // Options configures New.
@@ -325,34 +324,13 @@ func (q *Queue) uniqueElsewhere(ctx context.Context, sh *shard, jobs []*deliver.
 	return nil
 }
 
+// readRaw returns the raw message at path, refused over MaxRawBytes.
 func (q *Queue) readRaw(path string) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
-	var r io.Reader = f
-	if q.opt.MaxRawBytes > 0 {
-		if st.Size() > q.opt.MaxRawBytes {
-			return nil, fmt.Errorf("raw message over %d bytes", q.opt.MaxRawBytes)
-		}
-		r = io.LimitReader(f, q.opt.MaxRawBytes+1)
-	}
-	// Sized from the file, as os.ReadFile does: one allocation, not
-	// io.ReadAll's doubling from 512 bytes.
-	buf := bytes.NewBuffer(make([]byte, 0, st.Size()+bytes.MinRead))
-	if _, err := buf.ReadFrom(r); err != nil {
-		return nil, err
-	}
-	b := buf.Bytes()
-	if q.opt.MaxRawBytes > 0 && int64(len(b)) > q.opt.MaxRawBytes {
+	b, err := safefile.ReadUpTo(path, q.opt.MaxRawBytes)
+	if errors.Is(err, safefile.ErrTooLarge) {
 		return nil, fmt.Errorf("raw message over %d bytes", q.opt.MaxRawBytes)
 	}
-	return b, nil
+	return b, err
 }
 
 // commitAndWait runs the commit and WAIT/WAITAOF on one connection to the

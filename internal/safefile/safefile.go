@@ -181,3 +181,37 @@ func Replace(dst string, r io.Reader) error {
 	}
 	return SyncDir(filepath.Dir(dst))
 }
+
+// ErrTooLarge is ReadUpTo's error for a file over its limit.
+var ErrTooLarge = errors.New("file over the size limit")
+
+// ReadUpTo returns the whole file at path, or ErrTooLarge when it holds
+// more than max bytes (max <= 0: no limit). It opens the file once, sizes
+// one buffer from its descriptor (as os.ReadFile does, not io.ReadAll's
+// doubling) and never reads past max+1 bytes, even if the file grows.
+func ReadUpTo(path string, max int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	var r io.Reader = f
+	if max > 0 {
+		if st.Size() > max {
+			return nil, ErrTooLarge
+		}
+		r = io.LimitReader(f, max+1)
+	}
+	buf := bytes.NewBuffer(make([]byte, 0, st.Size()+bytes.MinRead))
+	if _, err := buf.ReadFrom(r); err != nil {
+		return nil, err
+	}
+	if max > 0 && int64(buf.Len()) > max {
+		return nil, ErrTooLarge
+	}
+	return buf.Bytes(), nil
+}

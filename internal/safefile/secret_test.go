@@ -3,6 +3,7 @@ package safefile
 import (
 	"bytes"
 	"encoding/hex"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -125,3 +126,25 @@ func TestReplace(t *testing.T) {
 type iotestErr struct{}
 
 func (iotestErr) Read([]byte) (int, error) { return 0, os.ErrClosed }
+
+// TestReadUpTo: the whole file up to the limit, ErrTooLarge past it, no
+// limit at 0, and the open error for a missing file.
+func TestReadUpTo(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "f")
+	if err := os.WriteFile(path, []byte("0123456789"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		max  int64
+		want string
+		err  error
+	}{{0, "0123456789", nil}, {10, "0123456789", nil}, {11, "0123456789", nil}, {9, "", ErrTooLarge}} {
+		b, err := ReadUpTo(path, tc.max)
+		if string(b) != tc.want || !errors.Is(err, tc.err) {
+			t.Errorf("ReadUpTo(max %d) = %q, %v; want %q, %v", tc.max, b, err, tc.want, tc.err)
+		}
+	}
+	if _, err := ReadUpTo(path+"-missing", 10); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("ReadUpTo(missing) = %v", err)
+	}
+}

@@ -60,16 +60,11 @@ func (q *Queue) List(ctx context.Context, opts deliver.ListOptions) ([]*deliver.
 				k, v = c.Next()
 			}
 		}
-		for ; k != nil && len(out) < opts.Lim(); k, v = c.Next() {
-			j, err := decodeJob(v)
-			if err != nil {
-				return err
-			}
-			if opts.Matches(j, now) {
-				out = append(out, j)
-			}
-		}
-		return nil
+		var err error
+		out, err = collect(opts, now, k,
+			func() []byte { k, v = c.Next(); return k },
+			func([]byte) (*deliver.Job, error) { return decodeJob(v) })
+		return err
 	})
 	return out, err
 }
@@ -96,18 +91,29 @@ func (q *Queue) ListDead(ctx context.Context, opts deliver.ListOptions) ([]*deli
 			}
 		}
 		opts.State = "" // every job listed here is dead
-		for ; k != nil && len(out) < opts.Lim(); k, _ = c.Prev() {
-			j, err := getJob(tx, string(k[8:]))
-			if err != nil {
-				return err
-			}
-			if opts.Matches(j, now) {
-				out = append(out, j)
-			}
-		}
-		return nil
+		var err error
+		out, err = collect(opts, now, k,
+			func() []byte { k, _ = c.Prev(); return k },
+			func(k []byte) (*deliver.Job, error) { return getJob(tx, string(k[8:])) })
+		return err
 	})
 	return out, err
+}
+
+// collect returns, from key k on and each key step gives next, the jobs
+// get reads for them that opts matches, up to opts.Lim().
+func collect(opts deliver.ListOptions, now time.Time, k []byte, step func() []byte, get func(k []byte) (*deliver.Job, error)) ([]*deliver.Job, error) {
+	var out []*deliver.Job
+	for ; k != nil && len(out) < opts.Lim(); k = step() {
+		j, err := get(k)
+		if err != nil {
+			return nil, err
+		}
+		if opts.Matches(j, now) {
+			out = append(out, j)
+		}
+	}
+	return out, nil
 }
 
 // Get implements deliver.Operator.

@@ -19,6 +19,7 @@ import (
 
 	"github.com/mailhook/mailhook/deliver"
 	"github.com/mailhook/mailhook/inbound"
+	"github.com/mailhook/mailhook/parse"
 )
 
 func ids(page []MessageSummary) []string {
@@ -657,5 +658,32 @@ func TestRecordAttemptKeepsBody(t *testing.T) {
 		if err != nil || string(d.Jobs[0].Sent) != body {
 			t.Fatalf("after attempt %d: sent = %s, %v; want %s", i+1, d.Jobs[0].Sent, err, body)
 		}
+	}
+}
+
+// TestActivityKeepLinked: a message held in memory whose attachments have
+// URLs has its raw copy at once, before RecordAccepted; one without URLs
+// waits for RecordAccepted.
+func TestActivityKeepLinked(t *testing.T) {
+	a := openActivity(t, nil)
+	raw := "Subject: x\r\n\r\nHi.\r\n"
+	msg := &parse.Message{Attachments: []parse.Attachment{{Filename: "big.bin", Size: 8192, URL: "https://mx.example.test/attachments/linked/0"}}}
+	if err := a.KeepLinked(&inbound.Mail{ID: "linked", Raw: []byte(raw), Message: msg}); err != nil {
+		t.Fatal(err)
+	}
+	rc, err := a.OpenRaw("linked")
+	if err != nil {
+		t.Fatalf("OpenRaw before RecordAccepted = %v", err)
+	}
+	b, _ := io.ReadAll(rc)
+	rc.Close()
+	if string(b) != raw {
+		t.Errorf("OpenRaw = %q, want %q", b, raw)
+	}
+	if err := a.KeepLinked(&inbound.Mail{ID: "plain", Raw: []byte(raw), Message: &parse.Message{}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.OpenRaw("plain"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("OpenRaw of a message without URLs before RecordAccepted = %v, want ErrNotFound", err)
 	}
 }

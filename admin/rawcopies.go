@@ -18,6 +18,7 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/mailhook/mailhook/inbound"
 	"github.com/mailhook/mailhook/internal/safefile"
 )
 
@@ -56,6 +57,29 @@ func (a *Activity) KeepRaw(msgID, rawPath string) error {
 	if err := os.Rename(tmp, dst); err != nil {
 		os.Remove(tmp)
 		return fmt.Errorf("admin: activity: keep raw %s: %w", msgID, err)
+	}
+	return nil
+}
+
+// KeepLinked keeps at once the raw copy of a message held in memory
+// (mail.Raw) when attachments of it have URLs: a receiver may fetch one
+// the moment its webhook arrives, after the queue let the message go and
+// before the asynchronous RecordAccepted kept its copy. Call it before the
+// queue commit, like KeepRaw; a message without such URLs waits for
+// RecordAccepted.
+func (a *Activity) KeepLinked(mail *inbound.Mail) error {
+	if mail == nil || mail.Raw == nil || mail.Message == nil {
+		return nil
+	}
+	linked := false
+	for _, at := range mail.Message.Attachments {
+		linked = linked || at.URL != ""
+	}
+	if !linked {
+		return nil
+	}
+	if err := safefile.Replace(a.rawPath(mail.ID), bytes.NewReader(mail.Raw)); err != nil {
+		return fmt.Errorf("admin: activity: keep raw %s: %w", mail.ID, err)
 	}
 	return nil
 }

@@ -126,7 +126,12 @@ func (a *app) beforeCommit(ctx context.Context, m *inbound.Mail, d []route.Decis
 		return nil
 	}
 	if m.RawPath == "" {
-		return nil // held in memory: RecordAccepted keeps m.Raw
+		// Held in memory: RecordAccepted keeps m.Raw, but attachment URLs
+		// may be fetched before it runs.
+		if err := a.activity.KeepLinked(m); err != nil {
+			a.log.Warn("activity: keeping the raw message", "msg_id", m.ID, "error", err)
+		}
+		return nil
 	}
 	if err := a.activity.KeepRaw(m.ID, m.RawPath); err != nil {
 		a.log.Warn("activity: keeping the raw message", "msg_id", m.ID, "error", err)

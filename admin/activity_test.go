@@ -687,3 +687,27 @@ func TestActivityKeepLinked(t *testing.T) {
 		t.Errorf("OpenRaw of a message without URLs before RecordAccepted = %v, want ErrNotFound", err)
 	}
 }
+
+// TestActivityLinkedRawOnce: the raw copy KeepLinked wrote is the one
+// kept; RecordAccepted does not store it a second time in the database.
+func TestActivityLinkedRawOnce(t *testing.T) {
+	a := openActivity(t, nil)
+	raw := "Subject: x\r\n\r\nHi.\r\n"
+	m := &inbound.Mail{ID: "linked", ReceivedAt: time.Now(), Raw: []byte(raw), RawSize: int64(len(raw)),
+		Message: &parse.Message{Attachments: []parse.Attachment{{Filename: "big.bin", Size: 8192, URL: "https://mx.example.test/a"}}}}
+	if err := a.KeepLinked(m); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.RecordAccepted(m, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	a.db.View(func(tx *bolt.Tx) error {
+		if tx.Bucket(bRawMsg).Get([]byte("linked")) != nil {
+			t.Error("the raw copy is kept twice: in its file and in the database")
+		}
+		return nil
+	})
+	if d, err := a.Message("linked"); err != nil || !d.HasRaw {
+		t.Errorf("Message = %+v, %v; want HasRaw", d, err)
+	}
+}

@@ -188,10 +188,11 @@ func (a *Activity) RecordAccepted(mail *inbound.Mail, decisions []route.Decision
 		if err := tx.Bucket(bParsed).Put([]byte(rec.ID), parsed); err != nil {
 			return err
 		}
-		if mail.Raw != nil {
+		if mail.Raw != nil && !hasAttachmentURL(mail) {
 			// A small message that never had a file: its raw copy goes
 			// into this (unsynced, batched) transaction instead of a file
-			// of its own (KeepRaw).
+			// of its own (KeepRaw; KeepLinked wrote one already for a
+			// message whose attachments have URLs).
 			if err := tx.Bucket(bRawMsg).Put([]byte(rec.ID), mail.Raw); err != nil {
 				return err
 			}

@@ -68,20 +68,26 @@ func (a *Activity) KeepRaw(msgID, rawPath string) error {
 // queue commit, like KeepRaw; a message without such URLs waits for
 // RecordAccepted.
 func (a *Activity) KeepLinked(mail *inbound.Mail) error {
-	if mail == nil || mail.Raw == nil || mail.Message == nil {
-		return nil
-	}
-	linked := false
-	for _, at := range mail.Message.Attachments {
-		linked = linked || at.URL != ""
-	}
-	if !linked {
+	if mail == nil || mail.Raw == nil || !hasAttachmentURL(mail) {
 		return nil
 	}
 	if err := safefile.Replace(a.rawPath(mail.ID), bytes.NewReader(mail.Raw)); err != nil {
 		return fmt.Errorf("admin: activity: keep raw %s: %w", mail.ID, err)
 	}
 	return nil
+}
+
+// hasAttachmentURL reports whether an attachment of mail has a URL.
+func hasAttachmentURL(mail *inbound.Mail) bool {
+	if mail.Message == nil {
+		return false
+	}
+	for _, at := range mail.Message.Attachments {
+		if at.URL != "" {
+			return true
+		}
+	}
+	return false
 }
 
 // OpenRaw opens the kept raw source of a message, or returns ErrNotFound.

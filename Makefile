@@ -39,7 +39,8 @@ fuzz:
 	  done; \
 	done
 
-# Micro-benchmarks with allocations, then the end-to-end load matrix.
+# Micro-benchmarks with allocations, then the end-to-end load matrix, with
+# the builtin client and with Postfix's smtp-source (test-deps installs it).
 bench: test-deps
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 2s ./parse/ ./route/ ./ingest/... ./deliver/...
 	@if [ -x scripts/bench.sh ]; then scripts/bench.sh; fi

@@ -4,7 +4,10 @@
 # measured with the same client in the same run:
 #   - the matrix: 2 KB and 100 KB × 1 and 20 sessions × embedded and redis
 #     queues, full pipeline (SPF/DKIM/DMARC against a loopback DNS server,
-#     parse, route, durable commit, signed webhook delivery);
+#     parse, route, durable commit, signed webhook delivery), with the
+#     builtin pipelined client and again with Postfix's smtp-source (one
+#     connection per message; skipped, with the reason, when it is not
+#     installed: apt-get install postfix; --client builtin for one client);
 #   - accept→webhook latency at 200 msgs/s;
 #   - memory: 50 sessions × one 10 MB message, peak RSS.
 # Writes bench/results.json, bench/cpu-2k-20.pprof (a 10 s CPU profile of the

@@ -6,6 +6,7 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/binary"
 	"fmt"
 	"io"
 	"log"
@@ -14,6 +15,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -21,12 +23,14 @@ import (
 	"github.com/emersion/go-msgauth/dkim"
 	"github.com/emersion/go-smtp"
 	"github.com/miekg/dns"
+
+	"github.com/mailhook/mailhook/internal/testenv"
 )
 
 // The tests run the tool's own pieces over loopback: the client against
 // the no-op sink and against a server that refuses some recipients, the
-// webhook receiver with good and bad signatures, and the DNS server. None
-// needs the mailhook binary.
+// same for smtp-source (when installed), the webhook receiver with good and
+// bad signatures, and the DNS server. None needs the mailhook binary.
 
 func TestClientAgainstSink(t *testing.T) {
 	sk, err := startSink()
@@ -138,7 +142,7 @@ func sign(key []byte, id, ts string, body []byte) string {
 }
 
 func TestReceiverVerifiesSignatures(t *testing.T) {
-	r, err := startReceiver(benchSecret, "run1", true)
+	r, err := startReceiver(benchSecret, "run1", true, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -283,5 +287,280 @@ func TestParseSizeAndSummarize(t *testing.T) {
 	}
 	if len(seen) < 4 {
 		t.Errorf("mixed: %d of %d sizes picked in 1000 messages", len(seen), len(m.tmpls))
+	}
+}
+
+// capturingSession records each accepted message's recipients and data,
+// and refuses every refuseRcpt-th recipient with 451 and every
+// refuseData-th message at end of data with 554 (0: none).
+type capturingSession struct {
+	c    *capture
+	rcpt []string
+}
+
+type capture struct {
+	mu                     sync.Mutex
+	nRcpt, nData           int
+	refuseRcpt, refuseData int
+	msgs                   map[string][]byte // by Subject and recipient
+	dups                   int
+}
+
+func (s *capturingSession) Reset()                               { s.rcpt = nil }
+func (s *capturingSession) Logout() error                        { return nil }
+func (s *capturingSession) Mail(string, *smtp.MailOptions) error { return nil }
+func (s *capturingSession) Rcpt(to string, _ *smtp.RcptOptions) error {
+	s.c.mu.Lock()
+	defer s.c.mu.Unlock()
+	s.c.nRcpt++
+	if s.c.refuseRcpt > 0 && s.c.nRcpt%s.c.refuseRcpt == 0 {
+		return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "try later"}
+	}
+	s.rcpt = append(s.rcpt, to)
+	return nil
+}
+func (s *capturingSession) Data(r io.Reader) error {
+	b, err := io.ReadAll(r)
+	if err != nil {
+		return err
+	}
+	s.c.mu.Lock()
+	defer s.c.mu.Unlock()
+	s.c.nData++
+	if s.c.refuseData > 0 && s.c.nData%s.c.refuseData == 0 {
+		return &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 6, 0}, Message: "no"}
+	}
+	subject := ""
+	if _, rest, ok := bytes.Cut(b, []byte("\r\nSubject: ")); ok {
+		subject, _, _ = strings.Cut(string(rest), "\r\n")
+	}
+	key := subject + " " + strings.Join(s.rcpt, ",")
+	if _, dup := s.c.msgs[key]; dup {
+		s.c.dups++
+	}
+	s.c.msgs[key] = b
+	return nil
+}
+
+func startCapture(t *testing.T, c *capture) string {
+	c.msgs = map[string][]byte{}
+	srv := smtp.NewServer(smtp.BackendFunc(func(*smtp.Conn) (smtp.Session, error) { return &capturingSession{c: c}, nil }))
+	srv.Domain = "capture.test"
+	srv.MaxMessageBytes = 64 << 20
+	srv.ErrorLog = log.New(io.Discard, "", 0)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(l)
+	t.Cleanup(func() { srv.Close() })
+	return l.Addr().String()
+}
+
+// smtpSource finds smtp-source, or skips (fails under
+// MAILHOOK_REQUIRE_ALL).
+func smtpSource(t *testing.T) string {
+	t.Helper()
+	bin := testenv.Tool(t, smtpSourceHint, "smtp-source", "/usr/sbin/smtp-source")
+	if p, err := findSMTPSource(); err != nil || p == "" {
+		t.Fatalf("testenv found %s, findSMTPSource: %q, %v", bin, p, err)
+	}
+	return bin
+}
+
+func TestSMTPSourceAgainstSink(t *testing.T) {
+	bin := smtpSource(t)
+	sk, err := startSink()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sk.Close()
+	msgs, err := newMessageSet("2k", "ed25519")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, perConn := range []int{1, 0} {
+		t.Run(fmt.Sprintf("per-conn=%d", perConn), func(t *testing.T) {
+			const count = 50
+			var sent atomic.Int64
+			st := runSMTPSource(context.Background(), clientOptions{Addr: sk.Addr(), Sessions: 4, PerConn: perConn, Count: count,
+				Msgs: msgs, RunID: "s", Timeout: 10 * time.Second, Binary: bin, OnSent: func(n int64) { sent.Store(n) }})
+			if st.Accepted.Load() != count || st.Attempted.Load() != count || sent.Load() != count {
+				t.Errorf("accepted %d, attempted %d, sent %d; want %d each", st.Accepted.Load(), st.Attempted.Load(), sent.Load(), count)
+			}
+			if errs := st.Errors(); len(errs) != 0 || st.Fatal != "" {
+				t.Errorf("errors %v, fatal %q; want none", errs, st.Fatal)
+			}
+			wantConns := int64(count)
+			if perConn == 0 {
+				wantConns = 4
+			}
+			if c := st.Connections.Load(); c != wantConns {
+				t.Errorf("connections = %d, want %d", c, wantConns)
+			}
+			if b := st.AcceptedBytes.Load(); b < count*int64(msgs.tmpls[0].size()) {
+				t.Errorf("accepted bytes = %d for %d messages of %d bytes", b, count, msgs.tmpls[0].size())
+			}
+		})
+	}
+	// A run bounded by time is rounds of smtp-source: every message of
+	// each round counted once.
+	st := runSMTPSource(context.Background(), clientOptions{Addr: sk.Addr(), Sessions: 3, PerConn: 1, Duration: 300 * time.Millisecond,
+		Msgs: msgs, RunID: "d", Timeout: 10 * time.Second, Binary: bin})
+	if st.Accepted.Load() == 0 || st.Accepted.Load() != st.Attempted.Load() || len(st.Errors()) != 0 || st.Fatal != "" {
+		t.Errorf("duration run: accepted %d, attempted %d, errors %v, fatal %q", st.Accepted.Load(), st.Attempted.Load(), st.Errors(), st.Fatal)
+	}
+}
+
+// Every message smtp-source sends is a different message to mailhook (its
+// stable id is envelope + content) and carries the bench's DKIM-signed
+// template intact; refusals are counted under the builtin client's keys.
+func TestSMTPSourceMessagesAndRefusals(t *testing.T) {
+	bin := smtpSource(t)
+	msgs, err := newMessageSet("20k", "ed25519")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &capture{refuseRcpt: 5, refuseData: 7}
+	addr := startCapture(t, c)
+	const count = 70
+	o := clientOptions{Addr: addr, Sessions: 3, PerConn: 1, Count: count, Msgs: msgs, RunID: "m", Timeout: 10 * time.Second, Binary: bin}
+	st := runSMTPSource(context.Background(), o)
+	errs := st.Errors()
+	// 14 recipients refused; of the 56 messages sent, 8 refused at the dot.
+	if errs["RCPT 451"] != 14 || errs["DOT 554"] != 8 || len(errs) != 2 || st.Fatal != "" {
+		t.Errorf("errors %v, fatal %q; want RCPT 451×14, DOT 554×8", errs, st.Fatal)
+	}
+	if st.Accepted.Load() != count-14-8 || st.Attempted.Load() != count {
+		t.Errorf("accepted %d, attempted %d; want %d, %d", st.Accepted.Load(), st.Attempted.Load(), count-14-8, count)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.msgs) != count-14-8 || c.dups != 0 {
+		t.Errorf("%d distinct messages (%d repeated), want %d", len(c.msgs), c.dups, count-14-8)
+	}
+	want := sourceMessage(msgs.tmpls[0], "m-r0")
+	for key, b := range c.msgs {
+		if !strings.HasPrefix(key, "mhb m-r0 ") || !strings.HasSuffix(key, rcptTo) {
+			t.Errorf("message %q: want Subject mhb m-r0 and a numbered %s", key, rcptTo)
+		}
+		// smtp-source ends the data with one more CRLF; relaxed body
+		// canonicalization (RFC 6376 §3.4.4) ignores it.
+		if !bytes.Equal(bytes.TrimSuffix(b, []byte("\r\n")), want) {
+			t.Errorf("message %q is not the template as sent (%d bytes, want %d)", key, len(b), len(want))
+			break
+		}
+	}
+}
+
+func TestSMTPSourceErrorLines(t *testing.T) {
+	for line, want := range map[string]string{
+		"smtp-source: warning: recipient rejected: 451 4.3.0 try later":  "RCPT 451",
+		"smtp-source: warning: end of data rejected: 554 5.6.0 no":       "DOT 554",
+		"smtp-source: warning: data rejected: 421 4.4.2 bye":             "DATA 421",
+		"smtp-source: warning: sender rejected: 550 5.7.1 no":            "MAIL 550",
+		"smtp-source: fatal: connect to 127.0.0.1:1: Connection refused": "smtp-source: connect to 127.0.0.1:1: Connection refused",
+		"1\r2\r": "",
+	} {
+		if got, _ := sourceError(line); got != want {
+			t.Errorf("sourceError(%q) = %q, want %q", line, got, want)
+		}
+	}
+	for _, s := range []runSpec{{Rate: 10}, {PerConn: 5}, {Nodes: 2, PerConn: 1}, {Size: "mixed", PerConn: 1}} {
+		if smtpSourceUnfit(s) == "" {
+			t.Errorf("smtpSourceUnfit(%+v) = \"\", want a reason", s)
+		}
+	}
+	if u := smtpSourceUnfit(runSpec{Size: "2k", PerConn: 1, Nodes: 1}); u != "" {
+		t.Errorf("smtpSourceUnfit(2k, per-conn 1) = %q", u)
+	}
+}
+
+// msgID makes an id as mailhook's ingest does: 48 bits of milliseconds,
+// then random bits.
+func msgID(at time.Time) string {
+	var b [16]byte
+	binary.BigEndian.PutUint64(b[:8], uint64(at.UnixMilli())<<16)
+	copy(b[6:], "0123456789")
+	return msgIDEncoding.EncodeToString(b[:])
+}
+
+func TestReceiverByKey(t *testing.T) {
+	r, err := startReceiver(benchSecret, "run2", true, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	key, _ := parseSecret(benchSecret)
+	acc := time.Now().Add(-1500 * time.Millisecond).Truncate(time.Millisecond)
+	post := func(subject, rcpt, id string, at time.Time) int {
+		body := fmt.Appendf(nil, `{"type":"message.received","msg_id":%q,"received_at":%q,"envelope":{"rcpt_to":[%q]},"message":{"subject":%q},`+
+			`"auth":{"spf":{"result":"pass"},"dkim":[{"result":"pass"}],"dmarc":{"result":"pass"}}}`,
+			id, at.UTC().Format(time.RFC3339), rcpt, subject)
+		now := strconv.FormatInt(time.Now().Unix(), 10)
+		req, _ := http.NewRequest(http.MethodPost, r.URL(), bytes.NewReader(body))
+		req.Header.Set("webhook-id", "msg_"+id)
+		req.Header.Set("webhook-timestamp", now)
+		req.Header.Set("webhook-signature", sign(key, "msg_"+id, now, body))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	r.setAccepted(3)
+	for _, p := range []struct{ subject, rcpt, id string }{
+		{"mhb run2-r0", "1support@example.test", msgID(acc)},
+		{"mhb run2-r0", "2support@example.test", msgID(acc)},
+		{"mhb run2-r1", "1support@example.test", "not-an-id"}, // received_at alone
+		{"mhb run2-r0", "1support@example.test", msgID(acc)},  // again
+		{"mhb other-r0", "1support@example.test", msgID(acc)}, // not this run's
+	} {
+		if code := post(p.subject, p.rcpt, p.id, acc); code != http.StatusNoContent {
+			t.Errorf("%v: status %d", p, code)
+		}
+	}
+	if a, d := r.counts(); a != 3 || d != 3 {
+		t.Errorf("counts = %d accepted, %d delivered; want 3, 3", a, d)
+	}
+	lats, inWindow := r.latencies(time.Now())
+	if len(lats) != 3 || inWindow != 3 {
+		t.Fatalf("latencies %v, %d in window; want 3", lats, inWindow)
+	}
+	// Two from msg_id's milliseconds: at least the 1.5 s since acc. One
+	// from received_at's whole second: at least as long.
+	for _, l := range lats {
+		if l < 1500*time.Millisecond {
+			t.Errorf("latency %v, want ≥ 1.5 s (accepted at %v)", l, acc)
+		}
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.dups != 1 || r.malformed != 1 || r.coarse != 1 || r.bad != 0 || r.authFail != 0 {
+		t.Errorf("dups %d malformed %d coarse %d bad %d authFail %d; want 1 1 1 0 0", r.dups, r.malformed, r.coarse, r.bad, r.authFail)
+	}
+}
+
+func TestPayloadAccepted(t *testing.T) {
+	at := time.Date(2026, 12, 5, 3, 4, 5, 678e6, time.UTC)
+	sec := at.Truncate(time.Second).Format(time.RFC3339)
+	for _, tc := range []struct {
+		name, receivedAt, id string
+		want                 time.Time
+		fine                 bool
+	}{
+		{"msg_id refines", sec, msgID(at), at, true},
+		{"msg_id of another second", sec, msgID(at.Add(time.Second)), at.Truncate(time.Second), false},
+		{"no msg_id", sec, "", at.Truncate(time.Second), false},
+		{"fractional received_at", at.Format(time.RFC3339Nano), "", at, true},
+	} {
+		got, fine, err := payloadAccepted(tc.receivedAt, tc.id)
+		if err != nil || !got.Equal(tc.want) || fine != tc.fine {
+			t.Errorf("%s: payloadAccepted(%q, %q) = %v, %v, %v; want %v, %v", tc.name, tc.receivedAt, tc.id, got, fine, err, tc.want, tc.fine)
+		}
+	}
+	if _, _, err := payloadAccepted("yesterday", ""); err == nil {
+		t.Error("payloadAccepted(\"yesterday\") gave no error")
 	}
 }

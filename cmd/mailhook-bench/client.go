@@ -38,6 +38,11 @@ type clientOptions struct {
 	Timeout time.Duration // per reply
 	// OnAccept is called when the client read the 250 after the data.
 	OnAccept func(seq int64, at time.Time)
+	// Binary is smtp-source's path, for runSMTPSource.
+	Binary string
+	// OnSent, for runSMTPSource, gets the running count of messages whose
+	// data went out (their replies may still be on the way).
+	OnSent func(n int64)
 }
 
 // clientStats are the counts of one run.
@@ -52,6 +57,9 @@ type clientStats struct {
 	errors map[string]int64
 
 	Start, End time.Time
+	// Fatal is why the client stopped before the run's bound (smtp-source
+	// exited), or "".
+	Fatal string
 }
 
 func (s *clientStats) fail(key string) {

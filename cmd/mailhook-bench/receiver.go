@@ -5,7 +5,9 @@ import (
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
+	"encoding/base32"
 	"encoding/base64"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -28,6 +30,12 @@ const signatureTolerance = 5 * time.Minute
 // receiver is the webhook endpoint of a run: it verifies each request's
 // Standard Webhooks signature, matches the event to its message by the token
 // in message.subject and records when it arrived.
+//
+// With byKey (the smtp-source client, which sends one Subject per round and
+// says nothing of when each message was accepted) it knows an event by its
+// Subject and recipients instead, counts the accepted messages it is told
+// of (setAccepted), and takes the accept time from the payload
+// (payloadAccepted).
 type receiver struct {
 	key   []byte
 	runID string
@@ -45,6 +53,12 @@ type receiver struct {
 	authEx    string
 	wantDKIM  bool
 	arrived   chan struct{}
+
+	byKey     bool
+	nAccepted int                  // byKey: messages accepted so far
+	keyAt     map[string]time.Time // byKey: arrival by Subject and recipients
+	keyLat    []time.Duration      // byKey: payload's accept time → arrival
+	coarse    int64                // byKey: latencies from received_at's whole seconds
 }
 
 // verifyWebhook checks a Standard Webhooks signature: base64 HMAC-SHA256
@@ -92,8 +106,8 @@ func parseSecret(s string) ([]byte, error) {
 	return base64.StdEncoding.DecodeString(b64)
 }
 
-// startReceiver listens on 127.0.0.1:0.
-func startReceiver(secret, runID string, wantDKIM bool) (*receiver, error) {
+// startReceiver listens on 127.0.0.1:0. byKey: see receiver.
+func startReceiver(secret, runID string, wantDKIM, byKey bool) (*receiver, error) {
 	key, err := parseSecret(secret)
 	if err != nil {
 		return nil, err
@@ -103,8 +117,8 @@ func startReceiver(secret, runID string, wantDKIM bool) (*receiver, error) {
 		return nil, fmt.Errorf("receiver: %w", err)
 	}
 	r := &receiver{
-		key: key, runID: runID, wantDKIM: wantDKIM,
-		acceptAt: map[int64]time.Time{}, arriveAt: map[int64]time.Time{},
+		key: key, runID: runID, wantDKIM: wantDKIM, byKey: byKey,
+		acceptAt: map[int64]time.Time{}, arriveAt: map[int64]time.Time{}, keyAt: map[string]time.Time{},
 		arrived: make(chan struct{}, 1),
 		url:     "http://" + l.Addr().String() + "/hook",
 	}
@@ -129,6 +143,11 @@ func (r *receiver) Close() {
 
 // event is the part of the webhook JSON the receiver reads.
 type event struct {
+	MsgID      string `json:"msg_id"`
+	ReceivedAt string `json:"received_at"`
+	Envelope   struct {
+		RcptTo []string `json:"rcpt_to"`
+	} `json:"envelope"`
 	Message struct {
 		Subject string `json:"subject"`
 	} `json:"message"`
@@ -166,6 +185,10 @@ func (r *receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		http.Error(w, "json: "+err.Error(), http.StatusBadRequest)
 		return
 	}
+	if r.byKey {
+		r.arriveByKey(w, &ev, now)
+		return
+	}
 	seq, ok := r.token(ev.Message.Subject)
 	if !ok {
 		// Not a message of this run: take it (no retries), count it.
@@ -173,30 +196,99 @@ func (r *receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		w.WriteHeader(http.StatusNoContent)
 		return
 	}
-	dkimPass := !r.wantDKIM
-	for _, d := range ev.Auth.DKIM {
-		dkimPass = dkimPass || d.Result == "pass"
-	}
-	authOK := ev.Auth.SPF.Result == "pass" && dkimPass && ev.Auth.DMARC.Result == "pass"
+	authOK := r.authOK(&ev)
 	r.mu.Lock()
 	if _, dup := r.arriveAt[seq]; dup {
 		r.dups++
 	} else {
 		r.arriveAt[seq] = now
 	}
-	if !authOK {
-		r.authFail++
-		if r.authEx == "" {
-			a, _ := json.Marshal(ev.Auth)
-			r.authEx = string(a)
+	r.noteAuth(&ev, authOK)
+	r.mu.Unlock()
+	r.signal()
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// arriveByKey records the event of a byKey receiver.
+func (r *receiver) arriveByKey(w http.ResponseWriter, ev *event, now time.Time) {
+	acc, fine, err := payloadAccepted(ev.ReceivedAt, ev.MsgID)
+	if err != nil || !strings.HasPrefix(ev.Message.Subject, "mhb "+r.runID+"-") {
+		r.count(&r.malformed)
+		w.WriteHeader(http.StatusNoContent)
+		return
+	}
+	key := ev.Message.Subject + "\x00" + strings.Join(ev.Envelope.RcptTo, ",")
+	authOK := r.authOK(ev)
+	r.mu.Lock()
+	if _, dup := r.keyAt[key]; dup {
+		r.dups++
+	} else {
+		r.keyAt[key] = now
+		r.keyLat = append(r.keyLat, now.Sub(acc))
+		if !fine {
+			r.coarse++
 		}
 	}
+	r.noteAuth(ev, authOK)
 	r.mu.Unlock()
+	r.signal()
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// authOK reports whether SPF, DKIM (when the run signs) and DMARC passed.
+func (r *receiver) authOK(ev *event) bool {
+	dkimPass := !r.wantDKIM
+	for _, d := range ev.Auth.DKIM {
+		dkimPass = dkimPass || d.Result == "pass"
+	}
+	return ev.Auth.SPF.Result == "pass" && dkimPass && ev.Auth.DMARC.Result == "pass"
+}
+
+// noteAuth counts a failed verdict; r.mu is held.
+func (r *receiver) noteAuth(ev *event, ok bool) {
+	if ok {
+		return
+	}
+	r.authFail++
+	if r.authEx == "" {
+		a, _ := json.Marshal(ev.Auth)
+		r.authEx = string(a)
+	}
+}
+
+func (r *receiver) signal() {
 	select {
 	case r.arrived <- struct{}{}:
 	default:
 	}
-	w.WriteHeader(http.StatusNoContent)
+}
+
+// msgIDEncoding is the alphabet of mailhook's message ids (ingest).
+var msgIDEncoding = base32.NewEncoding("0123456789abcdefghjkmnpqrstvwxyz").WithPadding(base32.NoPadding)
+
+// payloadAccepted reads when mailhook accepted a message from its webhook:
+// received_at (RFC 3339; mailhook writes whole seconds), refined to the
+// millisecond by msg_id when the id's first 48 bits, milliseconds since
+// the epoch as mailhook makes its ids, fall within that second (both are
+// taken at the same moment, the start of the DATA phase). fine reports
+// whether the millisecond reading was used.
+func payloadAccepted(receivedAt, msgID string) (at time.Time, fine bool, err error) {
+	at, err = time.Parse(time.RFC3339Nano, receivedAt)
+	if err != nil {
+		return time.Time{}, false, fmt.Errorf("received_at: %w", err)
+	}
+	if at.Nanosecond() != 0 {
+		return at, true, nil
+	}
+	b, err := msgIDEncoding.DecodeString(strings.ToLower(msgID))
+	if err != nil || len(b) < 8 {
+		return at, false, nil
+	}
+	ms := int64(binary.BigEndian.Uint64(b[:8]) >> 16)
+	if fromID := time.UnixMilli(ms); !fromID.Before(at) && fromID.Before(at.Add(time.Second)) {
+		return fromID, true, nil
+	}
+	return at, false, nil
 }
 
 func (r *receiver) count(p *int64) {
@@ -215,6 +307,14 @@ func (r *receiver) token(subject string) (int64, bool) {
 	return n, err == nil && n >= 0
 }
 
+// setAccepted tells a byKey receiver how many messages were accepted so
+// far.
+func (r *receiver) setAccepted(n int) {
+	r.mu.Lock()
+	r.nAccepted = n
+	r.mu.Unlock()
+}
+
 // accepted records when the client got the 250 for message seq.
 func (r *receiver) accepted(seq int64, at time.Time) {
 	r.mu.Lock()
@@ -227,6 +327,9 @@ func (r *receiver) accepted(seq int64, at time.Time) {
 func (r *receiver) counts() (accepted, delivered int) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if r.byKey {
+		return r.nAccepted, len(r.keyAt)
+	}
 	for seq := range r.arriveAt {
 		if _, ok := r.acceptAt[seq]; ok {
 			delivered++
@@ -239,7 +342,7 @@ func (r *receiver) counts() (accepted, delivered int) {
 func (r *receiver) deliveredTotal() int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return len(r.arriveAt)
+	return len(r.arriveAt) + len(r.keyAt)
 }
 
 // drain waits until every accepted message arrived, or until d passed.
@@ -268,6 +371,17 @@ func (r *receiver) drain(ctx context.Context, d time.Duration) bool {
 func (r *receiver) latencies(end time.Time) ([]time.Duration, int) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if r.byKey {
+		out := slices.Clone(r.keyLat)
+		slices.Sort(out)
+		inWindow := 0
+		for _, at := range r.keyAt {
+			if !at.After(end) {
+				inWindow++
+			}
+		}
+		return out, inWindow
+	}
 	out := make([]time.Duration, 0, len(r.arriveAt))
 	inWindow := 0
 	for seq, at := range r.arriveAt {

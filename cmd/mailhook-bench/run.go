@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -25,7 +26,9 @@ const benchSecret = "whsec_bWFpbGhvb2stYmVuY2gtc2VjcmV0LTMyLWJ5dGVzISE="
 
 // runSpec is one measured run.
 type runSpec struct {
-	Name    string
+	Name string
+	// Client is the SMTP client: "builtin" or "smtp-source".
+	Client  string
 	Target  string // "serve", "sink", or host:port of a server already running
 	Backend string // embedded | redis (serve only)
 	// Nodes is the number of `mailhook serve` processes sharing the Redis
@@ -74,6 +77,7 @@ type depthSample struct {
 // writes.
 type result struct {
 	Name     string  `json:"name"`
+	Client   string  `json:"client"`
 	Target   string  `json:"target"`
 	Backend  string  `json:"backend,omitempty"`
 	Size     string  `json:"size"`
@@ -96,19 +100,23 @@ type result struct {
 	RatioMsgs      float64 `json:"ratio_msgs,omitempty"`
 	RatioMB        float64 `json:"ratio_mb,omitempty"`
 
-	Delivered         int64         `json:"delivered,omitempty"`
-	DeliveredInWindow int64         `json:"delivered_during_load,omitempty"`
-	Undelivered       int64         `json:"undelivered_after_drain,omitempty"`
-	DrainSeconds      float64       `json:"drain_s,omitempty"`
-	Duplicates        int64         `json:"duplicate_deliveries,omitempty"`
-	BadSignatures     int64         `json:"bad_signatures,omitempty"`
-	Malformed         int64         `json:"malformed_events,omitempty"`
-	AuthNotPass       int64         `json:"auth_not_pass,omitempty"`
-	AuthExample       string        `json:"auth_example,omitempty"`
-	Latency           *latency      `json:"latency,omitempty"`
-	MaxQueueDepth     int           `json:"max_queue_depth,omitempty"`
-	QueueDepth        []depthSample `json:"queue_depth,omitempty"`
-	DNSQueries        int64         `json:"dns_queries,omitempty"`
+	Delivered         int64    `json:"delivered,omitempty"`
+	DeliveredInWindow int64    `json:"delivered_during_load,omitempty"`
+	Undelivered       int64    `json:"undelivered_after_drain,omitempty"`
+	DrainSeconds      float64  `json:"drain_s,omitempty"`
+	Duplicates        int64    `json:"duplicate_deliveries,omitempty"`
+	BadSignatures     int64    `json:"bad_signatures,omitempty"`
+	Malformed         int64    `json:"malformed_events,omitempty"`
+	AuthNotPass       int64    `json:"auth_not_pass,omitempty"`
+	AuthExample       string   `json:"auth_example,omitempty"`
+	Latency           *latency `json:"latency,omitempty"`
+	// LatencyFrom is where the latency starts: the client's reading of
+	// the 250 (builtin), or mailhook's acceptance time as the webhook
+	// carries it (smtp-source; see payloadAccepted).
+	LatencyFrom   string        `json:"latency_from,omitempty"`
+	MaxQueueDepth int           `json:"max_queue_depth,omitempty"`
+	QueueDepth    []depthSample `json:"queue_depth,omitempty"`
+	DNSQueries    int64         `json:"dns_queries,omitempty"`
 
 	PeakRSSMB   float64 `json:"peak_rss_mb,omitempty"`
 	MailhookCPU float64 `json:"mailhook_cpu_s,omitempty"`
@@ -131,6 +139,8 @@ type env struct {
 	keep     bool
 	timeout  time.Duration
 	log      *slog.Logger
+	// smtpSource is smtp-source's path, when a run uses it.
+	smtpSource string
 
 	mu    sync.Mutex
 	msgs  map[string]*messageSet
@@ -187,7 +197,7 @@ func cpuSelf() float64 {
 // run performs one measured run.
 func (e *env) run(ctx context.Context, s runSpec) (res *result) {
 	msgs, err := e.messages(s.Size, s.DKIM)
-	res = &result{Name: s.Name, Target: s.Target, Size: s.Size, Sessions: s.Sessions, PerConn: s.PerConn, DKIM: s.DKIM, Rate: s.Rate}
+	res = &result{Name: s.Name, Client: cmp.Or(s.Client, "builtin"), Target: s.Target, Size: s.Size, Sessions: s.Sessions, PerConn: s.PerConn, DKIM: s.DKIM, Rate: s.Rate}
 	if err != nil {
 		res.Error = err.Error()
 		return res
@@ -219,7 +229,7 @@ func (e *env) run(ctx context.Context, s runSpec) (res *result) {
 			return res
 		}
 		defer dns.Close()
-		if rcv, err = startReceiver(benchSecret, runID, s.DKIM != "none"); err != nil {
+		if rcv, err = startReceiver(benchSecret, runID, s.DKIM != "none", res.Client == "smtp-source"); err != nil {
 			res.Error = err.Error()
 			return res
 		}
@@ -320,6 +330,7 @@ func (e *env) run(ctx context.Context, s runSpec) (res *result) {
 		Rate: s.Rate, Msgs: msgs, RunID: runID, Timeout: e.timeout}
 	if rcv != nil {
 		co.OnAccept = rcv.accepted
+		co.OnSent = func(n int64) { rcv.setAccepted(int(n)) }
 	}
 	// Sample the queue depth (accepted, webhook not yet arrived) each
 	// second, or each SampleEvery, until the drain ends.
@@ -352,7 +363,22 @@ func (e *env) run(ctx context.Context, s runSpec) (res *result) {
 		}
 	}()
 	cpu0 := cpuSelf()
-	st := runClient(ctx, co)
+	var st *clientStats
+	if res.Client == "smtp-source" {
+		// smtp-source is a child: its CPU is not the bench's own (cpuSelf).
+		co.Binary = e.smtpSource
+		st = runSMTPSource(ctx, co)
+		if st.Fatal != "" {
+			res.Error = st.Fatal
+		}
+		if rcv != nil {
+			// What smtp-source surely had accepted: the drain waits for
+			// these.
+			rcv.setAccepted(int(st.Accepted.Load()))
+		}
+	} else {
+		st = runClient(ctx, co)
+	}
 	heapStop()
 	res.BenchCPU = cpuSelf() - cpu0
 	close(sampleStop)
@@ -376,9 +402,16 @@ func (e *env) run(ctx context.Context, s runSpec) (res *result) {
 		res.DrainSeconds = time.Since(d0).Seconds()
 		lats, _ := rcv.latencies(st.End)
 		res.Delivered = int64(len(lats))
-		res.Undelivered = res.Accepted - res.Delivered
+		res.Undelivered = max(res.Accepted-res.Delivered, 0)
 		res.Latency = summarize(lats)
+		res.LatencyFrom = "the client's 250"
 		rcv.mu.Lock()
+		if rcv.byKey {
+			res.LatencyFrom = "mailhook's acceptance (start of DATA), from the webhook's msg_id and received_at"
+			if rcv.coarse > 0 {
+				res.LatencyFrom += fmt.Sprintf("; %d of them from received_at alone (whole seconds)", rcv.coarse)
+			}
+		}
 		res.Duplicates, res.BadSignatures, res.Malformed, res.AuthNotPass, res.AuthExample = rcv.dups, rcv.bad, rcv.malformed, rcv.authFail, rcv.authEx
 		rcv.mu.Unlock()
 		res.DNSQueries = int64(dns.TotalQueries())

@@ -16,7 +16,7 @@ import (
 	"time"
 
 	"github.com/mailhook/mailhook/deliver"
-	"github.com/mailhook/mailhook/deliver/boltq"
+	"github.com/mailhook/mailhook/deliver/pebbleq"
 	"github.com/mailhook/mailhook/deliver/queuetest"
 	"github.com/mailhook/mailhook/inbound"
 	"github.com/mailhook/mailhook/parse"
@@ -208,11 +208,11 @@ func accept(t testing.TB, q deliver.Queue, a *Activity, o mailOpts) (*inbound.Ma
 
 // openQueue opens an embedded queue that keeps raw messages as files, so
 // that tests can check the activity store's hard links to them.
-func openQueue(t testing.TB, now func() time.Time) *boltq.Queue {
+func openQueue(t testing.TB, now func() time.Time) *pebbleq.Queue {
 	t.Helper()
-	q, err := boltq.Open(t.TempDir(), boltq.Options{Now: now, InlineMax: -1})
+	q, err := pebbleq.Open(t.TempDir(), pebbleq.Options{Now: now, InlineMax: -1})
 	if err != nil {
-		t.Fatalf("boltq.Open = %v", err)
+		t.Fatalf("pebbleq.Open = %v", err)
 	}
 	t.Cleanup(func() { q.Close() })
 	return q
@@ -221,7 +221,7 @@ func openQueue(t testing.TB, now func() time.Time) *boltq.Queue {
 // env is a running admin server over a real queue and activity store.
 type env struct {
 	t     testing.TB
-	q     *boltq.Queue
+	q     *pebbleq.Queue
 	act   *Activity
 	m     *Metrics
 	srv   *Server

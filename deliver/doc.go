@@ -39,13 +39,16 @@
 //
 // # Backends
 //
-// deliver/boltq is the embedded backend (bbolt and one file per raw
-// message under data_dir, single node); deliver/redisq is the Redis backend
-// (several nodes share one queue). Each is a Backend: the pipeline's Queue
+// deliver/pebbleq is the embedded backend (a Pebble store under data_dir,
+// large raw messages as files beside it, single node); deliver/redisq is
+// the Redis backend (several nodes share one queue). deliver/boltq, the
+// embedded backend before Pebble (bbolt), stays for the stores it wrote:
+// pebbleq imports one at Open; and as the benchmark pebbleq was chosen
+// against. Each is a Backend: the pipeline's Queue
 // (Commit for the listener; Take, Ack, Retry, Dead, Mail and OpenRaw for
 // the workers) and the Operator (Stats, List, ListDead, Get, Replay,
 // ReplayAll, RetryNow, Drop for the admin API and `mailhook queue`). Both
-// pass the suite in deliver/queuetest, on both interfaces.
+// pass the suite in deliver/queuetest, on both interfaces (boltq too).
 // Message data is deleted with the message's last job (acked or dropped);
 // dead letters keep theirs until replayed and delivered, or dropped.
 package deliver

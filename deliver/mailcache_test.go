@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/mailhook/mailhook/deliver"
-	"github.com/mailhook/mailhook/deliver/boltq"
+	"github.com/mailhook/mailhook/deliver/pebbleq"
 	"github.com/mailhook/mailhook/deliver/queuetest"
 	"github.com/mailhook/mailhook/inbound"
 	"github.com/mailhook/mailhook/parse"
@@ -174,7 +174,7 @@ func recorderMails() (deliver.Handler, func() []*inbound.Mail) {
 func BenchmarkMailFromQueue(b *testing.B) {
 	for _, size := range []int{2 << 10, 100 << 10} {
 		b.Run(fmt.Sprintf("%dKB", size>>10), func(b *testing.B) {
-			q, err := boltq.Open(b.TempDir(), boltq.Options{})
+			q, err := pebbleq.Open(b.TempDir(), pebbleq.Options{})
 			if err != nil {
 				b.Fatal(err)
 			}

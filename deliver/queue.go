@@ -51,7 +51,7 @@ var (
 	ErrClosed = errors.New("deliver: queue closed")
 )
 
-// The queue's interfaces. A backend (deliver/boltq, the embedded default,
+// The queue's interfaces. A backend (deliver/pebbleq, the embedded default,
 // and deliver/redisq) implements all of them (Backend) and passes the
 // shared suite in deliver/queuetest, on every interface. Each user takes
 // the part it calls: the SMTP listener's committer and the workers take a

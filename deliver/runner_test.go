@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/mailhook/mailhook/deliver"
-	"github.com/mailhook/mailhook/deliver/boltq"
+	"github.com/mailhook/mailhook/deliver/pebbleq"
 	"github.com/mailhook/mailhook/deliver/queuetest"
 	"github.com/mailhook/mailhook/inbound"
 	"github.com/mailhook/mailhook/route"
@@ -34,7 +34,7 @@ type seen struct {
 
 func newQueue(t *testing.T) deliver.Backend {
 	t.Helper()
-	q, err := boltq.Open(t.TempDir(), boltq.Options{})
+	q, err := pebbleq.Open(t.TempDir(), pebbleq.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,7 +14,7 @@ import (
 	"github.com/mailhook/mailhook/admin"
 	"github.com/mailhook/mailhook/config"
 	"github.com/mailhook/mailhook/deliver"
-	"github.com/mailhook/mailhook/deliver/boltq"
+	"github.com/mailhook/mailhook/deliver/pebbleq"
 	"github.com/mailhook/mailhook/internal/clip"
 )
 
@@ -53,11 +53,11 @@ func openQueueForCLI(cfg *config.Config) (cliQueue, func(), error) {
 		}
 		return directQueue{q, cfg}, func() { q.Close(); closeClient() }, nil
 	default:
-		q, err := boltq.Open(cfg.DataDir, boltq.Options{Logger: log})
+		q, err := pebbleq.Open(cfg.DataDir, pebbleq.Options{Logger: log})
 		if err == nil {
 			return directQueue{q, cfg}, func() { q.Close() }, nil
 		}
-		if !errors.Is(err, boltq.ErrLocked) {
+		if !errors.Is(err, pebbleq.ErrLocked) {
 			return nil, nil, err
 		}
 		// A running server holds the store: ask it, through its API.

@@ -21,7 +21,7 @@ import (
 	"github.com/mailhook/mailhook/admin"
 	"github.com/mailhook/mailhook/config"
 	"github.com/mailhook/mailhook/deliver"
-	"github.com/mailhook/mailhook/deliver/boltq"
+	"github.com/mailhook/mailhook/deliver/pebbleq"
 	"github.com/mailhook/mailhook/deliver/relay"
 	"github.com/mailhook/mailhook/deliver/webhook"
 	"github.com/mailhook/mailhook/dns"
@@ -349,7 +349,7 @@ func buildPolicy(cfg *config.Config) (*ingest.Policy, error) {
 func (a *app) openQueue() error {
 	switch a.cfg.Queue.Backend {
 	case "embedded":
-		q, err := boltq.Open(a.cfg.DataDir, boltq.Options{Logger: a.log, DedupWindow: a.cfg.Queue.DedupWindow})
+		q, err := pebbleq.Open(a.cfg.DataDir, pebbleq.Options{Logger: a.log, DedupWindow: a.cfg.Queue.DedupWindow})
 		if err != nil {
 			return fmt.Errorf("queue: %w", err)
 		}

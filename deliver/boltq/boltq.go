@@ -1,6 +1,8 @@
-// Package boltq is the embedded queue backend: a deliver.Backend in a bbolt
-// file under data_dir, with each raw message in its own file beside it. It
-// needs nothing installed and serves one node.
+// Package boltq was the embedded queue backend before deliver/pebbleq: a
+// deliver.Backend in a bbolt file under data_dir, with each raw message in
+// its own file beside it. pebbleq imports a store it wrote (Export) and
+// was chosen against it by measurement (its benchmarks and pebbleq's); it
+// still passes the shared suite.
 //
 // Layout under <data_dir>/queue:
 //

@@ -62,7 +62,7 @@ func (q *Queue) Commit(ctx context.Context, mail *inbound.Mail, jobs []*deliver.
 		} else if dup {
 			return nil
 		}
-		name = fileName(mail.ID)
+		name = deliver.RawFileName(mail.ID)
 		stored = filepath.Join(q.msgDir, name)
 		if err := safefile.Write(stored, bytes.NewReader(mail.Raw)); err != nil {
 			return fmt.Errorf("boltq: commit %s: %w", mail.ID, err)
@@ -81,7 +81,7 @@ func (q *Queue) Commit(ctx context.Context, mail *inbound.Mail, jobs []*deliver.
 			os.Remove(rawPath)
 			return nil
 		}
-		name = fileName(mail.ID)
+		name = deliver.RawFileName(mail.ID)
 		stored = filepath.Join(q.msgDir, name)
 		if err := safefile.Move(rawPath, stored); err != nil {
 			return fmt.Errorf("boltq: commit %s: %w", mail.ID, err)

@@ -3,14 +3,10 @@ package boltq
 // The buckets' keys and records, read and written inside transactions.
 
 import (
-	"crypto/rand"
-	"crypto/sha256"
 	"encoding/binary"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -131,29 +127,4 @@ func deleteMsgData(tx *bolt.Tx, id string) error {
 		}
 	}
 	return nil
-}
-
-func newToken() string {
-	var b [16]byte
-	rand.Read(b[:])
-	return hex.EncodeToString(b[:])
-}
-
-// fileName names a message's raw file: the message ID when it is safe as a
-// file name (else its hash), plus a random suffix so a duplicate commit of
-// the same message never overwrites the committed file.
-func fileName(msgID string) string {
-	base := msgID
-	safe := len(base) <= 100
-	for _, r := range base {
-		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.') {
-			safe = false
-			break
-		}
-	}
-	if !safe || strings.HasPrefix(base, ".") {
-		h := sha256.Sum256([]byte(msgID))
-		base = "h" + hex.EncodeToString(h[:12])
-	}
-	return base + "-" + newToken()[:12] + ".eml"
 }

@@ -86,7 +86,7 @@ func (q *Queue) Take(ctx context.Context, kinds []deliver.Kind, n int, lease tim
 			}
 			old := *j
 			j.Attempts++
-			j.Lease = newToken()
+			j.Lease = deliver.NewToken()
 			j.LeaseUntil = now.Add(lease)
 			if err := replaceJob(tx, &old, j); err != nil {
 				return err

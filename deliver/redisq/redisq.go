@@ -76,8 +76,6 @@ package redisq
 import (
 	"cmp"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -209,7 +207,7 @@ func New(c redis.UniversalClient, opts Options) (*Queue, error) {
 	q.allShards = q.shards
 	p := "{" + opts.Prefix + "}:"
 	q.kShards, q.kNodes, q.kRole = p+"shards", p+"nodes", p+"role:"
-	q.instance = opts.Node + "/" + newToken()[:12]
+	q.instance = opts.Node + "/" + deliver.NewToken()[:12]
 	var names []string
 	for _, k := range deliver.Kinds {
 		names = append(names, string(k))
@@ -390,12 +388,6 @@ func replyCode(err error) string {
 	return strings.TrimPrefix(re.Error(), "ERR ")
 }
 
-func newToken() string {
-	var b [12]byte
-	rand.Read(b[:])
-	return hex.EncodeToString(b[:])
-}
-
 // reapBatch bounds the expired leases returned per Take.
 const reapBatch = 100
 
@@ -522,7 +514,7 @@ func (q *Queue) take(ctx context.Context, sh *shard, want []any, n int, lease ti
 	now := q.now()
 	until := now.Add(lease)
 	keys := append([]string{sh.kJob, sh.kAtt, sh.kLease, sh.kLeased}, sh.kReady...)
-	token := sh.tag + "|" + q.instance + "|" + newToken()
+	token := sh.tag + "|" + q.instance + "|" + deliver.NewToken()
 	args := append([]any{ms(now), n, ms(until), token, reapBatch, q.kindNames}, want...)
 	res, err := takeScript.Run(ctx, q.c, keys, args...).Slice()
 	if err != nil {

@@ -19,7 +19,7 @@ import (
 
 	"github.com/mailhook/mailhook/config"
 	"github.com/mailhook/mailhook/deliver"
-	"github.com/mailhook/mailhook/deliver/boltq"
+	"github.com/mailhook/mailhook/deliver/pebbleq"
 	"github.com/mailhook/mailhook/deliver/webhook"
 	"github.com/mailhook/mailhook/inbound"
 	"github.com/mailhook/mailhook/ingest"
@@ -147,7 +147,7 @@ func TestSyncWebhooks(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	q, err := boltq.Open(t.TempDir(), boltq.Options{})
+	q, err := pebbleq.Open(t.TempDir(), pebbleq.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -94,8 +94,17 @@ type ActivityOptions struct {
 // in it is needed to deliver mail, and callers must log, never act on, the
 // errors its Record methods return, so a failing activity write can never
 // fail mail acceptance.
+//
+// The Record methods (and SampleQueue) check their arguments and hand the
+// writes to one goroutine, the committer, and return: it writes every
+// record pending in one transaction, not fsync'd, at most about 100 ms
+// after the first, and merges the records of one message (its acceptance
+// and its attempts) into one write of its record. It logs a record it
+// could not write. Every read waits until the records handed in before
+// it are written, so what was recorded shows at once; a crash loses at
+// most the records not yet written. Close writes those still pending.
 type Activity struct {
-	db        *bolt.DB
+	db        *store
 	dir       string
 	rawDir    string
 	retention time.Duration
@@ -132,10 +141,12 @@ func OpenActivity(dir string, opts ActivityOptions) (*Activity, error) {
 	path := filepath.Join(dir, "activity.db")
 	// The activity log is history for operators, not the queue: nothing
 	// acknowledged depends on it. So it is written without an fsync per
-	// transaction (a process crash loses nothing, the page cache has it;
-	// an OS crash may lose recent records or, rarely, the file, which is
-	// then set aside and started afresh rather than stopping mailhook).
-	bopts := &bolt.Options{Timeout: time.Second, NoSync: true, NoFreelistSync: true}
+	// transaction, nor when the file grows (a process crash loses only the
+	// records the committer had not written yet, the page cache has the
+	// rest; an OS crash may lose recent records or, rarely, the file,
+	// which is then set aside and started afresh rather than stopping
+	// mailhook).
+	bopts := &bolt.Options{Timeout: time.Second, NoSync: true, NoGrowSync: true, NoFreelistSync: true}
 	db, err := bolt.Open(path, 0o600, bopts)
 	if errors.Is(err, bolterrors.ErrTimeout) {
 		return nil, fmt.Errorf("admin: activity: %s is in use by another process", path)
@@ -162,15 +173,18 @@ func OpenActivity(dir string, opts ActivityOptions) (*Activity, error) {
 		db.Close()
 		return nil, fmt.Errorf("admin: activity: open %s: %w", path, err)
 	}
-	// Concurrent Record calls share one transaction; a lone caller waits
-	// at most this long for company (history may lag by as much).
+	// Concurrent claims share one transaction; a lone caller waits at
+	// most this long for company. (Records go through the committer.)
 	db.MaxBatchDelay = 10 * time.Millisecond
-	a.db = db
+	a.db = &store{DB: db, c: newCommitter(db, a.log, commitDelay)}
 	return a, nil
 }
 
-// Close closes the store.
-func (a *Activity) Close() error { return a.db.Close() }
+// Close writes the records still pending and closes the store.
+func (a *Activity) Close() error {
+	a.db.c.close()
+	return a.db.Close()
+}
 
 // Retention returns how long records are kept.
 func (a *Activity) Retention() time.Duration { return a.retention }

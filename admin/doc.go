@@ -89,13 +89,14 @@
 //	go act.Purge(ctx); go act.SampleQueueEvery(ctx, 15*time.Second, q.Stats)
 //
 // RecordAccepted and RecordAttempt may arrive in either order for a fast
-// delivery; the record merges them. Each Record call is one bbolt
-// transaction, not fsync'd (history, not the queue: an OS crash may lose
-// the last records) and shared between concurrent callers through
-// DB.Batch, so call them from several goroutines after the SMTP reply is
-// written rather than before the 250: a Writer does (w.Go(func() {
-// act.RecordAccepted(...) })), dropping and counting records when it falls
-// a whole buffer behind.
+// delivery; the record merges them. A Record call prepares its writes and
+// hands them to the store's committer, which writes all pending records in
+// one bbolt transaction, not fsync'd (history, not the queue: a crash may
+// lose the last records), each message's record once however many of its
+// records are pending; reads wait for the records handed in before them.
+// Still call them after the SMTP reply is written rather than before the
+// 250: a Writer does (w.Go(func() { act.RecordAccepted(...) })), dropping
+// and counting records when it falls a whole buffer behind.
 //
 // A job's webhook body shows once it was sent: it is the attempt's
 // (RecordSent keeps one given otherwise, and older stores' bodies).

@@ -4,11 +4,13 @@ package admin
 // the summary the list shows.
 
 import (
+	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -118,7 +120,9 @@ type msgRecord struct {
 // RecordAccepted records a message the gateway accepted, with the rule
 // decisions for its recipients and the jobs committed for it. It is safe to
 // call after RecordAttempt has already seen one of its jobs (a fast worker):
-// the attempts recorded so far are kept.
+// the attempts recorded so far are kept. Until the record is written it
+// holds on to mail.Raw, the envelope and decisions, which must not change
+// (they are read-only once the message is accepted).
 func (a *Activity) RecordAccepted(mail *inbound.Mail, decisions []route.Decision, jobs []*deliver.Job) error {
 	if mail == nil || mail.ID == "" {
 		return errors.New("admin: activity: record accepted: mail without id")
@@ -151,18 +155,27 @@ func (a *Activity) RecordAccepted(mail *inbound.Mail, decisions []route.Decision
 			d.From = clip.UTF8(m.From.Address, maxSummaryText, "")
 		}
 	}
-	parsed, err := json.Marshal(d.Message)
+	parsed, err := encodeParsed(d.Message)
 	if err != nil {
 		return fmt.Errorf("admin: activity: record accepted %s: %w", mail.ID, err)
 	}
 	d.Message = nil
-	err = a.db.Batch(func(tx *bolt.Tx) error {
-		old, err := getRecord(tx, mail.ID)
+	var raw []byte
+	if mail.Raw != nil && !hasAttachmentURL(mail) {
+		// A small message that never had a file: its raw copy goes into
+		// the (unsynced, batched) transaction instead of a file of its
+		// own (KeepRaw; KeepLinked wrote one already for a message whose
+		// attachments have URLs).
+		raw = mail.Raw
+	}
+	id := mail.ID
+	return a.db.c.add(&writeOp{what: "record accepted " + id, size: len(parsed) + len(raw) + 1024, fn: func(b *wbatch, _ *writeOp) error {
+		old, err := b.record(id)
 		if err != nil && !errors.Is(err, ErrNotFound) {
 			return err
 		}
 		rec := &msgRecord{MessageDetail: d}
-		// Copy, as Batch may run this function again.
+		// Copy, as this may run again.
 		rec.Jobs = slices.Clone(d.Jobs)
 		rec.Timeline = slices.Clone(d.Timeline)
 		if old != nil {
@@ -171,41 +184,77 @@ func (a *Activity) RecordAccepted(mail *inbound.Mail, decisions []route.Decision
 				return nil
 			}
 			mergeStub(rec, old)
-			if err := tx.Bucket(bIndex).Delete(timeKey(old.ReceivedAt, old.ID)); err != nil {
+			if err := b.tx.Bucket(bIndex).Delete(timeKey(old.ReceivedAt, old.ID)); err != nil {
 				return err
 			}
 		}
 		for _, j := range rec.Jobs {
-			if err := tx.Bucket(bJobs).Put([]byte(j.ID), []byte(rec.ID)); err != nil {
+			if err := b.tx.Bucket(bJobs).Put([]byte(j.ID), []byte(id)); err != nil {
 				return err
 			}
 		}
-		if rec.StableID != "" && rec.StableID != rec.ID {
-			if err := tx.Bucket(bAlias).Put([]byte(rec.StableID), []byte(rec.ID)); err != nil {
+		if rec.StableID != "" && rec.StableID != id {
+			if err := b.tx.Bucket(bAlias).Put([]byte(rec.StableID), []byte(id)); err != nil {
 				return err
 			}
 		}
-		if err := tx.Bucket(bParsed).Put([]byte(rec.ID), parsed); err != nil {
+		if err := b.tx.Bucket(bParsed).Put([]byte(id), parsed); err != nil {
 			return err
 		}
-		if mail.Raw != nil && !hasAttachmentURL(mail) {
-			// A small message that never had a file: its raw copy goes
-			// into this (unsynced, batched) transaction instead of a file
-			// of its own (KeepRaw; KeepLinked wrote one already for a
-			// message whose attachments have URLs).
-			if err := tx.Bucket(bRawMsg).Put([]byte(rec.ID), mail.Raw); err != nil {
+		if raw != nil {
+			if err := b.tx.Bucket(bRawMsg).Put([]byte(id), raw); err != nil {
 				return err
 			}
 		}
-		if err := putRecord(tx, rec, now); err != nil {
-			return err
-		}
-		return bumpSeries(tx, d.ReceivedAt, func(c *seriesCell) { c.Accepted++ })
-	})
-	if err != nil {
-		return fmt.Errorf("admin: activity: record accepted %s: %w", mail.ID, err)
+		b.put(rec, now)
+		b.series(d.ReceivedAt, func(c *seriesCell) { c.Accepted++ })
+		return nil
+	}})
+}
+
+// parsedStripped marks a bParsed value whose stripped_text was left out
+// as a prefix of its text: the byte, the prefix's length as a uvarint,
+// then the JSON. Other values are the JSON alone.
+const parsedStripped = 0x01
+
+// encodeParsed is what bParsed holds for m (trimmed, so a copy that may
+// be changed): its JSON, without the stripped text when that is the start
+// of the text (a message that quotes nothing, or whose quote follows the
+// reply), which would double the bytes kept.
+func encodeParsed(m *parse.Message) ([]byte, error) {
+	if m == nil || m.StrippedText == "" || !strings.HasPrefix(m.Text, m.StrippedText) {
+		return json.Marshal(m)
 	}
-	return nil
+	n := len(m.StrippedText)
+	m.StrippedText = ""
+	defer func() { m.StrippedText = m.Text[:n] }()
+	var e bytes.Buffer
+	e.WriteByte(parsedStripped)
+	e.Write(binary.AppendUvarint(nil, uint64(n)))
+	if err := json.NewEncoder(&e).Encode(m); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(e.Bytes(), []byte("\n")), nil
+}
+
+// decodeParsed reads a bParsed value (encodeParsed).
+func decodeParsed(v []byte) (*parse.Message, error) {
+	n := -1
+	if len(v) > 0 && v[0] == parsedStripped {
+		u, w := binary.Uvarint(v[1:])
+		if w <= 0 {
+			return nil, errors.New("bad stripped text length")
+		}
+		n, v = int(min(u, 1<<40)), v[1+w:]
+	}
+	var m *parse.Message
+	if err := json.Unmarshal(v, &m); err != nil {
+		return nil, err
+	}
+	if m != nil && n >= 0 && n <= len(m.Text) {
+		m.StrippedText = m.Text[:n]
+	}
+	return m, nil
 }
 
 // mergeStub keeps what RecordAttempt recorded before RecordAccepted.
@@ -260,8 +309,8 @@ func trimMessage(m *parse.Message) (*parse.Message, []string) {
 // settled it: it appends to the message's timeline and updates the job's
 // and the message's status. A released attempt (mailhook stopping) leaves
 // the job queued and counts as neither delivered nor failed. The attempt's
-// Body, when set, becomes the job's sent body (as RecordSent keeps it), in
-// the same transaction.
+// Body, when set, becomes the job's sent body (as RecordSent keeps it; a
+// copy, so the caller may reuse Body), in the same transaction.
 func (a *Activity) RecordAttempt(job *deliver.Job, at deliver.Attempt, outcome deliver.Settlement) error {
 	if job == nil || job.ID == "" || job.MsgID == "" {
 		return errors.New("admin: activity: record attempt: job without id or message id")
@@ -289,13 +338,16 @@ func (a *Activity) RecordAttempt(job *deliver.Job, at deliver.Attempt, outcome d
 	if len(at.Body) > 0 {
 		sent = a.sentValue(at.Body)
 	}
-	err := a.db.Batch(func(tx *bolt.Tx) error {
+	// The caller may reuse job once this returns.
+	job = &deliver.Job{ID: job.ID, MsgID: job.MsgID, Kind: job.Kind, Target: job.Target, Route: job.Route,
+		Rcpts: slices.Clone(job.Rcpts), CreatedAt: job.CreatedAt}
+	return a.db.c.add(&writeOp{what: "record attempt " + job.ID, size: len(sent) + 1024, fn: func(b *wbatch, _ *writeOp) error {
 		if sent != nil {
-			if err := tx.Bucket(bSent).Put([]byte(job.ID), sent); err != nil {
+			if err := b.tx.Bucket(bSent).Put([]byte(job.ID), sent); err != nil {
 				return err
 			}
 		}
-		rec, err := getRecord(tx, job.MsgID)
+		rec, err := b.record(job.MsgID)
 		if errors.Is(err, ErrNotFound) {
 			rec = &msgRecord{Stub: true}
 			rec.ID, rec.ReceivedAt = job.MsgID, job.CreatedAt
@@ -310,7 +362,7 @@ func (a *Activity) RecordAttempt(job *deliver.Job, at deliver.Attempt, outcome d
 		if i < 0 {
 			rec.Jobs = append(rec.Jobs, newJobRecord(job))
 			i = len(rec.Jobs) - 1
-			if err := tx.Bucket(bJobs).Put([]byte(job.ID), []byte(job.MsgID)); err != nil {
+			if err := b.tx.Bucket(bJobs).Put([]byte(job.ID), []byte(job.MsgID)); err != nil {
 				return err
 			}
 		}
@@ -325,24 +377,19 @@ func (a *Activity) RecordAttempt(job *deliver.Job, at deliver.Attempt, outcome d
 			At: ar.At, Type: "attempt", JobID: job.ID, Kind: string(job.Kind), Target: job.Target,
 			Outcome: string(outcome), Status: ar.Status, LatencyMS: ar.LatencyMS, Error: ar.Error,
 		})
-		if err := putRecord(tx, rec, now); err != nil {
-			return err
-		}
+		b.put(rec, now)
 		if outcome == deliver.SettleReleased {
 			return nil
 		}
-		return bumpSeries(tx, ar.At, func(c *seriesCell) {
+		b.series(ar.At, func(c *seriesCell) {
 			if outcome == deliver.SettleDelivered {
 				c.Delivered++
 			} else {
 				c.Failed++
 			}
 		})
-	})
-	if err != nil {
-		return fmt.Errorf("admin: activity: record attempt %s: %w", job.ID, err)
-	}
-	return nil
+		return nil
+	}})
 }
 
 func (r *msgRecord) addEvent(ev Event) {
@@ -366,23 +413,29 @@ func (a *Activity) RecordDropped(jobID string) error {
 
 func (a *Activity) setJobStatus(jobID, status, event string) error {
 	now := a.now()
-	err := a.db.Batch(func(tx *bolt.Tx) error {
-		msgID := tx.Bucket(bJobs).Get([]byte(jobID))
+	err := a.db.c.do(&writeOp{what: event + " " + jobID, fn: func(b *wbatch, op *writeOp) error {
+		msgID := b.tx.Bucket(bJobs).Get([]byte(jobID))
 		if msgID == nil {
-			return ErrNotFound
+			op.res = ErrNotFound
+			return nil
 		}
-		rec, err := getRecord(tx, string(msgID))
-		if err != nil {
+		rec, err := b.record(string(msgID))
+		if errors.Is(err, ErrNotFound) {
+			op.res = ErrNotFound
+			return nil
+		} else if err != nil {
 			return err
 		}
 		i := slices.IndexFunc(rec.Jobs, func(j JobRecord) bool { return j.ID == jobID })
 		if i < 0 {
-			return ErrNotFound
+			op.res = ErrNotFound
+			return nil
 		}
 		rec.Jobs[i].Status = status
 		rec.addEvent(Event{At: now, Type: event, JobID: jobID, Kind: string(rec.Jobs[i].Kind), Target: rec.Jobs[i].Target})
-		return putRecord(tx, rec, now)
-	})
+		b.put(rec, now)
+		return nil
+	}})
 	if err != nil {
 		return fmt.Errorf("admin: activity: %s %s: %w", event, jobID, err)
 	}

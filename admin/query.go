@@ -169,7 +169,7 @@ func (a *Activity) Message(id string) (*MessageDetail, error) {
 			return err
 		}
 		if v := tx.Bucket(bParsed).Get([]byte(id)); v != nil && rec.Message == nil {
-			if err := json.Unmarshal(v, &rec.Message); err != nil {
+			if rec.Message, err = decodeParsed(v); err != nil {
 				return fmt.Errorf("decode message %s: %w", id, err)
 			}
 		}

@@ -40,8 +40,8 @@ func (a *Activity) RecordRefused(ev Refused) error {
 	if err != nil {
 		return fmt.Errorf("admin: activity: record refused: %w", err)
 	}
-	err = a.db.Batch(func(tx *bolt.Tx) error {
-		bk := tx.Bucket(bRefused)
+	return a.db.c.add(&writeOp{what: "record refused", size: len(b), fn: func(w *wbatch, _ *writeOp) error {
+		bk := w.tx.Bucket(bRefused)
 		seq, err := bk.NextSequence()
 		if err != nil {
 			return err
@@ -51,12 +51,9 @@ func (a *Activity) RecordRefused(ev Refused) error {
 		if err := bk.Put(timeKey(ev.At, string(s[:])), b); err != nil {
 			return err
 		}
-		return bumpSeries(tx, ev.At, func(c *seriesCell) { c.Refused++ })
-	})
-	if err != nil {
-		return fmt.Errorf("admin: activity: record refused: %w", err)
-	}
-	return nil
+		w.series(ev.At, func(c *seriesCell) { c.Refused++ })
+		return nil
+	}})
 }
 
 // Refusals returns up to limit refusals at or after since, newest first.

@@ -5,7 +5,6 @@ package admin
 import (
 	"encoding/binary"
 	"errors"
-	"fmt"
 	"slices"
 	"time"
 
@@ -21,13 +20,9 @@ func (a *Activity) RecordSent(jobID string, body []byte) error {
 		return errors.New("admin: activity: record sent: job without id")
 	}
 	v := a.sentValue(body)
-	err := a.db.Batch(func(tx *bolt.Tx) error {
-		return tx.Bucket(bSent).Put([]byte(jobID), v)
-	})
-	if err != nil {
-		return fmt.Errorf("admin: activity: record sent %s: %w", jobID, err)
-	}
-	return nil
+	return a.db.c.add(&writeOp{what: "record sent " + jobID, size: len(v), fn: func(b *wbatch, _ *writeOp) error {
+		return b.tx.Bucket(bSent).Put([]byte(jobID), v)
+	}})
 }
 
 // sentValue is what bSent holds for body: the time it was recorded (8

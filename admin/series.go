@@ -38,34 +38,17 @@ func minuteKey(t time.Time) []byte {
 	return k[:]
 }
 
-func bumpSeries(tx *bolt.Tx, t time.Time, fn func(*seriesCell)) error {
-	bk := tx.Bucket(bSeries)
-	k := minuteKey(t)
-	var c seriesCell
-	if v := bk.Get(k); v != nil {
-		_ = json.Unmarshal(v, &c) // a broken cell restarts at zero
-	}
-	fn(&c)
-	b, err := json.Marshal(c)
-	if err != nil {
-		return err
-	}
-	return bk.Put(k, b)
-}
-
 // SampleQueue records a queue depth sample (jobs waiting or in flight) for
 // the depth chart.
 func (a *Activity) SampleQueue(depth int) error {
-	err := a.db.Batch(func(tx *bolt.Tx) error {
-		return bumpSeries(tx, a.now(), func(c *seriesCell) {
+	now := a.now()
+	return a.db.c.add(&writeOp{what: "sample queue", fn: func(b *wbatch, _ *writeOp) error {
+		b.series(now, func(c *seriesCell) {
 			c.Depth = max(c.Depth, depth)
 			c.Samples++
 		})
-	})
-	if err != nil {
-		return fmt.Errorf("admin: activity: sample queue: %w", err)
-	}
-	return nil
+		return nil
+	}})
 }
 
 // Point is one step of a time series.

@@ -12,11 +12,12 @@ import (
 
 // Writer defaults.
 const (
-	// DefaultWriterWorkers is how many goroutines apply records: many, so
-	// that the activity store's batches gather many records into one
-	// transaction (one commit's page writes for dozens of records, not one
-	// each); each only waits on its batch.
-	DefaultWriterWorkers = 64
+	// DefaultWriterWorkers is how many goroutines apply records: one, as
+	// a record only prepares its writes and hands them to the activity
+	// store's committer, which writes all pending in one transaction
+	// (and merges those of one message); one goroutine keeps them in the
+	// order given.
+	DefaultWriterWorkers = 1
 	// DefaultWriterBuffer is how many records may wait for a worker.
 	DefaultWriterBuffer = 10000
 )
@@ -34,10 +35,11 @@ type WriterOptions struct {
 // the workers hand it records (functions that write to the Activity) and
 // go on at once, off the SMTP reply's path and the delivery's.
 //
-// Records are applied by a pool of goroutines, so not in the order they
-// were given: the Activity takes them in any order (an attempt recorded
-// before its message's acceptance makes a stub the acceptance fills in).
-// When the pool is more than the buffer behind, a record is dropped (the
+// Records are applied by one goroutine unless WriterOptions.Workers asks
+// for more, and then not in the order they were given: the Activity takes
+// them in any order (an attempt recorded before its message's acceptance
+// makes a stub the acceptance fills in).
+// When the writer is more than the buffer behind, a record is dropped (the
 // mail is not: the queue has it) and counted; the drops are logged at the
 // first and at each doubling of the count. A
 // record that panics is logged with its stack and counted; the writer goes

@@ -212,7 +212,7 @@ func (r replyLines) cutAt(i int) (int, bool) {
 	// Cheap checks first: the expressions are large and most lines are
 	// plain text.
 	short := len(t) < 120
-	colon := strings.ContainsAny(t, ":：")
+	colon := hasColon(t)
 	// Every separator has a colon or dashes, but one Chinese form.
 	separator := colon || strings.Contains(t, "--") || strings.Contains(t, "转发的邮件")
 	if short && separator && separatorRE.MatchString(t) || len(t) < 60 && sentFromRE.MatchString(t) {
@@ -234,12 +234,17 @@ func (r replyLines) cutAt(i int) (int, bool) {
 		}
 		return i, true
 	}
-	if underscoreRE.MatchString(t) {
+	if t[0] == '_' && underscoreRE.MatchString(t) {
 		for j := i + 1; j < len(lines) && j <= i+3; j++ {
 			if fromLabelRE.MatchString(r.at(j)) {
 				return i, true
 			}
 		}
+	}
+	// What follows needs a line ending in a colon among this one and the
+	// two after it: most text has none.
+	if !colon && !r.colonWithin(i+1, i+2) {
+		return 0, false
 	}
 	// Attribution lines, possibly wrapped over up to three lines. Lines
 	// are joined only when the last one ends in a colon: most do not.
@@ -297,6 +302,23 @@ func (r replyLines) cutAt(i int) (int, bool) {
 	return 0, false
 }
 
+// colonWithin reports whether a line from i to j (those that exist) holds
+// a colon.
+func (r replyLines) colonWithin(i, j int) bool {
+	for ; i <= j && i < len(r.l); i++ {
+		if hasColon(r.at(i)) {
+			return true
+		}
+	}
+	return false
+}
+
+// hasColon reports whether s holds an ASCII or a full-width colon.
+// (strings.ContainsAny with a non-ASCII set walks s rune by rune.)
+func hasColon(s string) bool {
+	return strings.IndexByte(s, ':') >= 0 || strings.Contains(s, "：")
+}
+
 func endsInColon(s string) bool {
 	return strings.HasSuffix(s, ":") || strings.HasSuffix(s, "：")
 }
@@ -311,7 +333,7 @@ func (r replyLines) headerBlockFollows(i int) bool {
 	lines := r.l
 	n := 0
 	for j := i + 1; j < len(lines) && j <= i+6; j++ {
-		if l := r.at(j); len(l) < 500 && strings.ContainsAny(l, ":：") && headerLabelRE.MatchString(l) {
+		if l := r.at(j); len(l) < 500 && hasColon(l) && headerLabelRE.MatchString(l) {
 			n++
 			if n >= 2 {
 				return true

@@ -55,6 +55,7 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/bloom"
 	"github.com/cockroachdb/pebble/v2/vfs"
 
 	"github.com/mailhook/mailhook/deliver"
@@ -167,11 +168,16 @@ func Open(dataDir string, opts Options) (*Queue, error) {
 	}
 	q.lock = lock
 	path := filepath.Join(dir, "store")
-	db, err := pebble.Open(path, &pebble.Options{
+	popts := &pebble.Options{
 		FS:                 fs,
 		FormatMajorVersion: pebble.FormatNewest,
 		Logger:             pebbleLogger{q.log},
-	})
+	}
+	// Every commit looks up its commit key (isDup, remember), which is
+	// absent but for a duplicate: Bloom filters on every level (the
+	// levels below inherit L0's) answer that without reading a block.
+	popts.Levels[0].FilterPolicy = bloom.FilterPolicy(10)
+	db, err := pebble.Open(path, popts)
 	if err != nil {
 		lock.Close()
 		return nil, fmt.Errorf("pebbleq: open %s: %w", path, err)

@@ -178,7 +178,7 @@ func (q *Queue) isDupLocked(msgID, ckey string, now time.Time) bool {
 	if q.idx.msgs[msgID] > 0 {
 		return true
 	}
-	v, err := q.get(key(pDedup, ckey))
+	v, err := q.lookup(key(pDedup, ckey))
 	if err != nil || len(v) < 8 {
 		return false
 	}
@@ -210,7 +210,7 @@ func (q *Queue) remember(b *pebble.Batch, ckey, msgID string, now time.Time) err
 			q.nextPrune = now.Add(time.Second)
 		}
 	}
-	if v, err := q.get(key(pDedup, ckey)); err == nil && len(v) >= 8 {
+	if v, err := q.lookup(key(pDedup, ckey)); err == nil && len(v) >= 8 {
 		b.Delete(expKey(int64(binary.BigEndian.Uint64(v[:8])), ckey), nil)
 	}
 	put(ckey, msgID)
@@ -240,7 +240,7 @@ func (q *Queue) prune(b *pebble.Batch, now time.Time, put func(ck, msgID string)
 		ck := string(k[9:])
 		b.Delete(k, nil)
 		q.pruneFrom = append(q.pruneFrom[:0], k...)
-		v, err := q.get(key(pDedup, ck))
+		v, err := q.lookup(key(pDedup, ck))
 		if err != nil || len(v) < 8 {
 			continue
 		}

@@ -2,6 +2,7 @@ package ingest
 
 import (
 	"bufio"
+	"bytes"
 	"io"
 	"reflect"
 	"unsafe"
@@ -100,6 +101,23 @@ func (d *exactData) Read(b []byte) (n int, err error) {
 		}
 	}
 	for n < len(b) {
+		// Inside a line only CR changes the state: the bytes up to the
+		// next one that are already buffered go over in one copy.
+		if d.st == edData {
+			if avail := d.br.Buffered(); avail > 0 {
+				p, _ := d.br.Peek(min(avail, len(b)-n))
+				i := bytes.IndexByte(p, '\r')
+				if i < 0 {
+					i = len(p)
+				}
+				if i > 0 {
+					copy(b[n:], p[:i])
+					d.br.Discard(i)
+					n += i
+					continue
+				}
+			}
+		}
 		c, rerr := d.br.ReadByte()
 		if rerr != nil {
 			if rerr == io.EOF {

@@ -1,7 +1,9 @@
 package pebbleq_test
 
 import (
+	"errors"
 	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -54,3 +56,59 @@ func TestRecover(t *testing.T) { queuetest.Recover(t, openDir) }
 
 // TestKill9 kills a process committing and acking at arbitrary points.
 func TestKill9(t *testing.T) { queuetest.Kill9(t, openDir) }
+
+// TestAckFileAfterSync: an acknowledged message's file goes once the ack
+// is synced, by the queue's own sync when nothing else syncs, and at the
+// latest by Close; the job is gone at once and stays gone after reopening.
+func TestAckFileAfterSync(t *testing.T) {
+	ctx := t.Context()
+	for _, closeAtOnce := range []bool{false, true} {
+		dir := t.TempDir()
+		q, err := openDir(dir, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		now := time.Now()
+		if err := q.Commit(ctx, queuetest.NewMail(t, "m1", "one"), []*deliver.Job{queuetest.NewJob("j1", "m1", deliver.KindWebhook, now)}); err != nil {
+			t.Fatal(err)
+		}
+		got, err := q.Take(ctx, deliver.Kinds, 1, time.Minute)
+		if err != nil || len(got) != 1 {
+			t.Fatalf("Take = %v, %v", got, err)
+		}
+		if err := q.Ack(ctx, got[0]); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := q.Get(ctx, "j1"); !errors.Is(err, deliver.ErrNotFound) {
+			t.Errorf("Get after Ack = %v, want ErrNotFound", err)
+		}
+		msgDir := filepath.Join(dir, "queue", "msg")
+		if closeAtOnce {
+			if err := q.Close(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			ents, _ := os.ReadDir(msgDir)
+			if len(ents) == 0 {
+				break
+			}
+			if closeAtOnce || time.Now().After(deadline) {
+				t.Fatalf("close %v: msg dir holds %d files after the ack", closeAtOnce, len(ents))
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		if !closeAtOnce {
+			q.Close()
+		}
+		q, err = openDir(dir, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := q.Get(ctx, "j1"); !errors.Is(err, deliver.ErrNotFound) {
+			t.Errorf("close %v: Get after reopening = %v, want ErrNotFound", closeAtOnce, err)
+		}
+		q.Close()
+	}
+}

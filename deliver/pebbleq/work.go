@@ -113,9 +113,16 @@ func (q *Queue) job(e *entry) (*deliver.Job, error) {
 	return decodeJob(v)
 }
 
-// settle runs fn on the stored copy of job under job's lease and waits for
-// the change to be durable. fn returns whether to delete the job.
-func (q *Queue) settle(ctx context.Context, op string, job *deliver.Job, fn func(j *deliver.Job) (del bool)) error {
+// settle runs fn on the stored copy of job under job's lease and, when
+// durable, waits for the change to be synced. fn returns whether to delete
+// the job.
+//
+// An acknowledgement is not waited for (durable false): delivery is at
+// least once, and an Ack that a crash loses only brings the job back to be
+// delivered again, under the same webhook-id. Its message's file, when it
+// was the last job, goes after the sync that makes the deletion durable.
+// Retries, dead letters and the operators' changes are synced.
+func (q *Queue) settle(ctx context.Context, op string, job *deliver.Job, durable bool, fn func(j *deliver.Job) (del bool)) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -132,7 +139,7 @@ func (q *Queue) settle(ctx context.Context, op string, job *deliver.Job, fn func
 	if errors.Is(err, deliver.ErrNotFound) {
 		err = deliver.ErrLeaseLost
 	}
-	if err == nil {
+	if err == nil && durable {
 		err = q.sync()
 	}
 	if err != nil {
@@ -141,7 +148,11 @@ func (q *Queue) settle(ctx context.Context, op string, job *deliver.Job, fn func
 	if stored != nil {
 		*job = *stored
 	}
-	q.removeFile(remove)
+	if durable {
+		q.removeFile(remove)
+	} else {
+		q.removeAfterSync(remove)
+	}
 	return nil
 }
 
@@ -212,12 +223,12 @@ func (q *Queue) removeFile(name string) {
 
 // Ack implements deliver.Queue.
 func (q *Queue) Ack(ctx context.Context, job *deliver.Job) error {
-	return q.settle(ctx, "ack", job, func(*deliver.Job) bool { return true })
+	return q.settle(ctx, "ack", job, false, func(*deliver.Job) bool { return true })
 }
 
 // Retry implements deliver.Queue.
 func (q *Queue) Retry(ctx context.Context, job *deliver.Job, next time.Time, a deliver.Attempt) error {
-	return q.settle(ctx, "retry", job, func(j *deliver.Job) bool {
+	return q.settle(ctx, "retry", job, true, func(j *deliver.Job) bool {
 		j.Lease, j.LeaseUntil = "", time.Time{}
 		j.NextAt = next
 		j.Rcpts = job.Rcpts
@@ -228,7 +239,7 @@ func (q *Queue) Retry(ctx context.Context, job *deliver.Job, next time.Time, a d
 
 // Dead implements deliver.Queue.
 func (q *Queue) Dead(ctx context.Context, job *deliver.Job, a deliver.Attempt) error {
-	return q.settle(ctx, "dead", job, func(j *deliver.Job) bool {
+	return q.settle(ctx, "dead", job, true, func(j *deliver.Job) bool {
 		j.Lease, j.LeaseUntil = "", time.Time{}
 		j.DeadAt = q.now()
 		j.Rcpts = job.Rcpts

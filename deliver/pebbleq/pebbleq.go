@@ -72,8 +72,12 @@ import (
 var ErrLocked = errors.New("in use by another process")
 
 // DefaultInlineMax is the size up to which a raw message is stored inside
-// the commit's batch rather than as a file of its own.
-const DefaultInlineMax = 64 << 10
+// the commit's batch rather than as a file of its own: as large as the
+// messages ingest holds in memory, so that such a message costs one log
+// append and a shared fsync, not a file, its fsync and its directory's.
+// (An acked message's copy mostly dies in the memtable; at 100 KB × 20
+// sessions, 256 KB rather than 64 KB costs serve about 5% less CPU.)
+const DefaultInlineMax = 256 << 10
 
 // Options configures Open.
 type Options struct {

@@ -43,10 +43,11 @@ func TestRawCopiesArePrivate(t *testing.T) {
 `, freePort(t), freePort(t), hash)
 	cfg := writeConfig(t, dir, smtpAddr, dns.Addr(), rcv.srv.URL, extra)
 	startServe(t, cfg, smtpAddr)
-	// Over the queue's DefaultInlineMax (64 KiB), so that the queue keeps
-	// the raw message as a file rather than inside its database.
+	// Over the queue's DefaultInlineMax (256 KiB, also what ingest holds
+	// in memory), so that the message is spooled and the queue keeps it
+	// as a file rather than inside its store.
 	msg := "From: Dave <dave@sender.test>\r\nTo: support@example.test\r\nSubject: private\r\n\r\n" +
-		strings.Repeat("Secret body line.\r\n", 8000)
+		strings.Repeat("Secret body line.\r\n", 16000)
 	if err := sendMail(smtpAddr, nil, "dave@sender.test", []string{"support@example.test", "carol@example.test"}, []byte(msg)); err != nil {
 		t.Fatalf("send: %v", err)
 	}

@@ -36,8 +36,10 @@ func deliveredHeaders(prepend []Field, orig [][2]string, hdr *header.Header, dro
 
 // unfold undoes header folding (RFC 5322 §2.2.3).
 func unfold(v string) string {
-	return strings.NewReplacer("\r\n\t", " ", "\r\n ", " ").Replace(v)
+	return unfolder.Replace(v)
 }
+
+var unfolder = strings.NewReplacer("\r\n\t", " ", "\r\n ", " ")
 
 // forgedAR returns whether the i-th field of hdr is an
 // Authentication-Results to drop: forged as received, or as parse decoded

@@ -195,10 +195,23 @@ func (s *spool) discard() {
 	}
 }
 
+// Buffers of spool.header and writeFinal, pooled: a message costs none.
+var (
+	headerReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 32<<10) }}
+	finalWriters  = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 32<<10) }}
+)
+
 // header reads the header section of the message received, by the one
-// rule of package header.
+// rule of package header. (The header returned holds copies, nothing of
+// the reader's buffer.)
 func (s *spool) header(limit int) (*header.Header, error) {
-	return header.Read(bufio.NewReaderSize(s.reader(), 32<<10), limit)
+	br := headerReaders.Get().(*bufio.Reader)
+	br.Reset(s.reader())
+	defer func() {
+		br.Reset(nil)
+		headerReaders.Put(br)
+	}()
+	return header.Read(br, limit)
 }
 
 // finalize writes the message as it will be stored and delivered: our
@@ -256,7 +269,12 @@ func (s *spool) finalize(dir, id string, prepend []Field, hdr *header.Header, dr
 // the indexes of the dropped fields.
 func (s *spool) writeFinal(out io.Writer, prepend []Field, hdr *header.Header, drop func(int, header.Field) bool) (map[int]bool, error) {
 	src := s.reader()
-	w := bufio.NewWriterSize(out, 32<<10)
+	w := finalWriters.Get().(*bufio.Writer)
+	w.Reset(out)
+	defer func() {
+		w.Reset(nil)
+		finalWriters.Put(w)
+	}()
 	for _, f := range prepend {
 		if _, err := fmt.Fprintf(w, "%s: %s\r\n", f.Name, f.Value); err != nil {
 			return nil, fmt.Errorf("ingest: spool: %w", err)

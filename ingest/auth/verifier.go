@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/mailhook/mailhook/dns"
@@ -138,6 +139,10 @@ func NewVerifier(o Options) (*Verifier, error) {
 // the one it made.
 func (v *Verifier) Resolver() *dns.Resolver { return v.res }
 
+// verifyReaders are Verify's buffers, pooled: nothing of one outlives the
+// call (the header read holds copies; DKIM reads the body within it).
+var verifyReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 8<<10) }}
+
 // Verify checks the DKIM signatures of msg (the message as received,
 // header and body, CRLF line ends) and DMARC (RFC 7489) for its From
 // domain(s) using spf (from CheckSPF), and fills AuthenticationResults
@@ -153,7 +158,12 @@ func (v *Verifier) Verify(ctx context.Context, spf inbound.SPFResult, msg io.Rea
 
 	res := &inbound.Auth{SPF: spf, DKIM: []inbound.DKIMResult{}}
 	rd := &captureReader{r: msg}
-	br := bufio.NewReaderSize(rd, 8*1024)
+	br := verifyReaders.Get().(*bufio.Reader)
+	br.Reset(rd)
+	defer func() {
+		br.Reset(nil)
+		verifyReaders.Put(br)
+	}()
 	// The header as every stage reads it (package header). DKIM is given
 	// that reading written out again, so that the library's own header
 	// parser sees exactly these fields; for a header that ended as the

@@ -136,3 +136,28 @@ func BenchmarkStripHTMLQuoted(b *testing.B) {
 		StripHTML(html)
 	}
 }
+
+// TestHasQuoteMarker: the anchored search finds every marker wherever it
+// stands (first, last, overlapping near misses) exactly when
+// strings.Contains does.
+func TestHasQuoteMarker(t *testing.T) {
+	fills := []string{"", "x", "moz-cit", "blockquot", "gmail", "-top", "<p>plain text</p>"}
+	for _, m := range htmlQuoteMarkers {
+		for _, before := range fills {
+			for _, after := range fills {
+				for _, s := range []string{before + m + after, before + m[:len(m)-1] + after, before + m[1:] + after} {
+					want := false
+					for _, x := range htmlQuoteMarkers {
+						want = want || strings.Contains(s, x)
+					}
+					if got := hasQuoteMarker(s); got != want {
+						t.Errorf("hasQuoteMarker(%q) = %v, want %v", s, got, want)
+					}
+				}
+			}
+		}
+	}
+	for _, m := range quoteMarkers {
+		t.Logf("%s: searched at %q", m.s, m.s[m.k])
+	}
+}

@@ -60,7 +60,7 @@ var (
 	bParsed  = []byte("parsed")  // msg id -> parse.Message JSON (trimmed)
 	bIndex   = []byte("index")   // timeKey(ReceivedAt, id) -> MessageSummary JSON
 	bJobs    = []byte("jobs")    // job id -> msg id
-	bSent    = []byte("sent")    // job id -> 8-byte unix nanos + body
+	bSent    = []byte("sent")    // sentKey(msg id, job id) (or job id, before) -> 8-byte unix nanos + body
 	bRefused = []byte("refused") // timeKey(At, seq) -> Refused JSON
 	bSeries  = []byte("series")  // 8-byte unix minute -> seriesCell JSON
 	bMeta    = []byte("meta")    // "probe" -> nil, written by Writable

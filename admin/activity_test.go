@@ -711,3 +711,47 @@ func TestActivityLinkedRawOnce(t *testing.T) {
 		t.Errorf("Message = %+v, %v; want HasRaw", d, err)
 	}
 }
+
+// TestSentKeys: a webhook body is kept under its message's id and the job
+// id (in time order), shown with the message, and one stored under the
+// job id alone by an earlier version is shown too; the purge removes both.
+func TestSentKeys(t *testing.T) {
+	c := newClock()
+	a := openActivity(t, c.Now)
+	accept(t, nil, a, mailOpts{id: "m1"})
+	accept(t, nil, a, mailOpts{id: "m2"})
+	if err := a.RecordAttempt(&deliver.Job{ID: "m1-w", MsgID: "m1", Kind: deliver.KindWebhook},
+		deliver.Attempt{Status: 200, Body: []byte(`{"id":"one"}`)}, deliver.SettleDelivered); err != nil {
+		t.Fatal(err)
+	}
+	// An earlier version's key.
+	if err := a.db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket(bSent).Put([]byte("m2-w"), append(make([]byte, 8), `{"id":"two"}`...))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for id, want := range map[string]string{"m1": `{"id":"one"}`, "m2": `{"id":"two"}`} {
+		d, err := a.Message(id)
+		if err != nil || len(d.Jobs) == 0 || string(d.Jobs[0].Sent) != want {
+			t.Fatalf("Message(%s) = %+v, %v; want sent %s", id, d, err, want)
+		}
+	}
+	var keys []string
+	a.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bSent).ForEach(func(k, _ []byte) error { keys = append(keys, string(k)); return nil })
+	})
+	if !slices.Contains(keys, "m1\x00m1-w") || !slices.Contains(keys, "m2-w") {
+		t.Fatalf("sent keys = %q", keys)
+	}
+	c.Add(DefaultRetention + time.Hour)
+	if _, err := a.PurgeOnce(); err != nil {
+		t.Fatal(err)
+	}
+	keys = nil
+	a.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bSent).ForEach(func(k, _ []byte) error { keys = append(keys, string(k)); return nil })
+	})
+	if len(keys) != 0 {
+		t.Fatalf("sent keys after the purge = %q", keys)
+	}
+}

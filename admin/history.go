@@ -343,7 +343,7 @@ func (a *Activity) RecordAttempt(job *deliver.Job, at deliver.Attempt, outcome d
 		Rcpts: slices.Clone(job.Rcpts), CreatedAt: job.CreatedAt}
 	return a.db.c.add(&writeOp{what: "record attempt " + job.ID, size: len(sent) + 1024, fn: func(b *wbatch, _ *writeOp) error {
 		if sent != nil {
-			if err := b.tx.Bucket(bSent).Put([]byte(job.ID), sent); err != nil {
+			if err := b.tx.Bucket(bSent).Put(sentKey(job.MsgID, job.ID), sent); err != nil {
 				return err
 			}
 		}

@@ -75,7 +75,8 @@ func (a *Activity) PurgeOnce() (int, error) {
 				if rec, err := getRecord(tx, id); err == nil {
 					for _, j := range rec.Jobs {
 						tx.Bucket(bJobs).Delete([]byte(j.ID))
-						tx.Bucket(bSent).Delete([]byte(j.ID))
+						tx.Bucket(bSent).Delete(sentKey(id, j.ID))
+						tx.Bucket(bSent).Delete([]byte(j.ID)) // an earlier version's key
 					}
 					if rec.StableID != "" {
 						tx.Bucket(bAlias).Delete([]byte(rec.StableID))

@@ -175,7 +175,7 @@ func (a *Activity) Message(id string) (*MessageDetail, error) {
 		}
 		for i := range rec.Jobs {
 			j := &rec.Jobs[i]
-			v := tx.Bucket(bSent).Get([]byte(j.ID))
+			v := sentBody(tx.Bucket(bSent), id, j.ID)
 			if len(v) < 8 {
 				continue
 			}

@@ -21,8 +21,34 @@ func (a *Activity) RecordSent(jobID string, body []byte) error {
 	}
 	v := a.sentValue(body)
 	return a.db.c.add(&writeOp{what: "record sent " + jobID, size: len(v), fn: func(b *wbatch, _ *writeOp) error {
-		return b.tx.Bucket(bSent).Put([]byte(jobID), v)
+		k := []byte(jobID) // a job not (yet) recorded: the older key
+		if msgID := b.tx.Bucket(bJobs).Get([]byte(jobID)); msgID != nil {
+			k = sentKey(string(msgID), jobID)
+		}
+		return b.tx.Bucket(bSent).Put(k, v)
 	}})
+}
+
+// sentKey is the bSent key of a job's body: its message's id, a NUL and
+// the job id. Message ids grow with time, so the bodies are appended at
+// the end of the tree, where keying them by job id (a hash, as before)
+// put each in a random page that every transaction rewrote whole: after
+// 2000 messages of 100 KB, 2 KB messages cost serve 27% more CPU and its
+// resident memory passed 1 GB. Bodies stored under the job id alone (by
+// earlier versions) are still read (sentBody) and purged.
+func sentKey(msgID, jobID string) []byte {
+	k := make([]byte, 0, len(msgID)+1+len(jobID))
+	k = append(k, msgID...)
+	k = append(k, 0)
+	return append(k, jobID...)
+}
+
+// sentBody returns the stored body of job jobID of message msgID.
+func sentBody(bk *bolt.Bucket, msgID, jobID string) []byte {
+	if v := bk.Get(sentKey(msgID, jobID)); v != nil {
+		return v
+	}
+	return bk.Get([]byte(jobID))
 }
 
 // sentValue is what bSent holds for body: the time it was recorded (8

@@ -197,6 +197,11 @@ func Open(dataDir string, opts Options) (*Queue, error) {
 		// The index and filter blocks of every table stay cached while
 		// messages' inline copies pass through (8 MB by default).
 		CacheSize: 32 << 20,
+		// Most messages are acked while their commit is still in the
+		// memtable, where the flush drops them: with the 4 MB default,
+		// 100 KB messages at 20 sessions were flushed and compacted
+		// first (9% of serve's CPU). The log files stay until the flush.
+		MemTableSize: 32 << 20,
 	}
 	// Every commit looks up its commit key (isDup, remember), which is
 	// absent but for a duplicate: Bloom filters on every level (the

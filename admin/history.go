@@ -4,13 +4,11 @@ package admin
 // the summary the list shows.
 
 import (
-	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -212,48 +210,30 @@ func (a *Activity) RecordAccepted(mail *inbound.Mail, decisions []route.Decision
 	}})
 }
 
-// parsedStripped marks a bParsed value whose stripped_text was left out
-// as a prefix of its text: the byte, the prefix's length as a uvarint,
-// then the JSON. Other values are the JSON alone.
-const parsedStripped = 0x01
-
 // encodeParsed is what bParsed holds for m (trimmed, so a copy that may
 // be changed): its JSON, without the stripped text when that is the start
-// of the text (a message that quotes nothing, or whose quote follows the
-// reply), which would double the bytes kept.
+// of the text, which would double the bytes kept (deliver.EncodeStripped).
 func encodeParsed(m *parse.Message) ([]byte, error) {
-	if m == nil || m.StrippedText == "" || !strings.HasPrefix(m.Text, m.StrippedText) {
+	n := deliver.StrippedPrefix(m)
+	if n < 0 {
 		return json.Marshal(m)
 	}
-	n := len(m.StrippedText)
 	m.StrippedText = ""
 	defer func() { m.StrippedText = m.Text[:n] }()
-	var e bytes.Buffer
-	e.WriteByte(parsedStripped)
-	e.Write(binary.AppendUvarint(nil, uint64(n)))
-	if err := json.NewEncoder(&e).Encode(m); err != nil {
-		return nil, err
-	}
-	return bytes.TrimSuffix(e.Bytes(), []byte("\n")), nil
+	return deliver.EncodeStripped(n, m)
 }
 
 // decodeParsed reads a bParsed value (encodeParsed).
 func decodeParsed(v []byte) (*parse.Message, error) {
-	n := -1
-	if len(v) > 0 && v[0] == parsedStripped {
-		u, w := binary.Uvarint(v[1:])
-		if w <= 0 {
-			return nil, errors.New("bad stripped text length")
-		}
-		n, v = int(min(u, 1<<40)), v[1+w:]
-	}
-	var m *parse.Message
-	if err := json.Unmarshal(v, &m); err != nil {
+	n, js, err := deliver.SplitStripped(v)
+	if err != nil {
 		return nil, err
 	}
-	if m != nil && n >= 0 && n <= len(m.Text) {
-		m.StrippedText = m.Text[:n]
+	var m *parse.Message
+	if err := json.Unmarshal(js, &m); err != nil {
+		return nil, err
 	}
+	deliver.RestoreStripped(m, n)
 	return m, nil
 }
 

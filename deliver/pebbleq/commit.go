@@ -129,7 +129,7 @@ func (q *Queue) commitBatch(b *pebble.Batch, mail *inbound.Mail, rec *msgRecord,
 	if err != nil {
 		return err
 	}
-	mailJSON, err := json.Marshal(mail)
+	mailJSON, err := deliver.EncodeMail(mail)
 	if err != nil {
 		return err
 	}

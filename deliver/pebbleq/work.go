@@ -262,9 +262,9 @@ func (q *Queue) Mail(ctx context.Context, msgID string) (*inbound.Mail, error) {
 		return nil, fmt.Errorf("pebbleq: mail %s: %w", msgID, err)
 	}
 	defer closer.Close()
-	m := new(inbound.Mail)
 	// Decoded before the closer releases v; Unmarshal copies what it keeps.
-	if err := json.Unmarshal(v, m); err != nil {
+	m, err := deliver.DecodeMail(v)
+	if err != nil {
 		return nil, fmt.Errorf("pebbleq: mail %s: %w", msgID, err)
 	}
 	return m, nil

@@ -37,8 +37,8 @@ func (q *Queue) Mail(ctx context.Context, msgID string) (*inbound.Mail, error) {
 	if err != nil {
 		return nil, fmt.Errorf("redisq: mail %s: %w", msgID, err)
 	}
-	m := new(inbound.Mail)
-	if err := json.Unmarshal(b, m); err != nil {
+	m, err := deliver.DecodeMail(b)
+	if err != nil {
 		return nil, fmt.Errorf("redisq: mail %s: %w", msgID, err)
 	}
 	return m, nil

@@ -254,7 +254,7 @@ func (q *Queue) Commit(ctx context.Context, mail *inbound.Mail, jobs []*deliver.
 			return fmt.Errorf("redisq: commit %s: %w", mail.ID, err)
 		}
 	}
-	mailJSON, err := json.Marshal(mail)
+	mailJSON, err := deliver.EncodeMail(mail)
 	if err != nil {
 		return fmt.Errorf("redisq: commit %s: %w", mail.ID, err)
 	}

@@ -2,6 +2,7 @@ package admin
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -714,19 +715,23 @@ func TestActivityLinkedRawOnce(t *testing.T) {
 
 // TestSentKeys: a webhook body is kept under its message's id and the job
 // id (in time order), shown with the message, and one stored under the
-// job id alone by an earlier version is shown too; the purge removes both.
+// job id alone by an earlier version is shown too; purging the messages
+// removes both, though the bodies were written after the messages and are
+// younger than the purge's cutoff (so the sweep by age leaves them).
 func TestSentKeys(t *testing.T) {
 	c := newClock()
 	a := openActivity(t, c.Now)
 	accept(t, nil, a, mailOpts{id: "m1"})
 	accept(t, nil, a, mailOpts{id: "m2"})
-	if err := a.RecordAttempt(&deliver.Job{ID: "m1-w", MsgID: "m1", Kind: deliver.KindWebhook},
+	c.Add(DefaultRetention - 30*time.Minute)
+	if err := a.RecordAttempt(&deliver.Job{ID: "m1-w", MsgID: "m1", Kind: deliver.KindWebhook, CreatedAt: c.Now()},
 		deliver.Attempt{Status: 200, Body: []byte(`{"id":"one"}`)}, deliver.SettleDelivered); err != nil {
 		t.Fatal(err)
 	}
-	// An earlier version's key.
+	// An earlier version's key, written now.
+	legacy := binary.BigEndian.AppendUint64(nil, uint64(c.Now().UnixNano()))
 	if err := a.db.Update(func(tx *bolt.Tx) error {
-		return tx.Bucket(bSent).Put([]byte("m2-w"), append(make([]byte, 8), `{"id":"two"}`...))
+		return tx.Bucket(bSent).Put([]byte("m2-w"), append(legacy, `{"id":"two"}`...))
 	}); err != nil {
 		t.Fatal(err)
 	}
@@ -743,9 +748,9 @@ func TestSentKeys(t *testing.T) {
 	if !slices.Contains(keys, "m1\x00m1-w") || !slices.Contains(keys, "m2-w") {
 		t.Fatalf("sent keys = %q", keys)
 	}
-	c.Add(DefaultRetention + time.Hour)
-	if _, err := a.PurgeOnce(); err != nil {
-		t.Fatal(err)
+	c.Add(time.Hour)
+	if n, err := a.PurgeOnce(); err != nil || n != 2 {
+		t.Fatalf("PurgeOnce = %d, %v; want both messages purged", n, err)
 	}
 	keys = nil
 	a.db.View(func(tx *bolt.Tx) error {

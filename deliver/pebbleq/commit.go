@@ -99,9 +99,9 @@ func (q *Queue) Commit(ctx context.Context, mail *inbound.Mail, jobs []*deliver.
 	}
 
 	q.mu.Lock()
-	dup := q.isDupLocked(mail.ID, ckey, now)
+	dup, seen := q.isDupLocked(mail.ID, ckey, now)
 	if !dup {
-		err = q.applyCommit(b, mail.ID, ckey, jobs, now)
+		err = q.applyCommit(b, mail.ID, ckey, seen, jobs, now)
 	}
 	q.mu.Unlock()
 	if err != nil {
@@ -146,15 +146,16 @@ func (q *Queue) commitBatch(b *pebble.Batch, mail *inbound.Mail, rec *msgRecord,
 	return nil
 }
 
-// applyCommit checks the jobs' IDs, remembers the commit key, applies b
-// and indexes the jobs. The caller holds q.mu.
-func (q *Queue) applyCommit(b *pebble.Batch, msgID, ckey string, jobs []*deliver.Job, now time.Time) error {
+// applyCommit checks the jobs' IDs, remembers the commit key (seen is its
+// stored value, from isDupLocked), applies b and indexes the jobs. The
+// caller holds q.mu.
+func (q *Queue) applyCommit(b *pebble.Batch, msgID, ckey string, seen []byte, jobs []*deliver.Job, now time.Time) error {
 	for _, j := range jobs {
 		if _, ok := q.idx.jobs[j.ID]; ok {
 			return fmt.Errorf("%w: %q", deliver.ErrDuplicateJob, j.ID)
 		}
 	}
-	if err := q.remember(b, ckey, msgID, now); err != nil {
+	if err := q.remember(b, ckey, msgID, seen, now); err != nil {
 		return err
 	}
 	if err := q.db.Apply(b, pebble.NoSync); err != nil {
@@ -171,20 +172,24 @@ func (q *Queue) applyCommit(b *pebble.Batch, msgID, ckey string, jobs []*deliver
 func (q *Queue) isDup(msgID, ckey string, now time.Time) bool {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	return q.isDupLocked(msgID, ckey, now)
+	dup, _ := q.isDupLocked(msgID, ckey, now)
+	return dup
 }
 
-func (q *Queue) isDupLocked(msgID, ckey string, now time.Time) bool {
+// isDupLocked is isDup; it also returns the commit key's stored value
+// (nil when there is none), which remember needs, so that a commit looks
+// the key up once. The caller holds q.mu.
+func (q *Queue) isDupLocked(msgID, ckey string, now time.Time) (dup bool, seen []byte) {
 	if q.idx.msgs[msgID] > 0 {
-		return true
+		return true, nil
 	}
 	v, err := q.lookup(key(pDedup, ckey))
 	if err != nil || len(v) < 8 {
-		return false
+		return false, nil
 	}
 	// Seen within its window, or its message still held (a retry of a
 	// message still being delivered is a duplicate whatever the window).
-	return int64(binary.BigEndian.Uint64(v[:8])) > now.UnixNano() || q.idx.msgs[string(v[8:])] > 0
+	return int64(binary.BigEndian.Uint64(v[:8])) > now.UnixNano() || q.idx.msgs[string(v[8:])] > 0, v
 }
 
 // dedupPrune bounds the expired commit keys pruned per commit.
@@ -192,9 +197,10 @@ const dedupPrune = 100
 
 // remember records ckey as committed for msgID until now+window, in b, and
 // at most once a second prunes up to dedupPrune keys whose window ended; a
-// key whose message is still held gets a new window instead. The caller
-// holds q.mu.
-func (q *Queue) remember(b *pebble.Batch, ckey, msgID string, now time.Time) error {
+// key whose message is still held gets a new window instead. seen is
+// ckey's stored value (nil when none): its expiry entry is replaced. The
+// caller holds q.mu.
+func (q *Queue) remember(b *pebble.Batch, ckey, msgID string, seen []byte, now time.Time) error {
 	put := func(ck, msgID string) {
 		end := now.Add(q.dedup).UnixNano()
 		v := binary.BigEndian.AppendUint64(nil, uint64(end))
@@ -210,8 +216,8 @@ func (q *Queue) remember(b *pebble.Batch, ckey, msgID string, now time.Time) err
 			q.nextPrune = now.Add(time.Second)
 		}
 	}
-	if v, err := q.lookup(key(pDedup, ckey)); err == nil && len(v) >= 8 {
-		b.Delete(expKey(int64(binary.BigEndian.Uint64(v[:8])), ckey), nil)
+	if len(seen) >= 8 {
+		b.Delete(expKey(int64(binary.BigEndian.Uint64(seen[:8])), ckey), nil)
 	}
 	put(ckey, msgID)
 	return nil

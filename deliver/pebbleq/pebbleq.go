@@ -203,7 +203,7 @@ func Open(dataDir string, opts Options) (*Queue, error) {
 		// first (9% of serve's CPU). The log files stay until the flush.
 		MemTableSize: 32 << 20,
 	}
-	// Every commit looks up its commit key (isDup, remember), which is
+	// Every commit looks up its commit key (isDupLocked, once), which is
 	// absent but for a duplicate: Bloom filters on every level (the
 	// levels below inherit L0's) answer that without reading a block.
 	popts.Levels[0].FilterPolicy = bloom.FilterPolicy(10)

@@ -3,7 +3,6 @@ package pebbleq_test
 import (
 	"errors"
 	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -82,22 +81,15 @@ func TestAckFileAfterSync(t *testing.T) {
 		if _, err := q.Get(ctx, "j1"); !errors.Is(err, deliver.ErrNotFound) {
 			t.Errorf("Get after Ack = %v, want ErrNotFound", err)
 		}
-		msgDir := filepath.Join(dir, "queue", "msg")
+		within := 10 * time.Second
 		if closeAtOnce {
 			if err := q.Close(); err != nil {
 				t.Fatal(err)
 			}
+			within = 0 // Close has synced and removed it
 		}
-		deadline := time.Now().Add(10 * time.Second)
-		for {
-			ents, _ := os.ReadDir(msgDir)
-			if len(ents) == 0 {
-				break
-			}
-			if closeAtOnce || time.Now().After(deadline) {
-				t.Fatalf("close %v: msg dir holds %d files after the ack", closeAtOnce, len(ents))
-			}
-			time.Sleep(10 * time.Millisecond)
+		if n := queuetest.MsgFilesLeft(dir, within); n != 0 {
+			t.Fatalf("close %v: msg dir holds %d files after the ack", closeAtOnce, n)
 		}
 		if !closeAtOnce {
 			q.Close()

@@ -112,15 +112,20 @@ func Recover(t *testing.T, open OpenFunc) {
 	}
 	// The file goes with the last ack, or (a backend that does not wait
 	// for an ack to be synced) after the sync that makes it durable.
-	deadline := time.Now().Add(10 * time.Second)
+	if n := MsgFilesLeft(dir, 10*time.Second); n != 0 {
+		t.Errorf("msg dir after the last ack holds %d files, want 0", n)
+	}
+}
+
+// MsgFilesLeft waits up to within for an embedded store under dir to hold
+// no message file, and returns how many it still holds (0 at once when
+// within is 0 and there are none).
+func MsgFilesLeft(dir string, within time.Duration) int {
+	deadline := time.Now().Add(within)
 	for {
-		ents, _ = os.ReadDir(msgDir)
-		if len(ents) == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Errorf("msg dir after the last ack holds %d files, want 0", len(ents))
-			break
+		ents, _ := os.ReadDir(filepath.Join(dir, "queue", "msg"))
+		if len(ents) == 0 || !time.Now().Before(deadline) {
+			return len(ents)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}

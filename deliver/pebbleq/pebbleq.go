@@ -134,6 +134,14 @@ type Queue struct {
 // sync that makes its deletion durable.
 const removeDelay = 200 * time.Millisecond
 
+// The store's memory: memtables of memTableSize, and a block cache that
+// keeps blockCacheSize for blocks once the memtables' reservations are
+// taken out of it (Open).
+const (
+	memTableSize   = 32 << 20
+	blockCacheSize = 32 << 20
+)
+
 var _ deliver.Backend = (*Queue)(nil)
 
 // Key prefixes: one byte, then the ID.
@@ -194,14 +202,18 @@ func Open(dataDir string, opts Options) (*Queue, error) {
 		FS:                 fs,
 		FormatMajorVersion: pebble.FormatNewest,
 		Logger:             pebbleLogger{q.log},
-		// The index and filter blocks of every table stay cached while
-		// messages' inline copies pass through (8 MB by default).
-		CacheSize: 32 << 20,
 		// Most messages are acked while their commit is still in the
 		// memtable, where the flush drops them: with the 4 MB default,
 		// 100 KB messages at 20 sessions were flushed and compacted
 		// first (9% of serve's CPU). The log files stay until the flush.
-		MemTableSize: 32 << 20,
+		MemTableSize: memTableSize,
+		// The index and filter blocks of every table stay cached while
+		// messages' inline copies pass through. Pebble reserves each
+		// memtable's size (the live one, and the one being flushed) out
+		// of the block cache: the cache is that much larger, or nothing
+		// stays in it and every commit-key lookup reads the table's
+		// filter and index from the file.
+		CacheSize: blockCacheSize + 2*memTableSize,
 	}
 	// Every commit looks up its commit key (isDupLocked, once), which is
 	// absent but for a duplicate: Bloom filters on every level (the

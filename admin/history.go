@@ -153,7 +153,7 @@ func (a *Activity) RecordAccepted(mail *inbound.Mail, decisions []route.Decision
 			d.From = clip.UTF8(m.From.Address, maxSummaryText, "")
 		}
 	}
-	parsed, err := encodeParsed(d.Message)
+	parsed, err := deliver.EncodeMessage(d.Message) // bParsed's form
 	if err != nil {
 		return fmt.Errorf("admin: activity: record accepted %s: %w", mail.ID, err)
 	}
@@ -208,33 +208,6 @@ func (a *Activity) RecordAccepted(mail *inbound.Mail, decisions []route.Decision
 		b.series(d.ReceivedAt, func(c *seriesCell) { c.Accepted++ })
 		return nil
 	}})
-}
-
-// encodeParsed is what bParsed holds for m (trimmed, so a copy that may
-// be changed): its JSON, without the stripped text when that is the start
-// of the text, which would double the bytes kept (deliver.EncodeStripped).
-func encodeParsed(m *parse.Message) ([]byte, error) {
-	n := deliver.StrippedPrefix(m)
-	if n < 0 {
-		return json.Marshal(m)
-	}
-	m.StrippedText = ""
-	defer func() { m.StrippedText = m.Text[:n] }()
-	return deliver.EncodeStripped(n, m)
-}
-
-// decodeParsed reads a bParsed value (encodeParsed).
-func decodeParsed(v []byte) (*parse.Message, error) {
-	n, js, err := deliver.SplitStripped(v)
-	if err != nil {
-		return nil, err
-	}
-	var m *parse.Message
-	if err := json.Unmarshal(js, &m); err != nil {
-		return nil, err
-	}
-	deliver.RestoreStripped(m, n)
-	return m, nil
 }
 
 // mergeStub keeps what RecordAttempt recorded before RecordAccepted.

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/mailhook/mailhook/deliver"
 )
 
 // maxScan bounds the index entries one Messages call examines (a variable
@@ -169,7 +171,7 @@ func (a *Activity) Message(id string) (*MessageDetail, error) {
 			return err
 		}
 		if v := tx.Bucket(bParsed).Get([]byte(id)); v != nil && rec.Message == nil {
-			if rec.Message, err = decodeParsed(v); err != nil {
+			if rec.Message, err = deliver.DecodeMessage(v); err != nil {
 				return fmt.Errorf("decode message %s: %w", id, err)
 			}
 		}

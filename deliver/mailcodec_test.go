@@ -1,6 +1,8 @@
 package deliver
 
 import (
+	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"strings"
 	"testing"
@@ -9,16 +11,32 @@ import (
 	"github.com/mailhook/mailhook/parse"
 )
 
-// TestMailCodec: a stripped text that starts the text is stored once and
-// read back whole, without changing the mail encoded; any other mail, and
-// the plain JSON of earlier versions, reads back as it was.
+// strippedForm is what the version before the bodies were stored as bytes
+// wrote for mail whose stripped text (n bytes) starts its text.
+func strippedForm(t *testing.T, mail *inbound.Mail, n int) []byte {
+	c, mc := *mail, *mail.Message
+	mc.StrippedText = ""
+	c.Message = &mc
+	js, err := json.Marshal(&c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return append(binary.AppendUvarint([]byte{strippedMark}, uint64(n)), js...)
+}
+
+// TestMailCodec: the bodies are stored as they are, once (a stripped text
+// that starts the text is kept as its length), and read back whole,
+// without changing the mail encoded; any other mail, and the forms of
+// earlier versions, read back as they were.
 func TestMailCodec(t *testing.T) {
-	text := strings.Repeat("The printer is on fire.\r\n", 100) + "On Mon, Bob wrote:\r\n> old\r\n"
+	text := strings.Repeat("The printer is \"on fire\".\r\n", 100) + "On Mon, Bob wrote:\r\n> old\r\n"
+	html := strings.Repeat("<p class=\"x\">caf\u00e9 &amp; \\ tea</p>\n", 50)
 	cases := map[string]*inbound.Mail{
-		"prefix":     {ID: "m1", Message: &parse.Message{Text: text, StrippedText: text[:2500], HTML: "<p>x</p>"}},
+		"prefix":     {ID: "m1", Message: &parse.Message{Text: text, StrippedText: text[:2500], HTML: html}},
 		"whole":      {ID: "m2", Message: &parse.Message{Text: text, StrippedText: text}},
-		"not prefix": {ID: "m3", Message: &parse.Message{Text: "new", StrippedText: "other"}},
-		"no message": {ID: "m4"},
+		"not prefix": {ID: "m3", Message: &parse.Message{Text: "new", StrippedText: "other", HTML: html}},
+		"empty":      {ID: "m4", Message: &parse.Message{Subject: "no bodies"}},
+		"no message": {ID: "m5"},
 	}
 	for name, mail := range cases {
 		before, _ := json.Marshal(mail)
@@ -29,20 +47,64 @@ func TestMailCodec(t *testing.T) {
 		if after, _ := json.Marshal(mail); string(after) != string(before) {
 			t.Errorf("%s: EncodeMail changed the mail", name)
 		}
-		if n := StrippedPrefix(mail.Message); n >= 0 && (b[0] != strippedMark || len(b) > len(text)*3/2) {
-			t.Errorf("%s: stored %d bytes for a %d-byte text, want the text once", name, len(b), len(text))
+		stored := [][]byte{b, before} // this version's form and the plain JSON
+		if m := mail.Message; m != nil {
+			if b[0] != bodiesMark || !bytes.Contains(b, []byte(m.Text)) || !bytes.Contains(b, []byte(m.HTML)) {
+				t.Errorf("%s: the bodies are not stored as they are", name)
+			}
+			if max := len(m.Text) + len(m.HTML) + len(before) - len(m.Text) - len(m.HTML) - len(m.StrippedText) + 64; StrippedPrefix(m) >= 0 && len(b) > max {
+				t.Errorf("%s: stored %d bytes, want the text once (at most %d)", name, len(b), max)
+			}
+			if n := StrippedPrefix(m); n >= 0 {
+				stored = append(stored, strippedForm(t, mail, n))
+			}
 		}
-		for _, stored := range [][]byte{b, before} { // the new form and an earlier version's
-			got, err := DecodeMail(stored)
+		for i, s := range stored {
+			got, err := DecodeMail(s)
 			if err != nil {
-				t.Fatalf("%s: DecodeMail = %v", name, err)
+				t.Fatalf("%s: DecodeMail(form %d) = %v", name, i, err)
 			}
 			if g, _ := json.Marshal(got); string(g) != string(before) {
-				t.Errorf("%s: read back\n%s\nwant\n%s", name, g, before)
+				t.Errorf("%s: form %d read back\n%s\nwant\n%s", name, i, g, before)
 			}
 		}
+		// The history's parsed copy: the message alone.
+		before, _ = json.Marshal(mail.Message)
+		b, err = EncodeMessage(mail.Message)
+		if err != nil {
+			t.Fatalf("%s: EncodeMessage: %v", name, err)
+		}
+		got, err := DecodeMessage(b)
+		if err != nil {
+			t.Fatalf("%s: DecodeMessage = %v", name, err)
+		}
+		if g, _ := json.Marshal(got); string(g) != string(before) {
+			t.Errorf("%s: message read back\n%s\nwant\n%s", name, g, before)
+		}
 	}
-	if _, err := DecodeMail([]byte{strippedMark, 0xff}); err == nil {
-		t.Error("DecodeMail(bad length) = nil error")
+	for _, bad := range [][]byte{{strippedMark, 0xff}, {bodiesMark, 0}, {bodiesMark, 0, 5, 'a', 'b'}, {bodiesMark, 0, 0, 9, '<'}} {
+		if _, err := DecodeMail(bad); err == nil {
+			t.Errorf("DecodeMail(%q) = nil error", bad)
+		}
+		if _, err := DecodeMessage(bad); err == nil {
+			t.Errorf("DecodeMessage(%q) = nil error", bad)
+		}
+	}
+}
+
+// BenchmarkEncodeMail100K: the queue's record of a 100 KB text message
+// with an HTML part.
+func BenchmarkEncodeMail100K(b *testing.B) {
+	text := strings.Repeat("The printer is \"on fire\" again, see below.\r\n", 2400)
+	mail := &inbound.Mail{ID: "m1", Message: &parse.Message{Text: text, StrippedText: text, HTML: "<p>" + text + "</p>"}}
+	b.SetBytes(int64(len(text) * 2))
+	for b.Loop() {
+		v, err := EncodeMail(mail)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := DecodeMail(v); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

@@ -153,10 +153,11 @@ func (a *Activity) RecordAccepted(mail *inbound.Mail, decisions []route.Decision
 			d.From = clip.UTF8(m.From.Address, maxSummaryText, "")
 		}
 	}
-	parsed, err := deliver.EncodeMessage(d.Message) // bParsed's form
+	parsed, err := deliver.EncodeMessage(d.Message) // bParsed's form, packed
 	if err != nil {
 		return fmt.Errorf("admin: activity: record accepted %s: %w", mail.ID, err)
 	}
+	parsed = pack(parsed)
 	d.Message = nil
 	var raw []byte
 	if mail.Raw != nil && !hasAttachmentURL(mail) {
@@ -164,7 +165,7 @@ func (a *Activity) RecordAccepted(mail *inbound.Mail, decisions []route.Decision
 		// the (unsynced, batched) transaction instead of a file of its
 		// own (KeepRaw; KeepLinked wrote one already for a message whose
 		// attachments have URLs).
-		raw = mail.Raw
+		raw = pack(mail.Raw)
 	}
 	id := mail.ID
 	return a.db.c.add(&writeOp{what: "record accepted " + id, size: len(parsed) + len(raw) + 1024, fn: func(b *wbatch, _ *writeOp) error {

@@ -171,6 +171,9 @@ func (a *Activity) Message(id string) (*MessageDetail, error) {
 			return err
 		}
 		if v := tx.Bucket(bParsed).Get([]byte(id)); v != nil && rec.Message == nil {
+			if v, err = unpack(v); err != nil {
+				return fmt.Errorf("message %s: %w", id, err)
+			}
 			if rec.Message, err = deliver.DecodeMessage(v); err != nil {
 				return fmt.Errorf("decode message %s: %w", id, err)
 			}
@@ -181,7 +184,10 @@ func (a *Activity) Message(id string) (*MessageDetail, error) {
 			if len(v) < 8 {
 				continue
 			}
-			body := v[8:]
+			body, err := unpack(v[8:])
+			if err != nil {
+				return fmt.Errorf("sent body of job %s: %w", j.ID, err)
+			}
 			if len(body) < a.maxSent && json.Valid(body) {
 				j.Sent = json.RawMessage(slices.Clone(body))
 			} else {

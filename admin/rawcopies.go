@@ -94,8 +94,9 @@ func hasAttachmentURL(mail *inbound.Mail) bool {
 func (a *Activity) OpenRaw(id string) (io.ReadCloser, error) {
 	var raw []byte
 	if err := a.db.View(func(tx *bolt.Tx) error {
-		raw = bytes.Clone(tx.Bucket(bRawMsg).Get([]byte(id)))
-		return nil
+		v, err := unpack(tx.Bucket(bRawMsg).Get([]byte(id)))
+		raw = bytes.Clone(v) // a copy, in case v was kept as it is
+		return err
 	}); err != nil {
 		return nil, fmt.Errorf("admin: activity: open raw %s: %w", id, err)
 	}

@@ -52,15 +52,17 @@ func sentBody(bk *bolt.Bucket, msgID, jobID string) []byte {
 }
 
 // sentValue is what bSent holds for body: the time it was recorded (8
-// bytes of Unix nanoseconds, for the purge), then body cut at the maximum.
+// bytes of Unix nanoseconds, for the purge), then body cut at the maximum,
+// packed.
 func (a *Activity) sentValue(body []byte) []byte {
 	if len(body) > a.maxSent {
 		body = body[:a.maxSent]
 	}
-	v := make([]byte, 8+len(body))
-	binary.BigEndian.PutUint64(v, uint64(a.now().UnixNano()))
-	copy(v[8:], body)
-	return v
+	v := binary.BigEndian.AppendUint64(nil, uint64(a.now().UnixNano()))
+	if z := pack(body); len(z) < len(body) {
+		return append(v, z...)
+	}
+	return append(v, body...)
 }
 
 // purgeSent removes bodies whose job's message record is gone or was never

@@ -92,20 +92,21 @@ func encodeBodies(m *parse.Message, v any) ([]byte, error) {
 	if n >= 0 {
 		m.StrippedText = ""
 	}
-	b := make([]byte, 0, 1+3*binary.MaxVarintLen64+len(text)+len(html)+1024)
+	var e bytes.Buffer
+	enc := json.NewEncoder(&e)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	js := bytes.TrimSuffix(e.Bytes(), []byte("\n"))
+	b := make([]byte, 0, 1+3*binary.MaxVarintLen64+len(text)+len(html)+len(js))
 	b = append(b, bodiesMark)
 	b = binary.AppendUvarint(b, uint64(n+1))
 	b = binary.AppendUvarint(b, uint64(len(text)))
 	b = append(b, text...)
 	b = binary.AppendUvarint(b, uint64(len(html)))
 	b = append(b, html...)
-	e := bytes.NewBuffer(b)
-	enc := json.NewEncoder(e)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(v); err != nil {
-		return nil, err
-	}
-	return bytes.TrimSuffix(e.Bytes(), []byte("\n")), nil
+	return append(b, js...), nil
 }
 
 // decode unmarshals a stored value into v and gives the message that

@@ -157,7 +157,7 @@ func (a *Activity) RecordAccepted(mail *inbound.Mail, decisions []route.Decision
 	if err != nil {
 		return fmt.Errorf("admin: activity: record accepted %s: %w", mail.ID, err)
 	}
-	parsed = pack(parsed)
+	parsed = deliver.Pack(parsed)
 	d.Message = nil
 	var raw []byte
 	if mail.Raw != nil && !hasAttachmentURL(mail) {
@@ -165,7 +165,7 @@ func (a *Activity) RecordAccepted(mail *inbound.Mail, decisions []route.Decision
 		// the (unsynced, batched) transaction instead of a file of its
 		// own (KeepRaw; KeepLinked wrote one already for a message whose
 		// attachments have URLs).
-		raw = pack(mail.Raw)
+		raw = deliver.Pack(mail.Raw)
 	}
 	id := mail.ID
 	return a.db.c.add(&writeOp{what: "record accepted " + id, size: len(parsed) + len(raw) + 1024, fn: func(b *wbatch, _ *writeOp) error {

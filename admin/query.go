@@ -171,7 +171,7 @@ func (a *Activity) Message(id string) (*MessageDetail, error) {
 			return err
 		}
 		if v := tx.Bucket(bParsed).Get([]byte(id)); v != nil && rec.Message == nil {
-			if v, err = unpack(v); err != nil {
+			if v, err = deliver.Unpack(v); err != nil {
 				return fmt.Errorf("message %s: %w", id, err)
 			}
 			if rec.Message, err = deliver.DecodeMessage(v); err != nil {
@@ -184,7 +184,7 @@ func (a *Activity) Message(id string) (*MessageDetail, error) {
 			if len(v) < 8 {
 				continue
 			}
-			body, err := unpack(v[8:])
+			body, err := deliver.Unpack(v[8:])
 			if err != nil {
 				return fmt.Errorf("sent body of job %s: %w", j.ID, err)
 			}

@@ -18,6 +18,7 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/mailhook/mailhook/deliver"
 	"github.com/mailhook/mailhook/inbound"
 	"github.com/mailhook/mailhook/internal/safefile"
 )
@@ -94,7 +95,7 @@ func hasAttachmentURL(mail *inbound.Mail) bool {
 func (a *Activity) OpenRaw(id string) (io.ReadCloser, error) {
 	var raw []byte
 	if err := a.db.View(func(tx *bolt.Tx) error {
-		v, err := unpack(tx.Bucket(bRawMsg).Get([]byte(id)))
+		v, err := deliver.Unpack(tx.Bucket(bRawMsg).Get([]byte(id)))
 		raw = bytes.Clone(v) // a copy, in case v was kept as it is
 		return err
 	}); err != nil {

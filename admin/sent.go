@@ -9,6 +9,8 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/mailhook/mailhook/deliver"
 )
 
 // RecordSent keeps the body of the webhook sent for a job (the last one
@@ -59,7 +61,7 @@ func (a *Activity) sentValue(body []byte) []byte {
 		body = body[:a.maxSent]
 	}
 	v := binary.BigEndian.AppendUint64(nil, uint64(a.now().UnixNano()))
-	if z := pack(body); len(z) < len(body) {
+	if z := deliver.Pack(body); len(z) < len(body) {
 		return append(v, z...)
 	}
 	return append(v, body...)

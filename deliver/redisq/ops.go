@@ -37,6 +37,9 @@ func (q *Queue) Mail(ctx context.Context, msgID string) (*inbound.Mail, error) {
 	if err != nil {
 		return nil, fmt.Errorf("redisq: mail %s: %w", msgID, err)
 	}
+	if b, err = deliver.Unpack(b); err != nil {
+		return nil, fmt.Errorf("redisq: mail %s: %w", msgID, err)
+	}
 	m, err := deliver.DecodeMail(b)
 	if err != nil {
 		return nil, fmt.Errorf("redisq: mail %s: %w", msgID, err)
@@ -49,6 +52,9 @@ func (q *Queue) Mail(ctx context.Context, msgID string) (*inbound.Mail, error) {
 func (q *Queue) OpenRaw(ctx context.Context, msgID string) (io.ReadCloser, error) {
 	b, err := q.hgetMsg(ctx, msgID, func(s *shard) string { return s.kRaw })
 	if err != nil {
+		return nil, fmt.Errorf("redisq: raw %s: %w", msgID, err)
+	}
+	if b, err = deliver.Unpack(b); err != nil {
 		return nil, fmt.Errorf("redisq: raw %s: %w", msgID, err)
 	}
 	return io.NopCloser(bytes.NewReader(b)), nil

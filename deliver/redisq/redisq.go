@@ -258,6 +258,9 @@ func (q *Queue) Commit(ctx context.Context, mail *inbound.Mail, jobs []*deliver.
 	if err != nil {
 		return fmt.Errorf("redisq: commit %s: %w", mail.ID, err)
 	}
+	// Redis holds every queued message in memory and writes it to its
+	// append-only file: both go compressed when that saves (deliver.Pack).
+	mailJSON, raw = deliver.Pack(mailJSON), deliver.Pack(raw)
 	ck := deliver.CommitKey(mail)
 	sh := q.shardFor(ck)
 	keys := append([]string{sh.kJob, sh.kMsg, sh.kRaw, sh.kMsgJobs, sh.kDedup, sh.kDedupExp}, sh.kReady...)

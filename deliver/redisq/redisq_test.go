@@ -2,7 +2,9 @@ package redisq_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -19,6 +21,7 @@ import (
 	"github.com/mailhook/mailhook/deliver/redisq"
 	"github.com/mailhook/mailhook/inbound"
 	"github.com/mailhook/mailhook/internal/testenv"
+	"github.com/mailhook/mailhook/parse"
 	"github.com/mailhook/mailhook/route"
 )
 
@@ -353,4 +356,54 @@ func TestWaitAOF(t *testing.T) {
 	if !supported && err == nil {
 		t.Errorf("Commit with WAITAOF on Redis %d.%d = nil, want an error", major, minor)
 	}
+}
+
+// TestPacked: the raw message and the mail record go to Redis compressed
+// and come back as they were; values an earlier version wrote (as they
+// are) still read.
+func TestPacked(t *testing.T) {
+	need(t)
+	c := client(t)
+	p := prefix()
+	q, err := redisq.New(c, redisq.Options{Prefix: p})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var text strings.Builder
+	for i := range 300 {
+		fmt.Fprintf(&text, "Line %d of the report: the printer on floor 3 is out of toner again.\r\n", i)
+	}
+	raw := "Subject: toner\r\n\r\n" + text.String()
+	m := queuetest.NewMail(t, "z1", raw)
+	m.Message = &parse.Message{Subject: "toner", Text: text.String()}
+	if err := q.Commit(t.Context(), m, []*deliver.Job{queuetest.NewJob("z1-j", "z1", deliver.KindWebhook, time.Time{})}); err != nil {
+		t.Fatal(err)
+	}
+	for key, size := range map[string]int{"{" + p + "}:raw": len(raw), "{" + p + "}:msg": text.Len()} {
+		v, err := c.HGet(t.Context(), key, "z1").Bytes()
+		if err != nil || !strings.HasPrefix(string(v), "\x00mhz") || len(v) > size/2 {
+			t.Errorf("%s holds %d bytes for %d (%v): want them compressed", key, len(v), size, err)
+		}
+	}
+	check := func(when string) {
+		t.Helper()
+		got, err := q.Mail(t.Context(), "z1")
+		if err != nil || got.Message.Text != m.Message.Text {
+			t.Errorf("%s: Mail = %v, text read back differs", when, err)
+		}
+		rc, err := q.OpenRaw(t.Context(), "z1")
+		if err != nil {
+			t.Fatalf("%s: OpenRaw = %v", when, err)
+		}
+		b, _ := io.ReadAll(rc)
+		rc.Close()
+		if string(b) != raw {
+			t.Errorf("%s: OpenRaw read %d bytes, want the %d committed", when, len(b), len(raw))
+		}
+	}
+	check("compressed")
+	js, _ := json.Marshal(m)
+	c.HSet(t.Context(), "{"+p+"}:raw", "z1", raw)
+	c.HSet(t.Context(), "{"+p+"}:msg", "z1", js)
+	check("as an earlier version wrote them")
 }

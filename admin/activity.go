@@ -57,16 +57,16 @@ const (
 
 var (
 	bMsgs    = []byte("msgs")    // msg id -> msgRecord JSON
-	bParsed  = []byte("parsed")  // msg id -> parse.Message JSON (trimmed)
+	bParsed  = []byte("parsed")  // msg id -> deliver.EncodeMessage of the trimmed parse.Message, deliver.Pack'ed
 	bIndex   = []byte("index")   // timeKey(ReceivedAt, id) -> MessageSummary JSON
 	bJobs    = []byte("jobs")    // job id -> msg id
-	bSent    = []byte("sent")    // sentKey(msg id, job id) (or job id, before) -> 8-byte unix nanos + body
+	bSent    = []byte("sent")    // sentKey(msg id, job id) (or job id, before) -> 8-byte unix nanos + deliver.Pack(body)
 	bRefused = []byte("refused") // timeKey(At, seq) -> Refused JSON
 	bSeries  = []byte("series")  // 8-byte unix minute -> seriesCell JSON
 	bMeta    = []byte("meta")    // "probe" -> nil, written by Writable
 	bClaims  = []byte("claims")  // one-time link key -> 8-byte unix expiry
 	bAlias   = []byte("alias")   // stable id -> msg id
-	bRawMsg  = []byte("raw")     // msg id -> raw message, for messages held in memory (inbound.Mail.Raw)
+	bRawMsg  = []byte("raw")     // msg id -> deliver.Pack(raw message), for messages held in memory (inbound.Mail.Raw)
 )
 
 // ActivityOptions configures OpenActivity.

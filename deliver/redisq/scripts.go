@@ -43,15 +43,15 @@ end
 // commitScript records one message and its jobs, once per commit key.
 //
 // KEYS[1] -> {p}:job       hash  job id -> job JSON
-// KEYS[2] -> {p}:msg       hash  msg id -> mail JSON
-// KEYS[3] -> {p}:raw       hash  msg id -> raw message
+// KEYS[2] -> {p}:msg       hash  msg id -> mail (deliver.EncodeMail, deliver.Pack)
+// KEYS[3] -> {p}:raw       hash  msg id -> raw message (deliver.Pack)
 // KEYS[4] -> {p}:msgjobs   hash  msg id -> jobs left
 // KEYS[5] -> {p}:dedup     hash  commit key -> msg id
 // KEYS[6] -> {p}:dedupexp  zset  commit key -> end of its dedup window (ms)
 // KEYS[7..] -> {p}:ready:<kind> zsets, in deliver.Kinds order
 // ARGV[1] -> msg id
-// ARGV[2] -> mail JSON
-// ARGV[3] -> raw message
+// ARGV[2] -> mail, as stored
+// ARGV[3] -> raw message, as stored
 // ARGV[4] -> number of jobs
 // ARGV[5] -> commit key (deliver.CommitKey)
 // ARGV[6] -> now (ms)

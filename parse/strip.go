@@ -127,7 +127,8 @@ func StripReply(text string) string {
 // text looked at, which the tests compare across input sizes to show that
 // the work grows linearly with the text.
 func stripReply(text string, work *int) string {
-	ls := replyLines{l: strings.Split(normalizeNewlines(text), "\n"), work: work}
+	norm := normalizeNewlines(text)
+	ls := replyLines{l: strings.Split(norm, "\n"), work: work}
 	lines := ls.l
 	cut := len(lines)
 	scanned := 0
@@ -145,6 +146,43 @@ func stripReply(text string, work *int) string {
 			break
 		}
 	}
+	if end, ok := keptAsIs(lines[:cut]); ok {
+		// A start of the text: no copy (and the queues store it as its
+		// length, deliver.StrippedPrefix).
+		return norm[:end]
+	}
+	return joinKept(ls, cut)
+}
+
+// keptAsIs reports whether joinKept would give the lines back as they are
+// (none quoted or ending in blanks, no blank line before the first
+// non-blank one, no two blank lines in a row), and if so the length of
+// the text they make without the blank lines that end it.
+func keptAsIs(lines []string) (end int, ok bool) {
+	off, blank := 0, 0
+	for _, l := range lines {
+		switch {
+		case l == "":
+			blank++
+		case isQuoted(l) || l[len(l)-1] == ' ' || l[len(l)-1] == '\t':
+			return 0, false
+		default:
+			if blank > 1 || blank > 0 && end == 0 {
+				return 0, false
+			}
+			blank = 0
+			end = off + len(l)
+		}
+		off += len(l) + 1
+	}
+	return end, true
+}
+
+// joinKept returns the lines before cut with ">" quoted lines removed,
+// trailing blanks trimmed, blank lines before the first line and after the
+// last removed, and runs of blank lines made one.
+func joinKept(ls replyLines, cut int) string {
+	lines := ls.l
 	// What is kept is at most the lines before the cut: one allocation.
 	size := 0
 	for _, l := range lines[:cut] {

@@ -1,8 +1,10 @@
 package parse
 
 import (
+	"math/rand/v2"
 	"strings"
 	"testing"
+	"unsafe"
 )
 
 // Replies as the clients write them, each with the new part we expect.
@@ -383,5 +385,36 @@ func TestStripReplyLinear(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestStripReplyKeptAsIs: whatever the lines, the text returned without a
+// copy (keptAsIs) is what joining the kept lines gives, and a text that
+// needs no change comes back as a start of itself, not a copy.
+func TestStripReplyKeptAsIs(t *testing.T) {
+	pieces := []string{"", "", "Hello,", "the printer is on fire.", "> quoted", "  > indented quote", "trailing  ", "tab\t", "   ", "x"}
+	r := rand.New(rand.NewPCG(1, 2))
+	fast := 0
+	for range 20000 {
+		lines := make([]string, 1+r.IntN(7))
+		for i := range lines {
+			lines[i] = pieces[r.IntN(len(pieces))]
+		}
+		ls := replyLines{l: lines}
+		want := joinKept(ls, len(lines))
+		if end, ok := keptAsIs(lines); ok {
+			fast++
+			if got := strings.Join(lines, "\n")[:end]; got != want {
+				t.Fatalf("lines %q: kept as is %q, joined %q", lines, got, want)
+			}
+		}
+	}
+	if fast < 1000 {
+		t.Errorf("only %d of 20000 texts were kept as they are", fast)
+	}
+	text := "Hello,\n\nthe printer is on fire.\n\nBob\n\n"
+	got := StripReply(text)
+	if got != "Hello,\n\nthe printer is on fire.\n\nBob" || unsafe.StringData(got) != unsafe.StringData(text) {
+		t.Errorf("StripReply(%q) = %q, a copy or not the text", text, got)
 	}
 }

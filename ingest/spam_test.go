@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"math"
 	"net/smtp"
 	"runtime"
 	"strings"
@@ -207,7 +208,13 @@ func TestSpamBigMessageStreams(t *testing.T) {
 	}
 	send(with) // warm up both paths (pools, connections)
 	send(without)
-	a, b0 := send(with), send(without)
+	// What else the process allocates meanwhile (the harness's
+	// goroutines, the runtime) moves a single figure by about a megabyte
+	// either way: each path's least of three is its own cost.
+	a, b0 := uint64(math.MaxUint64), uint64(math.MaxUint64)
+	for range 3 {
+		a, b0 = min(a, send(with)), min(b0, send(without))
+	}
 	if !with.rec.mails[len(with.rec.mails)-1].Spam.OK() {
 		t.Fatalf("10 MB message: spam = %+v", with.rec.mails[len(with.rec.mails)-1].Spam)
 	}

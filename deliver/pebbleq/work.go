@@ -262,7 +262,7 @@ func (q *Queue) Mail(ctx context.Context, msgID string) (*inbound.Mail, error) {
 		return nil, fmt.Errorf("pebbleq: mail %s: %w", msgID, err)
 	}
 	defer closer.Close()
-	// Decoded before the closer releases v; Unmarshal copies what it keeps.
+	// Decoded before the closer releases v; DecodeMail copies what it keeps.
 	m, err := deliver.DecodeMail(v)
 	if err != nil {
 		return nil, fmt.Errorf("pebbleq: mail %s: %w", msgID, err)

@@ -147,30 +147,53 @@ func (s *spool) receive(r io.Reader) error {
 // of data than we did (the SMTP smuggling variants: <LF>.<LF>, <LF>.<CRLF>,
 // <CR>.<CR>, <CRLF>.<LF> and friends).
 func (s *spool) checkEndings(b []byte) {
-	prevCR := s.prevCR
-	for _, c := range b {
-		switch c {
-		case 0:
+	// The scans are bytes.IndexByte's (vectorised): a byte-at-a-time loop
+	// over every byte received was 6% of serve's CPU at 100 KB.
+	if k := bytes.IndexByte(b, 0); k >= 0 {
+		// What comes before the NUL decides first, as a client reading
+		// the reply would expect of a check made in order.
+		if s.checkLines(b[:k]); !s.bare {
 			s.nul = true
-			return
-		case '\n':
-			if !prevCR {
+		}
+		return
+	}
+	s.checkLines(b)
+}
+
+// checkLines is checkEndings for b without NULs: each LF must follow a CR
+// and each CR precede an LF.
+func (s *spool) checkLines(b []byte) {
+	prevCR := s.prevCR
+	for len(b) > 0 {
+		if prevCR {
+			if b[0] != '\n' {
 				s.bare = true
 				return
 			}
 			prevCR = false
-		case '\r':
-			if prevCR {
-				s.bare = true
-				return
-			}
-			prevCR = true
-		default:
-			if prevCR {
-				s.bare = true
-				return
-			}
+			b = b[1:]
+			continue
 		}
+		i := bytes.IndexByte(b, '\n')
+		line := b
+		if i >= 0 {
+			line = b[:i]
+		}
+		cr := bytes.IndexByte(line, '\r')
+		if i < 0 {
+			// The rest holds no LF: it may end in the CR of one to come.
+			if cr >= 0 && cr != len(line)-1 {
+				s.bare = true
+				return
+			}
+			prevCR = cr >= 0
+			break
+		}
+		if i == 0 || cr != i-1 {
+			s.bare = true
+			return
+		}
+		b = b[i+1:]
 	}
 	s.prevCR = prevCR
 }

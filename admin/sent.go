@@ -60,10 +60,8 @@ func (a *Activity) sentValue(body []byte) []byte {
 	if len(body) > a.maxSent {
 		body = body[:a.maxSent]
 	}
-	z := deliver.Pack(body) // body itself when not worth compressing: copied below
-	v := make([]byte, 8, 8+len(z))
-	binary.BigEndian.PutUint64(v, uint64(a.now().UnixNano()))
-	return append(v, z...)
+	v := binary.BigEndian.AppendUint64(nil, uint64(a.now().UnixNano()))
+	return deliver.AppendPack(v, body)
 }
 
 // purgeSent removes bodies whose job's message record is gone or was never

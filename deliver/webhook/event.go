@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"time"
 
 	"github.com/mailhook/mailhook/deliver"
@@ -128,6 +129,30 @@ func (p *payload) event() []byte {
 // open after `"raw":"` for the base64 to follow. HTML is not escaped
 // (messages are full of <, > and &; \u003c would only swell the body).
 func marshalHead(ev *Event, raw bool) ([]byte, error) {
+	// The bodies go in with placeholders (see jsontext.go); ev.Message is
+	// the event's own copy (newEvent).
+	var bodies [4]string
+	var holders [4]string
+	fields := [4]*string{}
+	n, extra := 0, 0
+	if m := ev.Message; m != nil {
+		for i, f := range [4]*string{&m.Text, &m.HTML, &m.StrippedText, &m.StrippedHTML} {
+			if len(*f) < bigText {
+				continue
+			}
+			bodies[i], fields[i] = *f, f
+			*f, holders[i] = placeholder(i)
+			n++
+			extra += len(bodies[i]) + len(bodies[i])/8 + 2
+		}
+		defer func() {
+			for i, f := range fields {
+				if f != nil {
+					*f = bodies[i]
+				}
+			}
+		}()
+	}
 	var b bytes.Buffer
 	enc := json.NewEncoder(&b)
 	enc.SetEscapeHTML(false)
@@ -135,6 +160,12 @@ func marshalHead(ev *Event, raw bool) ([]byte, error) {
 		return nil, fmt.Errorf("webhook: encode event: %w", err)
 	}
 	head := bytes.TrimRight(b.Bytes(), "\n")
+	if n > 0 {
+		var err error
+		if head, err = fillBodies(head, bodies, holders, extra+len(rawOpen)); err != nil {
+			return nil, err
+		}
+	}
 	if !raw {
 		return head, nil
 	}
@@ -147,6 +178,47 @@ func marshalHead(ev *Event, raw bool) ([]byte, error) {
 	}
 	head = append(head[:len(head)-1], rawOpen...)
 	return head, nil
+}
+
+// fillBodies returns head with each placeholder of holders replaced by its
+// body, JSON-encoded, in one allocation of the size expected (plus room).
+// A body the same as one before it (the stripped text of a message with
+// nothing to strip) is copied from that one's encoding.
+func fillBodies(head []byte, bodies, holders [4]string, room int) ([]byte, error) {
+	type spot struct{ at, i int }
+	var spots []spot
+	for i, h := range holders {
+		if h == "" {
+			continue
+		}
+		at := bytes.Index(head, []byte(h))
+		if at < 0 || bytes.Index(head[at+len(h):], []byte(h)) >= 0 {
+			return nil, errors.New("webhook: encode event: body placeholder not found once")
+		}
+		spots = append(spots, spot{at, i})
+	}
+	slices.SortFunc(spots, func(a, b spot) int { return a.at - b.at })
+	out := make([]byte, 0, len(head)+room)
+	var done [4][2]int // where each body's encoding went in out
+	prev := 0
+	for _, sp := range spots {
+		out = append(out, head[prev:sp.at]...)
+		start := len(out)
+		copied := false
+		for j, d := range done {
+			if d[1] > 0 && bodies[j] == bodies[sp.i] {
+				out = append(out, out[d[0]:d[1]]...)
+				copied = true
+				break
+			}
+		}
+		if !copied {
+			out = appendJSONString(out, bodies[sp.i])
+		}
+		done[sp.i] = [2]int{start, len(out)}
+		prev = sp.at + len(holders[sp.i])
+	}
+	return append(out, head[prev:]...), nil
 }
 
 // open returns a reader of the whole body.

@@ -368,6 +368,48 @@ func TestLineTooLong(t *testing.T) {
 	}
 }
 
+// TestLineLimitInData: in DATA the exact reader checks the line length in
+// go-smtp's place, at go-smtp's bound (a line of limit-1 bytes and its LF
+// passes, one byte more does not, a leading dot counting as a byte), and
+// gives the check back after the data: the next command line is bounded
+// again, and the session goes on.
+func TestLineLimitInData(t *testing.T) {
+	const limit = 1000
+	h := start(t, func(o *Options) { o.Limits.MaxLineLength = limit })
+	head := "From: a@sender.test\r\nSubject: x\r\n\r\n"
+	fits := strings.Repeat("y", limit-2) + "\r\n"          // limit-1 bytes before the LF
+	dotFits := "." + strings.Repeat("z", limit-3) + "\r\n" // the stuffed dot counts
+	c := dial(t, h.addr)
+	c.startData()
+	c.send(head + fits + dotFits + ".\r\n")
+	if got := c.reply(); !strings.HasPrefix(got, "250 ") {
+		t.Fatalf("lines at the limit -> %q, want 250", got)
+	}
+	c.expect("RSET", "250 ")
+	c.expect("MAIL FROM:<a@sender.test>", "250 ")
+	c.expect("RCPT TO:<support@example.test>", "250 ")
+	c.expect("DATA", "354 ")
+	go io.WriteString(c.c, head+"y"+fits+".\r\n")
+	if got := c.reply(); !strings.HasPrefix(got, "500 5.5.6") {
+		t.Fatalf("a line one byte over -> %q, want 500 5.5.6", got)
+	}
+	if n := h.rec.count(); n != 1 {
+		t.Fatalf("%d messages committed, want the first only", n)
+	}
+
+	// After the data, go-smtp bounds command lines again.
+	c2 := dial(t, h.addr)
+	c2.startData()
+	c2.send(head + fits + ".\r\n")
+	if got := c2.reply(); !strings.HasPrefix(got, "250 ") {
+		t.Fatalf("second session: %q", got)
+	}
+	c2.send("NOOP " + strings.Repeat("n", 2*limit))
+	if got := c2.reply(); !strings.HasPrefix(got, "500 ") && !strings.HasPrefix(got, "EOF") {
+		t.Fatalf("a command line over the limit after DATA -> %q, want it refused", got)
+	}
+}
+
 // TestSmuggling sends the published SMTP smuggling variants: a second
 // message hidden behind an end-of-data that is not <CRLF>.<CRLF>. Each must
 // be refused whole, and the hidden commands must never run.

@@ -203,6 +203,9 @@ func (ss *session) count() error {
 // the code chosen here (any other error would go out as 554 5.0.0).
 func (ss *session) Data(r io.Reader) error {
 	r = wrapData(r)
+	if d, ok := r.(*exactData); ok {
+		d.takeLineLimit(ss.c)
+	}
 	// The rest of a refused message is read here, by the exact reader,
 	// not by go-smtp's after Data returns.
 	defer drainData(r)

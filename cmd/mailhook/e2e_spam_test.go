@@ -43,7 +43,7 @@ func TestServeRspamd(t *testing.T) {
 
 	msg := func(id, body string) string {
 		return "From: Alice <alice@sender.test>\r\nTo: support@example.test\r\nSubject: Printer on fire\r\n" +
-			"Message-ID: <" + id + "@sender.test>\r\nDate: Fri, 04 Dec 2026 15:00:00 +0000\r\n\r\nIt is burning.\r\n" + body + "\r\n"
+			"Message-ID: <" + id + "@sender.test>\r\nDate: " + time.Now().UTC().Format(time.RFC1123Z) + "\r\n\r\nIt is burning.\r\n" + body + "\r\n"
 	}
 	// An ordinary signed message: a low score in the payload, with the
 	// symbols our own SPF, DKIM and DMARC verdicts gave.

@@ -20,10 +20,11 @@ import (
 	"github.com/mailhook/mailhook/ingest/rspamd/rspamdtest"
 )
 
-// message returns a small message whose body holds line.
+// message returns a small message whose body holds line, dated now
+// (rspamd scores a Date a day old as DATE_IN_PAST).
 func message(line string) string {
 	return "From: Alice <alice@example.org>\r\nTo: support@example.test\r\nSubject: hello\r\n" +
-		"Message-ID: <1@example.org>\r\nDate: Fri, 04 Dec 2026 15:00:00 +0000\r\n\r\n" +
+		"Message-ID: <1@example.org>\r\nDate: " + time.Now().UTC().Format(time.RFC1123Z) + "\r\n\r\n" +
 		"Hello, a question about my order.\r\n" + line + "\r\n"
 }
 

@@ -6,6 +6,8 @@ import (
 	mrand "math/rand/v2"
 	"strings"
 	"testing"
+
+	"github.com/mailhook/mailhook/internal/testenv"
 )
 
 // TestPack: what does not compress, or is small, is kept as it is; a
@@ -56,7 +58,9 @@ func TestPackKeepsNoScratch(t *testing.T) {
 	if got := AppendPack([]byte("x"), small); string(got) != "xshort" {
 		t.Errorf("AppendPack of a small value = %q", got)
 	}
-	if testing.AllocsPerRun(10, func() { Pack(a) }) > 1 {
+	// Under the race detector sync.Pool drops a share of what is put back,
+	// so the scratch is sometimes made anew.
+	if !testenv.Race && testing.AllocsPerRun(10, func() { Pack(a) }) > 1 {
 		t.Error("Pack allocates more than the stored value")
 	}
 }

@@ -16,6 +16,8 @@ import (
 
 	"golang.org/x/crypto/argon2"
 	"golang.org/x/crypto/bcrypt"
+
+	"github.com/mailhook/mailhook/internal/testenv"
 )
 
 func openStore(t testing.TB, opts Options) *Store {
@@ -340,7 +342,7 @@ func TestHashPassword(t *testing.T) {
 	if c, err := bcrypt.Cost([]byte(h)); c != 12 || err != nil {
 		t.Errorf("HashPassword: cost %d, %v; want 12", c, err)
 	}
-	if !raceEnabled && CheckPassword(h, "pw") != nil {
+	if !testenv.Race && CheckPassword(h, "pw") != nil {
 		t.Error("HashPassword: the hash does not verify")
 	}
 }

@@ -6,6 +6,8 @@ package loginlimittest
 import (
 	"net"
 	"testing"
+
+	"github.com/mailhook/mailhook/internal/testenv"
 )
 
 // Loopback addresses other than 127.0.0.1 (Linux routes all of 127/8 to
@@ -22,7 +24,7 @@ var (
 // login measures its place in the queue; lower under the race detector,
 // which makes bcrypt ~20 times slower.
 func FloodCost() int {
-	if raceEnabled {
+	if testenv.Race {
 		return 6
 	}
 	return 8

@@ -1,5 +1,0 @@
-//go:build race
-
-package loginlimittest
-
-const raceEnabled = true

@@ -32,7 +32,7 @@ func isSignatureStart(line string) bool {
 	if utf8.RuneCountInString(t) != len(t) { // a no-break space, maybe
 		t = strings.TrimSpace(unicodeSpaces.Replace(t))
 	}
-	return t == "--" || t == "—" || t != "" && len(t) < 60 && sentFromRE.MatchString(t)
+	return t == "--" || t == "—" || t != "" && len(t) < 60 && isSentFrom(t)
 }
 
 // StripSignature returns the signature of a reply's text: from its

@@ -60,37 +60,45 @@ func isAttribution(s string) bool {
 
 // separatorRE matches the lines that introduce a quoted or forwarded
 // message in Outlook, Thunderbird, Yahoo and Apple Mail.
-var separatorRE = regexp.MustCompile(`(?i)^\s*(?:` +
-	`-{2,}\s*(?:original message|original-nachricht|ursprüngliche nachricht|message d'origine|message original|mensaje original|messaggio originale|mensagem original|oorspronkelijk bericht|origineel bericht|ursprungligt meddelande|originalmeddelande|wiadomość oryginalna|oryginalna wiadomość|исходное сообщение|元のメッセージ|原始邮件|原始郵件|原邮件|` +
-	`forwarded message|weitergeleitete nachricht|message transféré|mensaje reenviado|messaggio inoltrato|mensagem encaminhada|doorgestuurd bericht|vidarebefordrat meddelande|przekazana wiadomość|wiadomość przekazana|пересылаемое сообщение|転送されたメッセージ|转发的邮件|轉寄的郵件)\s*-{2,}|` +
-	`begin forwarded message:|anfang der weitergeleiteten (?:nachricht|e-mail):|début du message (?:réexpédié|transféré)\s*:|inicio del mensaje reenviado:|inizio messaggio inoltrato:|início da mensagem reencaminhada:|begin doorgestuurd bericht:|vidarebefordrat brev:|początek przekazywanej wiadomości:|начало переадресованного сообщения:|転送されたメッセージ:|转发的邮件：?` +
+var separatorRE = newLeadRE("-abdipvн転转", `(?i)^\s*(?:`+
+	`-{2,}\s*(?:original message|original-nachricht|ursprüngliche nachricht|message d'origine|message original|mensaje original|messaggio originale|mensagem original|oorspronkelijk bericht|origineel bericht|ursprungligt meddelande|originalmeddelande|wiadomość oryginalna|oryginalna wiadomość|исходное сообщение|元のメッセージ|原始邮件|原始郵件|原邮件|`+
+	`forwarded message|weitergeleitete nachricht|message transféré|mensaje reenviado|messaggio inoltrato|mensagem encaminhada|doorgestuurd bericht|vidarebefordrat meddelande|przekazana wiadomość|wiadomość przekazana|пересылаемое сообщение|転送されたメッセージ|转发的邮件|轉寄的郵件)\s*-{2,}|`+
+	`begin forwarded message:|anfang der weitergeleiteten (?:nachricht|e-mail):|début du message (?:réexpédié|transféré)\s*:|inicio del mensaje reenviado:|inizio messaggio inoltrato:|início da mensagem reencaminhada:|begin doorgestuurd bericht:|vidarebefordrat brev:|początek przekazywanej wiadomości:|начало переадресованного сообщения:|転送されたメッセージ:|转发的邮件：?`+
 	`)\s*$`)
 
 // fromLabelRE matches the first line of an Outlook-style header block
 // ("From: …" followed by "Sent:", "To:", "Subject:" lines), bold or not.
-var fromLabelRE = regexp.MustCompile(`(?i)^\s*\*?(?:from|von|de|da|van|från|fra|od|от|差出人|发件人|寄件者|發件人)\s*\*?\s*[:：]\s*\*?\s*\S`)
+var fromLabelRE = newLeadRE("*fvdoо差发寄發", `(?i)^\s*\*?(?:from|von|de|da|van|från|fra|od|от|差出人|发件人|寄件者|發件人)\s*\*?\s*[:：]\s*\*?\s*\S`)
 
 // headerLabelRE matches the other lines of such a block.
-var headerLabelRE = regexp.MustCompile(`(?i)^\s*\*?(?:sent|date|to|cc|subject|gesendet|datum|an|betreff|envoyé|date|à|a|objet|enviado|fecha|para|asunto|inviato|data|oggetto|assunto|verzonden|aan|onderwerp|skickat|till|ämne|kopia|wysłano|do|temat|отправлено|дата|кому|тема|копия|送信日時|宛先|件名|日付|发送时间|收件人|主题|日期|抄送|寄件日期|收件者|主旨|時間)\s*\*?\s*[:：]`)
+var headerLabelRE = newLeadRE("*sdtcgbaeàoifpväkwкотд送宛件日发收主抄寄時", `(?i)^\s*\*?(?:sent|date|to|cc|subject|gesendet|datum|an|betreff|envoyé|date|à|a|objet|enviado|fecha|para|asunto|inviato|data|oggetto|assunto|verzonden|aan|onderwerp|skickat|till|ämne|kopia|wysłano|do|temat|отправлено|дата|кому|тема|копия|送信日時|宛先|件名|日付|发送时间|收件人|主题|日期|抄送|寄件日期|收件者|主旨|時間)\s*\*?\s*[:：]`)
 
 // oneLineHeaderRE matches an Outlook header block flattened to one line.
 var oneLineHeaderRE = regexp.MustCompile(`(?i)^\s*\*?from\s*:.+\s(?:sent|date)\s*:.+\ssubject\s*:`)
 
 // sentFromRE matches the "Sent from my …" lines mobile clients append.
-var sentFromRE = regexp.MustCompile(`(?i)^\s*(?:` +
-	`sent from (?:my|mail for|outlook|yahoo mail|samsung|proton mail|the)\b.*|get outlook for \S+.*|sent with (?:proton ?mail|spark|airmail|blue ?mail|superhuman|newton)\b.*|` +
-	`von meinem .+ gesendet|gesendet von (?:meinem|mobil).*|gesendet mit (?:der|dem|meinem) .+ app|` +
-	`envoyé de mon .+|envoyé depuis (?:mon|l'application).*|` +
-	`enviado desde mi .+|enviado desde (?:outlook|yahoo|correo|gmail)\b.*|` +
-	`inviato da .+|` +
-	`enviado do meu .+|enviado a partir do .+|` +
-	`verzonden (?:vanaf|met) mijn .+|verstuurd vanaf mijn .+|` +
-	`skickat från min .+|skickades från min .+|` +
-	`wysłane z (?:mojego|mojej|aplikacji) .+|` +
-	`отправлено с(?:о)? .+|отправлено из .+|` +
-	`.+から送信|` +
-	`发自我的.+|从我的.+发送|寄自我的.+` +
+var sentFromRE = newLeadRE("sgveiwо发从寄", `(?i)^\s*(?:`+
+	`sent from (?:my|mail for|outlook|yahoo mail|samsung|proton mail|the)\b.*|get outlook for \S+.*|sent with (?:proton ?mail|spark|airmail|blue ?mail|superhuman|newton)\b.*|`+
+	`von meinem .+ gesendet|gesendet von (?:meinem|mobil).*|gesendet mit (?:der|dem|meinem) .+ app|`+
+	`envoyé de mon .+|envoyé depuis (?:mon|l'application).*|`+
+	`enviado desde mi .+|enviado desde (?:outlook|yahoo|correo|gmail)\b.*|`+
+	`inviato da .+|`+
+	`enviado do meu .+|enviado a partir do .+|`+
+	`verzonden (?:vanaf|met) mijn .+|verstuurd vanaf mijn .+|`+
+	`skickat från min .+|skickades från min .+|`+
+	`wysłane z (?:mojego|mojej|aplikacji) .+|`+
+	`отправлено с(?:о)? .+|отправлено из .+|`+
+	`发自我的.+|从我的.+发送|寄自我的.+`+
 	`)\s*$`)
+
+// sentFromJapaneseRE is the one "Sent from" form that ends rather than
+// starts with its words ("iPhoneから送信").
+var sentFromJapaneseRE = regexp.MustCompile(`^\s*.+から送信\s*$`)
+
+// isSentFrom reports whether the line is a "Sent from my …" line.
+func isSentFrom(l string) bool {
+	return sentFromRE.MatchString(l) || strings.Contains(l, "から送信") && sentFromJapaneseRE.MatchString(l)
+}
 
 var underscoreRE = regexp.MustCompile(`^\s*_{10,}\s*$`)
 
@@ -253,7 +261,7 @@ func (r replyLines) cutAt(i int) (int, bool) {
 	colon := hasColon(t)
 	// Every separator has a colon or dashes, but one Chinese form.
 	separator := colon || strings.Contains(t, "--") || strings.Contains(t, "转发的邮件")
-	if short && separator && separatorRE.MatchString(t) || len(t) < 60 && sentFromRE.MatchString(t) {
+	if short && separator && separatorRE.MatchString(t) || len(t) < 60 && isSentFrom(t) {
 		return i, true
 	}
 	if colon && len(t) < 1000 && (t[0] == 'F' || t[0] == 'f' || t[0] == '*') && oneLineHeaderRE.MatchString(t) {

@@ -262,12 +262,29 @@ func formatDate(t time.Time) string {
 // understood. It accepts what RFC 5322 §3.3 allows (including the obsolete
 // syntax of §4.3, via net/mail) and then common breakage: missing or named
 // zones, "GMT+0200", dotted times, ISO dates, ctime order, stray commas.
+// commonDateLayout is the form nearly every client writes (RFC 5322
+// §3.3 with its day of the week and seconds).
+const commonDateLayout = "Mon, 2 Jan 2006 15:04:05 -0700"
+
+// parseCommonDate is net/mail.ParseDate, tried first in the form nearly
+// every client writes. ParseDate tries its 24 layouts without a day of
+// the week before the first with one, each failure an error allocated; a
+// date this layout reads is one those fail on (it starts with a letter),
+// and the first layout with a day of the week is this one, so the result
+// is ParseDate's (TestParseCommonDate).
+func parseCommonDate(v string) (time.Time, error) {
+	if t, err := time.Parse(commonDateLayout, v); err == nil {
+		return t, nil
+	}
+	return netmail.ParseDate(v)
+}
+
 func parseDate(v string) string {
 	v = strings.TrimSpace(v)
 	if v == "" {
 		return ""
 	}
-	if t, err := netmail.ParseDate(v); err == nil {
+	if t, err := parseCommonDate(v); err == nil {
 		return formatDate(t)
 	}
 	s := strings.TrimSpace(stripComments(v))

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	netmail "net/mail"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -686,4 +687,37 @@ func htmlToText(src string, stripQuotes bool) string {
 		return quoteless
 	}
 	return full
+}
+
+// TestParseCommonDate: the first try in the common form gives what
+// net/mail.ParseDate gives, on dates it reads and on dates it does not.
+func TestParseCommonDate(t *testing.T) {
+	for _, v := range []string{
+		"Sat, 5 Dec 2026 18:59:49 +0000", "Sat, 05 Dec 2026 18:59:49 -0800", "Thu, 4 Dec 2026 15:00:00 +0530 (IST)",
+		"5 Dec 2026 18:59:49 +0000", "Sat, 5 Dec 26 18:59 +0000", "Sat, 5 Dec 2026 18:59:49 GMT", "Sat, 5 Dec 2026 18:59:49 UT",
+		"Mon, 5 Dec 2026 18:59:49 +0000", "Sat, 5 Dec 2026 25:59:49 +0000", "Sat,  5 Dec 2026 18:59:49 +0000",
+		"Sat, 5 Dec 2026 18:59:49 +0000\r\n", "Sat, 5 Dec\r\n 2026 18:59:49 +0000", "garbage", "",
+	} {
+		checkCommonDate(t, v)
+	}
+}
+
+func checkCommonDate(t *testing.T, v string) {
+	got, gotErr := parseCommonDate(v)
+	want, wantErr := netmail.ParseDate(v)
+	if (gotErr == nil) != (wantErr == nil) || !got.Equal(want) || got.Location().String() != want.Location().String() {
+		t.Errorf("parseCommonDate(%q) = %v, %v; ParseDate gives %v, %v", v, got, gotErr, want, wantErr)
+	}
+	if _, off := got.Zone(); gotErr == nil {
+		if _, woff := want.Zone(); off != woff {
+			t.Errorf("parseCommonDate(%q): zone offset %d, ParseDate %d", v, off, woff)
+		}
+	}
+}
+
+func FuzzParseCommonDate(f *testing.F) {
+	for _, v := range []string{"Sat, 5 Dec 2026 18:59:49 +0000", "Thu, 04 Dec 26 15:00 -0800 (PST)", "5 Dec 2026 18:59:49 GMT"} {
+		f.Add(v)
+	}
+	f.Fuzz(func(t *testing.T, v string) { checkCommonDate(t, v) })
 }

@@ -307,6 +307,9 @@ func newTransport(o TransportOptions, guard bool) *http.Transport {
 		IdleConnTimeout:        cmpDur(o.IdleConnTimeout, 90*time.Second),
 		ExpectContinueTimeout:  time.Second,
 		MaxResponseHeaderBytes: 64 << 10,
+		// Room for the request's header and a usual event: one write
+		// to the socket instead of a 4 KiB one and the rest.
+		WriteBufferSize: 64 << 10,
 	}
 }
 

@@ -258,10 +258,6 @@ func formatDate(t time.Time) string {
 	return t.Format(time.RFC3339)
 }
 
-// parseDate returns the Date field as RFC 3339, or "" when it cannot be
-// understood. It accepts what RFC 5322 §3.3 allows (including the obsolete
-// syntax of §4.3, via net/mail) and then common breakage: missing or named
-// zones, "GMT+0200", dotted times, ISO dates, ctime order, stray commas.
 // commonDateLayout is the form nearly every client writes (RFC 5322
 // §3.3 with its day of the week and seconds).
 const commonDateLayout = "Mon, 2 Jan 2006 15:04:05 -0700"
@@ -279,6 +275,10 @@ func parseCommonDate(v string) (time.Time, error) {
 	return netmail.ParseDate(v)
 }
 
+// parseDate returns the Date field as RFC 3339, or "" when it cannot be
+// understood. It accepts what RFC 5322 §3.3 allows (including the obsolete
+// syntax of §4.3, via net/mail) and then common breakage: missing or named
+// zones, "GMT+0200", dotted times, ISO dates, ctime order, stray commas.
 func parseDate(v string) string {
 	v = strings.TrimSpace(v)
 	if v == "" {

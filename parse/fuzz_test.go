@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"os"
+	"strings"
 	"testing"
 	"unicode/utf8"
 )
@@ -55,6 +56,16 @@ func FuzzStripReply(f *testing.F) {
 		}
 		if len(out) > len(s) {
 			t.Errorf("StripReply(%q) = %q: longer than its input", s, out)
+		}
+		// The remembered colons change no decision.
+		lines := strings.Split(normalizeNewlines(s), "\n")
+		memo := replyLines{l: lines, colons: make([]uint8, len(lines))}
+		for i := range lines {
+			c1, ok1 := cutAt(lines, i)
+			c2, ok2 := memo.cutAt(i)
+			if c1 != c2 || ok1 != ok2 {
+				t.Errorf("line %d of %q: cutAt = %d, %v; with colons remembered %d, %v", i, s, c1, ok1, c2, ok2)
+			}
 		}
 	})
 }

@@ -1,6 +1,7 @@
 package parse
 
 import (
+	"encoding/binary"
 	"regexp"
 	"strings"
 	"unicode/utf8"
@@ -110,7 +111,13 @@ var unicodeSpaces = strings.NewReplacer("\u00a0", " ", "\u202f", " ", "\u2009", 
 // plainSpaces is unicodeSpaces.Replace(s), skipped for ASCII lines (most
 // lines): the replacer costs more than the check.
 func plainSpaces(s string) string {
-	for i := 0; i < len(s); i++ {
+	i := 0
+	for ; i+8 <= len(s); i += 8 {
+		if binary.LittleEndian.Uint64([]byte(s[i:i+8]))&0x8080808080808080 != 0 {
+			return unicodeSpaces.Replace(s)
+		}
+	}
+	for ; i < len(s); i++ {
 		if s[i] >= utf8.RuneSelf {
 			return unicodeSpaces.Replace(s)
 		}
@@ -136,8 +143,8 @@ func StripReply(text string) string {
 // the work grows linearly with the text.
 func stripReply(text string, work *int) string {
 	norm := normalizeNewlines(text)
-	ls := replyLines{l: strings.Split(norm, "\n"), work: work}
-	lines := ls.l
+	lines := strings.Split(norm, "\n")
+	ls := replyLines{l: lines, work: work, colons: make([]uint8, len(lines))}
 	cut := len(lines)
 	scanned := 0
 	for i := range lines {
@@ -220,8 +227,15 @@ func joinKept(ls replyLines, cut int) string {
 	return b.String()
 }
 
+// isQuoted reports whether l starts with ">" after spaces and tabs.
+// (strings.TrimLeft builds its cutset's table on every call.)
 func isQuoted(l string) bool {
-	return strings.HasPrefix(strings.TrimLeft(l, " \t"), ">")
+	for i := 0; i < len(l); i++ {
+		if l[i] != ' ' && l[i] != '\t' {
+			return l[i] == '>'
+		}
+	}
+	return false
 }
 
 // replyLines are the lines of a reply, read through at so that the work
@@ -229,6 +243,25 @@ func isQuoted(l string) bool {
 type replyLines struct {
 	l    []string
 	work *int
+	// colons, when not nil, remembers hasColon of each line (0 not yet
+	// known, 1 no, 2 yes): cutAt asks it of a line and the two after.
+	colons []uint8
+}
+
+// hasColonAt is hasColon(r.l[j]).
+func (r replyLines) hasColonAt(j int) bool {
+	if r.colons == nil {
+		return hasColon(r.at(j))
+	}
+	if c := r.colons[j]; c != 0 {
+		return c == 2
+	}
+	has := hasColon(r.at(j))
+	r.colons[j] = 1
+	if has {
+		r.colons[j] = 2
+	}
+	return has
 }
 
 func (r replyLines) at(j int) string {
@@ -258,7 +291,7 @@ func (r replyLines) cutAt(i int) (int, bool) {
 	// Cheap checks first: the expressions are large and most lines are
 	// plain text.
 	short := len(t) < 120
-	colon := hasColon(t)
+	colon := r.hasColonAt(i) // t has the colons of raw
 	// Every separator has a colon or dashes, but one Chinese form.
 	separator := colon || strings.Contains(t, "--") || strings.Contains(t, "转发的邮件")
 	if short && separator && separatorRE.MatchString(t) || len(t) < 60 && isSentFrom(t) {
@@ -352,7 +385,7 @@ func (r replyLines) cutAt(i int) (int, bool) {
 // a colon.
 func (r replyLines) colonWithin(i, j int) bool {
 	for ; i <= j && i < len(r.l); i++ {
-		if hasColon(r.at(i)) {
+		if r.hasColonAt(i) {
 			return true
 		}
 	}

@@ -125,3 +125,14 @@ func BenchmarkStripReply100K(b *testing.B) {
 		StripReply(text)
 	}
 }
+
+// BenchmarkParseDateComment: a Date field with a comment after the zone,
+// as Postfix writes it.
+func BenchmarkParseDateComment(b *testing.B) {
+	b.ReportAllocs()
+	for b.Loop() {
+		if parseDate("Sat, 5 Dec 2026 18:59:49 +0000 (UTC)") == "" {
+			b.Fatal("date not read")
+		}
+	}
+}

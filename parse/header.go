@@ -263,16 +263,37 @@ func formatDate(t time.Time) string {
 const commonDateLayout = "Mon, 2 Jan 2006 15:04:05 -0700"
 
 // parseCommonDate is net/mail.ParseDate, tried first in the form nearly
-// every client writes. ParseDate tries its 24 layouts without a day of
-// the week before the first with one, each failure an error allocated; a
+// every client writes, with or without a comment after the zone
+// ("+0000 (UTC)", as Postfix and many MTAs write it). ParseDate cuts the
+// date after the first "+" or "-" and four more bytes, takes what
+// follows as comments, then tries its 24 layouts without a day of the
+// week before the first with one, each failure an error allocated; a
 // date this layout reads is one those fail on (it starts with a letter),
 // and the first layout with a day of the week is this one, so the result
-// is ParseDate's (TestParseCommonDate).
+// is ParseDate's (TestParseCommonDate, FuzzParseCommonDate).
 func parseCommonDate(v string) (time.Time, error) {
-	if t, err := time.Parse(commonDateLayout, v); err == nil {
+	date := v
+	if i := strings.IndexAny(v, "+-"); i >= 0 && len(v) >= i+5 && plainComment(v[i+5:]) {
+		date = v[:i+5]
+	}
+	if t, err := time.Parse(commonDateLayout, date); err == nil {
 		return t, nil
 	}
 	return netmail.ParseDate(v)
+}
+
+// plainComment reports whether s is empty or one comment without nested
+// parentheses, quoted pairs or line breaks, with blanks around it: what
+// ParseDate skips after the zone, in the form dates carry it.
+func plainComment(s string) bool {
+	s = strings.Trim(s, " \t")
+	if s == "" {
+		return true
+	}
+	if len(s) < 2 || s[0] != '(' || s[len(s)-1] != ')' {
+		return false
+	}
+	return !strings.ContainsAny(s[1:len(s)-1], "()\\\r\n")
 }
 
 // parseDate returns the Date field as RFC 3339, or "" when it cannot be

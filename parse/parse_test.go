@@ -697,8 +697,29 @@ func TestParseCommonDate(t *testing.T) {
 		"5 Dec 2026 18:59:49 +0000", "Sat, 5 Dec 26 18:59 +0000", "Sat, 5 Dec 2026 18:59:49 GMT", "Sat, 5 Dec 2026 18:59:49 UT",
 		"Mon, 5 Dec 2026 18:59:49 +0000", "Sat, 5 Dec 2026 25:59:49 +0000", "Sat,  5 Dec 2026 18:59:49 +0000",
 		"Sat, 5 Dec 2026 18:59:49 +0000\r\n", "Sat, 5 Dec\r\n 2026 18:59:49 +0000", "garbage", "",
+		// Comments after the zone.
+		"Sat, 5 Dec 2026 18:59:49 +0000 (UTC)", "Sat, 5 Dec 2026 18:59:49 -0800\t(PST) ", "Sat, 5 Dec 2026 18:59:49 +0000 ()",
+		"Sat, 5 Dec 2026 18:59:49 +0000 (a (b))", "Sat, 5 Dec 2026 18:59:49 +0000 (UTC", "Sat, 5 Dec 2026 18:59:49 +0000 UTC)",
+		"Sat, 5 Dec 2026 18:59:49 +0000 junk", "Sat, 5 Dec 2026 18:59:49 +0000 (UTC) junk", "Sat, 5 Dec 2026 18:59:49 +0000\r\n (UTC)",
+		"Sat, 5 Dec 2026 18:59:49 +0000 (U\\)TC)", "Sat, 5 Dec 2026 18:59:49 +0000(UTC)", "Sat, 5 Dec 2026 18:59:49 +00 (UTC)",
+		"Sat, 5 Dec 2026 18:59:49 +000 (UTC)", "Sat, 5-Dec 2026 18:59:49 +0000 (UTC)", " Sat, 5 Dec 2026 18:59:49 +0000 (UTC)",
+		"Sat, 5 Dec 2026 18:59:49 GMT (UTC)", "Sat, 5 Dec 2026 18:59:49 +0000 (UTC)\r",
 	} {
 		checkCommonDate(t, v)
+	}
+}
+
+// TestParseCommonDateAllocs: the common form, with or without a comment
+// after the zone, is read by the first try, which allocates nothing
+// (ParseDate's failed layouts each allocate an error).
+func TestParseCommonDateAllocs(t *testing.T) {
+	if testenv.Race {
+		t.Skip("allocation counts differ under the race detector")
+	}
+	for _, v := range []string{"Sat, 5 Dec 2026 18:59:49 +0000", "Sat, 5 Dec 2026 18:59:49 +0000 (UTC)", "Thu, 4 Dec 2026 15:00:00 -0800 (PST)"} {
+		if n := testing.AllocsPerRun(100, func() { parseCommonDate(v) }); n != 0 {
+			t.Errorf("parseCommonDate(%q): %v allocations, want 0", v, n)
+		}
 	}
 }
 
@@ -716,7 +737,7 @@ func checkCommonDate(t *testing.T, v string) {
 }
 
 func FuzzParseCommonDate(f *testing.F) {
-	for _, v := range []string{"Sat, 5 Dec 2026 18:59:49 +0000", "Thu, 04 Dec 26 15:00 -0800 (PST)", "5 Dec 2026 18:59:49 GMT"} {
+	for _, v := range []string{"Sat, 5 Dec 2026 18:59:49 +0000", "Thu, 04 Dec 26 15:00 -0800 (PST)", "5 Dec 2026 18:59:49 GMT", "Sat, 5 Dec 2026 18:59:49 +0000 (UTC)"} {
 		f.Add(v)
 	}
 	f.Fuzz(func(t *testing.T, v string) { checkCommonDate(t, v) })

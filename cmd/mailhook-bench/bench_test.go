@@ -564,3 +564,67 @@ func TestPayloadAccepted(t *testing.T) {
 		t.Error("payloadAccepted(\"yesterday\") gave no error")
 	}
 }
+
+// timedSession is a sink session that notes when it has read each
+// message's data, after a pause, and only then lets the 250 go.
+type timedSession struct {
+	sinkSession
+	mu   *sync.Mutex
+	read *[]time.Time
+}
+
+func (s timedSession) Data(r io.Reader) error {
+	if _, err := io.Copy(io.Discard, r); err != nil {
+		return err
+	}
+	time.Sleep(20 * time.Millisecond)
+	s.mu.Lock()
+	*s.read = append(*s.read, time.Now())
+	s.mu.Unlock()
+	return nil
+}
+
+// TestClientAcceptTime: the time the client gives OnAccept, where the
+// accept→webhook latency starts, is when it had sent the data's end:
+// before the server had read it (and so before any webhook could leave),
+// not when the client read the 250, which a webhook may beat.
+func TestClientAcceptTime(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var read []time.Time
+	srv := smtp.NewServer(smtp.BackendFunc(func(*smtp.Conn) (smtp.Session, error) {
+		return timedSession{mu: &mu, read: &read}, nil
+	}))
+	srv.Domain = "timed.bench.test"
+	srv.ErrorLog = log.New(io.Discard, "", 0)
+	go srv.Serve(l)
+	defer srv.Close()
+	msgs, err := newMessageSet("2k", "ed25519")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var at []time.Time
+	st := runClient(context.Background(), clientOptions{
+		Addr: l.Addr().String(), Sessions: 1, Count: 5, Msgs: msgs, RunID: "t", Timeout: 10 * time.Second,
+		OnAccept: func(_ int64, sent time.Time) { at = append(at, sent) }, // one session: one goroutine
+	})
+	if errs := st.Errors(); len(errs) != 0 {
+		t.Fatalf("errors = %v", errs)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(at) != 5 || len(read) != 5 {
+		t.Fatalf("OnAccept called %d times, server read %d messages; want 5 each", len(at), len(read))
+	}
+	for i := range at {
+		if !at[i].Before(read[i]) {
+			t.Errorf("message %d: OnAccept at %v, not before the server read it at %v", i, at[i], read[i])
+		}
+		if i > 0 && !at[i].After(read[i-1]) {
+			t.Errorf("message %d: OnAccept at %v, before the previous message was read at %v", i, at[i], read[i-1])
+		}
+	}
+}

@@ -36,8 +36,11 @@ type clientOptions struct {
 	// RunID goes into every Subject: "mhb RUNID-SEQ".
 	RunID   string
 	Timeout time.Duration // per reply
-	// OnAccept is called when the client read the 250 after the data.
-	OnAccept func(seq int64, at time.Time)
+	// OnAccept is called when the client read the 250 after the data,
+	// with the time it had sent the data's end: the server's acceptance
+	// falls between the two, and a webhook can arrive before the client
+	// reads its 250 but not before the data's end was sent.
+	OnAccept func(seq int64, sent time.Time)
 	// Binary is smtp-source's path, for runSMTPSource.
 	Binary string
 	// OnSent, for runSMTPSource, gets the running count of messages whose
@@ -310,16 +313,16 @@ func (s *session) send(seq int64) {
 		if !s.flush("DOT") {
 			return
 		}
+		sent := time.Now()
 		code, ok := s.reply("DOT")
 		if !ok {
 			return
 		}
 		if failed == "" && code == 250 {
-			now := time.Now()
 			s.st.Accepted.Add(1)
 			s.st.AcceptedBytes.Add(int64(size))
 			if s.o.OnAccept != nil {
-				s.o.OnAccept(seq, now)
+				s.o.OnAccept(seq, sent)
 			}
 			return
 		}

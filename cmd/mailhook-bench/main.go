@@ -386,7 +386,7 @@ func printTable(w io.Writer, rep *report) {
 	for _, r := range rep.Runs {
 		if r.Client == "smtp-source" && r.Latency != nil && !said[r.LatencyFrom] {
 			said[r.LatencyFrom] = true
-			fmt.Fprintf(w, "latency with smtp-source (%s and like runs): from %s; with builtin: from the client's 250\n", r.Name, r.LatencyFrom)
+			fmt.Fprintf(w, "latency with smtp-source (%s and like runs): from %s; with builtin: from the client's end of DATA\n", r.Name, r.LatencyFrom)
 		}
 		if r.ProfileNote != "" {
 			fmt.Fprintf(w, "profile (%s): %s\n", r.Name, r.ProfileNote)

@@ -110,8 +110,8 @@ type result struct {
 	AuthNotPass       int64    `json:"auth_not_pass,omitempty"`
 	AuthExample       string   `json:"auth_example,omitempty"`
 	Latency           *latency `json:"latency,omitempty"`
-	// LatencyFrom is where the latency starts: the client's reading of
-	// the 250 (builtin), or mailhook's acceptance time as the webhook
+	// LatencyFrom is where the latency starts: the client's sending of
+	// the data's end (builtin), or mailhook's acceptance time as the webhook
 	// carries it (smtp-source; see payloadAccepted).
 	LatencyFrom   string        `json:"latency_from,omitempty"`
 	MaxQueueDepth int           `json:"max_queue_depth,omitempty"`
@@ -404,7 +404,7 @@ func (e *env) run(ctx context.Context, s runSpec) (res *result) {
 		res.Delivered = int64(len(lats))
 		res.Undelivered = max(res.Accepted-res.Delivered, 0)
 		res.Latency = summarize(lats)
-		res.LatencyFrom = "the client's 250"
+		res.LatencyFrom = "the client's end of DATA"
 		rcv.mu.Lock()
 		if rcv.byKey {
 			res.LatencyFrom = "mailhook's acceptance (start of DATA), from the webhook's msg_id and received_at"

@@ -3,6 +3,7 @@ package auth
 import (
 	"context"
 	"crypto"
+	"io"
 	"net"
 	"strings"
 	"testing"
@@ -65,5 +66,19 @@ func BenchmarkVerify(b *testing.B) {
 				check()
 			}
 		})
+	}
+}
+
+// TestDKIMInput: the DKIM library's input reads as the three parts in
+// order and has no WriteTo (with one, each verification allocated a
+// 32 KB copy buffer: BenchmarkVerify ed25519/warm 76 → 43 KB/op).
+func TestDKIMInput(t *testing.T) {
+	r := dkimInput(strings.NewReader("A: b\r\n\r\n"), []byte("read past"), strings.NewReader(", the rest"))
+	if _, ok := r.(io.WriterTo); ok {
+		t.Error("dkimInput has WriteTo")
+	}
+	b, err := io.ReadAll(r)
+	if want := "A: b\r\n\r\nread past, the rest"; err != nil || string(b) != want {
+		t.Errorf("read %q, %v; want %q", b, err, want)
 	}
 }

@@ -143,6 +143,15 @@ func (v *Verifier) Resolver() *dns.Resolver { return v.res }
 // call (the header read holds copies; DKIM reads the body within it).
 var verifyReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 8<<10) }}
 
+// dkimInput is what the DKIM library reads: the header as read, written
+// out again, then what was read past it, then the rest. It has no
+// WriteTo: the library copies the body through its own bufio.Reader,
+// whose WriteTo would hand the copy to a MultiReader's, and that
+// allocates a 32 KB buffer for every message.
+func dkimInput(hdr io.Reader, rest []byte, body io.Reader) io.Reader {
+	return struct{ io.Reader }{io.MultiReader(hdr, bytes.NewReader(rest), body)}
+}
+
 // Verify checks the DKIM signatures of msg (the message as received,
 // header and body, CRLF line ends) and DMARC (RFC 7489) for its From
 // domain(s) using spf (from CheckSPF), and fills AuthenticationResults
@@ -176,7 +185,7 @@ func (v *Verifier) Verify(ctx context.Context, spf inbound.SPFResult, msg io.Rea
 	if complete {
 		var hb bytes.Buffer
 		_ = hdr.Write(&hb, nil)
-		res.DKIM = v.verifyDKIM(ctx, hdr.Fields, io.MultiReader(&hb, bytes.NewReader(hdr.Rest), br))
+		res.DKIM = v.verifyDKIM(ctx, hdr.Fields, dkimInput(&hb, hdr.Rest, br))
 	} else {
 		res.DKIM = []inbound.DKIMResult{{Result: inbound.PermError, Error: "header block too large"}}
 	}

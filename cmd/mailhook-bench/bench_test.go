@@ -566,7 +566,8 @@ func TestPayloadAccepted(t *testing.T) {
 }
 
 // timedSession is a sink session that notes when it has read each
-// message's data, after a pause, and only then lets the 250 go.
+// message's data, after a pause (the margin for the client's noting of
+// its own time after the write), and only then lets the 250 go.
 type timedSession struct {
 	sinkSession
 	mu   *sync.Mutex
@@ -577,7 +578,7 @@ func (s timedSession) Data(r io.Reader) error {
 	if _, err := io.Copy(io.Discard, r); err != nil {
 		return err
 	}
-	time.Sleep(20 * time.Millisecond)
+	time.Sleep(50 * time.Millisecond)
 	s.mu.Lock()
 	*s.read = append(*s.read, time.Now())
 	s.mu.Unlock()

@@ -252,6 +252,16 @@ func New(o Options) (*Server, error) {
 }
 
 // Serve accepts connections on l until Shutdown or Close.
+// Listen opens the SMTP listener on addr ("host:port"). Its connections
+// have no TCP keep-alive: a session's read and write timeouts
+// (Limits.ReadTimeout, WriteTimeout; RFC 5321 §4.5.3.2) already end one
+// whose client is gone, as Postfix's smtpd does without keep-alive, and
+// Go's default would cost four setsockopt calls per connection.
+func Listen(addr string) (net.Listener, error) {
+	lc := net.ListenConfig{KeepAlive: -1}
+	return lc.Listen(context.Background(), "tcp", addr)
+}
+
 func (s *Server) Serve(l net.Listener) error {
 	ll := &limitListener{Listener: l, s: s, perIP: map[string]int{}}
 	err := s.smtp.Serve(ll)

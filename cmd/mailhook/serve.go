@@ -389,7 +389,7 @@ func (a *app) run(ctx context.Context) error {
 	var l net.Listener
 	if a.cfg.Node.Has(config.RoleMX) {
 		var err error
-		if l, err = net.Listen("tcp", a.cfg.SMTP.Listen); err != nil {
+		if l, err = ingest.Listen(a.cfg.SMTP.Listen); err != nil {
 			return fmt.Errorf("smtp.listen: %w", err)
 		}
 		smtpAddr = l.Addr().String()

@@ -84,7 +84,7 @@ func DecodeMessage(b []byte) (*parse.Message, error) {
 }
 
 // encodeBodies empties m's bodies (m is the caller's copy, inside v) and
-// writes them ahead of v's JSON.
+// writes them ahead of v's JSON, which is encoded into the same buffer.
 func encodeBodies(m *parse.Message, v any) ([]byte, error) {
 	n := StrippedPrefix(m)
 	text, html := m.Text, m.HTML
@@ -92,21 +92,31 @@ func encodeBodies(m *parse.Message, v any) ([]byte, error) {
 	if n >= 0 {
 		m.StrippedText = ""
 	}
-	var e bytes.Buffer
-	enc := json.NewEncoder(&e)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(v); err != nil {
-		return nil, err
-	}
-	js := bytes.TrimSuffix(e.Bytes(), []byte("\n"))
-	b := make([]byte, 0, 1+3*binary.MaxVarintLen64+len(text)+len(html)+len(js))
+	b := make([]byte, 0, 1+3*binary.MaxVarintLen64+len(text)+len(html)+jsonRoom(m))
 	b = append(b, bodiesMark)
 	b = binary.AppendUvarint(b, uint64(n+1))
 	b = binary.AppendUvarint(b, uint64(len(text)))
 	b = append(b, text...)
 	b = binary.AppendUvarint(b, uint64(len(html)))
 	b = append(b, html...)
-	return append(b, js...), nil
+	e := bytes.NewBuffer(b)
+	enc := json.NewEncoder(e)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(e.Bytes(), []byte("\n")), nil
+}
+
+// jsonRoom is about how long the JSON of a message without its bodies
+// (and of the mail around it) is: the buffer is made that much larger
+// than the bodies, so that encoding seldom grows it.
+func jsonRoom(m *parse.Message) int {
+	n := 1024 + len(m.StrippedText) + len(m.StrippedHTML) + len(m.StrippedSignature) + len(m.Subject)
+	for _, h := range m.Headers {
+		n += len(h[0]) + len(h[1]) + 8
+	}
+	return n + n/8
 }
 
 // decode unmarshals a stored value into v and gives the message that

@@ -109,3 +109,44 @@ func BenchmarkEncodeMail100K(b *testing.B) {
 		}
 	}
 }
+
+// mail2K is a 2 KB text message as the SMTP listener hands it to the
+// queue: envelope, verdicts, headers and body.
+func mail2K() *inbound.Mail {
+	text := strings.Repeat("Hello, the order 4711 shipped on Monday; tracking follows.\r\n", 34)
+	from := &parse.Address{Name: "Alice Example", Address: "alice@sender.test"}
+	return &inbound.Mail{
+		ID: "0cn9ab3rq2v8gm1t5k7e4p6d0", StableID: "msg_3l1m8sd0f6j2c9qk4v7n5b8a1e",
+		Envelope: inbound.Envelope{MailFrom: "alice@sender.test", RcptTo: []string{"support@example.test"}, ClientIP: "192.0.2.10", Helo: "mail.sender.test"},
+		Auth: &inbound.Auth{
+			SPF:                   inbound.SPFResult{Result: "pass", Domain: "sender.test"},
+			DKIM:                  []inbound.DKIMResult{{Result: "pass", Domain: "sender.test", Selector: "s1"}},
+			DMARC:                 inbound.DMARCResult{Result: "pass", Policy: "reject", Domain: "sender.test"},
+			AuthenticationResults: "mx.example.test; spf=pass smtp.mailfrom=sender.test; dkim=pass header.d=sender.test; dmarc=pass header.from=sender.test",
+		},
+		Message: &parse.Message{
+			MessageID: "<20261206.4711@sender.test>", Date: "2026-12-06T01:00:00Z", Subject: "Your order 4711 shipped",
+			From: from, To: []parse.Address{{Address: "support@example.test"}},
+			Headers: [][2]string{
+				{"Received", "from mail.sender.test (mail.sender.test [192.0.2.10]) by mx.example.test with ESMTP id 0cn9ab3rq2v8gm1t5k7e4p6d0; Sun, 6 Dec 2026 01:00:00 +0000"},
+				{"From", "Alice Example <alice@sender.test>"}, {"To", "support@example.test"},
+				{"Subject", "Your order 4711 shipped"}, {"Date", "Sun, 6 Dec 2026 01:00:00 +0000"},
+				{"Message-ID", "<20261206.4711@sender.test>"}, {"MIME-Version", "1.0"},
+				{"Content-Type", "text/plain; charset=utf-8"},
+			},
+			Text: text, StrippedText: text,
+		},
+	}
+}
+
+// BenchmarkEncodeMail2K: the queue's record of a 2 KB text message, as
+// each commit encodes it.
+func BenchmarkEncodeMail2K(b *testing.B) {
+	mail := mail2K()
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := EncodeMail(mail); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -423,15 +423,18 @@ func (ss *session) data(r io.Reader) (err error) {
 		}
 		return fmt.Errorf("commit: %w", cerr)
 	}
-	routes := make([]string, 0, len(decisions))
-	for _, d := range decisions {
-		routes = append(routes, strings.Join(d.Rules, "+"))
-	}
 	if obs := o.Observer; obs != nil {
 		obs.Accepted(mail, decisions)
 	}
-	ss.log.Info("message accepted", "msg_id", id, "mail_from", ss.mailFrom, "rcpt", strings.Join(ss.rcpts, ","),
-		"route", strings.Join(routes, ","), "status", "250 2.0.0", "size", size)
+	// The line's values are made only when it is written (at level info).
+	if ss.log.Enabled(ss.ctx, slog.LevelInfo) {
+		routes := make([]string, 0, len(decisions))
+		for _, d := range decisions {
+			routes = append(routes, strings.Join(d.Rules, "+"))
+		}
+		ss.log.Info("message accepted", "msg_id", id, "mail_from", ss.mailFrom, "rcpt", strings.Join(ss.rcpts, ","),
+			"route", strings.Join(routes, ","), "status", "250 2.0.0", "size", size)
+	}
 	return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "Ok: queued as " + id}
 }
 

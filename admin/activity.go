@@ -59,14 +59,15 @@ var (
 	bMsgs    = []byte("msgs")    // msg id -> msgRecord JSON
 	bParsed  = []byte("parsed")  // msg id -> deliver.EncodeMessage of the trimmed parse.Message, deliver.Pack'ed
 	bIndex   = []byte("index")   // timeKey(ReceivedAt, id) -> MessageSummary JSON
-	bJobs    = []byte("jobs")    // job id -> msg id
+	bJobs    = []byte("jobs")    // job id -> msg id, merged from bIdxLog (idindex.go)
 	bSent    = []byte("sent")    // sentKey(msg id, job id) (or job id, before) -> 8-byte unix nanos + deliver.Pack(body)
 	bRefused = []byte("refused") // timeKey(At, seq) -> Refused JSON
 	bSeries  = []byte("series")  // 8-byte unix minute -> seriesCell JSON
 	bMeta    = []byte("meta")    // "probe" -> nil, written by Writable
 	bClaims  = []byte("claims")  // one-time link key -> 8-byte unix expiry
-	bAlias   = []byte("alias")   // stable id -> msg id
+	bAlias   = []byte("alias")   // stable id -> msg id, merged from bIdxLog
 	bRawMsg  = []byte("raw")     // msg id -> deliver.Pack(raw message), for messages held in memory (inbound.Mail.Raw)
+	bIdxLog  = []byte("idxlog")  // 8-byte sequence -> an entry of bJobs or bAlias not merged yet (idindex.go)
 )
 
 // ActivityOptions configures OpenActivity.
@@ -162,7 +163,7 @@ func OpenActivity(dir string, opts ActivityOptions) (*Activity, error) {
 		return nil, fmt.Errorf("admin: activity: open %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bMsgs, bParsed, bIndex, bJobs, bSent, bRefused, bSeries, bMeta, bClaims, bAlias, bRawMsg} {
+		for _, b := range [][]byte{bMsgs, bParsed, bIndex, bJobs, bSent, bRefused, bSeries, bMeta, bClaims, bAlias, bRawMsg, bIdxLog} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}

@@ -355,7 +355,8 @@ func (b *wbatch) series(t time.Time, fn func(*seriesCell)) {
 	fn(c)
 }
 
-// finish writes the records and counters changed.
+// finish writes the records and counters changed, and merges the id
+// index's log when it is full.
 func (b *wbatch) finish() error {
 	for _, e := range b.recs {
 		if e.dirty {
@@ -374,5 +375,5 @@ func (b *wbatch) finish() error {
 			return err
 		}
 	}
-	return nil
+	return mergeIdxLogFull(b.tx)
 }

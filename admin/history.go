@@ -188,12 +188,12 @@ func (a *Activity) RecordAccepted(mail *inbound.Mail, decisions []route.Decision
 			}
 		}
 		for _, j := range rec.Jobs {
-			if err := b.tx.Bucket(bJobs).Put([]byte(j.ID), []byte(id)); err != nil {
+			if err := putID(b.tx, idxJob, j.ID, id); err != nil {
 				return err
 			}
 		}
 		if rec.StableID != "" && rec.StableID != id {
-			if err := b.tx.Bucket(bAlias).Put([]byte(rec.StableID), []byte(id)); err != nil {
+			if err := putID(b.tx, idxAlias, rec.StableID, id); err != nil {
 				return err
 			}
 		}
@@ -316,7 +316,7 @@ func (a *Activity) RecordAttempt(job *deliver.Job, at deliver.Attempt, outcome d
 		if i < 0 {
 			rec.Jobs = append(rec.Jobs, newJobRecord(job))
 			i = len(rec.Jobs) - 1
-			if err := b.tx.Bucket(bJobs).Put([]byte(job.ID), []byte(job.MsgID)); err != nil {
+			if err := putID(b.tx, idxJob, job.ID, job.MsgID); err != nil {
 				return err
 			}
 		}
@@ -368,7 +368,7 @@ func (a *Activity) RecordDropped(jobID string) error {
 func (a *Activity) setJobStatus(jobID, status, event string) error {
 	now := a.now()
 	err := a.db.c.do(&writeOp{what: event + " " + jobID, fn: func(b *wbatch, op *writeOp) error {
-		msgID := b.tx.Bucket(bJobs).Get([]byte(jobID))
+		msgID := getID(b.tx, idxJob, jobID)
 		if msgID == nil {
 			op.res = ErrNotFound
 			return nil

@@ -59,6 +59,11 @@ func (a *Activity) PurgeOnce() (int, error) {
 	now := a.now()
 	cutoff := now.Add(-a.retention)
 	total := 0
+	// The index entries of the messages to go are looked for (and
+	// deleted) in bJobs and bAlias: merge the log's first.
+	if err := a.db.Update(mergeIdxLog); err != nil {
+		return 0, err
+	}
 	for {
 		var raws []string
 		n := 0

@@ -150,10 +150,10 @@ func resolve(tx *bolt.Tx, id string) string {
 	if tx.Bucket(bMsgs).Get([]byte(id)) != nil {
 		return id
 	}
-	if v := tx.Bucket(bJobs).Get([]byte(id)); v != nil {
+	if v := getID(tx, idxJob, id); v != nil {
 		return string(v)
 	}
-	if v := tx.Bucket(bAlias).Get([]byte(id)); v != nil {
+	if v := getID(tx, idxAlias, id); v != nil {
 		return string(v)
 	}
 	return id

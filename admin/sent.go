@@ -24,7 +24,7 @@ func (a *Activity) RecordSent(jobID string, body []byte) error {
 	v := a.sentValue(body)
 	return a.db.c.add(&writeOp{what: "record sent " + jobID, size: len(v), fn: func(b *wbatch, _ *writeOp) error {
 		k := []byte(jobID) // a job not (yet) recorded: the older key
-		if msgID := b.tx.Bucket(bJobs).Get([]byte(jobID)); msgID != nil {
+		if msgID := getID(b.tx, idxJob, jobID); msgID != nil {
 			k = sentKey(string(msgID), jobID)
 		}
 		return b.tx.Bucket(bSent).Put(k, v)

@@ -31,12 +31,13 @@ var jsonTextCases = []string{
 }
 
 // TestAppendJSONString: the same bytes as encoding/json for every byte
-// value at every offset of an 8-byte word, and for the cases above.
+// value at every offset of the 16 bytes appendJSONString looks at in one
+// step and of the 8-byte word after, and for the cases above.
 func TestAppendJSONString(t *testing.T) {
 	cases := append([]string(nil), jsonTextCases...)
 	for c := 0; c < 256; c++ {
-		for at := 0; at < 9; at++ {
-			cases = append(cases, strings.Repeat("a", at)+string([]byte{byte(c)})+strings.Repeat("b", 16-at))
+		for at := 0; at < 25; at++ {
+			cases = append(cases, strings.Repeat("a", at)+string([]byte{byte(c)})+strings.Repeat("b", 24-at))
 		}
 	}
 	for _, s := range cases {

@@ -46,6 +46,10 @@ type exactData struct {
 	maxLine        int  // the limit; 0 is none
 	line           int  // bytes since the last LF
 	tooLong        bool
+
+	// byteWise turns the copying of whole lines off: tests compare the
+	// two ways (FuzzExactData).
+	byteWise bool
 }
 
 // States of exactData, named as in go-smtp's reader.
@@ -111,22 +115,46 @@ func (d *exactData) Read(b []byte) (n int, err error) {
 	}
 	for n < len(b) {
 		// Inside a line only CR changes the state: the bytes up to the
-		// next one that are already buffered go over in one copy.
-		if d.st == edData {
+		// next one that are already buffered go over in one copy, and
+		// with them each CRLF followed by a byte that leaves the state
+		// as it was (not a dot, CR or LF) and the line it starts: the
+		// lines buffered go over in one copy, up to the first that needs
+		// a look (a dot-stuffed line, a blank one, the end of data).
+		if d.st == edData && !d.byteWise {
 			if avail := d.br.Buffered(); avail > 0 {
 				p, _ := d.br.Peek(min(avail, len(b)-n))
-				i := bytes.IndexByte(p, '\r')
-				if i < 0 {
-					i = len(p)
-				}
-				if i > 0 {
-					if d.maxLine > 0 && d.line+i >= d.maxLine {
-						return d.lineTooLong(n)
+				take, line := 0, d.line
+				for {
+					i := bytes.IndexByte(p[take:], '\r')
+					if i < 0 {
+						i = len(p) - take
 					}
-					copy(b[n:], p[:i])
-					d.br.Discard(i)
-					n += i
-					d.line += i
+					// A bare LF ends a line too: the bytes before it go,
+					// the byte path takes it.
+					lf := bytes.IndexByte(p[take:take+i], '\n')
+					if lf >= 0 {
+						i = lf
+					}
+					if d.maxLine > 0 && line+i >= d.maxLine {
+						if take == 0 {
+							return d.lineTooLong(n)
+						}
+						break // what was taken first
+					}
+					end := take + i
+					if lf < 0 && end+2 < len(p) && p[end+1] == '\n' && p[end+2] != '.' && p[end+2] != '\r' && p[end+2] != '\n' &&
+						(d.maxLine == 0 || line+i+1 < d.maxLine && 1 < d.maxLine) {
+						take, line = end+3, 1
+						continue
+					}
+					take, line = end, line+i
+					break
+				}
+				if take > 0 {
+					copy(b[n:], p[:take])
+					d.br.Discard(take)
+					n += take
+					d.line = line
 					continue
 				}
 			}

@@ -3,11 +3,14 @@ package ingest
 import (
 	"bufio"
 	"fmt"
+	"io"
 	"net"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/emersion/go-smtp"
 
 	"github.com/mailhook/mailhook/internal/rawsmtp"
 )
@@ -238,4 +241,86 @@ func TestUpstreamEndOfData(t *testing.T) {
 	if got := c.cmd("NOOP"); !strings.HasPrefix(got, "250 2.0.0 I have successfully done nothing") {
 		t.Errorf("upstream on x\\r\\r\\n.\\r\\n: after the reply, %q; want NOOP's reply (the second transaction swallowed: the bug)", got)
 	}
+}
+
+// BenchmarkExactData100K: the exact DATA reader over 100 KB of mail text
+// (lines of 70 bytes, one in twenty dot-stuffed) and the end of data, into
+// the 32 KB reads the spool makes.
+func BenchmarkExactData100K(b *testing.B) {
+	var sb strings.Builder
+	for i := 0; sb.Len() < 100<<10; i++ {
+		if i%20 == 0 {
+			sb.WriteString("..")
+		}
+		sb.WriteString("A line of an ordinary message, of words and a few numbers like 42.\r\n")
+	}
+	sb.WriteString(".\r\n")
+	data := sb.String()
+	buf := make([]byte, 32<<10)
+	b.SetBytes(int64(len(data)))
+	b.ReportAllocs()
+	for b.Loop() {
+		st := 0
+		d := &exactData{br: bufio.NewReaderSize(strings.NewReader(data), 64<<10), state: &st, maxLine: 4096}
+		for {
+			if _, err := d.Read(buf); err != nil {
+				if err != io.EOF {
+					b.Fatal(err)
+				}
+				break
+			}
+		}
+	}
+}
+
+// readAllExact reads stream (with the end of data and a command after it)
+// through an exact reader in reads of size, and returns what it gave, its
+// last error, what it left unread and its line count.
+func readAllExact(stream string, bufSize, size, maxLine int, byteWise bool) (out, rest string, err error, line int, tooLong bool) {
+	st := 0
+	br := bufio.NewReaderSize(strings.NewReader(stream), bufSize)
+	d := &exactData{br: br, state: &st, maxLine: maxLine, byteWise: byteWise}
+	buf := make([]byte, size)
+	var sb strings.Builder
+	for {
+		n, rerr := d.Read(buf)
+		sb.Write(buf[:n])
+		if rerr != nil {
+			err = rerr
+			break
+		}
+	}
+	left, _ := io.ReadAll(br)
+	return sb.String(), string(left), err, d.line, d.tooLong
+}
+
+// FuzzExactData: copying whole lines gives what the reader gives a byte
+// at a time: the same content, end, error, line count and bytes left for
+// the next command, whatever the reads' and buffer's sizes and the line
+// limit (past which only the lines before the long one are compared).
+func FuzzExactData(f *testing.F) {
+	for _, s := range []string{
+		"line one\r\nline two\r\n..dot\r\n\r\nlast",
+		"a\r\nb\r\n.\r\nnot data", "x\ry\nz\r\n\r\n\r\n.", "long line that goes over the limit\r\nok",
+		"\r\n.\r\r\n.\r\n", ".\r\nA\r\n.B\r\n",
+	} {
+		f.Add(s, uint8(7), uint8(16), uint16(12))
+	}
+	f.Fuzz(func(t *testing.T, data string, size, buf uint8, limit uint16) {
+		stream := data + "\r\n.\r\nQUIT\r\n"
+		bufSize, readSize, maxLine := 16+int(buf), 1+int(size)%97, int(limit)%200
+		o1, r1, e1, l1, t1 := readAllExact(stream, bufSize, readSize, maxLine, false)
+		o2, r2, e2, l2, t2 := readAllExact(stream, bufSize, readSize, maxLine, true)
+		if e1 == smtp.ErrTooLongLine && e2 == smtp.ErrTooLongLine {
+			// The session ends there: only the lines before the long one
+			// count (a byte at a time, the reader also gives the long
+			// line's start; a copy stops before it).
+			o1, o2 = o1[:strings.LastIndexByte(o1, '\n')+1], o2[:strings.LastIndexByte(o2, '\n')+1]
+			r1, r2, l1, l2 = "", "", 0, 0
+		}
+		if o1 != o2 || r1 != r2 || e1 != e2 || l1 != l2 || t1 != t2 {
+			t.Fatalf("%q (buffer %d, reads of %d, limit %d):\nlines: %q, left %q, %v, line %d, too long %v\nbytes: %q, left %q, %v, line %d, too long %v",
+				stream, bufSize, readSize, maxLine, o1, r1, e1, l1, t1, o2, r2, e2, l2, t2)
+		}
+	})
 }

@@ -124,30 +124,40 @@ func (d *exactData) Read(b []byte) (n int, err error) {
 			if avail := d.br.Buffered(); avail > 0 {
 				p, _ := d.br.Peek(min(avail, len(b)-n))
 				take, line := 0, d.line
+				cr := -1 // where the next CR at or after take is (len(p): none)
 				for {
-					i := bytes.IndexByte(p[take:], '\r')
-					if i < 0 {
-						i = len(p) - take
+					if cr < take {
+						cr = len(p)
+						if i := bytes.IndexByte(p[take:], '\r'); i >= 0 {
+							cr = take + i
+						}
 					}
-					// A bare LF ends a line too: the bytes before it go,
-					// the byte path takes it.
-					lf := bytes.IndexByte(p[take:take+i], '\n')
-					if lf >= 0 {
-						i = lf
+					// A bare LF goes with the bytes before it and starts
+					// the line count again, as in the byte path; the CR
+					// found is kept, so a line of many LFs is scanned once.
+					if lf := bytes.IndexByte(p[take:cr], '\n'); lf >= 0 {
+						if d.maxLine > 0 && line+lf >= d.maxLine {
+							if take == 0 {
+								return d.lineTooLong(n)
+							}
+							break // what was taken first
+						}
+						take, line = take+lf+1, 0
+						continue
 					}
+					i := cr - take
 					if d.maxLine > 0 && line+i >= d.maxLine {
 						if take == 0 {
 							return d.lineTooLong(n)
 						}
 						break // what was taken first
 					}
-					end := take + i
-					if lf < 0 && end+2 < len(p) && p[end+1] == '\n' && p[end+2] != '.' && p[end+2] != '\r' && p[end+2] != '\n' &&
+					if cr+2 < len(p) && p[cr+1] == '\n' && p[cr+2] != '.' && p[cr+2] != '\r' && p[cr+2] != '\n' &&
 						(d.maxLine == 0 || line+i+1 < d.maxLine && 1 < d.maxLine) {
-						take, line = end+3, 1
+						take, line = cr+3, 1
 						continue
 					}
-					take, line = end, line+i
+					take, line = cr, line+i
 					break
 				}
 				if take > 0 {

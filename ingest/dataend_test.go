@@ -254,8 +254,18 @@ func BenchmarkExactData100K(b *testing.B) {
 		}
 		sb.WriteString("A line of an ordinary message, of words and a few numbers like 42.\r\n")
 	}
-	sb.WriteString(".\r\n")
-	data := sb.String()
+	benchExactData(b, sb.String())
+}
+
+// BenchmarkExactDataBareLF100K: 100 KB of bare LFs before one CRLF (a
+// message refused at its end): no slower a byte than plain lines, as each
+// byte is looked at a bounded number of times.
+func BenchmarkExactDataBareLF100K(b *testing.B) {
+	benchExactData(b, strings.Repeat("\n", 100<<10)+"\r\n")
+}
+
+func benchExactData(b *testing.B, data string) {
+	data += ".\r\n"
 	buf := make([]byte, 32<<10)
 	b.SetBytes(int64(len(data)))
 	b.ReportAllocs()

@@ -4,8 +4,9 @@ package admin
 // message's stable id (the webhook JSON's id), each to its message's id,
 // in bJobs and bAlias. Both ids are hashes, so each new entry lands in a
 // random leaf of its tree, and every transaction rewrote one page of each
-// per message: half of what a 2 KB message cost the store (16 KB written
-// per message at 20 sessions, strace). New entries are appended to bIdxLog
+// per message: with this log a 2 KB message at 20 sessions costs the store
+// 11.4 KB of writes instead of 16 (strace), and more is spared as the
+// buckets grow. New entries are appended to bIdxLog
 // instead, in the record's own transaction, and moved into bJobs and
 // bAlias in key order, all at once (mergeIdxLog): by the transaction that
 // finds idxMergeAt entries in the log, and at each purge. A lookup reads

@@ -251,7 +251,6 @@ func New(o Options) (*Server, error) {
 	return s, nil
 }
 
-// Serve accepts connections on l until Shutdown or Close.
 // Listen opens the SMTP listener on addr ("host:port"). Its connections
 // have no TCP keep-alive: a session's read and write timeouts
 // (Limits.ReadTimeout, WriteTimeout; RFC 5321 §4.5.3.2) already end one
@@ -262,6 +261,7 @@ func Listen(addr string) (net.Listener, error) {
 	return lc.Listen(context.Background(), "tcp", addr)
 }
 
+// Serve accepts connections on l until Shutdown or Close.
 func (s *Server) Serve(l net.Listener) error {
 	ll := &limitListener{Listener: l, s: s, perIP: map[string]int{}}
 	err := s.smtp.Serve(ll)
